@@ -1,0 +1,35 @@
+# Set-up, main job and tests for twostream. `make demo` and `make test` are the README's two commands.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WORKDIR ?= runs/demo
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# Re-runs only when a requirement changes; Horovod's wheel is cached per TensorFlow version (scripts/build_horovod.sh).
+$(STAMP): requirements.txt requirements-dev.txt setup.cfg scripts/build_horovod.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	PY=$(PY) scripts/build_horovod.sh
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(VENV)/bin/horovodrun --check-build
+	touch $@
+
+# The main job: synthesise a motion-defined dataset, train, evaluate on held-out videos, export.
+demo: setup
+	$(VENV)/bin/twostream synth $(WORKDIR)/videos
+	$(VENV)/bin/twostream train --preset demo --data $(WORKDIR)/videos --workdir $(WORKDIR)
+	$(VENV)/bin/twostream evaluate --workdir $(WORKDIR)
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Video input for twostream: manifests, decoding, optical flow, Ray actors, sharding and the tf.data bridge."""

@@ -1,0 +1,111 @@
+"""Ray actors that decode clips and compute their flow, and an ordered, bounded dispatcher over them."""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import ray
+
+from twostream.data.clips import ClipLoader, ClipSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    path: str
+    seed: int | None   # None: deterministic centred window (evaluation)
+
+
+@dataclass
+class ClipResult:
+    rgb: np.ndarray | None     # uint8 (T, H, W, 3), None when the clip failed
+    flow: np.ndarray | None    # uint8 (T, H, W, 2)
+    error: str | None = None
+
+
+def start_ray(address: str | None, num_cpus: int | None = None, object_store_mb: int = 1024) -> None:
+    """Joins the cluster at `address` (or $RAY_ADDRESS), else starts a private local Ray with no dashboard."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024)
+
+
+@ray.remote
+class ClipDecoder:
+    """One decoding worker: several clips per call, arrays returned as uint8 to keep transfers small."""
+
+    def __init__(self, spec: ClipSpec):
+        import cv2
+        cv2.setNumThreads(1)   # one core per actor; parallelism comes from the number of actors
+        self.loader = ClipLoader(spec)
+
+    def load(self, requests: list[ClipRequest]) -> list[ClipResult]:
+        results = []
+        for request in requests:
+            try:
+                results.append(ClipResult(*self.loader.load(request.path, request.seed)))
+            except Exception as error:   # any bad file becomes a reported failure, never a dead actor
+                results.append(ClipResult(None, None, f"{request.path}: {error}"))
+        return results
+
+
+class DecoderPool:
+    """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
+
+    def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int = 4, cpus_per_actor: float = 1.0,
+                 start_timeout_s: float = 120.0):
+        self.clips_per_call = clips_per_call
+        self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
+        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor).remote(spec) for _ in range(num_actors)]
+        self._wait_until_placed(cpus_per_actor, start_timeout_s)
+
+    def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
+        """Fails loudly, instead of waiting forever, when the cluster has no room for the actors."""
+        ready, _ = ray.wait([a.__ray_ready__.remote() for a in self.actors], num_returns=len(self.actors),
+                            timeout=timeout_s)
+        if len(ready) < len(self.actors):
+            self.shutdown()
+            raise RuntimeError(
+                f"only {len(ready)} of {len(self.actors)} decode actors ({cpus_per_actor} CPU each) started within "
+                f"{timeout_s:.0f}s; the Ray cluster has {ray.cluster_resources().get('CPU', 0)} CPUs. "
+                "Lower data.num_actors or data.cpus_per_actor, or add nodes.")
+        ray.get(ready)   # re-raises an actor's constructor error (e.g. an unknown flow method)
+
+    def map(self, requests: Iterable[ClipRequest]) -> Iterator[ClipResult]:
+        """Yields one result per request, in request order; memory stays bounded by calls_in_flight."""
+        chunks = _chunks(iter(requests), self.clips_per_call)
+        pending: collections.deque = collections.deque()
+        next_actor = 0
+        for chunk in chunks:
+            pending.append(self.actors[next_actor].load.remote(chunk))
+            next_actor = (next_actor + 1) % len(self.actors)
+            if len(pending) >= self.calls_in_flight:
+                yield from ray.get(pending.popleft())
+        while pending:
+            yield from ray.get(pending.popleft())
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

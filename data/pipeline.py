@@ -1,0 +1,105 @@
+"""One rank's epoch of batches: sharding plan -> Ray decode actors -> failed clips replaced -> tf.data."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from twostream.data.actors import ClipRequest, DecoderPool
+from twostream.data.clips import ClipSpec
+from twostream.data.manifest import ClipRecord
+from twostream.data.sharding import Plan
+
+log = logging.getLogger(__name__)
+MAX_REPLACEMENT_TRIES = 8   # a failed clip is swapped for up to this many other clips of the same shard
+
+
+class DataError(RuntimeError):
+    """Too many clips failed to load; the message names them."""
+
+
+@dataclass
+class EpochReport:
+    """What one rank read in one epoch; the trainer sums these over ranks for the epoch log."""
+    clips_read: int = 0
+    failed: list[str] = field(default_factory=list)   # "path: reason", one per failure
+    replaced: int = 0
+
+
+def clip_seed(seed: int, epoch: int, slot: int) -> int:
+    """Sampling seed of the clip at global position `slot`: the same whichever rank loads it."""
+    return int(np.random.SeedSequence([seed, epoch, slot]).generate_state(1)[0])
+
+
+class EpochStream:
+    """Iterates one rank's local batches (rgb, flow, labels, weights) for one epoch, in plan order."""
+
+    def __init__(self, records: Sequence[ClipRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
+                 train: bool, max_failed_fraction: float = 0.05):
+        self.records, self.pool, self.plan = records, pool, plan
+        self.seed, self.epoch, self.train = seed, epoch, train
+        self.max_failed_fraction = max_failed_fraction
+        self.report = EpochReport()
+
+    def _request(self, position: int, slot: int) -> ClipRequest:
+        return ClipRequest(self.records[position].path, clip_seed(self.seed, self.epoch, slot) if self.train else None)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        positions, slots = self.plan.positions.reshape(-1), self.plan.slots.reshape(-1)
+        results = self.pool.map(self._request(p, s) for p, s in zip(positions, slots))
+        local_batch = self.plan.positions.shape[1]
+        rgb, flow, labels = [], [], []
+        for index, result in enumerate(results):
+            position = int(positions[index])
+            if result.error is not None:
+                position, result = self._replace(index, result.error)
+            rgb.append(result.rgb)
+            flow.append(result.flow)
+            labels.append(self.records[position].label)
+            self.report.clips_read += 1
+            if len(labels) == local_batch:
+                step = index // local_batch
+                yield np.stack(rgb), np.stack(flow), np.asarray(labels, np.int32), self.plan.weights[step]
+                rgb, flow, labels = [], [], []
+
+    def _replace(self, index: int, error: str):
+        """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
+        self._record_failure(error)
+        positions, slots = self.plan.positions.reshape(-1), self.plan.slots.reshape(-1)
+        for offset in range(1, MAX_REPLACEMENT_TRIES + 1):
+            candidate = (index + offset) % len(positions)
+            (result,) = self.pool.map([self._request(int(positions[candidate]), int(slots[index]))])
+            if result.error is None:
+                self.report.replaced += 1
+                return int(positions[candidate]), result
+            self._record_failure(result.error)
+        raise DataError(f"no loadable replacement found for a failed clip after {MAX_REPLACEMENT_TRIES} tries; "
+                        "failures so far:\n  " + "\n  ".join(self.report.failed))
+
+    def _record_failure(self, error: str) -> None:
+        log.warning("skipping unreadable clip %s", error)
+        self.report.failed.append(error)
+        allowed = max(1, int(self.max_failed_fraction * self.plan.positions.size))
+        if len(self.report.failed) > allowed:
+            raise DataError(f"{len(self.report.failed)} clips failed to load in epoch {self.epoch} (more than "
+                            f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
+                            f"{self.plan.positions.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
+
+
+def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2) -> tf.data.Dataset:
+    """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched."""
+    signature = (
+        {"rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
+         "flow": tf.TensorSpec((local_batch, *spec.flow_shape), tf.uint8)},
+        tf.TensorSpec((local_batch,), tf.int32),
+        tf.TensorSpec((local_batch,), tf.float32),
+    )
+
+    def generate():
+        for rgb, flow, labels, weights in stream:
+            yield {"rgb": rgb, "flow": flow}, labels, weights
+
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(prefetch)

@@ -1,0 +1,1 @@
+"""The `twostream` command line and the ways to start a job."""
