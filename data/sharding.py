@@ -28,6 +28,10 @@ class Plan:
     def steps(self) -> int:
         return len(self.positions)
 
+    def from_step(self, step: int) -> "Plan":
+        """The rest of the epoch from `step` on: how a resumed run continues mid-epoch."""
+        return Plan(self.positions[step:], self.weights[step:], self.slots[step:])
+
 
 def local_batch_size(global_batch: int, world_size: int) -> int:
     """The one place the global batch is divided by the world size."""

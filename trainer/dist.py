@@ -1,0 +1,89 @@
+"""The Horovod adapter: the only module that imports Horovod. Everything distributed goes through here.
+
+Horovod 0.28.1 predates Keras 3, whose variables are not tf.Variables, so this module sticks to Horovod's
+core ops (grouped_allreduce, broadcast, allgather) and hands them the underlying tf.Variables
+(`keras_variable.value`). A plain `twostream train` is a world of one; `horovodrun -np N` a world of N.
+"""
+from __future__ import annotations
+
+import os
+
+import horovod.tensorflow as hvd
+import tensorflow as tf
+
+
+def init() -> None:
+    """Starts Horovod, pins this process to the GPU of its local rank (when there are GPUs) and gives it
+    its share of the node's cores for TensorFlow's op threads (ranks on one node would otherwise each
+    start one thread per core and fight over them)."""
+    hvd.init()
+    cores = max(1, (os.cpu_count() or 1) // hvd.local_size())
+    tf.config.threading.set_intra_op_parallelism_threads(cores)
+    tf.config.threading.set_inter_op_parallelism_threads(min(cores, 2))
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if gpus:
+        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
+
+
+def rank() -> int:
+    return hvd.rank()
+
+
+def size() -> int:
+    return hvd.size()
+
+
+def local_rank() -> int:
+    return hvd.local_rank()
+
+
+def local_size() -> int:
+    return hvd.local_size()
+
+
+def is_chief() -> bool:
+    """True on rank 0, the only rank that logs, writes checkpoints and exports."""
+    return hvd.rank() == 0
+
+
+def average(tensors: list, fp16_compression: bool = False) -> list:
+    """Averages a list of tensors (e.g. gradients) over all ranks in one fused collective."""
+    if hvd.size() == 1:
+        return list(tensors)
+    compression = hvd.Compression.fp16 if fp16_compression else hvd.Compression.none
+    return hvd.grouped_allreduce(list(tensors), op=hvd.Average, compression=compression)
+
+
+def sum_over_ranks(tensors: list) -> list:
+    """Sums tensors over ranks: used for exact metrics (sum the statistics, then divide)."""
+    if hvd.size() == 1:
+        return list(tensors)
+    return hvd.grouped_allreduce(list(tensors), op=hvd.Sum)
+
+
+def broadcast_variables(variables, root_rank: int = 0) -> None:
+    """Copies root's values into every rank's variables (Keras 3 or tf.Variable) in place."""
+    if hvd.size() > 1:
+        hvd.broadcast_variables([_as_tf_variable(v) for v in variables], root_rank)
+
+
+def _as_tf_variable(variable) -> tf.Variable:
+    """A Keras 3 variable keeps its tf.Variable in `.value`; Horovod only knows tf.Variables."""
+    return variable if isinstance(variable, tf.Variable) else variable.value
+
+
+def all_agree(flag: bool) -> bool:
+    """True only if `flag` is true on every rank; every rank gets the same answer (a collective)."""
+    if hvd.size() == 1:
+        return bool(flag)
+    total = hvd.allreduce(tf.constant(int(bool(flag)), tf.int32), op=hvd.Sum, name="all_agree")
+    return int(total) == hvd.size()
+
+
+def gather_objects(obj) -> list:
+    """Every rank's picklable `obj`, in rank order, on every rank (e.g. per-rank data reports)."""
+    if hvd.size() == 1:
+        return [obj]
+    return hvd.allgather_object(obj, name="gather_objects")

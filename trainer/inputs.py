@@ -1,0 +1,53 @@
+"""The data side of a run: manifest and split, the Ray decoder pool, and each epoch's tf.data dataset."""
+from __future__ import annotations
+
+import os
+
+from twostream.data.actors import DecoderPool, start_ray
+from twostream.data.manifest import from_folder, split_by_video
+from twostream.data.pipeline import EpochStream, to_dataset
+from twostream.data.sharding import local_batch_size, plan_epoch
+from twostream.trainer.config import Config
+
+
+def default_num_actors(local_size: int) -> int:
+    """One decode actor per core left after giving each local rank one core for TensorFlow."""
+    return max(1, (os.cpu_count() or 1) // local_size - 1)
+
+
+class Inputs:
+    """Holds the train and validation records and the decoder pool of this rank."""
+
+    def __init__(self, config: Config, rank: int, world_size: int, local_size: int):
+        self.config, self.rank, self.world_size = config, rank, world_size
+        self.local_batch = local_batch_size(config.train.global_batch, world_size)
+        manifest = from_folder(config.data.root)
+        self.class_names = manifest.class_names
+        self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
+        self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
+        num_actors = config.data.num_actors or default_num_actors(local_size)
+        start_ray(config.data.ray_address or None, num_cpus=max(os.cpu_count() or 1, num_actors),
+                  object_store_mb=config.data.object_store_mb)
+        self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor)
+
+    def _plan(self, epoch: int, train: bool):
+        records = self.train_records if train else self.val_records
+        return plan_epoch(len(records), self.config.train.global_batch, self.rank, self.world_size,
+                          seed=self.config.train.seed, epoch=epoch, train=train)
+
+    def train_epoch(self, epoch: int, from_step: int = 0):
+        """(dataset, stream) for one training epoch, starting at `from_step` when resuming mid-epoch."""
+        plan = self._plan(epoch, train=True).from_step(from_step)
+        return self._dataset(self.train_records, plan, epoch, train=True)
+
+    def eval_epoch(self):
+        """(dataset, stream) covering every validation clip exactly once across ranks (padding weighted 0)."""
+        return self._dataset(self.val_records, self._plan(0, train=False), 0, train=False)
+
+    def _dataset(self, records, plan, epoch: int, train: bool):
+        stream = EpochStream(records, self.pool, plan, seed=self.config.train.seed, epoch=epoch, train=train,
+                             max_failed_fraction=self.config.data.max_failed_fraction)
+        return to_dataset(stream, self.config.clip, self.local_batch), stream
+
+    def close(self) -> None:
+        self.pool.shutdown()
