@@ -22,7 +22,7 @@ CODECS = {"mjpg": ("MJPG", ".avi"), "mp4v": ("mp4v", ".mp4")}
 
 @dataclass(frozen=True)
 class SynthSpec:
-    num_videos: int = 240      # total clips, split evenly across classes
+    num_videos: int = 600      # total clips, split evenly across classes
     frames: int = 20           # frames per clip
     size: int = 64             # frame height and width, pixels
     fps: float = 10.0

@@ -31,7 +31,7 @@ def cmd_train(args) -> int:
     config = config_lib.load(args.preset, args.config, overrides)
     if not config.data.root:
         raise config_lib.ConfigError("no data: pass --data DIR (a folder with one sub-folder of videos per class)")
-    metrics = train(config, args.workdir)
+    metrics, _ = train(config, args.workdir)
     print(json.dumps({"final": metrics}))
     return 0
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="write a synthetic motion-defined video dataset (real/fake)")
     synth.add_argument("out_dir")
-    synth.add_argument("--num-videos", type=int, default=240)
+    synth.add_argument("--num-videos", type=int, default=600)
     synth.add_argument("--frames", type=int, default=20)
     synth.add_argument("--size", type=int, default=64)
     synth.add_argument("--codec", default="mjpg", choices=["mjpg", "mp4v"])

@@ -41,10 +41,10 @@ def setup_logging(chief: bool) -> None:
                         level=logging.INFO if chief else logging.WARNING, force=True)
 
 
-def train(config: config_lib.Config, workdir: str) -> dict:
+def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     """Trains config's model on config's data, checkpointing to and resuming from `workdir`.
 
-    Returns the final validation metrics (the same dict on every rank)."""
+    Returns (final validation metrics, trained model); the metrics are the same dict on every rank."""
     # ------------------------------------------------------------------ distribution (marked: Horovod)
     dist.init()
     chief = dist.is_chief()                     # rank 0 alone logs, checkpoints and exports
@@ -135,4 +135,4 @@ def train(config: config_lib.Config, workdir: str) -> dict:
     runlog.record("final", step=step, total_steps=total_steps, **{f"val_{k}": v for k, v in metrics.items()})
     runlog.close()
     inputs.close()
-    return metrics
+    return metrics, model

@@ -1,0 +1,63 @@
+"""The whole path in one process: train, checkpoint, auto-resume, evaluate and export, via the CLI."""
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from conftest import run_cli
+
+
+def _jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_train_resume_evaluate_export(tiny_dataset, tmp_path):
+    workdir = str(tmp_path / "run")
+    first = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
+                    "--set", "train.epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    final = json.loads(first.stdout.strip().splitlines()[-1])["final"]
+    assert final["clips"] > 0 and 0.0 <= final["accuracy"] <= 1.0
+    for name in ["config.yaml", "metrics.jsonl", "checkpoints", "export/saved_model.pb", "export/twostream.json",
+                 "tensorboard"]:
+        assert os.path.exists(os.path.join(workdir, name)), name
+    epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
+    assert len(epochs) == 1 and epochs[0]["clips_failed"] == 0
+    steps_per_epoch = epochs[0]["step"]
+
+    # Started again with more epochs on the same workdir: it resumes after epoch 1, not from scratch.
+    second = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
+                     "--set", "train.epochs=2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"(step {steps_per_epoch})" in second.stderr
+    epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and epochs[1]["step"] == 2 * steps_per_epoch
+
+    evaluated = run_cli("evaluate", "--workdir", workdir)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])["eval"]
+    assert report["step"] == 2 * steps_per_epoch and report["clips"] == final["clips"]
+    assert json.load(open(os.path.join(workdir, "eval.json")))["accuracy"] == report["accuracy"]
+
+    # The exported model serves raw uint8 clips and returns class probabilities.
+    serve = tf.saved_model.load(os.path.join(workdir, "export")).signatures["serve"]
+    meta = json.load(open(os.path.join(workdir, "export", "twostream.json")))
+    clip = meta["clip"]
+    rgb = tf.zeros((3, clip["num_frames"], clip["size"], clip["size"], 3), tf.uint8)
+    flow = tf.fill((3, clip["num_frames"], clip["size"], clip["size"], 2), tf.constant(128, tf.uint8))
+    probabilities = serve(rgb=rgb, flow=flow)["probabilities"].numpy()
+    assert probabilities.shape == (3, len(meta["class_names"]))
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_clear_errors_instead_of_tracebacks(tmp_path, tiny_dataset):
+    missing = run_cli("train", "--preset", "tiny", "--data", str(tmp_path / "none"), "--workdir", str(tmp_path / "w"))
+    assert missing.returncode == 2 and "twostream synth" in missing.stderr and "Traceback" not in missing.stderr
+    bad_key = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", str(tmp_path / "w"),
+                      "--set", "train.epoch=2")
+    assert bad_key.returncode == 2 and "train accepts" in bad_key.stderr
+    bad_batch = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", str(tmp_path / "w"),
+                        "--set", "train.global_batch=1000")
+    assert bad_batch.returncode == 2 and "global_batch" in bad_batch.stderr
