@@ -1,9 +1,10 @@
 """Folder-per-class manifests: validation errors list every problem; splits keep a video on one side."""
+import json
 import os
 
 import pytest
 
-from twostream.data.manifest import ManifestError, from_folder, split_by_video
+from twostream.data.manifest import ManifestError, from_csv, from_dfdc_json, from_folder, load_manifest, split_by_video
 
 
 def _touch(path):
@@ -44,3 +45,59 @@ def test_split_is_disjoint_by_video_and_deterministic(tmp_path):
     assert split_by_video(manifest, 0.3) == (train, val)
     with pytest.raises(ManifestError):
         split_by_video(manifest, 1.5)
+
+
+def test_csv_manifest_relative_paths_split_and_video_id(tmp_path):
+    for name in ["v/a.mp4", "v/b.mp4", "v/c.mp4", "v/d.mp4"]:
+        _touch(tmp_path / name)
+    (tmp_path / "list.csv").write_text("path,label,split,video_id\nv/a.mp4,walk,train,s1\nv/b.mp4,run,val,s2\n"
+                                       "v/c.mp4,run,,s1\nv/d.mp4,walk,,\n")
+    manifest = load_manifest(str(tmp_path), str(tmp_path / "list.csv"))
+    assert manifest.class_names == ("run", "walk")
+    assert [(r.label, r.video_id, r.split) for r in manifest.records] == [
+        (1, "s1", "train"), (0, "s2", "val"), (0, "s1", ""), (1, "v/d", "")]
+    assert manifest.records[0].path == str(tmp_path / "v" / "a.mp4")
+    train, val = split_by_video(manifest, 0.5)
+    assert {r.video_id for r in val.records} >= {"s2"} and "s1" in {r.video_id for r in train.records}
+    assert all(r.video_id != "s1" for r in val.records)   # c.mp4 follows its video's explicit split
+
+
+def test_csv_reports_every_missing_file_and_bad_split_together(tmp_path):
+    _touch(tmp_path / "ok.mp4")
+    (tmp_path / "m.csv").write_text("path,label,split\nok.mp4,a,train\ngone1.mp4,b,train\ngone2.mp4,b,holdout\n")
+    with pytest.raises(ManifestError) as error:
+        from_csv(str(tmp_path / "m.csv"))
+    message = str(error.value)
+    assert "gone1.mp4" in message and "gone2.mp4" in message and "holdout" in message
+
+
+def test_dfdc_metadata_fakes_follow_their_original(tmp_path):
+    meta = {"r1.mp4": {"label": "REAL"}, "f1.mp4": {"label": "FAKE", "original": "r1.mp4"},
+            "f2.mp4": {"label": "FAKE", "original": "r1.mp4"}, "r2.mp4": {"label": "REAL", "split": "val"},
+            **{f"x{i}.mp4": {"label": "REAL"} for i in range(20)}}
+    for name in meta:
+        _touch(tmp_path / name)
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    manifest = load_manifest(str(tmp_path))   # auto-detected in the data root
+    assert manifest.class_names == ("REAL", "FAKE")
+    ids = {os.path.basename(r.path): (r.label, r.video_id) for r in manifest.records}
+    assert ids["f1.mp4"] == (1, "r1") and ids["f2.mp4"] == (1, "r1") and ids["r1.mp4"] == (0, "r1")
+    for fraction in (0.3, 0.5, 0.7):
+        train, val = split_by_video(manifest, fraction)
+        sides = {r.video_id for r in train.records} & {r.video_id for r in val.records}
+        assert not sides and "r2" in {r.video_id for r in val.records}
+
+
+def test_dfdc_unknown_labels_and_missing_files_reported_together(tmp_path):
+    _touch(tmp_path / "a.mp4")
+    meta = {"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE", "original": "a.mp4"}, "c.mp4": {"label": "MAYBE"}}
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ManifestError) as error:
+        from_dfdc_json(str(tmp_path / "metadata.json"))
+    assert "b.mp4" in str(error.value) and "MAYBE" in str(error.value)
+
+
+def test_hidden_folders_are_not_classes(tmp_path):
+    for name in ["a/x.mp4", "b/y.mp4", ".flow_cache/z.mp4"]:
+        _touch(tmp_path / name)
+    assert load_manifest(str(tmp_path)).class_names == ("a", "b")

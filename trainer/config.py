@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str = ""                    # folder with one sub-folder of videos per class
+    root: str = ""                    # dataset folder: sub-folder per class, or holding manifest.csv / metadata.json
+    manifest: str = ""                # a .csv (path,label[,split][,video_id]) or DFDC metadata.json; empty = auto-detect
     val_fraction: float = 0.2         # share of source videos held out for evaluation
     num_actors: int = 0               # Ray decode actors per rank; 0 = one per spare core on this node
     cpus_per_actor: float = 1.0       # Ray CPU reservation per actor

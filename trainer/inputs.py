@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from twostream.data.actors import DecoderPool, start_ray
-from twostream.data.manifest import from_folder, split_by_video
+from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.pipeline import EpochStream, to_dataset
 from twostream.data.sharding import local_batch_size, plan_epoch
 from twostream.trainer.config import Config
@@ -21,7 +21,7 @@ class Inputs:
     def __init__(self, config: Config, rank: int, world_size: int, local_size: int):
         self.config, self.rank, self.world_size = config, rank, world_size
         self.local_batch = local_batch_size(config.train.global_batch, world_size)
-        manifest = from_folder(config.data.root)
+        manifest = load_manifest(config.data.root, config.data.manifest)
         self.class_names = manifest.class_names
         self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
         self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
