@@ -1,37 +1,77 @@
 """The task's update and evaluation steps: forward, loss, gradients averaged over ranks, optimizer update."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
 from twostream.trainer import dist
 
 
-def weighted_cross_entropy(labels, logits, weights):
+@dataclass(frozen=True)
+class StepOptions:
+    accumulate_steps: int = 1      # micro-batches per rank whose gradients are summed before one allreduce
+    clip_grad_norm: float = 0.0    # clip the averaged gradients to this global norm (0: off)
+    label_smoothing: float = 0.0
+    skip_nonfinite: bool = False   # skip the update (on every rank) instead of stopping on a NaN/Inf loss
+    fp16_allreduce: bool = False   # compress gradients to float16 for the allreduce
+    eager: bool = False            # run eagerly (debugging) instead of as a tf.function
+
+
+def weighted_cross_entropy(labels, logits, weights, label_smoothing: float = 0.0):
     """Mean softmax cross-entropy over the examples with weight 1 (padding has weight 0)."""
-    per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    if label_smoothing:
+        targets = tf.one_hot(labels, tf.shape(logits)[-1])
+        per_example = keras.losses.categorical_crossentropy(targets, logits, from_logits=True,
+                                                            label_smoothing=label_smoothing)
+    else:
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     return tf.reduce_sum(per_example * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, *, fp16_allreduce: bool = False,
-                    eager: bool = False):
+def _split(tree, parts: int):
+    """Splits every tensor of a (nested) batch into `parts` equal micro-batches along axis 0."""
+    flat = [tf.split(t, parts) for t in tf.nest.flatten(tree)]
+    return [tf.nest.pack_sequence_as(tree, [f[i] for f in flat]) for i in range(parts)]
+
+
+def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, options: StepOptions = StepOptions()):
     """Returns step(inputs, labels, weights) -> loss averaged over all ranks (the same value on every rank).
 
     The loss travels in the same fused allreduce as the gradients, so every rank sees the same loss and
-    a non-finite one stops all ranks together, at no cost of an extra collective.
+    a non-finite one stops (or skips) on all ranks together, at no cost of an extra collective.
+    With accumulate_steps = k the local batch is processed as k micro-batches (k x less activation
+    memory) whose gradients are averaged locally before the one allreduce of the step.
     """
     variables = model.trainable_variables
+    k = options.accumulate_steps
+
+    def local_gradients(inputs, labels, weights):
+        gradients, loss = [tf.zeros_like(v) for v in variables], 0.0
+        for micro in _split((inputs, labels, weights), k) if k > 1 else [(inputs, labels, weights)]:
+            with tf.GradientTape() as tape:
+                logits = model(micro[0], training=True)
+                micro_loss = weighted_cross_entropy(micro[1], logits, micro[2], options.label_smoothing) / k
+            gradients = [g + m for g, m in zip(gradients, tape.gradient(micro_loss, variables))]
+            loss += micro_loss
+        return gradients, loss
+
+    def apply(gradients):
+        if options.clip_grad_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, options.clip_grad_norm)
+        optimizer.apply_gradients(zip(gradients, variables))
 
     def step(inputs, labels, weights):
-        with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)
-            loss = weighted_cross_entropy(labels, logits, weights)
-        gradients = tape.gradient(loss, variables)
-        *gradients, loss = dist.average(gradients + [loss], fp16_compression=fp16_allreduce)
-        optimizer.apply_gradients(zip(gradients, variables))
+        gradients, loss = local_gradients(inputs, labels, weights)
+        *gradients, loss = dist.average(gradients + [loss], fp16_compression=options.fp16_allreduce)
+        if options.skip_nonfinite:
+            tf.cond(tf.math.is_finite(loss), lambda: apply(gradients) or tf.constant(True), lambda: tf.constant(False))
+        else:
+            apply(gradients)
         return loss
 
-    return step if eager else tf.function(step)
+    return step if options.eager else tf.function(step)
 
 
 def make_eval_step(model: keras.Model, *, eager: bool = False):

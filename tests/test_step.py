@@ -1,0 +1,79 @@
+"""The update step: accumulation equals one big batch, clipping, label smoothing, non-finite skip, schedules."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from twostream.trainer import dist
+from twostream.trainer.schedule import WarmupDecay
+from twostream.trainer.step import StepOptions, make_train_step, weighted_cross_entropy
+
+
+@pytest.fixture(scope="module", autouse=True)
+def world_of_one():
+    dist.init()
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    inputs = {"rgb": keras.Input((6,), name="rgb"), "flow": keras.Input((4,), name="flow")}
+    hidden = keras.layers.Dense(8, activation="tanh")(keras.layers.Concatenate()([inputs["rgb"], inputs["flow"]]))
+    return keras.Model(inputs, keras.layers.Dense(3)(hidden))
+
+
+def _batch(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return ({"rgb": tf.constant(rng.normal(size=(n, 6)), tf.float32),
+             "flow": tf.constant(rng.normal(size=(n, 4)), tf.float32)},
+            tf.constant(rng.integers(0, 3, n), tf.int32), tf.ones(n))
+
+
+def _train(options: StepOptions, steps=3):
+    model = _model()
+    optimizer = keras.optimizers.SGD(0.5)
+    step = make_train_step(model, optimizer, options)
+    for s in range(steps):
+        step(*_batch(seed=s))
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def test_accumulation_matches_the_full_batch():
+    full, accumulated = _train(StepOptions()), _train(StepOptions(accumulate_steps=4))
+    for a, b in zip(full, accumulated):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    moved = _train(StepOptions(), steps=1)
+    assert any(not np.allclose(a, b) for a, b in zip(full, moved))
+
+
+def test_clipping_bounds_the_update():
+    model = _model()
+    before = [v.numpy() for v in model.trainable_variables]
+    make_train_step(model, keras.optimizers.SGD(1.0), StepOptions(clip_grad_norm=1e-3))(*_batch())
+    change = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(model.trainable_variables, before)))
+    assert 0 < change <= 1e-3 + 1e-7
+
+
+def test_label_smoothing_raises_the_loss_of_confident_predictions():
+    logits, labels, weights = tf.constant([[10.0, -10.0]]), tf.constant([0]), tf.ones(1)
+    assert float(weighted_cross_entropy(labels, logits, weights, 0.2)) > float(weighted_cross_entropy(labels, logits, weights))
+
+
+def test_nonfinite_loss_is_skipped_when_configured():
+    model = _model()
+    before = [v.numpy() for v in model.trainable_variables]
+    inputs, labels, weights = _batch()
+    inputs = {"rgb": inputs["rgb"] * np.nan, "flow": inputs["flow"]}
+    loss = make_train_step(model, keras.optimizers.SGD(0.5), StepOptions(skip_nonfinite=True))(inputs, labels, weights)
+    assert not np.isfinite(float(loss))
+    for v, b in zip(model.trainable_variables, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+
+
+def test_schedules():
+    cosine = WarmupDecay(1.0, total_steps=110, warmup_steps=10, kind="cosine")
+    assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(9)) == pytest.approx(1.0)
+    assert float(cosine(60)) == pytest.approx(0.5, abs=1e-6) and float(cosine(110)) == pytest.approx(0.0, abs=1e-6)
+    step = WarmupDecay(1.0, total_steps=100, kind="step", step_every=30, step_factor=0.1)
+    assert [round(float(step(s)), 6) for s in (0, 29, 30, 60)] == [1.0, 1.0, 0.1, 0.01]
+    with pytest.raises(ValueError, match="train.schedule"):
+        WarmupDecay(1.0, 10, kind="linear")
