@@ -27,6 +27,8 @@ class DataConfig:
     ray_address: str = ""             # join this Ray cluster; empty = $RAY_ADDRESS or a private local Ray
     object_store_mb: int = 1024       # object store of a private local Ray, MiB
     max_failed_fraction: float = 0.05  # stop when more than this share of a rank's clips fail in an epoch
+    flow_cache_dir: str = ""          # cache each video's flow here (fill it with `twostream prepare`); empty = off
+    flow_cache_gb: float = 20.0       # the cache's size bound; least recently used videos are evicted past it
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,23 @@ class TrainConfig:
     global_batch: int = 16            # clips per optimizer step, summed over all ranks
     epochs: int = 5
     optimizer: str = "adamw"          # adamw | sgd
-    lr: float = 1e-3                  # learning rate of a world of one; see scale_lr_with_world
+    lr: float = 1e-3                  # peak learning rate of a world of one; see scale_lr_with_world
     scale_lr_with_world: bool = True  # Horovod's linear rule: lr x world size (keep the per-rank batch fixed)
+    schedule: str = "constant"        # after warmup: constant | cosine (to 0 at the last step) | step
+    warmup_epochs: float = 0.0        # linear warmup from 0 to the peak over this many epochs
+    step_decay_epochs: int = 30       # step schedule: multiply the lr by step_decay_factor every this many epochs
+    step_decay_factor: float = 0.1
+    accumulate_steps: int = 1         # micro-batches per rank per optimizer step (divides the local batch)
+    clip_grad_norm: float = 0.0       # clip averaged gradients to this global norm (0: off)
+    label_smoothing: float = 0.0
+    on_nonfinite: str = "stop"        # NaN/Inf loss: stop every rank, or skip the update on every rank
     momentum: float = 0.9             # sgd only
     weight_decay: float = 1e-4        # decoupled (adamw) / L2-free decay (sgd), per step x lr
     seed: int = 0                     # shuffling, clip sampling and weight initialisation
     checkpoint_every: int = 0         # also checkpoint every N steps (0: at epoch ends only)
     keep_checkpoints: int = 3
     eager: bool = False               # run steps eagerly (debugging) instead of as tf.function
+    debug: bool = False               # deterministic ops, and the first batch's shapes/dtypes logged (`--debug`)
     fp16_allreduce: bool = False      # compress gradients to float16 for the allreduce
 
 

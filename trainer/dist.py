@@ -18,8 +18,11 @@ def init() -> None:
     start one thread per core and fight over them)."""
     hvd.init()
     cores = max(1, (os.cpu_count() or 1) // hvd.local_size())
-    tf.config.threading.set_intra_op_parallelism_threads(cores)
-    tf.config.threading.set_inter_op_parallelism_threads(min(cores, 2))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        tf.config.threading.set_inter_op_parallelism_threads(min(cores, 2))
+    except RuntimeError:   # TensorFlow already started in this process (e.g. a second init): keep its threads
+        pass
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
@@ -87,3 +90,13 @@ def gather_objects(obj) -> list:
     if hvd.size() == 1:
         return [obj]
     return hvd.allgather_object(obj, name="gather_objects")
+
+
+def build_info() -> dict:
+    """What this Horovod was built with (for `twostream doctor`): controllers and tensor operations."""
+    import horovod
+    return {"version": horovod.__version__,
+            "controllers": {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built()},
+            "tensor_operations": {"nccl": bool(hvd.nccl_built()), "ddl": hvd.ddl_built(), "ccl": hvd.ccl_built(),
+                                  "mpi": hvd.mpi_built(), "gloo": hvd.gloo_built()},
+            "gpu": {"cuda": hvd.cuda_built(), "rocm": hvd.rocm_built()}}

@@ -12,13 +12,15 @@ from tqdm import tqdm
 
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
+from twostream.trainer import debug as debug_lib
 from twostream.trainer import dist
 from twostream.trainer.checkpoint import Checkpoints
 from twostream.trainer.evaluate import evaluate
 from twostream.trainer.export import export
 from twostream.trainer.inputs import Inputs
 from twostream.trainer.runlog import RunLog
-from twostream.trainer.step import make_eval_step, make_train_step
+from twostream.trainer.schedule import WarmupDecay
+from twostream.trainer.step import StepOptions, make_eval_step, make_train_step
 
 log = logging.getLogger("twostream")
 
@@ -33,6 +35,23 @@ def make_optimizer(train: config_lib.TrainConfig, learning_rate: float) -> keras
     if train.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=train.momentum, weight_decay=train.weight_decay)
     raise config_lib.ConfigError(f"train.optimizer must be 'adamw' or 'sgd', got {train.optimizer!r}")
+
+
+def learning_rate_schedule(train: config_lib.TrainConfig, peak_lr: float, steps_per_epoch: int) -> WarmupDecay:
+    return WarmupDecay(peak_lr, total_steps=train.epochs * steps_per_epoch,
+                       warmup_steps=round(train.warmup_epochs * steps_per_epoch), kind=train.schedule,
+                       step_every=train.step_decay_epochs * steps_per_epoch, step_factor=train.step_decay_factor)
+
+
+def step_options(train: config_lib.TrainConfig, local_batch: int) -> StepOptions:
+    if train.on_nonfinite not in ("stop", "skip"):
+        raise config_lib.ConfigError(f"train.on_nonfinite must be 'stop' or 'skip', got {train.on_nonfinite!r}")
+    if train.accumulate_steps < 1 or local_batch % train.accumulate_steps:
+        raise config_lib.ConfigError(f"train.accumulate_steps={train.accumulate_steps} must divide the per-rank "
+                                     f"batch ({local_batch} = train.global_batch / processes)")
+    return StepOptions(accumulate_steps=train.accumulate_steps, clip_grad_norm=train.clip_grad_norm,
+                       label_smoothing=train.label_smoothing, skip_nonfinite=train.on_nonfinite == "skip",
+                       fp16_allreduce=train.fp16_allreduce, eager=train.eager)
 
 
 def setup_logging(chief: bool) -> None:
@@ -50,6 +69,8 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     chief = dist.is_chief()                     # rank 0 alone logs, checkpoints and exports
     setup_logging(chief)
     keras.utils.set_random_seed(config.train.seed)
+    if config.train.debug:
+        debug_lib.enable_determinism()
     if chief:
         os.makedirs(workdir, exist_ok=True)
         config_lib.save(config, os.path.join(workdir, "config.yaml"))
@@ -64,11 +85,10 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
 
     # ------------------------------------------------------------------ model and optimizer
     model = build_model(config.model, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
-    learning_rate = config.train.lr * (dist.size() if config.train.scale_lr_with_world else 1)  # Horovod: scale by world
-    optimizer = make_optimizer(config.train, learning_rate)
+    peak_lr = config.train.lr * (dist.size() if config.train.scale_lr_with_world else 1)  # Horovod: scale by world
+    optimizer = make_optimizer(config.train, learning_rate_schedule(config.train, peak_lr, steps_per_epoch))
     optimizer.build(model.trainable_variables)  # create slots now, so they can be restored and broadcast
-    train_step = make_train_step(model, optimizer, fp16_allreduce=config.train.fp16_allreduce,
-                                 eager=config.train.eager)
+    train_step = make_train_step(model, optimizer, step_options(config.train, inputs.local_batch))
     eval_step = make_eval_step(model, eager=config.train.eager)
 
     # ------------------------------------------------------------------ checkpoint: resume, then broadcast
@@ -90,8 +110,12 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
             waited += time.perf_counter() - wait_start
             if batch is None:
                 break
+            if config.train.debug and not losses:
+                log.info(debug_lib.describe_batch(batch, model))
             loss = float(train_step(*batch))
-            if not math.isfinite(loss):        # same value on every rank: all stop together, no hang
+            if not math.isfinite(loss) and config.train.on_nonfinite == "skip":
+                log.warning("loss is %s at step %d: update skipped on every rank", loss, step + 1)
+            elif not math.isfinite(loss):      # same value on every rank: all stop together, no hang
                 raise NonFiniteLossError(f"loss is {loss} at step {step + 1} (epoch {epoch + 1}); lower "
                                          "train.lr or check the data. The last good checkpoint is kept.")
             step += 1
@@ -100,7 +124,7 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
             progress.set_postfix(loss=f"{loss:.4f}", clips_s=f"{len(losses) * config.train.global_batch / elapsed:.1f}",
                                  data_wait=f"{waited / elapsed:.0%}")
             progress.update()
-            runlog.scalars(step, {"train/loss": loss})
+            runlog.scalars(step, {"train/loss": loss, "train/lr": float(optimizer.learning_rate)})
             if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
                 checkpoints.save(step)
         progress.close()
@@ -113,7 +137,8 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
         reports = dist.gather_objects(stream.report)
         failed = [f for r in reports for f in r.failed]
         summary = {"epoch": epoch + 1, "step": step, "world_size": dist.size(),
-                   "train_loss": float(np.mean(losses)) if losses else None,
+                   "train_loss": float(np.mean(finite)) if (finite := [x for x in losses if math.isfinite(x)]) else None,
+                   "skipped_steps": len(losses) - len(finite),
                    "val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_clips": metrics["clips"],
                    "clips_per_s": round(len(losses) * config.train.global_batch / elapsed, 2),
                    "data_wait_share": round(waited / elapsed, 4),
