@@ -1,4 +1,4 @@
-"""The two-stream network: an RGB stream and an optical-flow stream fused into one prediction."""
+"""The two-stream network: an RGB stream and an optical-flow stream on one backbone kind, fused into one prediction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,19 +6,26 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from twostream.models.backbones import c3d_small
-from twostream.models.layers import UInt8ToUnit
+from twostream.models.backbones import BACKBONES
+from twostream.models.layers import Blend, StackFrames, UInt8ToUnit
+from twostream.models.precision import pool3d_dtype
 
-FUSIONS = ("concat", "late")
+FUSIONS = ("concat", "late", "late_learned", "conv")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = "two_stream_c3d"   # a key of twostream.models.registry.MODELS
-    width: int = 16                # channels of the first backbone stage
+    name: str = "two_stream_c3d"   # a key of twostream.models.registry.MODELS (`twostream models` lists them)
+    width: int = 16                # channels of the first backbone stage; doubles per stage
     depth: int = 3                 # backbone stages
-    fusion: str = "concat"         # concat: features joined, one head | late: per-stream logits averaged
+    fusion: str = "concat"         # concat: features joined, one head | late: weighted logit average |
+                                   # late_learned: that weight is trained | conv: 3D conv on stacked feature maps
+    late_weight: float = 0.5       # late fusions: (initial) weight of the RGB logits; flow gets 1 - late_weight
+    flow_stack: int = 2            # tsn backbones: consecutive flow fields stacked as channels of one 2D input
     dropout: float = 0.0           # before each classifier head
+    precision: str = "float32"     # float32 | mixed_float16 | mixed_bfloat16 (logits and softmax stay float32)
+    weights: str = ""              # a local Keras weights file (*.weights.h5) loaded after building; "" = from scratch
 
 
 def clip_inputs(rgb_shape, flow_shape):
@@ -26,29 +33,75 @@ def clip_inputs(rgb_shape, flow_shape):
             "flow": keras.Input(flow_shape, dtype="uint8", name="flow")}
 
 
+def check_spec(spec: ModelSpec, flow_frames: int) -> None:
+    """Rejects a spec the builders cannot honour, naming the key and the accepted values."""
+    if spec.fusion not in FUSIONS:
+        raise ValueError(f"model.fusion must be one of {FUSIONS}, got {spec.fusion!r}")
+    if spec.precision not in PRECISIONS:
+        raise ValueError(f"model.precision must be one of {PRECISIONS}, got {spec.precision!r}")
+    if not 0.0 < spec.late_weight < 1.0:
+        raise ValueError(f"model.late_weight must lie strictly between 0 and 1, got {spec.late_weight}")
+    if spec.flow_stack < 1 or flow_frames % spec.flow_stack:
+        raise ValueError(f"model.flow_stack ({spec.flow_stack}) must divide the clip's {flow_frames} frames")
+
+
+def stream_features(clip, stream: str, backbone: str, spec: ModelSpec):
+    """uint8 clip -> this stream's final feature map (B, T', H', W', F)."""
+    x = UInt8ToUnit(name=f"{stream}_scale")(clip)
+    if backbone == "tsn" and stream == "flow" and spec.flow_stack > 1:
+        x = StackFrames(spec.flow_stack, name="flow_stack")(x)   # TSN's flow input: L fields as 2L channels
+    return BACKBONES[backbone](x, spec.width, spec.depth, name=stream)
+
+
+def _pool(feature_map, name: str):
+    return layers.GlobalAveragePooling3D(name=f"{name}_gap")(feature_map)
+
+
 def _head(features, num_classes: int, dropout: float, name: str):
     if dropout:
         features = layers.Dropout(dropout, name=f"{name}_dropout")(features)
-    return layers.Dense(num_classes, name=f"{name}_logits", dtype="float32")(features)
+    return layers.Dense(num_classes, name=f"{name}_logits", dtype="float32")(features)   # float32 under mixed precision
 
 
-def build_two_stream(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape, streams=("rgb", "flow")):
+def _conv_fusion(rgb_map, flow_map, name: str = "fusion"):
+    """Feichtenhofer et al. 2016: stack both streams' last conv maps, 3x3x3 conv back to one stream's width,
+    then 3D max pooling. With TSN's stacked flow the RGB map has more time steps: it is average-pooled to match."""
+    if rgb_map.shape[1] != flow_map.shape[1]:
+        ratio = rgb_map.shape[1] // flow_map.shape[1]
+        rgb_map = layers.AveragePooling3D((ratio, 1, 1), name=f"{name}_match_time", dtype=pool3d_dtype())(rgb_map)
+    x = layers.Concatenate(name=f"{name}_stack")([rgb_map, flow_map])
+    x = layers.Conv3D(rgb_map.shape[-1], 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.GroupNormalization(groups=min(8, x.shape[-1]), name=f"{name}_norm")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    pool = tuple(min(2, size) for size in x.shape[1:4])   # halve each of T, H, W that is at least 2
+    return layers.MaxPooling3D(pool, name=f"{name}_pool", dtype=pool3d_dtype())(x)
+
+
+def fuse(maps: dict, spec: ModelSpec, num_classes: int):
+    """Two streams' feature maps -> float32 logits, by spec.fusion."""
+    if spec.fusion == "conv":
+        return _head(_pool(_conv_fusion(maps["rgb"], maps["flow"]), "fusion"), num_classes, spec.dropout, "fused")
+    features = {s: _pool(m, s) for s, m in maps.items()}
+    if spec.fusion == "concat":
+        joined = layers.Concatenate(name="fused_features")([features["rgb"], features["flow"]])
+        return _head(joined, num_classes, spec.dropout, "fused")
+    rgb, flow = (_head(features[s], num_classes, spec.dropout, s) for s in ("rgb", "flow"))
+    learned = spec.fusion == "late_learned"
+    return Blend(spec.late_weight, learned, name="fused_logits", dtype="float32")([rgb, flow])
+
+
+def build_two_stream(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape, *, backbone: str = "c3d",
+                     streams=("rgb", "flow")):
     """Builds a functional model on inputs {"rgb": uint8, "flow": uint8} returning float32 logits.
 
     `streams` selects the RGB-only / flow-only ablations; both inputs are always accepted so that every
     variant trains and serves through the same pipeline.
     """
-    if spec.fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {spec.fusion!r}; choose one of {FUSIONS}")
+    check_spec(spec, flow_shape[0])
     inputs = clip_inputs(rgb_shape, flow_shape)
-    features = {s: c3d_small(UInt8ToUnit(name=f"{s}_scale")(inputs[s]), spec.width, spec.depth, name=s)
-                for s in streams}
+    maps = {s: stream_features(inputs[s], s, backbone, spec) for s in streams}
     if len(streams) == 1:
-        logits = _head(features[streams[0]], num_classes, spec.dropout, streams[0])
-    elif spec.fusion == "concat":
-        joined = layers.Concatenate(name="fused_features")([features[s] for s in streams])
-        logits = _head(joined, num_classes, spec.dropout, "fused")
+        logits = _head(_pool(maps[streams[0]], streams[0]), num_classes, spec.dropout, streams[0])
     else:
-        logits = layers.Average(name="fused_logits")(
-            [_head(features[s], num_classes, spec.dropout, s) for s in streams])
+        logits = fuse(maps, spec, num_classes)
     return keras.Model(inputs, logits, name=spec.name)

@@ -1,36 +1,119 @@
-"""Every registered model at a tiny size: output shape, a non-zero gradient for every variable, no NaN."""
+"""Every registered model (and every fusion) at a tiny size: shapes, gradients, NaN-free, SavedModel, precisions."""
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
+from twostream.data.clips import ClipSpec
+from twostream.models.cost import flops_per_clip
+from twostream.models.layers import StackFrames
 from twostream.models.registry import MODELS, build_model
-from twostream.models.two_stream import ModelSpec
+from twostream.models.two_stream import FUSIONS, ModelSpec
+from twostream.trainer import export as export_lib
 
-RGB, FLOW = (4, 32, 32, 3), (4, 32, 32, 2)
+CLIP = ClipSpec(num_frames=4, size=32)
+RGB, FLOW = CLIP.rgb_shape, CLIP.flow_shape
+# every single-stream model once, every two-stream model with every fusion
+CASES = [(name, fusion) for name in sorted(MODELS)
+         for fusion in (FUSIONS if name.startswith("two_stream") else ("concat",))]
+# exports are the slow part: every model once, and every fusion on the cheapest backbone
+EXPORT_CASES = [(name, "concat") for name in sorted(MODELS)] + [("two_stream_c3d", f) for f in FUSIONS[1:]]
 
 
-def _batch(n=2):
-    rng = np.random.default_rng(0)
+def _spec(name, fusion="concat", **kwargs):
+    return ModelSpec(name=name, width=4, depth=2, fusion=fusion, **kwargs)
+
+
+def _batch(n=2, seed=0):
+    rng = np.random.default_rng(seed)
     return {"rgb": tf.constant(rng.integers(0, 256, (n, *RGB), dtype=np.uint8)),
             "flow": tf.constant(rng.integers(0, 256, (n, *FLOW), dtype=np.uint8))}
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-@pytest.mark.parametrize("fusion", ["concat", "late"])
-def test_forward_and_every_variable_gets_a_gradient(name, fusion):
-    model = build_model(ModelSpec(name=name, width=4, depth=2, fusion=fusion), 3, RGB, FLOW)
+def _loss_and_gradients(model, batch):
     with tf.GradientTape() as tape:
-        logits = model(_batch(), training=True)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(tf.constant([0, 2]), logits, from_logits=True))
+        logits = model(batch, training=True)
+        labels = tf.constant([0, 2][: logits.shape[0]])
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    return logits, loss, tape.gradient(loss, model.trainable_variables)
+
+
+@pytest.mark.parametrize("name,fusion", CASES)
+def test_forward_and_every_variable_gets_a_gradient(name, fusion):
+    model = build_model(_spec(name, fusion), 3, RGB, FLOW)
+    logits, loss, gradients = _loss_and_gradients(model, _batch())
     assert logits.shape == (2, 3) and logits.dtype == tf.float32
-    gradients = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(loss.numpy())
     for variable, gradient in zip(model.trainable_variables, gradients):
         assert gradient is not None, variable.path
         assert np.all(np.isfinite(gradient)), variable.path
         assert np.any(gradient.numpy() != 0), variable.path
 
 
-def test_unknown_model_lists_the_registry():
-    with pytest.raises(ValueError, match="two_stream_c3d"):
-        build_model(ModelSpec(name="resnet9000"), 2, RGB, FLOW)
+@pytest.mark.parametrize("name,fusion", EXPORT_CASES)
+def test_savedmodel_round_trip_gives_identical_outputs(name, fusion, tmp_path):
+    model = build_model(_spec(name, fusion), 3, RGB, FLOW)
+    batch = _batch(3, seed=1)
+    expected = tf.nn.softmax(model(batch, training=False)).numpy()
+    export_lib.export(model, str(tmp_path / "export"), CLIP, ["a", "b", "c"])
+    loaded = tf.saved_model.load(str(tmp_path / "export"))   # held here: its functions need its variables alive
+    served = loaded.serve(rgb=batch["rgb"], flow=batch["flow"])["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_mixed_precision_computes_low_and_returns_float32(name, precision):
+    fusion = "conv" if name.startswith("two_stream") else "concat"   # conv fusion has the most low-precision layers
+    model = build_model(_spec(name, fusion, precision=precision), 3, RGB, FLOW)
+    assert keras.config.dtype_policy().name == "float32"           # the policy was scoped to the build
+    convs = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv3D))]
+    assert {layer.compute_dtype for layer in convs} == {precision.removeprefix("mixed_")}
+    assert all(v.dtype == "float32" for v in model.weights)        # float32 master weights
+    logits, loss, gradients = _loss_and_gradients(model, _batch())
+    assert logits.dtype == tf.float32 and np.isfinite(loss.numpy())
+    assert all(g is not None and np.all(np.isfinite(g)) for g in gradients)
+
+
+def test_a_clip_gives_the_same_logits_alone_or_in_a_batch():
+    """GroupNorm, not BatchNorm: the distributed-equivalence guarantee depends on it."""
+    batch = _batch(3, seed=2)
+    for name in ("two_stream_c3d", "two_stream_r2plus1d", "two_stream_tsn"):
+        model = build_model(_spec(name, "conv"), 3, RGB, FLOW)
+        together = model(batch, training=True).numpy()
+        alone = model({k: v[1:2] for k, v in batch.items()}, training=True).numpy()
+        np.testing.assert_allclose(alone[0], together[1], rtol=1e-5, atol=1e-5)
+
+
+def test_weights_file_is_loaded_and_a_missing_one_is_named(tmp_path):
+    path = str(tmp_path / "trained.weights.h5")
+    trained = build_model(_spec("two_stream_tsn", "late_learned"), 3, RGB, FLOW)
+    trained.save_weights(path)
+    loaded = build_model(_spec("two_stream_tsn", "late_learned", weights=path), 3, RGB, FLOW)
+    batch = _batch()
+    np.testing.assert_array_equal(loaded(batch).numpy(), trained(batch).numpy())
+    with pytest.raises(FileNotFoundError, match="nowhere.weights.h5"):
+        build_model(_spec("two_stream_c3d", weights=str(tmp_path / "nowhere.weights.h5")), 3, RGB, FLOW)
+
+
+def test_stacked_flow_keeps_consecutive_fields_together():
+    frames = np.arange(4 * 2, dtype=np.float32).reshape(1, 4, 1, 1, 2)   # frame t holds (2t, 2t+1)
+    stacked = StackFrames(2)(frames).numpy()
+    assert stacked.shape == (1, 2, 1, 1, 4)
+    np.testing.assert_array_equal(stacked[0, :, 0, 0], [[0, 1, 2, 3], [4, 5, 6, 7]])
+
+
+def test_flops_count_matches_a_hand_count():
+    model = build_model(ModelSpec(name="rgb_only_c3d", width=4, depth=1), 3, RGB, FLOW)
+    conv = 4 * 16 * 16 * 4 * (3 * 3 * 3 * 3)   # output T x H/2 x W/2 x channels, times a 3x3x3x3 window
+    dense = 3 * 4                              # 3 logits from 4 pooled features
+    assert flops_per_clip(model) == 2 * (conv + dense)
+
+
+@pytest.mark.parametrize("change,message", [({"name": "resnet9000"}, "two_stream_c3d"),
+                                            ({"fusion": "sum"}, "model.fusion"),
+                                            ({"precision": "float8"}, "model.precision"),
+                                            ({"flow_stack": 3}, "model.flow_stack")])
+def test_bad_specs_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(ModelSpec(**{"name": "two_stream_tsn", **change}), 2, RGB, FLOW)
