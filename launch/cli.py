@@ -8,6 +8,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ start-up chatter hides the real output
 
+from twostream.launch import models_cmd  # noqa: E402 (after the env)
+
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="a shipped config preset, e.g. demo or tiny")
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="dataset folder (default: the one the run trained on)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     evaluate.set_defaults(run=cmd_evaluate)
+    models_cmd.add_parser(commands)
     return parser
 
 
