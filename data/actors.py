@@ -11,14 +11,18 @@ import numpy as np
 import ray
 
 from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.flow_cache import FlowCache
 
 log = logging.getLogger(__name__)
+ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 
 @dataclass(frozen=True)
 class ClipRequest:
     path: str
     seed: int | None   # None: deterministic centred window (evaluation)
+    view: int = 0      # evaluation: which of `views` evenly spread deterministic clips
+    views: int = 1
 
 
 @dataclass
@@ -40,20 +44,32 @@ def start_ray(address: str | None, num_cpus: int | None = None, object_store_mb:
                  configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024)
 
 
-@ray.remote
+@dataclass(frozen=True)
+class CacheSettings:
+    folder: str = ""          # empty: no flow cache, flow computed online every time
+    max_bytes: int = 10 << 30
+
+
+def make_loader(spec: ClipSpec, cache: CacheSettings = CacheSettings()) -> ClipLoader:
+    flow_cache = FlowCache(cache.folder, cache.max_bytes, spec.flow_params()) if cache.folder else None
+    return ClipLoader(spec, flow_cache)
+
+
+# Ray restarts a dead actor (e.g. a decoder crashed in native code); DecoderPool re-sends its lost work.
+@ray.remote(max_restarts=-1)
 class ClipDecoder:
     """One decoding worker: several clips per call, arrays returned as uint8 to keep transfers small."""
 
-    def __init__(self, spec: ClipSpec):
+    def __init__(self, spec: ClipSpec, cache: CacheSettings = CacheSettings()):
         import cv2
         cv2.setNumThreads(1)   # one core per actor; parallelism comes from the number of actors
-        self.loader = ClipLoader(spec)
+        self.loader = make_loader(spec, cache)
 
     def load(self, requests: list[ClipRequest]) -> list[ClipResult]:
         results = []
         for request in requests:
             try:
-                results.append(ClipResult(*self.loader.load(request.path, request.seed)))
+                results.append(ClipResult(*self.loader.load(request.path, request.seed, request.view, request.views)))
             except Exception as error:   # any bad file becomes a reported failure, never a dead actor
                 results.append(ClipResult(None, None, f"{request.path}: {error}"))
         return results
@@ -63,10 +79,11 @@ class DecoderPool:
     """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
 
     def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int = 4, cpus_per_actor: float = 1.0,
-                 start_timeout_s: float = 120.0):
+                 start_timeout_s: float = 120.0, cache: CacheSettings = CacheSettings()):
         self.clips_per_call = clips_per_call
         self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
-        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor).remote(spec) for _ in range(num_actors)]
+        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor).remote(spec, cache) for _ in range(num_actors)]
+        self._next_actor = 0
         self._wait_until_placed(cpus_per_actor, start_timeout_s)
 
     def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
@@ -85,14 +102,36 @@ class DecoderPool:
         """Yields one result per request, in request order; memory stays bounded by calls_in_flight."""
         chunks = _chunks(iter(requests), self.clips_per_call)
         pending: collections.deque = collections.deque()
-        next_actor = 0
         for chunk in chunks:
-            pending.append(self.actors[next_actor].load.remote(chunk))
-            next_actor = (next_actor + 1) % len(self.actors)
+            pending.append((self._submit(chunk), chunk))
             if len(pending) >= self.calls_in_flight:
-                yield from ray.get(pending.popleft())
+                yield from self._collect(*pending.popleft())
         while pending:
-            yield from ray.get(pending.popleft())
+            yield from self._collect(*pending.popleft())
+
+    def _submit(self, chunk: list[ClipRequest]) -> ray.ObjectRef:
+        """Round-robin over the actors."""
+        actor = self.actors[self._next_actor]
+        self._next_actor = (self._next_actor + 1) % len(self.actors)
+        return actor.load.remote(chunk)
+
+    def _collect(self, ref: ray.ObjectRef, chunk: list[ClipRequest]) -> list[ClipResult]:
+        """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then
+        clip by clip, so a clip that kills its decoder becomes one reported failure and no other clip is lost."""
+        try:
+            return ray.get(ref)
+        except ACTOR_DEATH_ERRORS as error:
+            log.warning("decode actor died (%s); re-sending its %d clips", type(error).__name__, len(chunk))
+        try:
+            return ray.get(self._submit(chunk))
+        except ACTOR_DEATH_ERRORS:
+            return [self._one_by_one(request) for request in chunk]
+
+    def _one_by_one(self, request: ClipRequest) -> ClipResult:
+        try:
+            return ray.get(self._submit([request]))[0]
+        except ACTOR_DEATH_ERRORS as error:
+            return ClipResult(None, None, f"{request.path}: its decode actor died twice ({type(error).__name__})")
 
     def shutdown(self) -> None:
         for actor in self.actors:

@@ -5,8 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twostream.data import augment
 from twostream.data.flow import FlowEngine, quantize
-from twostream.data.video import clip_indices, decode_frames
+from twostream.data.flow_cache import FlowCache
+from twostream.data.sampling import sample_frames
+from twostream.data.video import VideoError, decode_frames, decode_selected
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,10 @@ class ClipSpec:
     flow_method: str = "dis"    # dis | farneback | tvl1
     dis_preset: str = "fast"    # ultrafast | fast | medium
     flow_bound: float = 20.0    # flow is clipped to +-bound pixels before uint8 quantisation
+    sampling: str = "dense"     # dense: num_frames frames `frame_stride` apart | segments: TSN, one per segment
+    frame_stride: int = 1       # dense sampling: frames between sampled frames (flow is always to the next frame)
+    crop_scale_min: float = 1.0  # training: random crop of side size x U(this, 1), resized back (1.0 = off)
+    flip: bool = False          # training: horizontal flip with probability 1/2 (negates horizontal flow)
 
     @property
     def rgb_shape(self) -> tuple[int, int, int, int]:
@@ -25,18 +32,68 @@ class ClipSpec:
     def flow_shape(self) -> tuple[int, int, int, int]:
         return (self.num_frames, self.size, self.size, 2)
 
+    def flow_params(self) -> dict:
+        """What changes a video's flow: the flow cache's key includes exactly these."""
+        return {"method": self.flow_method, "preset": self.dis_preset, "bound": self.flow_bound, "size": self.size}
+
 
 class ClipLoader:
-    """Decodes a clip and computes its flow; one instance per worker (it holds the flow estimator)."""
+    """Decodes a clip and computes (or reads cached) flow; one instance per worker (it holds the estimator)."""
 
-    def __init__(self, spec: ClipSpec):
-        self.spec = spec
+    def __init__(self, spec: ClipSpec, cache: FlowCache | None = None):
+        self.spec, self.cache = spec, cache
         self.flow = FlowEngine(spec.flow_method, spec.dis_preset)
 
-    def load(self, path: str, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """seed=None takes the centred window (evaluation); an int seeds a random window (training)."""
-        frames = decode_frames(path, self.spec.size)
+    def _choose(self, rng, view: int, views: int):
+        spec = self.spec
+        return lambda n: sample_frames(n, spec.num_frames, spec.sampling, spec.frame_stride, rng, view, views)
+
+    def load(self, path: str, seed: int | None, view: int = 0, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """seed=None: deterministic view `view` of `views` (evaluation); an int seeds sampling and augmentation."""
         rng = None if seed is None else np.random.default_rng(seed)
-        window = frames[clip_indices(len(frames), self.spec.num_frames + 1, rng)]
-        flow = quantize(self.flow.clip(window), self.spec.flow_bound)
-        return window[:-1], flow
+        if self.cache is not None:
+            rgb, flow = self._load_cached(path, rng, view, views)
+        else:
+            rgb, flow = self._load_online(path, rng, view, views)
+        if rng is not None and (self.spec.crop_scale_min < 1.0 or self.spec.flip):
+            rgb, flow = augment.apply(rgb, flow, augment.draw(rng, self.spec.size, self.spec.crop_scale_min,
+                                                              self.spec.flip))
+        return rgb, flow
+
+    def _load_online(self, path: str, rng, view: int, views: int):
+        """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
+        chosen = []
+        choose = self._choose(rng, view, views)
+
+        def choose_with_successors(n: int) -> np.ndarray:
+            chosen[:] = [choose(n)]
+            return np.concatenate([chosen[0], chosen[0] + 1])
+
+        frames, _ = decode_selected(path, self.spec.size, choose_with_successors)
+        indices = chosen[0]
+        rgb = np.stack([frames[int(i)] for i in indices])
+        following = np.stack([frames[int(i) + 1] for i in indices])
+        flow = np.stack([self.flow.clip(np.stack([a, b]))[0] for a, b in zip(rgb, following)])
+        return rgb, quantize(flow, self.spec.flow_bound)
+
+    def _load_cached(self, path: str, rng, view: int, views: int):
+        """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""
+        flow_all = self.video_flow(path)
+        indices = self._choose(rng, view, views)(len(flow_all) + 1)   # the cache knows the true frame count
+        frames, _ = decode_selected(path, self.spec.size, lambda n: indices)
+        if any(int(i) not in frames for i in indices):
+            raise VideoError(f"{path}: frames {indices.tolist()} not decodable although flow was cached")
+        return np.stack([frames[int(i)] for i in indices]), np.asarray(flow_all[indices])
+
+    def video_flow(self, path: str) -> np.ndarray:
+        """Quantised flow of every consecutive frame pair of the video, from the cache or computed and stored."""
+        cached = self.cache.get(path) if self.cache is not None else None
+        if cached is not None:
+            return cached
+        frames = decode_frames(path, self.spec.size)
+        if len(frames) < 2:
+            raise VideoError(f"{path}: only {len(frames)} frame decoded; optical flow needs at least 2")
+        flow = quantize(self.flow.clip(frames), self.spec.flow_bound)
+        if self.cache is not None:
+            self.cache.put(path, flow)
+        return flow

@@ -1,14 +1,30 @@
-"""Decodes video files with OpenCV into uint8 RGB frames at a fixed training size."""
+"""Decodes video files with OpenCV into uint8 RGB frames at a fixed training size, seeking to the frames needed."""
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import cv2
 import numpy as np
 
+SEEK_GAP = 16   # frames: further ahead than this, seek (CAP_PROP_POS_FRAMES) instead of grabbing frame by frame
+MIN_FRAMES = 2  # optical flow needs a pair; a one-frame video is reported as bad input
+
 
 class VideoError(RuntimeError):
     """A video file could not be opened or decoded; the message names the file and the reason."""
+
+
+def _open(path: str) -> cv2.VideoCapture:
+    if not os.path.isfile(path):
+        raise VideoError(f"{path}: file not found")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"{path}: not readable (check its permissions)")
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path}: OpenCV cannot open it (not a video, or an unsupported codec)")
+    return capture
 
 
 def decode_frames(path: str, size: int, max_frames: int = 100_000) -> np.ndarray:
@@ -16,14 +32,8 @@ def decode_frames(path: str, size: int, max_frames: int = 100_000) -> np.ndarray
 
     Returns uint8 (N, size, size, 3) in RGB order; raises VideoError when nothing can be decoded.
     """
-    if not os.path.isfile(path):
-        raise VideoError(f"{path}: file not found")
-    if not os.access(path, os.R_OK):
-        raise VideoError(f"{path}: not readable (check its permissions)")
-    capture = cv2.VideoCapture(path)
+    capture = _open(path)
     try:
-        if not capture.isOpened():
-            raise VideoError(f"{path}: OpenCV cannot open it (not a video, or an unsupported codec)")
         frames = []
         while len(frames) < max_frames:
             ok, frame = capture.read()
@@ -35,6 +45,53 @@ def decode_frames(path: str, size: int, max_frames: int = 100_000) -> np.ndarray
     if not frames:
         raise VideoError(f"{path}: no frame could be decoded (empty, truncated or corrupt)")
     return np.stack(frames)
+
+
+def decode_selected(path: str, size: int, choose: Callable[[int], np.ndarray],
+                    seek_gap: int = SEEK_GAP) -> tuple[dict[int, np.ndarray], int]:
+    """Decodes only the frames `choose(num_frames)` asks for; returns ({index: RGB frame}, num_frames used).
+
+    The container's frame count is taken as a hint to choose indices and seek to them; when a seek lands
+    elsewhere or a chosen frame does not exist (the count was too high), the whole video is decoded
+    and the indices are chosen again from the true count. A count that is too low only narrows the choice.
+    """
+    capture = _open(path)
+    try:
+        hint = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if hint >= MIN_FRAMES:
+            wanted = np.unique(choose(hint))
+            frames = _read_indices(capture, wanted, size, seek_gap)
+            if frames is not None:
+                return frames, hint
+    finally:
+        capture.release()
+    everything = decode_frames(path, size)
+    if len(everything) < MIN_FRAMES:
+        raise VideoError(f"{path}: only {len(everything)} frame decoded; optical flow needs at least {MIN_FRAMES}")
+    wanted = np.unique(choose(len(everything)))
+    wanted = wanted[wanted < len(everything)]   # a caller's fixed indices may exceed a shorter real video
+    return {int(i): everything[i] for i in wanted}, len(everything)
+
+
+def _read_indices(capture: cv2.VideoCapture, wanted: np.ndarray, size: int, seek_gap: int) -> dict | None:
+    """Reads the sorted frame indices `wanted`, seeking over long gaps; None when the video disagrees."""
+    frames, position = {}, 0   # position: index of the frame the next read() returns
+    for target in (int(i) for i in wanted):
+        if target - position > seek_gap:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, target)
+            if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != target:
+                return None    # the backend could not seek exactly: fall back to reading through
+            position = target
+        while position < target:   # grab() skips a frame without converting it
+            if not capture.grab():
+                return None
+            position += 1
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            return None        # the container promised more frames than there are
+        frames[target] = to_rgb(frame, size)
+        position += 1
+    return frames
 
 
 def to_rgb(frame: np.ndarray, size: int) -> np.ndarray:

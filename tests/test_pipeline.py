@@ -67,3 +67,15 @@ def test_tf_dataset_has_static_uint8_shapes(pool, tiny_dataset):
     batches = list(dataset)
     assert len(batches) == plan.steps
     assert batches[0][0]["flow"].dtype.name == "uint8"
+
+
+def test_a_dead_actor_is_restarted_and_its_clips_resent(pool, tiny_dataset):
+    import ray
+    records = from_folder(tiny_dataset).records[:12]
+    results = pool.map(ClipRequest(r.path, seed=None) for r in records)
+    first = next(results)
+    ray.kill(pool.actors[1], no_restart=False)   # as if its process crashed mid-epoch; Ray restarts it
+    rest = list(results)
+    assert first.error is None and len(rest) == 11 and all(r.error is None for r in rest)
+    again = list(pool.map([ClipRequest(records[3].path, None)] * 4))   # both actors (one restarted) work
+    assert all(np.array_equal(a.rgb, rest[2].rgb) for a in again)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from twostream.data.actors import DecoderPool, start_ray
+from twostream.data.actors import CacheSettings, DecoderPool, start_ray
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.pipeline import EpochStream, to_dataset
 from twostream.data.sharding import local_batch_size, plan_epoch
@@ -13,6 +13,10 @@ from twostream.trainer.config import Config
 def default_num_actors(local_size: int) -> int:
     """One decode actor per core left after giving each local rank one core for TensorFlow."""
     return max(1, (os.cpu_count() or 1) // local_size - 1)
+
+
+def cache_settings(config: Config) -> CacheSettings:
+    return CacheSettings(config.data.flow_cache_dir, int(config.data.flow_cache_gb * (1 << 30)))
 
 
 class Inputs:
@@ -28,7 +32,8 @@ class Inputs:
         num_actors = config.data.num_actors or default_num_actors(local_size)
         start_ray(config.data.ray_address or None, num_cpus=max(os.cpu_count() or 1, num_actors),
                   object_store_mb=config.data.object_store_mb)
-        self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor)
+        self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
+                                cache=cache_settings(config))
 
     def _plan(self, epoch: int, train: bool):
         records = self.train_records if train else self.val_records

@@ -1,0 +1,50 @@
+"""Training augmentation applied identically to both streams: one random crop (scale jitter) and one flip per clip.
+
+Flow is augmented in its uint8 quantised form (see data/flow.quantize, q = (f + bound) * 255 / (2 bound)):
+- resizing a crop of side c back to `size` magnifies motion by size / c, so q -> 127.5 + (q - 127.5) * size / c;
+- a horizontal flip mirrors the image and negates horizontal flow: f_x -> -f_x is exactly q_x -> 255 - q_x.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIDPOINT = 127.5   # the quantised value of zero flow
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    top: int
+    left: int
+    side: int      # crop side in pixels, <= size
+    flip: bool
+
+
+def draw(rng: np.random.Generator, size: int, crop_scale_min: float, flip: bool) -> Augmentation:
+    """One crop (side = size x U(crop_scale_min, 1)) at a random position, and a coin flip when enabled."""
+    side = int(round(size * rng.uniform(crop_scale_min, 1.0))) if crop_scale_min < 1.0 else size
+    side = max(2, min(size, side))
+    top, left = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+    return Augmentation(top, left, side, bool(flip and rng.random() < 0.5))
+
+
+def apply(rgb: np.ndarray, flow: np.ndarray, aug: Augmentation) -> tuple[np.ndarray, np.ndarray]:
+    """Applies `aug` to uint8 rgb (T, S, S, 3) and uint8 quantised flow (T, S, S, 2); shapes are kept."""
+    size = rgb.shape[1]
+    if aug.side < size:
+        rgb = _crop_resize(rgb, aug, size)
+        flow = _crop_resize(flow, aug, size)
+        magnified = (flow.astype(np.float32) - MIDPOINT) * (size / aug.side) + MIDPOINT
+        flow = np.clip(np.rint(magnified), 0, 255).astype(np.uint8)
+    if aug.flip:
+        rgb = rgb[:, :, ::-1]
+        flow = flow[:, :, ::-1].copy()
+        flow[..., 0] = 255 - flow[..., 0]
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(flow)
+
+
+def _crop_resize(frames: np.ndarray, aug: Augmentation, size: int) -> np.ndarray:
+    crops = frames[:, aug.top:aug.top + aug.side, aug.left:aug.left + aug.side]
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])

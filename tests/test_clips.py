@@ -1,0 +1,130 @@
+"""Clip assembly: seeking decode = full decode, sampling modes, one-frame and miscounted videos, augmentation, flow cache."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from twostream.data import augment
+from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.flow import dequantize, quantize
+from twostream.data.flow_cache import FlowCache
+from twostream.data.sampling import sample_frames
+from twostream.data.synthetic import random_texture, write_video
+from twostream.data.video import VideoError, decode_frames, decode_selected
+
+CODECS = [("mjpg", ".avi"), ("mp4v", ".mp4")]
+
+
+def _video(folder, frames=40, ext=".avi", codec="mjpg", height=24, width=20):
+    rng = np.random.default_rng(frames)
+    path = os.path.join(str(folder), f"v{frames}{ext}")
+    write_video(path, np.stack([random_texture(rng, height, width) for _ in range(frames)]), fps=10, codec=codec)
+    return path
+
+
+@pytest.mark.parametrize("codec,ext", CODECS)
+def test_seeking_decode_matches_full_decode(tmp_path, codec, ext):
+    path = _video(tmp_path, 40, ext, codec)
+    full = decode_frames(path, 16)
+    wanted = np.array([1, 3, 30, 31, 38])
+    frames, count = decode_selected(path, 16, lambda n: wanted, seek_gap=0)   # seek_gap=0: seek every time
+    assert count == 40 and sorted(frames) == wanted.tolist()
+    for index in wanted:
+        assert np.array_equal(frames[index], full[index]), index
+
+
+def test_wrong_frame_count_falls_back_to_the_true_count(tmp_path):
+    path = _video(tmp_path, 20)
+    cut = str(tmp_path / "cut.avi")
+    with open(path, "rb") as f, open(cut, "wb") as g:
+        g.write(f.read()[: os.path.getsize(path) * 6 // 10])   # the header still promises 20 frames
+    true_count = len(decode_frames(cut, 16))
+    asked = []
+    frames, count = decode_selected(cut, 16, lambda n: asked.append(n) or np.array([n - 2]))
+    assert count == true_count < 20 and asked[-1] == true_count and list(frames) == [true_count - 2]
+
+
+def test_one_frame_video_is_bad_input(tmp_path):
+    path = _video(tmp_path, 1)
+    with pytest.raises(VideoError, match="at least 2"):
+        ClipLoader(ClipSpec(num_frames=4, size=16)).load(path, seed=None)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    path = _video(tmp_path, 5)
+    os.chmod(path, 0)
+    if os.access(path, os.R_OK):
+        pytest.skip("running as root: permissions are not enforced")
+    with pytest.raises(VideoError, match="not readable"):
+        decode_selected(path, 16, lambda n: np.array([0]))
+
+
+def test_sampling_modes():
+    assert sample_frames(11, 4, "dense").tolist() == [3, 4, 5, 6]                  # centred, as before
+    assert sample_frames(21, 3, "dense", stride=4).tolist() == [5, 9, 13]
+    assert sample_frames(3, 5, "dense").tolist() == [0, 1, 0, 1, 0]                 # short: looped
+    views = [sample_frames(21, 4, "dense", view=v, views=3)[0] for v in range(3)]
+    assert views == [0, 8, 16]                                                      # uniform eval views
+    assert sample_frames(41, 4, "segments").tolist() == [5, 15, 25, 35]             # segment centres
+    for seed in range(20):
+        picks = sample_frames(41, 4, "segments", rng=np.random.default_rng(seed))
+        assert all(10 * k <= p < 10 * (k + 1) for k, p in enumerate(picks))
+    with pytest.raises(ValueError, match="clip.sampling"):
+        sample_frames(10, 2, "magic")
+
+
+@pytest.mark.parametrize("sampling", ["dense", "segments"])
+def test_loader_shapes_and_determinism(tmp_path, sampling):
+    path = _video(tmp_path, 30)
+    loader = ClipLoader(ClipSpec(num_frames=4, size=16, sampling=sampling, frame_stride=2))
+    rgb, flow = loader.load(path, seed=7)
+    assert rgb.shape == (4, 16, 16, 3) and flow.shape == (4, 16, 16, 2) and flow.dtype == np.uint8
+    again = loader.load(path, seed=7)
+    assert np.array_equal(rgb, again[0]) and np.array_equal(flow, again[1])
+
+
+def test_flip_negates_horizontal_flow_exactly():
+    flow = np.random.default_rng(0).uniform(-9, 9, size=(2, 8, 8, 2)).astype(np.float32)
+    q = quantize(flow, 8.0)
+    rgb = np.zeros((2, 8, 8, 3), np.uint8)
+    _, flipped = augment.apply(rgb, q, augment.Augmentation(0, 0, 8, flip=True))
+    expected = dequantize(q, 8.0)[:, :, ::-1] * np.array([-1, 1], np.float32)
+    np.testing.assert_allclose(dequantize(flipped, 8.0), expected, atol=1e-5)
+
+
+def test_crop_and_flip_are_the_same_for_both_streams():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, size=(3, 32, 32, 3), dtype=np.uint8)
+    flow = np.full((3, 32, 32, 2), 128, np.uint8)
+    flow[..., 0] = rgb[..., 0] // 4 + 96    # horizontal flow drawn like the red channel: easy to follow
+    aug = augment.Augmentation(top=4, left=6, side=16, flip=True)
+    out_rgb, out_flow = augment.apply(rgb, flow, aug)
+    assert out_rgb.shape == rgb.shape and out_flow.shape == flow.shape
+    source = cv2.resize(rgb[0, 4:20, 6:22], (32, 32), interpolation=cv2.INTER_LINEAR)[:, ::-1]
+    assert np.array_equal(out_rgb[0], source)
+    # the flow went through the same crop and flip: x flow mirrors the red channel, magnified x2, then negated
+    predicted = 255 - np.clip(np.rint((source[..., 0] // 4 + 96 - 127.5) * 2 + 127.5), 0, 255)
+    assert np.abs(out_flow[0, ..., 0].astype(int) - predicted).max() <= 2
+
+
+def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
+    path = _video(tmp_path, 12)
+    spec = ClipSpec(num_frames=4, size=16)
+    cache = FlowCache(str(tmp_path / "cache"), max_bytes=1 << 20, params=spec.flow_params())
+    cached, online = ClipLoader(spec, cache), ClipLoader(spec)
+    first = cached.load(path, seed=None)
+    assert cache.get(path) is not None and cache.get(path).shape == (11, 16, 16, 2)
+    assert cache.total_bytes() <= 11 * 16 * 16 * 2 + 256     # 2 bytes per pixel per frame (+ .npy header)
+    second = cached.load(path, seed=None)
+    reference = online.load(path, seed=None)
+    for a, b, c in zip(first, second, reference):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    os.utime(path, ns=(1, 1))                                # the video changed: a new key, a miss
+    assert cache.get(path) is None
+    small = FlowCache(str(tmp_path / "small"), max_bytes=7000, params=spec.flow_params())
+    for frames in (10, 11, 12):
+        small.put(_video(tmp_path, frames), np.zeros((frames - 1, 16, 16, 2), np.uint8))
+    assert small.total_bytes() <= 7000 and len(small.entries()) < 3
+    assert not [f for _, _, files in os.walk(tmp_path / "small") for f in files if f.endswith(".tmp")]
+    assert small.clear() > 0 and small.total_bytes() == 0
