@@ -9,6 +9,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ start-up chatter hides the real output
 
 from twostream.launch import models_cmd  # noqa: E402 (after the env)
+from twostream.launch import prepare_cmd  # noqa: E402
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     evaluate.set_defaults(run=cmd_evaluate)
     models_cmd.add_parser(commands)
+    prepare_cmd.add_parser(commands)
     return parser
 
 

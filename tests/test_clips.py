@@ -128,3 +128,19 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
     assert small.total_bytes() <= 7000 and len(small.entries()) < 3
     assert not [f for _, _, files in os.walk(tmp_path / "small") for f in files if f.endswith(".tmp")]
     assert small.clear() > 0 and small.total_bytes() == 0
+
+
+def test_prepare_fills_the_cache_reports_bad_files_and_resumes(tmp_path):
+    from twostream.data.manifest import load_manifest
+    from twostream.data.prepare import prepare
+    for label in ("a", "b"):
+        os.makedirs(tmp_path / "d" / label)
+        _video(tmp_path / "d" / label, 6 if label == "a" else 7)
+    (tmp_path / "d" / "b" / "broken.avi").write_bytes(b"not a video")
+    spec = ClipSpec(num_frames=2, size=16)
+    cache = FlowCache(str(tmp_path / "d" / ".flow_cache"), 1 << 20, spec.flow_params())
+    records = load_manifest(str(tmp_path / "d")).records
+    first = prepare(records, spec, cache, progress=False)
+    assert first["computed"] == 2 and len(first["failed"]) == 1 and "broken.avi" in first["failed"][0]
+    again = prepare(records, spec, cache, progress=False)
+    assert again["computed"] == 0 and again["cached"] == 2
