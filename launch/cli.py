@@ -1,4 +1,4 @@
-"""The `twostream` command line: synth, train, evaluate (also `python -m twostream.launch`)."""
+"""The `twostream` command line: synth, train, evaluate, launch, doctor (also `python -m twostream.launch`)."""
 from __future__ import annotations
 
 import argparse
@@ -9,14 +9,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ start-up chatter hides the real output
 
 from twostream.launch import models_cmd  # noqa: E402 (after the env)
+from twostream.launch import config_args, doctor, horovod_cmd, k8s, ray_job, slurm  # noqa: E402
+from twostream.launch.horovod_cmd import LaunchError  # noqa: E402
 from twostream.launch import prepare_cmd  # noqa: E402
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help="a shipped config preset, e.g. demo or tiny")
-    parser.add_argument("--config", help="a YAML config file (applied after the preset)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value; repeatable, e.g. --set train.epochs=3")
 
 
 def cmd_synth(args) -> int:
@@ -28,13 +23,8 @@ def cmd_synth(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from twostream.trainer import config as config_lib
     from twostream.trainer.loop import train
-    overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-    config = config_lib.load(args.preset, args.config, overrides)
-    if not config.data.root:
-        raise config_lib.ConfigError("no data: pass --data DIR (a folder with one sub-folder of videos per class)")
-    metrics, _ = train(config, args.workdir)
+    metrics, _ = train(config_args.load_config(args), args.workdir)
     print(json.dumps({"final": metrics}))
     return 0
 
@@ -61,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=cmd_synth)
 
     train = commands.add_parser("train", help="train (a world of one, or of N under horovodrun -np N)")
-    _add_config_args(train)
-    train.add_argument("--data", help="dataset folder (sets data.root)")
+    config_args.add_config_args(train)
     train.add_argument("--workdir", required=True, help="checkpoints, logs and export; a rerun resumes here")
     train.set_defaults(run=cmd_train)
 
@@ -71,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="dataset folder (default: the one the run trained on)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    launch = commands.add_parser("launch", help="start training: horovodrun, a Ray cluster, SLURM or Kubernetes")
+    launchers = launch.add_subparsers(dest="launcher", required=True)
+    for launcher in (horovod_cmd, ray_job, slurm, k8s):
+        launcher.add_parser(launchers)
+    doctor.add_parser(commands)
     models_cmd.add_parser(commands)
     prepare_cmd.add_parser(commands)
     return parser
@@ -83,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     from twostream.trainer.config import ConfigError
     try:
         return args.run(args)
-    except (ConfigError, ManifestError, ShardingError) as error:
-        print(f"twostream {args.command}: error: {error}", file=sys.stderr)
+    except (ConfigError, ManifestError, ShardingError, LaunchError) as error:
+        command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
+        print(f"twostream {command}: error: {error}", file=sys.stderr)
         return 2
 
 

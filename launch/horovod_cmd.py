@@ -1,0 +1,101 @@
+"""`twostream launch horovod`: builds the `horovodrun ... twostream train ...` command, prints or runs it."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+from twostream.launch import config_args
+
+
+class LaunchError(ValueError):
+    """A launcher's arguments do not fit together; the message names the fix."""
+
+
+def tool(name: str) -> str:
+    """The executable `name` installed next to this Python (the venv's), else the one on PATH."""
+    beside = os.path.join(os.path.abspath(os.path.dirname(sys.executable)), name)
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(name)
+    if not found:
+        raise LaunchError(f"'{name}' not found next to {sys.executable} nor on PATH; install twostream "
+                          "(make setup) or activate its virtualenv")
+    return found
+
+
+def host_slots(hosts: str) -> list[tuple[str, int]]:
+    """'a:4,b:4' -> [('a', 4), ('b', 4)]; a host without ':N' has one slot (horovodrun's rule)."""
+    parsed = []
+    for item in filter(None, (h.strip() for h in hosts.split(","))):
+        name, _, slots = item.partition(":")
+        if not name or (slots and not slots.isdigit()) or slots == "0":
+            raise LaunchError(f"bad host {item!r} in -H {hosts!r}; write host:slots, e.g. -H node1:4,node2:4")
+        parsed.append((name, int(slots or 1)))
+    if not parsed:
+        raise LaunchError("-H is empty; write host:slots, e.g. -H localhost:2")
+    return parsed
+
+
+def hostfile_slots(path: str) -> list[tuple[str, int]]:
+    """Lines 'host slots=N' (the format of horovodrun, OpenMPI and the MPI operator); '#' starts a comment."""
+    if not os.path.isfile(path):
+        raise LaunchError(f"hostfile {path!r} not found")
+    parsed = []
+    for number, line in enumerate(open(path), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        slots = [w for w in words[1:] if w.startswith("slots=")]
+        if len(words) > 2 or (words[1:] and not slots) or (slots and not slots[0][6:].isdigit()):
+            raise LaunchError(f"{path}:{number}: {line.strip()!r} must look like 'hostname slots=4'")
+        parsed.append((words[0], int(slots[0][6:]) if slots else 1))
+    if not parsed:
+        raise LaunchError(f"hostfile {path!r} lists no hosts; one line per host, e.g. 'node1 slots=4'")
+    return parsed
+
+
+def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: list[str],
+                  controller: str = "gloo", extra: list[str] = ()) -> list[str]:
+    """horovodrun -np N (-H hosts | --hostfile F) --gloo|--mpi twostream train ARGS, checked for fit."""
+    if np < 1:
+        raise LaunchError(f"-np must be at least 1, got {np}")
+    if hosts and hostfile:
+        raise LaunchError("pass either -H or --hostfile, not both")
+    if hostfile:
+        where, slots = ["--hostfile", os.path.abspath(hostfile)], hostfile_slots(hostfile)
+    else:
+        hosts = hosts or f"localhost:{np}"
+        where, slots = ["-H", hosts], host_slots(hosts)
+    total = sum(n for _, n in slots)
+    if np > total:
+        raise LaunchError(f"-np {np} needs {np} slots but the hosts offer {total} "
+                          f"({', '.join(f'{h}:{n}' for h, n in slots)}); lower -np or add slots, e.g. -H "
+                          f"{slots[0][0]}:{np - total + slots[0][1]}")
+    return [tool("horovodrun"), "-np", str(np), *where, f"--{controller}", *extra,
+            tool("twostream"), "train", *train_args]
+
+
+def run(args) -> int:
+    command = build_command(args.np, args.hosts, args.hostfile,
+                            config_args.forward(args) + ["--workdir", args.workdir], args.controller)
+    config_args.load_config(args)   # a bad key or a missing --data fails here, once, not on every rank
+    print(shlex.join(command), flush=True)
+    if args.dry_run:
+        return 0
+    return subprocess.call(command)
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("horovod", help="run `twostream train` under horovodrun (-np N, hosts or hostfile)")
+    parser.add_argument("-np", "--num-proc", dest="np", type=int, required=True, help="number of processes (ranks)")
+    parser.add_argument("-H", "--hosts", help="host:slots list, e.g. node1:4,node2:4 (default localhost:NP)")
+    parser.add_argument("--hostfile", help="file with lines 'hostname slots=N'")
+    parser.add_argument("--controller", choices=["gloo", "mpi"], default="gloo",
+                        help="gloo (default; what this build has) or mpi (a Horovod built with MPI)")
+    config_args.add_config_args(parser)
+    parser.add_argument("--workdir", required=True, help="checkpoints, logs and export (rank 0 writes)")
+    parser.add_argument("--dry-run", action="store_true", help="print the horovodrun command, do not run it")
+    parser.set_defaults(run=run)

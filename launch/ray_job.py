@@ -1,0 +1,69 @@
+"""`twostream launch ray`: Horovod workers on a Ray cluster (horovod.ray.RayExecutor), data actors beside them."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from twostream.launch import config_args
+from twostream.launch.horovod_cmd import LaunchError
+
+log = logging.getLogger("twostream")
+
+
+def train_worker(config, workdir: str) -> dict:
+    """Runs on each Horovod worker (a Ray actor): the same train() as every other launch; Ray is already up,
+    so the data actors it starts land on this cluster."""
+    from twostream.trainer.loop import train
+    metrics, _ = train(config, workdir)
+    return metrics
+
+
+def run(args) -> int:
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise LaunchError("no Ray cluster: pass --address HOST:PORT (the head's GCS address, as printed by "
+                          "`ray start --head`), or set RAY_ADDRESS; `ray job submit` sets it for you")
+    if args.num_workers < 1 or args.gpus_per_worker < 0 or args.cpus_per_worker < 1:
+        raise LaunchError("--num-workers and --cpus-per-worker must be at least 1, --gpus-per-worker at least 0")
+    config = config_args.load_config(args)
+    config = _with_ray_address(config, address)
+    workdir = os.path.abspath(args.workdir)   # a Ray job runs in a temporary copy of --working-dir
+
+    import ray
+    from horovod.ray import RayExecutor
+    ray.init(address=address, log_to_driver=True)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    needed = args.num_workers * args.cpus_per_worker
+    if cpus < needed:
+        raise LaunchError(f"{args.num_workers} workers x {args.cpus_per_worker} CPU need {needed} CPUs but the "
+                          f"cluster at {address} has {cpus:g}; lower --num-workers or add nodes")
+    settings = RayExecutor.create_settings(timeout_s=args.timeout_s, placement_group_timeout_s=args.timeout_s)
+    executor = RayExecutor(settings, num_workers=args.num_workers, cpus_per_worker=args.cpus_per_worker,
+                           use_gpu=args.gpus_per_worker > 0, gpus_per_worker=args.gpus_per_worker or None)
+    print(f"starting {args.num_workers} Horovod workers on the Ray cluster at {address}", flush=True)
+    executor.start()
+    try:
+        results = executor.run(train_worker, args=[config, workdir])
+    finally:
+        executor.shutdown()
+    print(json.dumps({"final": results[0], "world_size": len(results)}), flush=True)
+    return 0
+
+
+def _with_ray_address(config, address: str):
+    """The data actors join the same cluster (they do anyway inside a worker; this records it in config.yaml)."""
+    import dataclasses
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, ray_address=address))
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("ray", help="run the Horovod workers on a Ray cluster (horovod.ray.RayExecutor)")
+    parser.add_argument("--address", help="the cluster's address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS)")
+    parser.add_argument("--num-workers", type=int, required=True, help="Horovod ranks")
+    parser.add_argument("--gpus-per-worker", type=int, default=0, help="GPUs per rank (0: CPU)")
+    parser.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs reserved per rank, for TensorFlow")
+    parser.add_argument("--timeout-s", type=int, default=120, help="how long to wait for workers to start and meet")
+    config_args.add_config_args(parser)
+    parser.add_argument("--workdir", required=True, help="absolute path on storage every node sees")
+    parser.set_defaults(run=run)
