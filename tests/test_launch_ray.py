@@ -1,0 +1,118 @@
+"""`twostream launch ray` submitted as a Ray job (`ray job submit --working-dir .`) to a head started here."""
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import REPO, VENV_BIN
+
+RAY = os.path.join(VENV_BIN, "ray")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _our_processes(marker: str) -> list[int]:
+    """Processes of this head only (their command line names its private temp dir), never Ray's of others."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A one-node Ray cluster on loopback, 4 logical CPUs, dashboard (the job server) on 127.0.0.1 only.
+
+    Stopped by process id, not `ray stop`: `ray stop` kills every Ray process of this user on the machine,
+    including the private Rays of other test runs sharing it."""
+    gcs, dashboard, *other = _free_ports(9)
+    temp_dir = tempfile.mkdtemp(prefix="tsray", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Token authentication on, with a token of this test's own (the head, the job CLI and the driver share it).
+    env.update(PATH=f"{os.path.abspath(VENV_BIN)}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0",
+               PYTHONUNBUFFERED="1", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    log = open(tmp_path / "ray_head.log", "w")
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=4",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--ray-client-server-port={other[0]}", f"--dashboard-agent-listen-port={other[1]}",
+         f"--dashboard-agent-grpc-port={other[2]}", f"--runtime-env-agent-port={other[3]}",
+         f"--metrics-export-port={other[4]}", f"--node-manager-port={other[5]}",
+         f"--object-manager-port={other[6]}", "--object-store-memory=300000000", f"--temp-dir={temp_dir}",
+         "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/version", timeout=5).read()
+                break
+            except urllib.error.HTTPError:   # it answers (401 without Ray's auth token): it is up
+                break
+            except OSError:
+                if head.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("Ray head did not start: " + open(tmp_path / "ray_head.log").read()[-3000:])
+                time.sleep(1)
+        yield f"127.0.0.1:{gcs}", url, env
+    finally:
+        head.send_signal(signal.SIGTERM)   # `ray start --block` stops the processes it started
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in [head.pid, *_our_processes(temp_dir)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(360)
+def test_ray_job_trains_two_horovod_workers(ray_head, tiny_dataset, tmp_path):
+    address, dashboard, env = ray_head
+    workdir = str(tmp_path / "ray_run")
+    submit = subprocess.run(
+        [RAY, "job", "submit", "--address", dashboard, "--working-dir", REPO, "--",
+         "twostream", "launch", "ray", "--address", address, "--num-workers", "2", "--preset", "tiny",
+         "--data", tiny_dataset, "--workdir", workdir, "--set", "data.num_actors=1"],
+        capture_output=True, text=True, env=env, timeout=330)
+    output = submit.stdout + submit.stderr
+    assert submit.returncode == 0 and "succeeded" in output, output[-5000:]
+    final = json.loads(next(line for line in output.splitlines() if line.startswith('{"final"')))
+    assert final["world_size"] == 2 and final["final"]["clips"] > 0
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        epochs = [r for r in map(json.loads, f) if r["kind"] == "epoch"]
+    assert [r["world_size"] for r in epochs] == [2] and epochs[0]["clips_failed"] == 0
+    assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
+
+
+def test_no_cluster_address_is_a_clear_error(monkeypatch, capsys):
+    from twostream.launch import cli
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cli.main(["launch", "ray", "--num-workers", "2", "--preset", "tiny", "--data", "d", "--workdir", "w"]) == 2
+    assert "no Ray cluster: pass --address HOST:PORT" in capsys.readouterr().err
