@@ -28,7 +28,8 @@ def export(model: keras.Model, path: str, clip: ClipSpec, class_names: list[str]
 
 
 def load(path: str):
-    """Returns (serve function, metadata dict) of an exported model."""
+    """Returns (loaded SavedModel, metadata dict); call `loaded.serve(rgb, flow)`. Keep the loaded object
+    alive while serving: its variables are freed with it."""
     with open(os.path.join(path, META_FILE)) as f:
         meta = json.load(f)
-    return tf.saved_model.load(path).serve, meta
+    return tf.saved_model.load(path), meta
