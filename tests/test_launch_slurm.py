@@ -32,6 +32,20 @@ def test_script_content(tmp_path, capsys):
     assert ("train --preset tiny --set train.epochs=3 --data /shared/videos --workdir " + str(tmp_path / "run")) in text
 
 
+def test_submits_with_sbatch_when_there_is_one(tmp_path, monkeypatch, capsys):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    sbatch = fake_bin / "sbatch"
+    sbatch.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/submitted\necho "Submitted batch job 77"\n')
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    script = str(tmp_path / "job.sbatch")
+    assert cli.main(["launch", "slurm", "--nodes", "1", "--gpus-per-node", "1", "--time", "30", "--partition", "p",
+                     "--script", script, "--preset", "tiny", "--data", "d", "--workdir", str(tmp_path / "w")]) == 0
+    assert f"wrote {script}; submitting" in capsys.readouterr().out
+    assert (tmp_path / "submitted").read_text().strip() == script
+
+
 def test_bad_time_and_counts_are_clear_errors(tmp_path, capsys):
     assert _write(tmp_path, "--time", "4h")[0] == 2
     assert "--time '4h' is not a SLURM time" in capsys.readouterr().err
