@@ -1,6 +1,7 @@
 """The task's update and evaluation steps: forward, loss, gradients averaged over ranks, optimizer update."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import keras
@@ -36,8 +37,12 @@ def _split(tree, parts: int):
     return [tf.nest.pack_sequence_as(tree, [f[i] for f in flat]) for i in range(parts)]
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, options: StepOptions = StepOptions()):
-    """Returns step(inputs, labels, weights) -> loss averaged over all ranks (the same value on every rank).
+def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, options: StepOptions = StepOptions(),
+                    loss=None):
+    """Returns step(inputs, labels, weights=None) -> loss averaged over all ranks (the same value on every rank).
+
+    `loss(labels, outputs, weights)` is the mean loss over the examples of weight 1 (default: softmax
+    cross-entropy on logits with options.label_smoothing); weights=None weighs every example 1.
 
     The loss travels in the same fused allreduce as the gradients, so every rank sees the same loss and
     a non-finite one stops (or skips) on all ranks together, at no cost of an extra collective.
@@ -46,30 +51,35 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
     """
     variables = model.trainable_variables
     k = options.accumulate_steps
+    if loss is None:
+        loss = functools.partial(weighted_cross_entropy, label_smoothing=options.label_smoothing)
 
     def local_gradients(inputs, labels, weights):
-        gradients, loss = [tf.zeros_like(v) for v in variables], 0.0
+        gradients, total = [tf.zeros_like(v) for v in variables], 0.0
         for micro in _split((inputs, labels, weights), k) if k > 1 else [(inputs, labels, weights)]:
             with tf.GradientTape() as tape:
                 logits = model(micro[0], training=True)
-                micro_loss = weighted_cross_entropy(micro[1], logits, micro[2], options.label_smoothing) / k
+                micro_loss = loss(micro[1], logits, micro[2]) / k
             gradients = [g + m for g, m in zip(gradients, tape.gradient(micro_loss, variables))]
-            loss += micro_loss
-        return gradients, loss
+            total += micro_loss
+        return gradients, total
 
     def apply(gradients):
         if options.clip_grad_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, options.clip_grad_norm)
         optimizer.apply_gradients(zip(gradients, variables))
 
-    def step(inputs, labels, weights):
-        gradients, loss = local_gradients(inputs, labels, weights)
-        *gradients, loss = dist.average(gradients + [loss], fp16_compression=options.fp16_allreduce)
+    def step(inputs, labels, weights=None):
+        if weights is None:
+            weights = tf.ones(tf.shape(labels)[:1], tf.float32)
+        gradients, mean_loss = local_gradients(inputs, labels, weights)
+        *gradients, mean_loss = dist.average(gradients + [mean_loss], fp16_compression=options.fp16_allreduce)
         if options.skip_nonfinite:
-            tf.cond(tf.math.is_finite(loss), lambda: apply(gradients) or tf.constant(True), lambda: tf.constant(False))
+            tf.cond(tf.math.is_finite(mean_loss), lambda: apply(gradients) or tf.constant(True),
+                    lambda: tf.constant(False))
         else:
             apply(gradients)
-        return loss
+        return mean_loss
 
     return step if options.eager else tf.function(step)
 
