@@ -12,6 +12,9 @@ from twostream.data.clips import ClipSpec
 from twostream.models.two_stream import ModelSpec
 
 
+VIDEO_AGGREGATES = ("mean", "max")   # how a video's clip probabilities become one (trainer/metrics.py)
+
+
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key and what is accepted."""
 
@@ -54,6 +57,8 @@ class TrainConfig:
     eager: bool = False               # run steps eagerly (debugging) instead of as tf.function
     debug: bool = False               # deterministic ops, and the first batch's shapes/dtypes logged (`--debug`)
     fp16_allreduce: bool = False      # compress gradients to float16 for the allreduce
+    eval_views: int = 1               # evaluation: clips per validation video, evenly spread over it
+    video_aggregate: str = "mean"     # evaluation: a video's class probabilities from its clips' (mean | max)
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,18 @@ def from_dict(tree: dict) -> Config:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(sections)}")
     defaults = Config()
     built = {name: _section(name, getattr(defaults, name), tree.get(name) or {}) for name in sections}
-    return Config(**built)
+    return _check_values(Config(**built))
+
+
+def _check_values(config: Config) -> Config:
+    """Value checks that the types alone cannot make."""
+    if config.train.eval_views < 1:
+        raise ConfigError(f"train.eval_views must be at least 1 (clips per validation video), "
+                          f"got {config.train.eval_views}")
+    if config.train.video_aggregate not in VIDEO_AGGREGATES:
+        raise ConfigError(f"train.video_aggregate must be one of {', '.join(VIDEO_AGGREGATES)}, "
+                          f"got {config.train.video_aggregate!r}")
+    return config
 
 
 def _section(name: str, default, values: dict):
