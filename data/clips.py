@@ -8,8 +8,8 @@ import numpy as np
 from twostream.data import augment
 from twostream.data.flow import FlowEngine, quantize
 from twostream.data.flow_cache import FlowCache
-from twostream.data.sampling import sample_frames
-from twostream.data.video import VideoError, decode_frames, decode_selected
+from twostream.data.sampling import sample_by_time, sample_frames
+from twostream.data.video import VideoError, decode_by_time, decode_frames, decode_selected
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,14 @@ class ClipSpec:
     frame_stride: int = 1       # dense sampling: frames between sampled frames (flow is always to the next frame)
     crop_scale_min: float = 1.0  # training: random crop of side size x U(this, 1), resized back (1.0 = off)
     flip: bool = False          # training: horizontal flip with probability 1/2 (negates horizontal flow)
+    sample_fps: float = 0.0     # 0: sample by frame index; >0: sample on the timeline resampled at this rate, from
+    #                             frame timestamps (variable-frame-rate files); costs a timestamp pass per clip.
+    #                             Strides count ticks of 1/sample_fps s; flow is still to the next decoded frame.
+
+    def __post_init__(self):
+        if not self.sample_fps >= 0:
+            raise ValueError(f"clip.sample_fps must be 0 (sample by frame index) or a rate > 0 in frames per "
+                             f"second, got {self.sample_fps!r}")
 
     @property
     def rgb_shape(self) -> tuple[int, int, int, int]:
@@ -45,8 +53,30 @@ class ClipLoader:
         self.flow = FlowEngine(spec.flow_method, spec.dis_preset)
 
     def _choose(self, rng, view: int, views: int):
+        """Picks the clip's frames: from the frame count, or (sample_fps > 0) from the frame timestamps."""
         spec = self.spec
-        return lambda n: sample_frames(n, spec.num_frames, spec.sampling, spec.frame_stride, rng, view, views)
+
+        def by_index(num_frames: int) -> np.ndarray:
+            return sample_frames(num_frames, spec.num_frames, spec.sampling, spec.frame_stride, rng, view, views)
+
+        if spec.sample_fps > 0:
+            return lambda timestamps_ms: sample_by_time(timestamps_ms, spec.sample_fps, by_index)
+        return by_index
+
+    def _decode(self, path: str, choose, with_successors: bool) -> tuple[dict[int, np.ndarray], np.ndarray, int]:
+        """Decodes the chosen frames (and, for online flow, each one's successor), by index or by time.
+
+        Returns ({index: RGB frame}, the chosen indices in clip order, the number of frames in the video).
+        """
+        chosen = []
+
+        def wanted(frame_count_or_times) -> np.ndarray:
+            chosen[:] = [choose(frame_count_or_times)]   # decode_selected may choose again from the true count
+            return np.concatenate([chosen[0], chosen[0] + 1]) if with_successors else chosen[0]
+
+        decode = decode_by_time if self.spec.sample_fps > 0 else decode_selected
+        frames, count = decode(path, self.spec.size, wanted)
+        return frames, chosen[0], count
 
     def load(self, path: str, seed: int | None, view: int = 0, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """seed=None: deterministic view `view` of `views` (evaluation); an int seeds sampling and augmentation."""
@@ -62,15 +92,7 @@ class ClipLoader:
 
     def _load_online(self, path: str, rng, view: int, views: int):
         """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
-        chosen = []
-        choose = self._choose(rng, view, views)
-
-        def choose_with_successors(n: int) -> np.ndarray:
-            chosen[:] = [choose(n)]
-            return np.concatenate([chosen[0], chosen[0] + 1])
-
-        frames, _ = decode_selected(path, self.spec.size, choose_with_successors)
-        indices = chosen[0]
+        frames, indices, _ = self._decode(path, self._choose(rng, view, views), with_successors=True)
         rgb = np.stack([frames[int(i)] for i in indices])
         following = np.stack([frames[int(i) + 1] for i in indices])
         flow = np.stack([self.flow.clip(np.stack([a, b]))[0] for a, b in zip(rgb, following)])
@@ -79,10 +101,14 @@ class ClipLoader:
     def _load_cached(self, path: str, rng, view: int, views: int):
         """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""
         flow_all = self.video_flow(path)
-        indices = self._choose(rng, view, views)(len(flow_all) + 1)   # the cache knows the true frame count
-        frames, _ = decode_selected(path, self.spec.size, lambda n: indices)
-        if any(int(i) not in frames for i in indices):
-            raise VideoError(f"{path}: frames {indices.tolist()} not decodable although flow was cached")
+        choose = self._choose(rng, view, views)
+        if self.spec.sample_fps <= 0:
+            fixed = choose(len(flow_all) + 1)   # the cache knows the true frame count: the container's hint is moot
+            choose = lambda hint: fixed   # noqa: E731
+        frames, indices, _ = self._decode(path, choose, with_successors=False)
+        if any(int(i) not in frames for i in indices) or int(np.max(indices)) >= len(flow_all):
+            raise VideoError(f"{path}: frames {indices.tolist()} not decodable although flow was cached for "
+                             f"{len(flow_all) + 1} frames; if the file changed in place, clear the flow cache")
         return np.stack([frames[int(i)] for i in indices]), np.asarray(flow_all[indices])
 
     def video_flow(self, path: str) -> np.ndarray:

@@ -77,7 +77,8 @@ def _read_indices(capture: cv2.VideoCapture, wanted: np.ndarray, size: int, seek
     """Reads the sorted frame indices `wanted`, seeking over long gaps; None when the video disagrees."""
     frames, position = {}, 0   # position: index of the frame the next read() returns
     for target in (int(i) for i in wanted):
-        if target - position > seek_gap:
+        seeked = target - position > seek_gap
+        if seeked:
             capture.set(cv2.CAP_PROP_POS_FRAMES, target)
             if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != target:
                 return None    # the backend could not seek exactly: fall back to reading through
@@ -89,9 +90,64 @@ def _read_indices(capture: cv2.VideoCapture, wanted: np.ndarray, size: int, seek
         ok, frame = capture.read()
         if not ok or frame is None:
             return None        # the container promised more frames than there are
+        if seeked and not _on_constant_rate_clock(capture, target):
+            return None        # a variable-frame-rate file: the seek may have landed on another frame
         frames[target] = to_rgb(frame, size)
         position += 1
     return frames
+
+
+def _on_constant_rate_clock(capture: cv2.VideoCapture, index: int) -> bool:
+    """Whether the frame just read is shown at index / fps (within half a frame), as in a constant-rate file.
+
+    OpenCV seeks to a frame index through a time computed from the average rate, and counts frames from the
+    timestamps it lands on; in a variable-frame-rate file both are wrong, silently (tests/test_codecs.py).
+    """
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    if not fps > 0:
+        return False           # no rate to check against: do not trust the seek
+    return abs(capture.get(cv2.CAP_PROP_POS_MSEC) - index * 1000.0 / fps) <= 500.0 / fps
+
+
+def frame_times(path: str) -> np.ndarray:
+    """Presentation time of every decodable frame, ms from the first, read by grabbing through the whole file.
+
+    The times come from the container's timestamps (CAP_PROP_POS_MSEC), so a variable-frame-rate file shows
+    its true, uneven spacing. Raises VideoError for fewer than MIN_FRAMES frames or times that run backwards.
+    """
+    capture = _open(path)
+    try:
+        times = []
+        while capture.grab():   # grab() decodes without converting: the cheapest full pass
+            times.append(capture.get(cv2.CAP_PROP_POS_MSEC))
+    finally:
+        capture.release()
+    if len(times) < MIN_FRAMES:
+        raise VideoError(f"{path}: only {len(times)} frame decoded; optical flow needs at least {MIN_FRAMES}")
+    times = np.asarray(times, np.float64)
+    if np.any(np.diff(times) < 0) or times[-1] <= times[0]:
+        raise VideoError(f"{path}: its frame timestamps do not increase, so it cannot be sampled by time; "
+                         "set clip.sample_fps=0 to sample it by frame index")
+    return times - times[0]
+
+
+def decode_by_time(path: str, size: int,
+                   choose: Callable[[np.ndarray], np.ndarray]) -> tuple[dict[int, np.ndarray], int]:
+    """Decodes the frames `choose(timestamps_ms)` asks for; returns ({index: RGB frame}, number of frames).
+
+    For variable-frame-rate files: a first pass reads every frame's timestamp (frame_times), a second reads
+    the chosen frames in order without seeking, since a seek by frame index is not reliable in such a file.
+    """
+    times = frame_times(path)
+    wanted = np.unique(choose(times))
+    capture = _open(path)
+    try:
+        frames = _read_indices(capture, wanted, size, seek_gap=len(times))   # a gap this long never occurs: no seek
+    finally:
+        capture.release()
+    if frames is None:
+        raise VideoError(f"{path}: frames {wanted.tolist()} of {len(times)} could not be read again on a second pass")
+    return frames, len(times)
 
 
 def to_rgb(frame: np.ndarray, size: int) -> np.ndarray:

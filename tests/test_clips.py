@@ -9,7 +9,7 @@ from twostream.data import augment
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.flow import dequantize, quantize
 from twostream.data.flow_cache import FlowCache
-from twostream.data.sampling import sample_frames
+from twostream.data.sampling import sample_by_time, sample_frames
 from twostream.data.synthetic import random_texture, write_video
 from twostream.data.video import VideoError, decode_frames, decode_selected
 
@@ -72,6 +72,25 @@ def test_sampling_modes():
         assert all(10 * k <= p < 10 * (k + 1) for k, p in enumerate(picks))
     with pytest.raises(ValueError, match="clip.sampling"):
         sample_frames(10, 2, "magic")
+
+
+def test_sample_by_time_picks_the_frame_on_screen_at_each_tick():
+    times = np.array([0, 100, 200, 300, 325, 350, 375, 400, 425, 450, 475, 500], float)   # 10 fps, then 40 fps
+    every_tick = lambda ticks: np.arange(ticks - 1)   # noqa: E731 - ticks with a successor, like sample_frames
+    assert sample_by_time(times, 10.0, every_tick).tolist() == [0, 1, 2, 3, 7]   # 0, 100, 200, 300, 400 ms
+    assert sample_by_time(times + 5000, 10.0, every_tick).tolist() == [0, 1, 2, 3, 7]   # times from the first
+    centred = lambda ticks: sample_frames(ticks, 2, "dense", stride=2)   # noqa: E731
+    assert times[sample_by_time(times, 20.0, centred)].tolist() == [100, 200]   # ticks 150, 250 ms of 0..500
+    looped = sample_by_time(times, 1.0, lambda ticks: sample_frames(ticks, 3, "dense"))   # 0.5 s < one 1 s tick
+    assert looped.tolist() == [0, 0, 0]   # shorter than a clip: looped, as by index
+
+
+def test_sample_fps_is_a_config_key_and_must_not_be_negative():
+    from twostream.trainer.config import load
+    assert load(overrides=["clip.sample_fps=12.5"]).clip.sample_fps == 12.5
+    assert ClipSpec().sample_fps == 0.0   # by frame index unless asked
+    with pytest.raises(ValueError, match="clip.sample_fps"):
+        ClipSpec(sample_fps=-1.0)
 
 
 @pytest.mark.parametrize("sampling", ["dense", "segments"])
