@@ -35,35 +35,47 @@ def clip_seed(seed: int, epoch: int, slot: int) -> int:
 
 
 class EpochStream:
-    """Iterates one rank's local batches (rgb, flow, labels, weights) for one epoch, in plan order."""
+    """Iterates one rank's local batches (rgb, flow, labels, weights, index) for one epoch, in plan order.
+
+    Evaluation with `views` > 1 scores each record (video) `views` times, at evenly spread clips: the plan
+    then indexes records x views (position p is view p % views of record p // views). `index` says which:
+    int32 (batch, 2) rows of (record, view). In evaluation a failed clip's stand-in gets weight 0, so no
+    video is scored twice; in training it counts (the step still needs a full batch).
+    """
 
     def __init__(self, records: Sequence[ClipRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
-                 train: bool, max_failed_fraction: float = 0.05):
+                 train: bool, max_failed_fraction: float = 0.05, views: int = 1):
         self.records, self.pool, self.plan = records, pool, plan
         self.seed, self.epoch, self.train = seed, epoch, train
         self.max_failed_fraction = max_failed_fraction
+        self.views = 1 if train else views
         self.report = EpochReport()
 
     def _request(self, position: int, slot: int) -> ClipRequest:
-        return ClipRequest(self.records[position].path, clip_seed(self.seed, self.epoch, slot) if self.train else None)
+        record, view = divmod(position, self.views)
+        seed = clip_seed(self.seed, self.epoch, slot) if self.train else None
+        return ClipRequest(self.records[record].path, seed, view, self.views)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         positions, slots = self.plan.positions.reshape(-1), self.plan.slots.reshape(-1)
         results = self.pool.map(self._request(p, s) for p, s in zip(positions, slots))
-        local_batch = self.plan.positions.shape[1]
-        rgb, flow, labels = [], [], []
+        local_batch, weights = self.plan.positions.shape[1], self.plan.weights.reshape(-1)
+        rgb, flow, labels, kept, where = [], [], [], [], []
         for index, result in enumerate(results):
-            position = int(positions[index])
+            position, weight = int(positions[index]), weights[index]
             if result.error is not None:
                 position, result = self._replace(index, result.error)
+                weight = weight if self.train else 0.0
             rgb.append(result.rgb)
             flow.append(result.flow)
-            labels.append(self.records[position].label)
+            labels.append(self.records[position // self.views].label)
+            kept.append(weight)
+            where.append(divmod(position, self.views))
             self.report.clips_read += 1
             if len(labels) == local_batch:
-                step = index // local_batch
-                yield np.stack(rgb), np.stack(flow), np.asarray(labels, np.int32), self.plan.weights[step]
-                rgb, flow, labels = [], [], []
+                yield (np.stack(rgb), np.stack(flow), np.asarray(labels, np.int32), np.asarray(kept, np.float32),
+                       np.asarray(where, np.int32))
+                rgb, flow, labels, kept, where = [], [], [], [], []
 
     def _replace(self, index: int, error: str):
         """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
@@ -89,17 +101,20 @@ class EpochStream:
                             f"{self.plan.positions.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
 
 
-def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2) -> tf.data.Dataset:
-    """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched."""
+def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2,
+               with_index: bool = False) -> tf.data.Dataset:
+    """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched.
+
+    Elements are (inputs, labels, weights), plus each clip's (record, view) when `with_index` (evaluation)."""
     signature = (
         {"rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
          "flow": tf.TensorSpec((local_batch, *spec.flow_shape), tf.uint8)},
         tf.TensorSpec((local_batch,), tf.int32),
         tf.TensorSpec((local_batch,), tf.float32),
-    )
+    ) + ((tf.TensorSpec((local_batch, 2), tf.int32),) if with_index else ())
 
     def generate():
-        for rgb, flow, labels, weights in stream:
-            yield {"rgb": rgb, "flow": flow}, labels, weights
+        for rgb, flow, labels, weights, index in stream:
+            yield ({"rgb": rgb, "flow": flow}, labels, weights) + ((index,) if with_index else ())
 
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(prefetch)

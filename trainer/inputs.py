@@ -36,8 +36,8 @@ class Inputs:
                                 cache=cache_settings(config))
 
     def _plan(self, epoch: int, train: bool):
-        records = self.train_records if train else self.val_records
-        return plan_epoch(len(records), self.config.train.global_batch, self.rank, self.world_size,
+        clips = len(self.train_records) if train else len(self.val_records) * self.config.train.eval_views
+        return plan_epoch(clips, self.config.train.global_batch, self.rank, self.world_size,
                           seed=self.config.train.seed, epoch=epoch, train=train)
 
     def train_epoch(self, epoch: int, from_step: int = 0):
@@ -46,13 +46,15 @@ class Inputs:
         return self._dataset(self.train_records, plan, epoch, train=True)
 
     def eval_epoch(self):
-        """(dataset, stream) covering every validation clip exactly once across ranks (padding weighted 0)."""
+        """(dataset, stream) scoring train.eval_views evenly spread clips of every validation video exactly once
+        across ranks (padding weighted 0); its elements carry each clip's (record, view) for video-level metrics."""
         return self._dataset(self.val_records, self._plan(0, train=False), 0, train=False)
 
     def _dataset(self, records, plan, epoch: int, train: bool):
         stream = EpochStream(records, self.pool, plan, seed=self.config.train.seed, epoch=epoch, train=train,
-                             max_failed_fraction=self.config.data.max_failed_fraction)
-        return to_dataset(stream, self.config.clip, self.local_batch), stream
+                             max_failed_fraction=self.config.data.max_failed_fraction,
+                             views=self.config.train.eval_views)
+        return to_dataset(stream, self.config.clip, self.local_batch, with_index=not train), stream
 
     def close(self) -> None:
         self.pool.shutdown()
