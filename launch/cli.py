@@ -1,4 +1,4 @@
-"""The `twostream` command line: synth, train, evaluate, launch, doctor (also `python -m twostream.launch`)."""
+"""The `twostream` command line: synth, train, evaluate, predict, launch, doctor (also `python -m twostream.launch`)."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from twostream.trainer.predict import PredictError, run
+    try:
+        return run(args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json)
+    except PredictError as error:
+        print(f"twostream predict: error: {error}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twostream", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="dataset folder (default: the one the run trained on)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="score video files with an exported model (decode, flow, model, "
+                                                  "clips aggregated per video)")
+    predict.add_argument("videos", nargs="+", metavar="VIDEO")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="an exported model folder (WORKDIR/export)")
+    source.add_argument("--workdir", help="a training workdir: its export/, views and aggregation")
+    predict.add_argument("--views", type=int, help="evenly spread clips per video (default: the workdir's "
+                                                   "train.eval_views, else 1)")
+    predict.add_argument("--aggregate", choices=["mean", "max"], help="how clip probabilities make the video's "
+                                                                      "(default: train.video_aggregate, else mean)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object instead of one line per video")
+    predict.set_defaults(run=cmd_predict)
 
     launch = commands.add_parser("launch", help="start training: horovodrun, a Ray cluster, SLURM or Kubernetes")
     launchers = launch.add_subparsers(dest="launcher", required=True)
