@@ -1,0 +1,151 @@
+"""`twostream evaluate` (eval.json, roc.png, confusion.png), `twostream predict`, and metrics from two real ranks
+(horovodrun -np 2) equal to the metrics of the union of their clips computed in one process."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from conftest import REPO, VENV_BIN, run_cli
+from twostream.trainer import metrics
+
+HELPER = os.path.join(REPO, "tests", "helpers", "eval_and_dump.py")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_dataset, tmp_path_factory):
+    """A workdir trained one epoch (tiny preset, 2 views per video in its config), then evaluated through the
+    CLI with 3 views per video aggregated by max; returns (workdir, printed summary, eval.json)."""
+    workdir = str(tmp_path_factory.mktemp("evaluate") / "run")
+    trained = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
+                      "--set", "train.epochs=1", "--set", "train.eval_views=2")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = run_cli("evaluate", "--workdir", workdir, "--set", "train.eval_views=3",
+                     "--set", "train.video_aggregate=max")
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])["eval"]
+    with open(os.path.join(workdir, "eval.json")) as f:
+        return workdir, printed, json.load(f)
+
+
+def test_evaluate_reports_clip_and_video_metrics(evaluated):
+    _, printed, report = evaluated
+    assert printed == {k: report[k] for k in printed}   # eval.json starts with what the command prints
+    assert report["views"] == 3 and report["aggregate"] == "max"
+    videos = report["per_video"]
+    assert report["videos"] == report["video"]["count"] == len(videos) > 0
+    assert report["clips"] == report["clip"]["count"] == 3 * len(videos) and all(v["clips"] == 3 for v in videos)
+    assert np.sum(report["clip"]["confusion"]) == report["clips"]
+    assert np.sum(report["video"]["confusion"]) == report["videos"]
+
+    # The video-level numbers are those of the per-video scores it lists, by scikit-learn.
+    names = report["class_names"]
+    labels = np.array([names.index(v["label"]) for v in videos])
+    probabilities = np.array([[v["probabilities"][n] for n in names] for v in videos])
+    assert report["positive_class"] == names[1]
+    assert report["video_accuracy"] == pytest.approx(sk.accuracy_score(labels, probabilities.argmax(axis=1)))
+    assert report["video_log_loss"] == pytest.approx(sk.log_loss(labels, probabilities, labels=[0, 1]))
+    if len(set(labels)) == 2:
+        assert report["video_roc_auc"] == pytest.approx(sk.roc_auc_score(labels, probabilities[:, 1]))
+
+
+def test_evaluate_draws_roc_and_confusion_images(evaluated):
+    workdir = evaluated[0]
+    for name in ("roc.png", "confusion.png"):
+        image = cv2.imread(os.path.join(workdir, name))
+        assert image is not None, name
+        assert min(image.shape[:2]) >= 200 and image.std() > 10, name   # a drawing, not a blank canvas
+
+
+def _predict(*args):
+    result = run_cli("predict", *args)
+    return result, [line.split("\t") for line in result.stdout.strip().splitlines()]
+
+
+def test_predict_runs_the_whole_path_like_evaluate(evaluated):
+    workdir, _, report = evaluated
+    videos = report["per_video"][:2]
+    paths = [v["path"] for v in videos]
+    result, lines = _predict(*paths, "--workdir", workdir, "--views", "3", "--aggregate", "max")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [line[0] for line in lines] == paths and all(line[1] in report["class_names"] for line in lines)
+
+    as_json = run_cli("predict", *paths, "--model", os.path.join(workdir, "export"), "--views", "3",
+                      "--aggregate", "max", "--json")
+    assert as_json.returncode == 0, as_json.stderr[-3000:]
+    predicted = json.loads(as_json.stdout)["videos"]
+    for video, expected in zip(predicted, videos):
+        assert video["path"] == expected["path"] and video["views"] == 3 and video["error"] is None
+        assert video["prediction"] == max(video["probabilities"], key=video["probabilities"].get)
+        for name, p in expected["probabilities"].items():   # SavedModel in process == checkpoint on Ray actors
+            assert video["probabilities"][name] == pytest.approx(p, abs=1e-4)
+
+    defaults = json.loads(run_cli("predict", paths[0], "--workdir", workdir, "--json").stdout)
+    assert (defaults["views"], defaults["aggregate"]) == (2, "mean")   # the workdir's train.eval_views
+
+
+def test_predict_names_each_bad_video_and_exits_nonzero(evaluated, tmp_path):
+    workdir, _, report = evaluated
+    good = report["per_video"][0]["path"]
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"not a video" * 100)
+    missing = str(tmp_path / "missing.avi")
+    result, lines = _predict(good, str(garbage), missing, "--workdir", workdir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert [line[0] for line in lines] == [good]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("twostream predict: error:")]
+    assert len(errors) == 2 and str(garbage) in errors[0] and missing in errors[1] and "not found" in errors[1]
+
+    no_model = run_cli("predict", good, "--model", str(tmp_path))
+    assert no_model.returncode == 2 and "not an exported model" in no_model.stderr and "Traceback" not in no_model.stderr
+
+
+# Enough held-out videos for both classes; 2 views each, so some video's views land on different ranks;
+# a global batch that does not divide the clips, so the last step carries padding.
+RANKS_COMMON = ["data.val_fraction=0.5", "train.global_batch=6", "train.eval_views=2", "train.video_aggregate=max",
+                "data.num_actors=1", "data.object_store_mb=128"]
+
+
+def _dumped(folder, rank):
+    with open(os.path.join(folder, f"rank{rank}.json")) as f:
+        reported = json.load(f)
+    with np.load(os.path.join(folder, f"rank{rank}.npz")) as f:
+        return reported, metrics.Scores(**{k: f[k] for k in f.files})
+
+
+@pytest.mark.timeout(600)
+def test_metrics_from_two_ranks_equal_metrics_on_the_union_in_one_process(tiny_dataset, tmp_path):
+    overrides = RANKS_COMMON + [f"data.root={tiny_dataset}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    two = subprocess.run([os.path.join(VENV_BIN, "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
+                          sys.executable, HELPER, str(tmp_path / "two"), *overrides],
+                         capture_output=True, text=True, timeout=540, env=env)
+    assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-4000:]
+    (reported, mine0), (reported1, mine1) = _dumped(tmp_path / "two", 0), _dumped(tmp_path / "two", 1)
+    assert reported == reported1   # every rank reports the same numbers
+
+    # Exactly the union's metrics, computed here in one process from the clips each rank scored.
+    union = metrics.Scores.concatenate([mine0, mine1])
+    assert metrics.flat(metrics.report(union, "max")) == reported
+    # Every held-out clip counted once (no padding, no duplicate), and gathering mattered: a video's views
+    # were split between the ranks, and averaging per-rank metrics would have given other numbers.
+    assert len(set(zip(union.records, union.views))) == len(union.labels) == reported["clips"] == 2 * reported["videos"]
+    assert set(mine0.records) & set(mine1.records)
+    per_rank = [metrics.flat(metrics.report(part, "max")) for part in (mine0, mine1)]
+    assert any(abs(np.mean([r[k] for r in per_rank]) - reported[k]) > 1e-3 for k in ("roc_auc", "video_roc_auc"))
+
+    # One process scoring all the clips itself reports the same (to float round-off of different batches).
+    one = subprocess.run([sys.executable, HELPER, str(tmp_path / "one"), *overrides], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert one.returncode == 0, one.stderr[-4000:]
+    single, alone = _dumped(tmp_path / "one", 0)
+    np.testing.assert_array_equal(alone.records, union.records)
+    np.testing.assert_array_equal(alone.views, union.views)
+    np.testing.assert_allclose(alone.probabilities, union.probabilities, rtol=1e-5, atol=1e-6)
+    assert single.keys() == reported.keys()
+    for key, value in reported.items():
+        assert single[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
