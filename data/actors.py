@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class ClipResult:
     rgb: np.ndarray | None     # uint8 (T, H, W, 3), None when the clip failed
     flow: np.ndarray | None    # uint8 (T, H, W, 2)
     error: str | None = None
+    path: str = ""             # the clip this result is of, as the actor saw it (tests check none is lost)
+    pid: int = 0               # the decoding process: a new one after Ray restarted a dead actor
 
 
 def start_ray(address: str | None, num_cpus: int | None = None, object_store_mb: int = 1024) -> None:
@@ -69,10 +72,14 @@ class ClipDecoder:
         results = []
         for request in requests:
             try:
-                results.append(ClipResult(*self.loader.load(request.path, request.seed, request.view, request.views)))
+                rgb, flow = self.loader.load(request.path, request.seed, request.view, request.views)
+                results.append(ClipResult(rgb, flow, None, request.path, os.getpid()))
             except Exception as error:   # any bad file becomes a reported failure, never a dead actor
-                results.append(ClipResult(None, None, f"{request.path}: {error}"))
+                results.append(ClipResult(None, None, f"{request.path}: {error}", request.path, os.getpid()))
         return results
+
+    def pid(self) -> int:
+        return os.getpid()
 
 
 class DecoderPool:
@@ -85,6 +92,8 @@ class DecoderPool:
         self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor).remote(spec, cache) for _ in range(num_actors)]
         self._next_actor = 0
         self._wait_until_placed(cpus_per_actor, start_timeout_s)
+        self._pids = set(ray.get([actor.pid.remote() for actor in self.actors]))   # see `restarts`
+        self._first_pids = len(self._pids)
 
     def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
         """Fails loudly, instead of waiting forever, when the cluster has no room for the actors."""
@@ -99,15 +108,25 @@ class DecoderPool:
         ray.get(ready)   # re-raises an actor's constructor error (e.g. an unknown flow method)
 
     def map(self, requests: Iterable[ClipRequest]) -> Iterator[ClipResult]:
-        """Yields one result per request, in request order; memory stays bounded by calls_in_flight."""
+        """An iterator over one result per request, in request order; memory stays bounded by calls_in_flight.
+
+        The first calls_in_flight calls are sent now, before the first next(): the actors start decoding
+        while the caller is still setting up (e.g. TensorFlow building the epoch's iterator).
+        """
         chunks = _chunks(iter(requests), self.clips_per_call)
-        pending: collections.deque = collections.deque()
-        for chunk in chunks:
-            pending.append((self._submit(chunk), chunk))
-            if len(pending) >= self.calls_in_flight:
-                yield from self._collect(*pending.popleft())
+        first = itertools.islice(chunks, self.calls_in_flight)
+        pending = collections.deque((self._submit(chunk), chunk) for chunk in first)
+        return self._in_order(pending, chunks)
+
+    def _in_order(self, pending: collections.deque, chunks: Iterator[list]) -> Iterator[ClipResult]:
+        """Collects the oldest call and sends the next chunk before yielding its results, so every actor keeps
+        a call queued behind the running one while the consumer works through the results."""
         while pending:
-            yield from self._collect(*pending.popleft())
+            results = self._collect(*pending.popleft())
+            chunk = next(chunks, None)
+            if chunk is not None:
+                pending.append((self._submit(chunk), chunk))
+            yield from results
 
     def _submit(self, chunk: list[ClipRequest]) -> ray.ObjectRef:
         """Round-robin over the actors."""
@@ -119,19 +138,29 @@ class DecoderPool:
         """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then
         clip by clip, so a clip that kills its decoder becomes one reported failure and no other clip is lost."""
         try:
-            return ray.get(ref)
+            return self._seen(ray.get(ref))
         except ACTOR_DEATH_ERRORS as error:
             log.warning("decode actor died (%s); re-sending its %d clips", type(error).__name__, len(chunk))
         try:
-            return ray.get(self._submit(chunk))
+            return self._seen(ray.get(self._submit(chunk)))
         except ACTOR_DEATH_ERRORS:
             return [self._one_by_one(request) for request in chunk]
 
     def _one_by_one(self, request: ClipRequest) -> ClipResult:
         try:
-            return ray.get(self._submit([request]))[0]
+            return self._seen(ray.get(self._submit([request])))[0]
         except ACTOR_DEATH_ERRORS as error:
             return ClipResult(None, None, f"{request.path}: its decode actor died twice ({type(error).__name__})")
+
+    def _seen(self, results: list[ClipResult]) -> list[ClipResult]:
+        self._pids.update(result.pid for result in results)
+        return results
+
+    @property
+    def restarts(self) -> int:
+        """Decode actors Ray has restarted so far (after a crash or a kill), counted as the new worker
+        processes seen returning results (an actor restarted after its last call is counted later)."""
+        return len(self._pids) - self._first_pids
 
     def shutdown(self) -> None:
         for actor in self.actors:

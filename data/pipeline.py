@@ -57,8 +57,12 @@ class EpochStream:
         return ClipRequest(self.records[record].path, seed, view, self.views)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""
         positions, slots = self.plan.positions.reshape(-1), self.plan.slots.reshape(-1)
-        results = self.pool.map(self._request(p, s) for p, s in zip(positions, slots))
+        return self._batches(self.pool.map(self._request(p, s) for p, s in zip(positions, slots)))
+
+    def _batches(self, results: Iterator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        positions = self.plan.positions.reshape(-1)
         local_batch, weights = self.plan.positions.shape[1], self.plan.weights.reshape(-1)
         rgb, flow, labels, kept, where = [], [], [], [], []
         for index, result in enumerate(results):
@@ -113,8 +117,10 @@ def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: 
         tf.TensorSpec((local_batch,), tf.float32),
     ) + ((tf.TensorSpec((local_batch, 2), tf.int32),) if with_index else ())
 
+    started = [iter(stream)]   # the actors decode the first clips while TensorFlow builds its iterator
+
     def generate():
-        for rgb, flow, labels, weights, index in stream:
+        for rgb, flow, labels, weights, index in (started.pop() if started else iter(stream)):
             yield ({"rgb": rgb, "flow": flow}, labels, weights) + ((index,) if with_index else ())
 
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(prefetch)
