@@ -1,11 +1,13 @@
 """`twostream launch horovod`: builds the `horovodrun ... twostream train ...` command, prints or runs it."""
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from twostream.launch import config_args
 
@@ -57,11 +59,45 @@ def hostfile_slots(path: str) -> list[tuple[str, int]]:
     return parsed
 
 
+@dataclass(frozen=True)
+class Elastic:
+    """horovodrun's elastic mode: between min_np and max_np ranks, on the hosts a discovery script prints."""
+    min_np: int
+    max_np: int
+    discovery_script: str          # an executable printing 'host:slots' lines, run again every second
+    network_interface: str = ""    # e.g. lo or eth0; without it Horovod waits for 2 hosts before starting
+
+    def args(self, np: int) -> list[str]:
+        if not os.path.isfile(self.discovery_script) or not os.access(self.discovery_script, os.X_OK):
+            raise LaunchError(f"--host-discovery-script {self.discovery_script!r} must be an executable file that "
+                              "prints one 'host:slots' line per available host")
+        if not 1 <= self.min_np <= np <= self.max_np:
+            raise LaunchError(f"elastic needs 1 <= --min-np ({self.min_np}) <= -np ({np}) <= --max-np "
+                              f"({self.max_np})")
+        return ["--min-np", str(self.min_np), "--max-np", str(self.max_np),
+                "--host-discovery-script", os.path.abspath(self.discovery_script),
+                *(["--network-interface", self.network_interface] if self.network_interface else [])]
+
+    def check_batch(self, global_batch: int) -> None:
+        """Every world size the job may pass through must split the global batch evenly."""
+        uneven = [n for n in range(self.min_np, self.max_np + 1) if global_batch % n]
+        if uneven:
+            raise LaunchError(f"train.global_batch={global_batch} does not split over {uneven} ranks, which an "
+                              f"elastic job of {self.min_np}..{self.max_np} ranks may have; choose a multiple of "
+                              f"every size in that range (e.g. {math.lcm(*range(self.min_np, self.max_np + 1))})")
+
+
 def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: list[str],
-                  controller: str = "gloo", extra: list[str] = ()) -> list[str]:
-    """horovodrun -np N (-H hosts | --hostfile F) --gloo|--mpi twostream train ARGS, checked for fit."""
+                  controller: str = "gloo", extra: list[str] = (), elastic: Elastic | None = None) -> list[str]:
+    """horovodrun -np N (-H hosts | --hostfile F | elastic flags) --gloo|--mpi twostream train ARGS, checked."""
     if np < 1:
         raise LaunchError(f"-np must be at least 1, got {np}")
+    if elastic is not None:
+        if hosts or hostfile or controller != "gloo":
+            raise LaunchError("--elastic takes its hosts from --host-discovery-script (not -H/--hostfile) and "
+                              "needs the gloo controller")
+        return [tool("horovodrun"), "-np", str(np), *elastic.args(np), "--gloo", *extra,
+                tool("twostream"), "train", *train_args, "--set", "train.elastic=true"]
     if hosts and hostfile:
         raise LaunchError("pass either -H or --hostfile, not both")
     if hostfile:
@@ -79,9 +115,13 @@ def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: 
 
 
 def run(args) -> int:
+    elastic = Elastic(args.min_np or args.np, args.max_np or args.np, args.host_discovery_script or "",
+                      args.network_interface or "") if args.elastic else None
     command = build_command(args.np, args.hosts, args.hostfile,
-                            config_args.forward(args) + ["--workdir", args.workdir], args.controller)
-    config_args.load_config(args)   # a bad key or a missing --data fails here, once, not on every rank
+                            config_args.forward(args) + ["--workdir", args.workdir], args.controller, elastic=elastic)
+    config = config_args.load_config(args)   # a bad key or a missing --data fails here, once, not on every rank
+    if elastic is not None:
+        elastic.check_batch(config.train.global_batch)
     print(shlex.join(command), flush=True)
     if args.dry_run:
         return 0
@@ -95,6 +135,12 @@ def add_parser(commands) -> None:
     parser.add_argument("--hostfile", help="file with lines 'hostname slots=N'")
     parser.add_argument("--controller", choices=["gloo", "mpi"], default="gloo",
                         help="gloo (default; what this build has) or mpi (a Horovod built with MPI)")
+    parser.add_argument("--elastic", action="store_true",
+                        help="Horovod elastic: keep training when ranks die, take added hosts (needs the flags below)")
+    parser.add_argument("--min-np", type=int, help="elastic: fewest ranks to go on with (default -np)")
+    parser.add_argument("--max-np", type=int, help="elastic: most ranks to grow to (default -np)")
+    parser.add_argument("--host-discovery-script", help="elastic: executable printing 'host:slots' lines")
+    parser.add_argument("--network-interface", help="elastic: interface for Gloo, e.g. eth0 (lo on one machine)")
     config_args.add_config_args(parser)
     parser.add_argument("--workdir", required=True, help="checkpoints, logs and export (rank 0 writes)")
     parser.add_argument("--dry-run", action="store_true", help="print the horovodrun command, do not run it")

@@ -59,6 +59,8 @@ class TrainConfig:
     fp16_allreduce: bool = False      # compress gradients to float16 for the allreduce
     eval_views: int = 1               # evaluation: clips per validation video, evenly spread over it
     video_aggregate: str = "mean"     # evaluation: a video's class probabilities from its clips' (mean | max)
+    elastic: bool = False             # Horovod elastic: survive lost ranks, take added ones (horovodrun --min-np)
+    elastic_commit_every: int = 10    # elastic: commit the state in memory every N steps (work lost on a failure)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import os
 
 import horovod.tensorflow as hvd
 import tensorflow as tf
+from horovod.common.exceptions import HorovodInternalError
 
 
 def init() -> None:
@@ -90,6 +91,73 @@ def gather_objects(obj) -> list:
     if hvd.size() == 1:
         return [obj]
     return hvd.allgather_object(obj, name="gather_objects")
+
+
+# ---------------------------------------------------------------------- elastic mode (horovodrun --min-np/--max-np)
+def is_elastic() -> bool:
+    """True in a process started by an elastic horovodrun (--min-np/--max-np/--host-discovery-script)."""
+    return os.environ.get("HOROVOD_ELASTIC") == "1"
+
+
+class KerasState(hvd.elastic.ObjectState):
+    """Horovod elastic state for Keras 3 variables plus plain Python attributes (step, epoch, ...).
+
+    Horovod's own TensorFlowState cannot be used: in TF2 eager mode its sync() re-broadcasts nothing
+    (it runs its broadcast op only when it has a TF1 session), so a worker that joins after a reset would
+    keep its own random weights; and its constructor broadcasts (a collective) before elastic.run, which a
+    worker joining later would issue while the others are inside sync. Here: commit() copies the variables
+    to host memory, restore() assigns them back, sync() broadcasts rank 0's variables and attributes.
+    """
+
+    def __init__(self, variables, **attributes):
+        self.variables = [_as_tf_variable(v) for v in variables]
+        self._saved_values = None
+        super().__init__(bcast_object=hvd.broadcast_object, get_rank=hvd.rank, **attributes)
+        self._save_variables()
+
+    def _save_variables(self) -> None:
+        self._saved_values = [v.numpy() for v in self.variables]
+
+    def save(self) -> None:
+        self._save_variables()
+        super().save()
+
+    def restore(self) -> None:
+        for variable, value in zip(self.variables, self._saved_values):
+            variable.assign(value)
+        super().restore()
+
+    def sync(self) -> None:
+        broadcast_variables(self.variables, 0)
+        self._save_variables()
+        super().sync()
+
+    def save_attributes(self) -> None:
+        """Commits the Python attributes only (e.g. a reset counter changed in a reset callback)."""
+        super().save()
+
+
+def run_elastic(body, state: KerasState):
+    """Runs body(state) under hvd.elastic.run: when a rank dies or hosts change, every surviving rank rolls
+    back to the last commit (or keeps the state, for a host change), Horovod re-initialises with the new
+    world, the state is broadcast from rank 0, and body(state) runs again from the top."""
+    return hvd.elastic.run(_horovod_errors_as_internal(body))(state)
+
+
+def _horovod_errors_as_internal(body):
+    """hvd.elastic.run turns a tf UnknownError into a reset only when its message names HorovodAllreduce,
+    HorovodAllgather or HorovodBroadcast, and silently swallows any other (returning None). Our step uses
+    grouped_allreduce, whose failure names HorovodGroupedAllreduce: measured, a survivor of a SIGKILLed
+    peer then left fit() with None after 9 of 24 steps and exited 0. So any tf.errors.OpError naming
+    Horovod becomes the HorovodInternalError that triggers the reset; other errors propagate."""
+    def wrapped(state):
+        try:
+            return body(state)
+        except tf.errors.OpError as error:
+            if "Horovod" in str(error.message):
+                raise HorovodInternalError(error) from error
+            raise
+    return wrapped
 
 
 def build_info() -> dict:

@@ -35,6 +35,12 @@ class Inputs:
         self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
                                 cache=cache_settings(config))
 
+    def reshard(self, rank: int, world_size: int) -> None:
+        """Takes this process's place in a new world (after an elastic reset): later epochs are split over
+        `world_size` ranks; the global batch, so the steps per epoch, stay the same."""
+        self.rank, self.world_size = rank, world_size
+        self.local_batch = local_batch_size(self.config.train.global_batch, world_size)
+
     def _plan(self, epoch: int, train: bool):
         clips = len(self.train_records) if train else len(self.val_records) * self.config.train.eval_views
         return plan_epoch(clips, self.config.train.global_batch, self.rank, self.world_size,

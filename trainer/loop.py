@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from twostream.data.sharding import local_batch_size
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
 from twostream.trainer import debug as debug_lib
@@ -74,7 +75,7 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     keras.utils.set_random_seed(config.train.seed)
     if config.train.debug:
         debug_lib.enable_determinism()
-    check_workdir(workdir)
+    check_workdir(workdir, collective=not config.train.elastic)   # elastic: fit checks it again on every start
     if chief:
         config_lib.save(config, os.path.join(workdir, "config.yaml"))
 
@@ -91,6 +92,7 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     streams = []   # this epoch's EpochStream, whose report says what was read, failed and replaced
 
     def train_batches(epoch: int, from_step: int):
+        inputs.reshard(dist.rank(), dist.size())   # the world may have changed (elastic reset)
         dataset, stream = inputs.train_epoch(epoch, from_step)
         streams.append(stream)
         return dataset
@@ -98,25 +100,27 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     # ------------------------------------------------------------------ the loop, then export
     metrics = fit(model, config.train, workdir, train_batches, inputs.steps_per_epoch,
                   evaluate=lambda: evaluate(eval_step, inputs.eval_epoch()[0], config.train.video_aggregate),
-                  epoch_report=lambda: data_report(streams[-1].report),
+                  epoch_report=lambda: data_report(streams[-1].report, inputs.pool.restarts),
                   describe_batch=(lambda batch: debug_lib.describe_batch(batch, model)) if config.train.debug else None)
-    if chief:
+    if dist.is_chief():                         # elastic: rank 0 may now be another process
         export(model, os.path.join(workdir, "export"), config.clip, list(inputs.class_names))
         log.info("exported SavedModel to %s", os.path.join(workdir, "export"))
     inputs.close()
     return metrics, model
 
 
-def data_report(report) -> dict:
-    """The epoch's data counts summed over ranks (a collective: every rank calls it)."""
-    reports = dist.gather_objects(report)
+def data_report(report, restarts: int = 0) -> dict:
+    """The epoch's data counts summed over ranks (a collective: every rank calls it); `restarts`: this
+    rank's decode actors restarted by Ray so far."""
+    reports, restarted = zip(*dist.gather_objects((report, restarts)))
     failed = [f for r in reports for f in r.failed]
     return {"clips_read": sum(r.clips_read for r in reports), "clips_failed": len(failed),
-            "clips_replaced": sum(r.replaced for r in reports), "failed": failed}
+            "clips_replaced": sum(r.replaced for r in reports), "failed": failed, "restarts": sum(restarted)}
 
 
-def check_workdir(workdir: str, min_free_mb: int = 100) -> None:
-    """Fails on every rank, before any training, when rank 0 cannot write to `workdir` or it is nearly full."""
+def check_workdir(workdir: str, min_free_mb: int = 100, collective: bool = True) -> None:
+    """Fails on every rank, before any training, when rank 0 cannot write to `workdir` or it is nearly full
+    (collective=False: fails on rank 0 alone, without a collective)."""
     problem = ""
     if dist.is_chief():
         try:
@@ -128,7 +132,8 @@ def check_workdir(workdir: str, min_free_mb: int = 100) -> None:
                 problem = f"only {free_mb} MiB free there (checkpoints need at least {min_free_mb} MiB)"
         except OSError as error:
             problem = f"it is not writable ({error.strerror or error})"
-    if not dist.all_agree(not problem):
+    fine = dist.all_agree(not problem) if collective else not problem
+    if not fine:
         raise config_lib.ConfigError(f"workdir {workdir!r}: {problem or 'rank 0 cannot write it'}; "
                                      "choose another --workdir or free space")
 
@@ -140,88 +145,141 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
 
     batches(epoch, from_step) gives one epoch's (inputs, labels[, weights]) batches of this rank, starting
     at step `from_step` of the epoch (used when resuming mid-epoch); every rank must yield exactly
-    `steps_per_epoch` batches. loss(labels, outputs, weights) -> mean loss (default: cross-entropy on
-    logits). evaluate() -> held-out metrics, exact over ranks; epoch_report() -> extra fields for the epoch
-    record. Returns the last evaluation (the same dict on every rank).
+    `steps_per_epoch` batches. With train.elastic it is called again after every reset and must shard by
+    the current dist.rank() / dist.size(). loss(labels, outputs, weights) -> mean loss (default:
+    cross-entropy on logits). evaluate() -> held-out metrics, exact over ranks; epoch_report() -> extra
+    fields for the epoch record. Returns the last evaluation (the same dict on every rank).
     """
     # ------------------------------------------------------------------ distribution (marked: Horovod)
     dist.init()
-    chief = dist.is_chief()
-    check_workdir(workdir)
-    runlog = RunLog(workdir, enabled=chief)
-    local_batch = train.global_batch // dist.size()
 
-    # ------------------------------------------------------------------ optimizer and update step
-    peak_lr = train.lr * (dist.size() if train.scale_lr_with_world else 1)   # Horovod: scale by world size
-    optimizer = make_optimizer(train, learning_rate_schedule(train, peak_lr, steps_per_epoch))
+    # ------------------------------------------------------------------ optimizer (lr x world size: set per run)
+    schedule = learning_rate_schedule(train, train.lr, steps_per_epoch)
+    optimizer = make_optimizer(train, schedule)
     optimizer.build(model.trainable_variables)  # create slots now, so they can be restored and broadcast
-    train_step = make_train_step(model, optimizer, step_options(train, local_batch), loss=loss)
 
-    # ------------------------------------------------------------------ checkpoint: resume, then broadcast
-    checkpoints = Checkpoints(workdir, model, optimizer, keep=train.keep_checkpoints)
-    step = checkpoints.restore_or_initialize()  # every rank now holds rank 0's weights (marked: Horovod)
-    metrics = {}
+    def run(state) -> dict:
+        """Trains from state.step to the end; in elastic mode run again, whole, after every reset."""
+        chief = dist.is_chief()                      # after an elastic reset rank 0 may be another process
+        check_workdir(workdir)
+        local_batch = local_batch_size(train.global_batch, dist.size())
+        schedule.peak = train.lr * (dist.size() if train.scale_lr_with_world else 1)   # Horovod: scale by world
+        # Traced anew for this world: a step traced at size 1 holds no allreduce.
+        train_step = make_train_step(model, optimizer, step_options(train, local_batch), loss=loss)
+        checkpoints = Checkpoints(workdir, model, optimizer, keep=train.keep_checkpoints)
+        runlog = RunLog(workdir, enabled=chief)
+        try:
+            return train_epochs(state, train_step, checkpoints, runlog, chief)
+        finally:
+            runlog.close()
 
-    # ------------------------------------------------------------------ training loop
-    for epoch in range(step // steps_per_epoch, train.epochs):
-        first = step - epoch * steps_per_epoch       # > 0 when resuming mid-epoch
-        progress = tqdm(total=steps_per_epoch, initial=first, disable=not chief,
-                        desc=f"epoch {epoch + 1}/{train.epochs}", unit="step", dynamic_ncols=True)
-        epoch_start, waited, losses = time.perf_counter(), 0.0, []
-        examples = iter(batches(epoch, first))
-        while True:
-            wait_start = time.perf_counter()
-            batch = next(examples, None)
-            waited += time.perf_counter() - wait_start
-            if batch is None:
-                break
-            if describe_batch is not None and not losses:
-                log.info(describe_batch(batch))
-            loss_value = float(train_step(*batch))
-            if not math.isfinite(loss_value) and train.on_nonfinite == "skip":
-                log.warning("loss is %s at step %d: update skipped on every rank", loss_value, step + 1)
-            elif not math.isfinite(loss_value):   # same value on every rank: all stop together, no hang
-                raise NonFiniteLossError(f"loss is {loss_value} at step {step + 1} (epoch {epoch + 1}); lower "
-                                         "train.lr or check the data. The last good checkpoint is kept.")
-            step += 1
-            losses.append(loss_value)
-            elapsed = time.perf_counter() - epoch_start
-            progress.set_postfix(loss=f"{loss_value:.4f}", ex_s=f"{len(losses) * train.global_batch / elapsed:.1f}",
-                                 data_wait=f"{waited / elapsed:.0%}")
-            progress.update()
-            runlog.scalars(step, {"train/loss": loss_value, "train/lr": float(optimizer.learning_rate)})
-            if train.checkpoint_every and step % train.checkpoint_every == 0:
-                checkpoints.save(step)
-        progress.close()
-        if len(losses) != steps_per_epoch - first:
-            raise RuntimeError(f"epoch {epoch + 1} gave {len(losses)} batches, expected {steps_per_epoch - first}: "
-                               "every rank must yield exactly steps_per_epoch batches")
-        checkpoints.save(step)
+    def train_epochs(state, train_step, checkpoints: Checkpoints, runlog: RunLog, chief: bool) -> dict:
+        metrics = {}
+        while state.step < train.epochs * steps_per_epoch:
+            epoch = state.step // steps_per_epoch
+            first = state.step - epoch * steps_per_epoch       # > 0 when resuming mid-epoch
+            progress = tqdm(total=steps_per_epoch, initial=first, disable=not chief,
+                            desc=f"epoch {epoch + 1}/{train.epochs}", unit="step", dynamic_ncols=True)
+            epoch_start, waited, ran = time.perf_counter(), 0.0, 0
+            examples = iter(batches(epoch, first))
+            while True:
+                wait_start = time.perf_counter()
+                batch = next(examples, None)
+                waited += time.perf_counter() - wait_start
+                if batch is None:
+                    break
+                if describe_batch is not None and not ran:
+                    log.info(describe_batch(batch))
+                loss_value = float(train_step(*batch))
+                if not math.isfinite(loss_value) and train.on_nonfinite == "skip":
+                    log.warning("loss is %s at step %d: update skipped on every rank", loss_value, state.step + 1)
+                elif not math.isfinite(loss_value):   # same value on every rank: all stop together, no hang
+                    raise NonFiniteLossError(f"loss is {loss_value} at step {state.step + 1} (epoch {epoch + 1}); "
+                                             "lower train.lr or check the data. The last good checkpoint is kept.")
+                state.step += 1
+                state.losses += (loss_value,)          # a tuple: a commit keeps a copy, not a shared list
+                ran += 1
+                elapsed = time.perf_counter() - epoch_start
+                progress.set_postfix(loss=f"{loss_value:.4f}", ex_s=f"{ran * train.global_batch / elapsed:.1f}",
+                                     data_wait=f"{waited / elapsed:.0%}")
+                progress.update()
+                runlog.scalars(state.step, {"train/loss": loss_value, "train/lr": float(optimizer.learning_rate)})
+                if train.checkpoint_every and state.step % train.checkpoint_every == 0:
+                    checkpoints.save(state.step)
+                if state.step % train.elastic_commit_every == 0 and state.step % steps_per_epoch:
+                    state.commit()   # elastic: a point to roll back to and to take host changes (epoch end: below)
+            progress.close()
+            if state.step != (epoch + 1) * steps_per_epoch:
+                raise RuntimeError(f"epoch {epoch + 1} gave {ran} batches, expected {steps_per_epoch - first}: "
+                                   "every rank must yield exactly steps_per_epoch batches")
+            checkpoints.save(state.step)
+            metrics = end_of_epoch(state, epoch, ran, time.perf_counter() - epoch_start, waited, runlog)
+            state.losses = ()
+            state.commit()
+        if not metrics and evaluate is not None:   # resumed after the last epoch: nothing trained, still report
+            metrics = evaluate()
+        runlog.record("final", step=state.step, total_steps=train.epochs * steps_per_epoch,
+                      **{f"val_{k}": v for k, v in metrics.items()})
+        return metrics
 
-        # -------------------------------------------------------------- end of epoch: evaluate and report
-        elapsed = time.perf_counter() - epoch_start
+    def end_of_epoch(state, epoch: int, ran: int, elapsed: float, waited: float, runlog: RunLog) -> dict:
+        """Evaluates, then rank 0 appends the epoch's record to metrics.jsonl (and TensorBoard)."""
         metrics = evaluate() if evaluate is not None else {}
-        finite = [x for x in losses if math.isfinite(x)]
-        summary = {"epoch": epoch + 1, "step": step, "world_size": dist.size(),
-                   "train_loss": float(np.mean(finite)) if finite else None, "skipped_steps": len(losses) - len(finite),
+        finite = [x for x in state.losses if math.isfinite(x)]
+        summary = {"epoch": epoch + 1, "step": state.step, "steps": steps_per_epoch, "world_size": dist.size(),
+                   "resets": state.resets,
+                   "train_loss": float(np.mean(finite)) if finite else None,
+                   "skipped_steps": len(state.losses) - len(finite),
                    **{f"val_{name}": value for name, value in metrics.items()},
-                   "clips_per_s": round(len(losses) * train.global_batch / elapsed, 2),
+                   "clips_per_s": round(ran * train.global_batch / elapsed, 2),
                    "data_wait_share": round(waited / elapsed, 4),
                    **(epoch_report() if epoch_report is not None else {})}
         runlog.record("epoch", **summary)
-        runlog.scalars(step, {f"val/{name}": value for name, value in metrics.items() if _is_number(value)}
+        runlog.scalars(state.step, {f"val/{name}": value for name, value in metrics.items() if _is_number(value)}
                        | {"train/clips_per_s": summary["clips_per_s"],
                           "train/data_wait_share": summary["data_wait_share"]})
         log.info("epoch %d/%d: %s", epoch + 1, train.epochs,
                  ", ".join(f"{k} {_short(v)}" for k, v in summary.items() if k not in ("epoch", "failed")))
+        return metrics
 
-    # ------------------------------------------------------------------ final record
-    if not metrics and evaluate is not None:   # resumed after the last epoch: nothing trained, still report
-        metrics = evaluate()
-    runlog.record("final", step=step, total_steps=train.epochs * steps_per_epoch,
-                  **{f"val_{k}": v for k, v in metrics.items()})
-    runlog.close()
-    return metrics
+    # ------------------------------------------------------------------ resume, then run (elastic or not)
+    if not train.elastic:
+        check_workdir(workdir)
+        step = Checkpoints(workdir, model, optimizer).restore_or_initialize()   # + broadcast (marked: Horovod)
+        return run(LocalState(step=step, losses=(), resets=0))
+    # Elastic: rank 0 restores alone; elastic.run's first sync broadcasts weights and step to every rank
+    # (a collective here would deadlock a rank that joins later, while the others are inside sync).
+    state = dist.KerasState(list(model.variables) + list(optimizer.variables),
+                            step=restore_on_chief(workdir, model, optimizer), losses=(), resets=0)
+    state.register_reset_callbacks([lambda: count_reset(state)])
+    return dist.run_elastic(run, state)
+
+
+class LocalState:
+    """What a non-elastic run keeps of dist.KerasState: the same attributes, and nothing to commit."""
+
+    def __init__(self, **attributes):
+        self.__dict__.update(attributes)
+
+    def commit(self) -> None:
+        pass
+
+
+def restore_on_chief(workdir: str, model, optimizer) -> int:
+    """Rank 0 restores the latest checkpoint (if any) without a collective; returns its step (0 elsewhere)."""
+    checkpoints = Checkpoints(workdir, model, optimizer)
+    if checkpoints.latest:
+        checkpoints.manager.checkpoint.restore(checkpoints.latest).expect_partial()
+        log.info("restored %s (step %d)", checkpoints.latest, int(checkpoints.step.numpy()))
+    return int(checkpoints.step.numpy())
+
+
+def count_reset(state) -> None:
+    """Elastic reset callback (every surviving rank, before the sync): count it in the committed state."""
+    state.resets += 1
+    state.save_attributes()
+    log.warning("elastic reset %d: continuing from step %d with the ranks that are left or added",
+                state.resets, state.step)
 
 
 def _is_number(value) -> bool:

@@ -1,0 +1,72 @@
+"""Horovod elastic on this one machine: a SIGKILLed rank is survived, an added host joins, shards re-balance.
+
+The discovery script names this machine twice ('localhost' and '127.0.0.1', both local to Horovod), so a
+killed rank blacklists only its own name, and appending a name to the hosts file adds a slot.
+"""
+import json
+
+import pytest
+
+from jobs import GLOBAL_BATCH, STEPS, batches_by_process, discovery, global_batch, horovodrun, records, tail
+
+
+def _final_weights(done):
+    return [json.loads(line.split("DONE ", 1)[1]) for line in done.stdout.splitlines() if "DONE {" in line]
+
+
+@pytest.mark.timeout(240)
+def test_survivor_finishes_after_a_rank_is_sigkilled(tmp_path):
+    script, _ = discovery(tmp_path, ["localhost:1", "127.0.0.1:1"])
+    workdir, ids = tmp_path / "w", tmp_path / "ids"
+    ids.mkdir()
+    done = horovodrun(["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script],
+                      ["--workdir", str(workdir), "--ids-dir", str(ids), "--elastic", "--kill-rank", "1",
+                       "--kill-at", "11", "--set", "train.elastic_commit_every=2"])
+    assert done.returncode == 0, tail(done)
+    assert "SIGKILLs itself before step 11" in done.stdout and "exit with status code 137" in done.stdout
+
+    epochs = records(workdir)
+    assert [(r["epoch"], r["step"], r["steps"], r["world_size"], r["resets"]) for r in epochs] == [
+        (1, 8, 8, 2, 0), (2, 16, 8, 1, 1), (3, 24, 8, 1, 1)]
+    assert records(workdir, "final")[0]["step"] == 3 * STEPS
+
+    # Rolled back to the commit at step 10, then the survivor alone trained steps 11..24 on whole global batches.
+    (survivor,) = [rows for rows in batches_by_process(str(ids)).values() if rows[-1]["step"] == 3 * STEPS]
+    alone = [row for row in survivor if row["size"] == 1]
+    assert [row["step"] for row in alone] == list(range(11, 3 * STEPS + 1))
+    for row in alone:
+        assert sorted(row["ids"]) == global_batch(row["epoch"], row["step"])
+
+
+@pytest.mark.timeout(240)
+def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
+    script, hosts = discovery(tmp_path, ["localhost:1"])
+    workdir, ids = tmp_path / "w", tmp_path / "ids"
+    ids.mkdir()
+    # One host to start with: Horovod then needs the interface named (else it waits for two hosts).
+    done = horovodrun(["-np", "1", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script,
+                       "--network-interface", "lo"],
+                      ["--workdir", str(workdir), "--ids-dir", str(ids), "--elastic", "--add-host", "127.0.0.1:1",
+                       "--add-at", "4", "--discovery-file", hosts, "--set", "train.elastic_commit_every=2"])
+    assert done.returncode == 0, tail(done)
+
+    epochs = records(workdir)
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert (epochs[-1]["world_size"], epochs[-1]["resets"], epochs[-1]["step"]) == (2, 1, 3 * STEPS)
+    finals = _final_weights(done)
+    assert sorted(f["rank"] for f in finals) == [0, 1]
+    assert finals[0]["weights"] == finals[1]["weights"]          # the joiner got rank 0's state, in step since
+
+    # Alone first (whole global batches, from step 1 to at least the step the host was added at) ...
+    processes = list(batches_by_process(str(ids)).values())
+    (alone,) = [[row for row in rows if row["size"] == 1] for rows in processes if rows[0]["size"] == 1]
+    assert [row["step"] for row in alone] == list(range(1, len(alone) + 1)) and len(alone) >= 4
+    assert all(sorted(row["ids"]) == global_batch(row["epoch"], row["step"]) for row in alone)
+    # ... then both processes trained the same steps, each on its half of every global batch.
+    pair = [[row for row in rows if row["size"] == 2] for rows in processes]
+    assert len(pair) == 2 and pair[0][0]["step"] == len(alone) + 1
+    steps = [[row["step"] for row in rows] for rows in pair]
+    assert steps[0] == steps[1] and steps[0][-1] == 3 * STEPS
+    for first, second in zip(*pair):
+        assert len(first["ids"]) == len(second["ids"]) == GLOBAL_BATCH // 2
+        assert sorted(first["ids"] + second["ids"]) == global_batch(first["epoch"], first["step"])
