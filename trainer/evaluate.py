@@ -60,7 +60,8 @@ def evaluate_workdir(workdir: str, overrides: list[str] = ()) -> dict:
     inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
     model = build_model(config.model, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
     checkpoints = Checkpoints(workdir, model, optimizer=None)
-    if dist.is_chief() and checkpoints.latest is None:
+    if not dist.all_agree(not dist.is_chief() or checkpoints.latest is not None):   # every rank stops, none hangs
+        inputs.close()
         raise config_lib.ConfigError(f"{workdir!r} has no checkpoint yet; train first")
     step = checkpoints.restore_or_initialize()
     scores = metrics.gather(local_scores(make_eval_step(model, eager=config.train.eager), inputs.eval_epoch()[0]))
