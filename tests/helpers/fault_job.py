@@ -61,14 +61,14 @@ def make_batches(args, x, y):
             ids = order[step * global_batch:(step + 1) * global_batch][rank * local:(rank + 1) * local]
             global_step = epoch * steps + step + 1
             scheduled(args, global_step)
-            features = x[ids].copy()
+            labels = y[ids].copy()
             if global_step == args.nan_at and rank == args.nan_rank:
-                features[0, 0] = np.nan                # one rank's batch only
+                labels[0] = np.nan    # one rank's loss only (a NaN input can vanish in a ReLU, leaving the loss finite)
             if log:
                 log.write(json.dumps({"pid": os.getpid(), "rank": rank, "size": size, "epoch": epoch,
                                       "step": global_step, "ids": ids.tolist()}) + "\n")
                 log.flush()
-            yield tf.constant(features), tf.constant(y[ids])
+            yield tf.constant(x[ids]), tf.constant(labels)
     return batches
 
 

@@ -1,0 +1,29 @@
+"""Without elastic mode a SIGKILLed rank ends the whole job with a non-zero exit (no hang), and starting the
+same job again resumes from the last checkpoint."""
+import pytest
+
+from jobs import STEPS, batches_by_process, horovodrun, records, tail
+
+TWO_RANKS = ["-np", "2", "-H", "localhost:2"]
+
+
+@pytest.mark.timeout(300)
+def test_killed_rank_fails_the_job_then_a_rerun_resumes_from_the_checkpoint(tmp_path):
+    workdir, ids = tmp_path / "w", tmp_path / "ids"
+    ids.mkdir()
+    job = ["--workdir", str(workdir), "--ids-dir", str(ids), "--kill-rank", "1", "--kill-at", "11",
+           "--set", "train.checkpoint_every=4"]
+    first = horovodrun(TWO_RANKS, job)
+    assert first.returncode != 0, tail(first)
+    assert "exit with status code 137" in first.stdout and "SIGKILLs itself before step 11" in first.stdout
+    assert [r["epoch"] for r in records(workdir)] == [1] and records(workdir, "final") == []
+    before = set(batches_by_process(str(ids)))
+
+    second = horovodrun(TWO_RANKS, job)             # the kill is scheduled once per job: this run is clean
+    assert second.returncode == 0, tail(second)
+    assert "restored" in second.stdout and "ckpt-8 (step 8)" in second.stdout
+    assert [(r["epoch"], r["step"], r["world_size"]) for r in records(workdir)] == [
+        (1, 8, 2), (2, 16, 2), (3, 24, 2)]
+    assert records(workdir, "final")[0]["step"] == 3 * STEPS
+    rerun = [rows for pid, rows in batches_by_process(str(ids)).items() if pid not in before]
+    assert [[row["step"] for row in rows] for rows in rerun] == [list(range(9, 3 * STEPS + 1))] * 2
