@@ -70,3 +70,19 @@ def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
     for first, second in zip(*pair):
         assert len(first["ids"]) == len(second["ids"]) == GLOBAL_BATCH // 2
         assert sorted(first["ids"] + second["ids"]) == global_batch(first["epoch"], first["step"])
+
+
+def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
+    from twostream.launch.horovod_cmd import Elastic, LaunchError, build_command
+    script, _ = discovery(tmp_path, ["localhost:1"])
+    elastic = Elastic(1, 2, script, "lo")
+    command = build_command(2, None, None, ["--preset", "tiny", "--data", "D", "--workdir", "W"], elastic=elastic)
+    assert command[1:12] == ["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script,
+                             "--network-interface", "lo", "--gloo"]
+    assert command[-2:] == ["--set", "train.elastic=true"]
+    with pytest.raises(LaunchError, match="does not split over \\[3\\] ranks"):
+        Elastic(2, 4, script).check_batch(8)
+    with pytest.raises(LaunchError, match="must be an executable file"):
+        build_command(2, None, None, [], elastic=Elastic(1, 2, str(tmp_path / "none")))
+    with pytest.raises(LaunchError, match="not -H"):
+        build_command(2, "localhost:2", None, [], elastic=elastic)
