@@ -114,11 +114,21 @@ def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: 
             tool("twostream"), "train", *train_args]
 
 
+def stall_args(seconds: int) -> list[str]:
+    """Horovod's stall check, made to end the job: a rank that stops taking part in collectives (hung, not
+    dead) makes the others shut Horovod down after about `seconds` instead of waiting forever (0: off)."""
+    if seconds < 0:
+        raise LaunchError(f"--stall-shutdown-s must be 0 (off) or a number of seconds, got {seconds}")
+    return ["--stall-check-warning-time-seconds", str(max(1, seconds // 2)),
+            "--stall-check-shutdown-time-seconds", str(seconds)] if seconds else []
+
+
 def run(args) -> int:
     elastic = Elastic(args.min_np or args.np, args.max_np or args.np, args.host_discovery_script or "",
                       args.network_interface or "") if args.elastic else None
     command = build_command(args.np, args.hosts, args.hostfile,
-                            config_args.forward(args) + ["--workdir", args.workdir], args.controller, elastic=elastic)
+                            config_args.forward(args) + ["--workdir", args.workdir], args.controller,
+                            extra=stall_args(args.stall_shutdown_s), elastic=elastic)
     config = config_args.load_config(args)   # a bad key or a missing --data fails here, once, not on every rank
     if elastic is not None:
         elastic.check_batch(config.train.global_batch)
@@ -135,6 +145,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--hostfile", help="file with lines 'hostname slots=N'")
     parser.add_argument("--controller", choices=["gloo", "mpi"], default="gloo",
                         help="gloo (default; what this build has) or mpi (a Horovod built with MPI)")
+    parser.add_argument("--stall-shutdown-s", type=int, default=0,
+                        help="end the job when a rank hangs in a collective this long (default 0: wait)")
     parser.add_argument("--elastic", action="store_true",
                         help="Horovod elastic: keep training when ranks die, take added hosts (needs the flags below)")
     parser.add_argument("--min-np", type=int, help="elastic: fewest ranks to go on with (default -np)")

@@ -27,3 +27,18 @@ def test_killed_rank_fails_the_job_then_a_rerun_resumes_from_the_checkpoint(tmp_
     assert records(workdir, "final")[0]["step"] == 3 * STEPS
     rerun = [rows for pid, rows in batches_by_process(str(ids)).items() if pid not in before]
     assert [[row["step"] for row in rows] for rows in rerun] == [list(range(9, 3 * STEPS + 1))] * 2
+
+
+@pytest.mark.timeout(240)
+def test_hung_rank_ends_the_job_when_a_stall_shutdown_is_set(tmp_path):
+    """A rank that hangs (SIGSTOP: alive, silent) would leave the other waiting in its allreduce forever;
+    with `launch horovod --stall-shutdown-s 10` Horovod's stall check shuts down and the job exits non-zero."""
+    from twostream.launch.horovod_cmd import stall_args
+    workdir, ids = tmp_path / "w", tmp_path / "ids"
+    ids.mkdir()
+    done = horovodrun(TWO_RANKS + stall_args(10), ["--workdir", str(workdir), "--ids-dir", str(ids),
+                                                   "--stop-rank", "1", "--stop-at", "11"], timeout=200)
+    assert done.returncode != 0, tail(done)
+    assert "SIGSTOPs itself (hangs) before step 11" in done.stdout and "Horovod has been shut down" in done.stdout
+    # rank 0 got to step 11's allreduce and waited there; rank 1 hung before step 11
+    assert sorted(rows[-1]["step"] for rows in batches_by_process(str(ids)).values()) == [10, 11]

@@ -40,6 +40,9 @@ def scheduled(args, step: int):
     if step == args.kill_at and dist.rank() == args.kill_rank and once(args, "kill"):
         print(f"FAULT rank {dist.rank()} (pid {os.getpid()}) SIGKILLs itself before step {step}", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
+    if step == args.stop_at and dist.rank() == args.stop_rank and once(args, "stop"):
+        print(f"FAULT rank {dist.rank()} (pid {os.getpid()}) SIGSTOPs itself (hangs) before step {step}", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
     if step == args.add_at and dist.rank() == 0 and once(args, "add"):
         with open(args.discovery_file, "a") as f:
             f.write(args.add_host + "\n")
@@ -85,6 +88,8 @@ def main() -> None:
     parser.add_argument("--elastic", action="store_true")
     parser.add_argument("--kill-rank", type=int, default=-1)
     parser.add_argument("--kill-at", type=int, default=-1)
+    parser.add_argument("--stop-rank", type=int, default=-1)
+    parser.add_argument("--stop-at", type=int, default=-1)
     parser.add_argument("--nan-rank", type=int, default=-1)
     parser.add_argument("--nan-at", type=int, default=-1)
     parser.add_argument("--add-host", default="")
