@@ -86,3 +86,25 @@ def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
         build_command(2, None, None, [], elastic=Elastic(1, 2, str(tmp_path / "none")))
     with pytest.raises(LaunchError, match="not -H"):
         build_command(2, "localhost:2", None, [], elastic=elastic)
+
+
+@pytest.mark.timeout(120)
+def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, tiny_dataset):
+    """What `train` does on every elastic reset: Inputs.reshard(rank, size), then the epoch from its step."""
+    import numpy as np
+    from twostream.trainer import config as config_lib
+    from twostream.trainer.inputs import Inputs
+    config = config_lib.load("tiny", overrides=[f"data.root={tiny_dataset}", "data.num_actors=1"])
+    inputs = Inputs(config, 0, 1, 1)
+    try:
+        whole = inputs.train_epoch(1)[1].plan
+        halves = []
+        for rank in (0, 1):
+            inputs.reshard(rank, 2)
+            dataset, stream = inputs.train_epoch(1, from_step=2)
+            assert dataset.element_spec[1].shape == (config.train.global_batch // 2,)
+            halves.append(stream.plan)
+        assert [half.steps for half in halves] == [whole.steps - 2] * 2     # equal steps, none lost
+        np.testing.assert_array_equal(np.concatenate([h.positions for h in halves], axis=1), whole.positions[2:])
+    finally:
+        inputs.close()
