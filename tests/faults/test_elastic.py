@@ -15,12 +15,13 @@ def _final_weights(done):
 
 
 @pytest.mark.timeout(240)
-def test_survivor_finishes_after_a_rank_is_sigkilled(tmp_path):
+@pytest.mark.parametrize("killed", [1, 0])   # rank 0's death: the survivor becomes rank 0 and writes
+def test_survivor_finishes_after_a_rank_is_sigkilled(tmp_path, killed):
     script, _ = discovery(tmp_path, ["localhost:1", "127.0.0.1:1"])
     workdir, ids = tmp_path / "w", tmp_path / "ids"
     ids.mkdir()
     done = horovodrun(["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script],
-                      ["--workdir", str(workdir), "--ids-dir", str(ids), "--elastic", "--kill-rank", "1",
+                      ["--workdir", str(workdir), "--ids-dir", str(ids), "--elastic", "--kill-rank", str(killed),
                        "--kill-at", "11", "--set", "train.elastic_commit_every=2"])
     assert done.returncode == 0, tail(done)
     assert "SIGKILLs itself before step 11" in done.stdout and "exit with status code 137" in done.stdout
