@@ -26,7 +26,7 @@ class DataConfig:
     val_fraction: float = 0.2         # share of source videos held out for evaluation
     num_actors: int = 0               # Ray decode actors per rank; 0 = one per spare core on this node
     cpus_per_actor: float = 1.0       # Ray CPU reservation per actor
-    clips_per_call: int = 4           # clips decoded per actor call (amortises Ray's per-call overhead)
+    clips_per_call: int = 8           # clips decoded per actor call (amortises Ray's per-call overhead)
     ray_address: str = ""             # join this Ray cluster; empty = $RAY_ADDRESS or a private local Ray
     object_store_mb: int = 1024       # object store of a private local Ray, MiB
     max_failed_fraction: float = 0.05  # stop when more than this share of a rank's clips fail in an epoch
@@ -133,7 +133,10 @@ def _section(name: str, default, values: dict):
         raise ConfigError(f"unknown key(s) {sorted(f'{name}.{k}' for k in unknown)}; "
                           f"{name} accepts: {', '.join(sorted(fields))}")
     checked = {key: _typed(f"{name}.{key}", getattr(default, key), value) for key, value in values.items()}
-    return dataclasses.replace(default, **checked)
+    try:
+        return dataclasses.replace(default, **checked)
+    except ValueError as error:       # a section's own check (e.g. a negative clip.sample_fps)
+        raise ConfigError(str(error)) from error
 
 
 def _typed(key: str, default, value):
