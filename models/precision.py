@@ -28,3 +28,9 @@ def pool3d_dtype():
     keeps a float16 model trainable on CPU and its export servable on CPU, even if trained on a GPU.
     """
     return "float32" if keras.config.dtype_policy().compute_dtype == "float16" else None
+
+
+def computes_in_float16(layer) -> bool:
+    """True when `layer` (a model) or any layer inside it computes in float16, whose narrow range needs
+    loss scaling to keep small gradients from flushing to zero (bfloat16 has float32's range: it does not)."""
+    return layer.compute_dtype == "float16" or any(computes_in_float16(inner) for inner in getattr(layer, "layers", []))

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from twostream.data.sharding import local_batch_size
+from twostream.models.precision import computes_in_float16
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
 from twostream.trainer import debug as debug_lib
@@ -33,12 +34,18 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; raised on every rank at the same step (the loss is allreduced)."""
 
 
-def make_optimizer(train: config_lib.TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(train: config_lib.TrainConfig, learning_rate,
+                   loss_scale: bool = False) -> keras.optimizers.Optimizer:
+    """train.optimizer; with loss_scale (a model computing in float16) wrapped in a dynamic LossScaleOptimizer,
+    whose scale (2^15 to start) halves on a step with Inf/NaN gradients, which it skips, and doubles after
+    2000 good steps. The model's variables stay float32 (the master weights) either way."""
     if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay)
-    if train.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=train.momentum, weight_decay=train.weight_decay)
-    raise config_lib.ConfigError(f"train.optimizer must be 'adamw' or 'sgd', got {train.optimizer!r}")
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=train.weight_decay)
+    elif train.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=train.momentum, weight_decay=train.weight_decay)
+    else:
+        raise config_lib.ConfigError(f"train.optimizer must be 'adamw' or 'sgd', got {train.optimizer!r}")
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else optimizer
 
 
 def learning_rate_schedule(train: config_lib.TrainConfig, peak_lr: float, steps_per_epoch: int) -> WarmupDecay:
@@ -155,7 +162,7 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
 
     # ------------------------------------------------------------------ optimizer (lr x world size: set per run)
     schedule = learning_rate_schedule(train, train.lr, steps_per_epoch)
-    optimizer = make_optimizer(train, schedule)
+    optimizer = make_optimizer(train, schedule, loss_scale=computes_in_float16(model))   # float16 compute: scaling
     optimizer.build(model.trainable_variables)  # create slots now, so they can be restored and broadcast
 
     def run(state) -> dict:

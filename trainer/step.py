@@ -48,6 +48,11 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
     a non-finite one stops (or skips) on all ranks together, at no cost of an extra collective.
     With accumulate_steps = k the local batch is processed as k micro-batches (k x less activation
     memory) whose gradients are averaged locally before the one allreduce of the step.
+    Loss scaling (mixed float16): each micro-loss is multiplied by optimizer.scale_loss before the gradients
+    (float16's small range would flush them to zero otherwise); they are allreduced still scaled, so every
+    rank holds the same scaled gradients and its keras.optimizers.LossScaleOptimizer makes the same
+    decision (unscale and apply, or skip the step and halve the scale on Inf/NaN). Any other optimizer's
+    scale_loss returns the loss unchanged.
     """
     variables = model.trainable_variables
     k = options.accumulate_steps
@@ -59,14 +64,16 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
         for micro in _split((inputs, labels, weights), k) if k > 1 else [(inputs, labels, weights)]:
             with tf.GradientTape() as tape:
                 logits = model(micro[0], training=True)
-                micro_loss = loss(micro[1], logits, micro[2]) / k
-            gradients = [g + m for g, m in zip(gradients, tape.gradient(micro_loss, variables))]
+                micro_loss = tf.cast(loss(micro[1], logits, micro[2]), tf.float32) / k
+                scaled_loss = optimizer.scale_loss(micro_loss)   # x the loss scale; apply_gradients divides
+            gradients = [g + m for g, m in zip(gradients, tape.gradient(scaled_loss, variables))]
             total += micro_loss
         return gradients, total
 
     def apply(gradients):
-        if options.clip_grad_norm:
-            gradients, _ = tf.clip_by_global_norm(gradients, options.clip_grad_norm)
+        if options.clip_grad_norm:   # the gradients are still scaled: scale the bound with them
+            bound = options.clip_grad_norm * optimizer.scale_loss(tf.constant(1.0))
+            gradients, _ = tf.clip_by_global_norm(gradients, bound)
         optimizer.apply_gradients(zip(gradients, variables))
 
     def step(inputs, labels, weights=None):
