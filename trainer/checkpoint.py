@@ -19,6 +19,9 @@ class Checkpoints:
         self.model, self.optimizer = model, optimizer
         self.directory = os.path.join(workdir, "checkpoints")
         tracked = {"model": model, "step": self.step} | ({"optimizer": optimizer} if optimizer is not None else {})
+        # Dropout's random state (Keras SeedGenerator) is not reached through the model: save it explicitly, or a
+        # resumed run draws other dropout masks than one never stopped.
+        tracked["random_states"] = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         checkpoint = tf.train.Checkpoint(**tracked)
         # Only rank 0 touches the files: other ranks may not share the filesystem.
         self.manager = tf.train.CheckpointManager(checkpoint, self.directory, keep) if dist.is_chief() else None
