@@ -1,4 +1,4 @@
-"""Loss scaling under mixed_float16: the scale exists, halves on an overflowing step, float32 master weights, resumes."""
+"""Loss scaling under mixed_float16: the scale exists, halves on overflow, float32 master weights, checkpointed."""
 import keras
 import numpy as np
 import pytest

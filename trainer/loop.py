@@ -19,6 +19,7 @@ from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
 from twostream.trainer import debug as debug_lib
 from twostream.trainer import dist
+from twostream.trainer import visualize
 from twostream.trainer.checkpoint import Checkpoints
 from twostream.trainer.evaluate import evaluate
 from twostream.trainer.export import export
@@ -108,7 +109,8 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     metrics = fit(model, config.train, workdir, train_batches, inputs.steps_per_epoch,
                   evaluate=lambda: evaluate(eval_step, inputs.eval_epoch()[0], config.train.video_aggregate),
                   epoch_report=lambda: data_report(streams[-1].report, inputs.pool.restarts),
-                  describe_batch=(lambda batch: debug_lib.describe_batch(batch, model)) if config.train.debug else None)
+                  describe_batch=(lambda batch: debug_lib.describe_batch(batch, model)) if config.train.debug else None,
+                  images=visualize.clip_images)
     if dist.is_chief():                         # elastic: rank 0 may now be another process
         export(model, os.path.join(workdir, "export"), config.clip, list(inputs.class_names))
         log.info("exported SavedModel to %s", os.path.join(workdir, "export"))
@@ -147,7 +149,8 @@ def check_workdir(workdir: str, min_free_mb: int = 100, collective: bool = True)
 
 def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches: Callable[[int, int], Iterable],
         steps_per_epoch: int, *, loss: Callable | None = None, evaluate: Callable[[], dict] | None = None,
-        epoch_report: Callable[[], dict] | None = None, describe_batch: Callable | None = None) -> dict:
+        epoch_report: Callable[[], dict] | None = None, describe_batch: Callable | None = None,
+        images: Callable | None = None) -> dict:
     """The loop for any Keras model: `train`'s optimizer, schedule, checkpoints, resume, logging and NaN guard.
 
     batches(epoch, from_step) gives one epoch's (inputs, labels[, weights]) batches of this rank, starting
@@ -155,7 +158,8 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
     `steps_per_epoch` batches. With train.elastic it is called again after every reset and must shard by
     the current dist.rank() / dist.size(). loss(labels, outputs, weights) -> mean loss (default:
     cross-entropy on logits). evaluate() -> held-out metrics, exact over ranks; epoch_report() -> extra
-    fields for the epoch record. Returns the last evaluation (the same dict on every rank).
+    fields for the epoch record. images(batch) -> {name: uint8 (N, H, W, 3)} for TensorBoard, from each epoch's
+    first batch. Returns the last evaluation (the same dict on every rank).
     """
     # ------------------------------------------------------------------ distribution (marked: Horovod)
     dist.init()
@@ -197,6 +201,8 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
                     break
                 if describe_batch is not None and not ran:
                     log.info(describe_batch(batch))
+                if images is not None and not ran and chief:
+                    runlog.images(state.step, images(batch))
                 loss_value = float(train_step(*batch))
                 if not math.isfinite(loss_value) and train.on_nonfinite == "skip":
                     log.warning("loss is %s at step %d: update skipped on every rank", loss_value, state.step + 1)

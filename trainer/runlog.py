@@ -1,4 +1,4 @@
-"""Rank 0's run records: metrics.jsonl (one JSON object per line) and TensorBoard scalars."""
+"""Rank 0's run records: metrics.jsonl (one JSON object per line), TensorBoard scalars and sample images."""
 from __future__ import annotations
 
 import json
@@ -23,6 +23,15 @@ class RunLog:
         with self._tensorboard.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
+
+    def images(self, step: int, images: dict, max_outputs: int = 3) -> None:
+        """Writes each uint8 (N, H, W, 3) array of `images` {name: array} as TensorBoard images (the first
+        max_outputs of each)."""
+        if not self.enabled:
+            return
+        with self._tensorboard.as_default(step=step):
+            for name, value in images.items():
+                tf.summary.image(name, value, max_outputs=max_outputs)
 
     def record(self, kind: str, **fields) -> None:
         """Appends {"kind": ..., "time": unix seconds, **fields} to metrics.jsonl."""
