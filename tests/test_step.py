@@ -77,3 +77,17 @@ def test_schedules():
     assert [round(float(step(s)), 6) for s in (0, 29, 30, 60)] == [1.0, 1.0, 0.1, 0.01]
     with pytest.raises(ValueError, match="train.schedule"):
         WarmupDecay(1.0, 10, kind="linear")
+
+
+def test_a_nonfinite_gradient_under_a_finite_loss_is_caught():
+    model = _model()
+    before = [v.numpy() for v in model.trainable_variables]
+
+    def finite_loss_nan_gradient(labels, outputs, weights):   # sqrt'(0) x abs'(0) = inf x 0 = NaN
+        return tf.reduce_mean(tf.sqrt(tf.abs(outputs - tf.stop_gradient(outputs))))
+
+    step = make_train_step(model, keras.optimizers.SGD(0.5), StepOptions(skip_nonfinite=True),
+                           loss=finite_loss_nan_gradient)
+    assert np.isnan(float(step(*_batch())))
+    for v, b in zip(model.trainable_variables, before):
+        np.testing.assert_array_equal(v.numpy(), b)

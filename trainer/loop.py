@@ -207,8 +207,9 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
                 if not math.isfinite(loss_value) and train.on_nonfinite == "skip":
                     log.warning("loss is %s at step %d: update skipped on every rank", loss_value, state.step + 1)
                 elif not math.isfinite(loss_value):   # same value on every rank: all stop together, no hang
-                    raise NonFiniteLossError(f"loss is {loss_value} at step {state.step + 1} (epoch {epoch + 1}); "
-                                             "lower train.lr or check the data. The last good checkpoint is kept.")
+                    raise NonFiniteLossError(f"loss is {loss_value} at step {state.step + 1} (epoch {epoch + 1}) (a "
+                                             "non-finite gradient counts as a NaN loss); lower train.lr or check "
+                                             "the data. The last good checkpoint is kept.")
                 state.step += 1
                 state.losses += (loss_value,)          # a tuple: a commit keeps a copy, not a shared list
                 ran += 1

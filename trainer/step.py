@@ -45,7 +45,9 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
     cross-entropy on logits with options.label_smoothing); weights=None weighs every example 1.
 
     The loss travels in the same fused allreduce as the gradients, so every rank sees the same loss and
-    a non-finite one stops (or skips) on all ranks together, at no cost of an extra collective.
+    a non-finite one stops (or skips) on all ranks together, at no cost of an extra collective. The step
+    returns NaN also when the loss is finite but an averaged gradient is not (checked on the averaged
+    gradients, which are identical on every rank, so the ranks still agree).
     With accumulate_steps = k the local batch is processed as k micro-batches (k x less activation
     memory) whose gradients are averaged locally before the one allreduce of the step.
     Loss scaling (mixed float16): each micro-loss is multiplied by optimizer.scale_loss before the gradients
@@ -56,6 +58,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
     """
     variables = model.trainable_variables
     k = options.accumulate_steps
+    loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)   # it skips Inf/NaN steps itself
     if loss is None:
         loss = functools.partial(weighted_cross_entropy, label_smoothing=options.label_smoothing)
 
@@ -81,6 +84,8 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
             weights = tf.ones(tf.shape(labels)[:1], tf.float32)
         gradients, mean_loss = local_gradients(inputs, labels, weights)
         *gradients, mean_loss = dist.average(gradients + [mean_loss], fp16_compression=options.fp16_allreduce)
+        if not loss_scaling:   # a NaN can hide in the gradients alone (e.g. oneDNN's fused Dense+ReLU on a NaN input)
+            mean_loss = tf.where(_all_finite(gradients), mean_loss, tf.constant(float("nan")))
         if options.skip_nonfinite:
             tf.cond(tf.math.is_finite(mean_loss), lambda: apply(gradients) or tf.constant(True),
                     lambda: tf.constant(False))
@@ -89,6 +94,10 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
         return mean_loss
 
     return step if options.eager else tf.function(step)
+
+
+def _all_finite(tensors) -> tf.Tensor:
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
 def make_eval_step(model: keras.Model, *, eager: bool = False):
