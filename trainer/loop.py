@@ -70,6 +70,7 @@ def setup_logging(chief: bool) -> None:
     """INFO on rank 0, warnings only elsewhere: one readable log per job, not one per rank."""
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO if chief else logging.WARNING, force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)   # TensorFlow's per-iterator INFO chatter
 
 
 def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
