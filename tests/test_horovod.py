@@ -24,26 +24,33 @@ def _files(root):
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
 
+def _two_ranks_and_one_process(tmp_path, overrides, env, two_only=()):
+    """Trains with horovodrun -np 2 at BASE_LR (plus the `two_only` overrides) and in one process at 2 x BASE_LR
+    (Horovod's linear rule gave the 2-rank run lr x 2) over the same global batches; returns (rank 0, rank 1,
+    single) weights."""
+    two = subprocess.run(
+        [os.path.join(VENV_BIN, "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
+         sys.executable, HELPER, str(tmp_path / "two"), str(tmp_path / "w2"), *overrides, *two_only,
+         f"train.lr={BASE_LR}"],
+        capture_output=True, text=True, timeout=540, env=env)
+    assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-4000:]
+    one = subprocess.run([sys.executable, HELPER, str(tmp_path / "one"), str(tmp_path / "w1"), *overrides,
+                          f"train.lr={2 * BASE_LR}"], capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0, one.stderr[-4000:]
+    return _weights(tmp_path / "w2", 0), _weights(tmp_path / "w2", 1), _weights(tmp_path / "w1", 0)
+
+
 @pytest.mark.timeout(600)
 def test_two_ranks_match_one_process_and_only_rank0_writes(tiny_dataset, tmp_path):
     overrides = COMMON + [f"data.root={tiny_dataset}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    two = subprocess.run(
-        [os.path.join(VENV_BIN, "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-         sys.executable, HELPER, str(tmp_path / "two"), str(tmp_path / "w2"), *overrides, f"train.lr={BASE_LR}"],
-        capture_output=True, text=True, timeout=540, env=env)
-    assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-4000:]
-    # One process, same global batches; Horovod's linear rule gave the 2-rank run lr x 2, so give it here.
-    one = subprocess.run([sys.executable, HELPER, str(tmp_path / "one"), str(tmp_path / "w1"), *overrides,
-                          f"train.lr={2 * BASE_LR}"], capture_output=True, text=True, timeout=300, env=env)
-    assert one.returncode == 0, one.stderr[-4000:]
+    rank0, rank1, single = _two_ranks_and_one_process(tmp_path, overrides, env)
 
     # The comparison has teeth: without the x2 the single process ends elsewhere.
     unscaled = subprocess.run([sys.executable, HELPER, str(tmp_path / "one_unscaled"), str(tmp_path / "w1u"),
                                *overrides, f"train.lr={BASE_LR}"], capture_output=True, text=True, timeout=300, env=env)
     assert unscaled.returncode == 0, unscaled.stderr[-4000:]
 
-    rank0, rank1, single = _weights(tmp_path / "w2", 0), _weights(tmp_path / "w2", 1), _weights(tmp_path / "w1", 0)
     for a, b, c in zip(rank0, rank1, single):
         np.testing.assert_array_equal(a, b)                        # (a) ranks identical, bit for bit
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)     # (b) = one process on the global batches
@@ -54,3 +61,14 @@ def test_two_ranks_match_one_process_and_only_rank0_writes(tiny_dataset, tmp_pat
     assert any(f.startswith("run/checkpoints/") for f in rank0_files)
     assert "run/export/saved_model.pb" in rank0_files and "run/metrics.jsonl" in rank0_files
     assert rank1_files == [], rank1_files
+
+
+@pytest.mark.timeout(600)
+def test_two_ranks_with_accumulation_match_one_process(tiny_dataset, tmp_path):
+    """2 ranks x 2 accumulated micro-batches of 1 clip = 1 process on the whole global batch of 4 at once."""
+    rank0, rank1, single = _two_ranks_and_one_process(tmp_path, COMMON + [f"data.root={tiny_dataset}"],
+                                                      {**os.environ, "PYTHONUNBUFFERED": "1"},
+                                                      two_only=["train.accumulate_steps=2"])
+    for a, b, c in zip(rank0, rank1, single):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
