@@ -5,9 +5,11 @@ What it measures: the training step alone (forward, backward, Horovod's allreduc
 optimizer update) of the preset's model on synthetic uint8 clips held in memory, so decoding and the data
 pipeline do not enter. Each rank gets one intra-op thread (and one inter-op thread), so 2 ranks use 2 cores
 as 1 rank uses 1: perfect weak scaling is a per-rank throughput ratio (2 ranks / 1 rank) of 1.0; the gap
-is the allreduce plus whatever else shares the cores. The two variants alternate for --rounds rounds;
-each rank times --steps steps after 2 warm-up steps (tracing). Medians and each variant's best round
-are printed, then the ratios.
+is the allreduce plus whatever else shares the cores. A control runs two 1-rank processes at once with
+no Horovod between them: it shows the machine's own 2-core scaling, and 2 ranks / that control is
+Horovod's share of the gap. The variants run in a rotating order for --rounds rounds; each times --steps
+steps after 2 warm-up steps (tracing), and also an allreduce of gradient-sized tensors alone. Medians and
+each variant's best round are printed, then the ratios.
 """
 from __future__ import annotations
 
