@@ -19,10 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt setup.cfg scripts/build_horovod.
 	$(VENV)/bin/horovodrun --check-build
 	touch $@
 
-# The main job: synthesise a motion-defined dataset, train, evaluate on held-out videos, export.
+# The main job: synthesise a motion-defined dataset, precompute its flow, train, evaluate on held-out videos, export.
 demo: setup
 	$(VENV)/bin/twostream synth $(WORKDIR)/videos
-	$(VENV)/bin/twostream train --preset demo --data $(WORKDIR)/videos --workdir $(WORKDIR)
+	$(VENV)/bin/twostream prepare --preset demo --data $(WORKDIR)/videos --set data.flow_cache_dir=$(WORKDIR)/flow_cache
+	$(VENV)/bin/twostream train --preset demo --data $(WORKDIR)/videos --workdir $(WORKDIR) \
+		--set data.flow_cache_dir=$(WORKDIR)/flow_cache
 	$(VENV)/bin/twostream evaluate --workdir $(WORKDIR)
 
 test: setup
