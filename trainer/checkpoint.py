@@ -29,11 +29,17 @@ class Checkpoints:
     def restore_or_initialize(self) -> int:
         """Restores the latest checkpoint on rank 0 (if any), then broadcasts rank 0's model, optimizer and
         step to all ranks, so every rank starts from identical state. Returns the global step."""
+        self.restore_on_chief()
+        optimizer_variables = list(self.optimizer.variables) if self.optimizer is not None else []
+        dist.broadcast_variables(list(self.model.variables) + optimizer_variables + [self.step])
+        return int(self.step.numpy())
+
+    def restore_on_chief(self) -> int:
+        """Rank 0 restores the latest checkpoint (if any), without a collective; returns the step (0 elsewhere).
+        Elastic runs use this alone: Horovod's first sync then broadcasts the state."""
         if self.manager is not None and self.manager.latest_checkpoint:
             self.manager.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
             log.info("restored %s (step %d)", self.manager.latest_checkpoint, int(self.step.numpy()))
-        optimizer_variables = list(self.optimizer.variables) if self.optimizer is not None else []
-        dist.broadcast_variables(list(self.model.variables) + optimizer_variables + [self.step])
         return int(self.step.numpy())
 
     @property

@@ -94,11 +94,6 @@ def gather_objects(obj) -> list:
 
 
 # ---------------------------------------------------------------------- elastic mode (horovodrun --min-np/--max-np)
-def is_elastic() -> bool:
-    """True in a process started by an elastic horovodrun (--min-np/--max-np/--host-discovery-script)."""
-    return os.environ.get("HOROVOD_ELASTIC") == "1"
-
-
 class KerasState(hvd.elastic.ObjectState):
     """Horovod elastic state for Keras 3 variables plus plain Python attributes (step, epoch, ...).
 

@@ -10,7 +10,6 @@ import time
 from typing import Callable, Iterable
 
 import keras
-import numpy as np
 from tqdm import tqdm
 
 from twostream.data.sharding import local_batch_size
@@ -212,7 +211,10 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
                                              "non-finite gradient counts as a NaN loss); lower train.lr or check "
                                              "the data. The last good checkpoint is kept.")
                 state.step += 1
-                state.losses += (loss_value,)          # a tuple: a commit keeps a copy, not a shared list
+                if math.isfinite(loss_value):          # plain numbers: a commit keeps a copy of them
+                    state.loss_sum, state.finite_steps = state.loss_sum + loss_value, state.finite_steps + 1
+                else:
+                    state.skipped_steps += 1
                 ran += 1
                 elapsed = time.perf_counter() - epoch_start
                 progress.set_postfix(loss=f"{loss_value:.4f}", ex_s=f"{ran * train.global_batch / elapsed:.1f}",
@@ -229,7 +231,8 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
                                    "every rank must yield exactly steps_per_epoch batches")
             checkpoints.save(state.step)
             metrics = end_of_epoch(state, epoch, ran, time.perf_counter() - epoch_start, waited, runlog)
-            state.losses = ()
+            for name, start in EPOCH_LOSS_START.items():
+                setattr(state, name, start)
             state.commit()
         if not metrics and evaluate is not None:   # resumed after the last epoch: nothing trained, still report
             metrics = evaluate()
@@ -240,11 +243,10 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
     def end_of_epoch(state, epoch: int, ran: int, elapsed: float, waited: float, runlog: RunLog) -> dict:
         """Evaluates, then rank 0 appends the epoch's record to metrics.jsonl (and TensorBoard)."""
         metrics = evaluate() if evaluate is not None else {}
-        finite = [x for x in state.losses if math.isfinite(x)]
         summary = {"epoch": epoch + 1, "step": state.step, "steps": steps_per_epoch, "world_size": dist.size(),
                    "resets": state.resets,
-                   "train_loss": float(np.mean(finite)) if finite else None,
-                   "skipped_steps": len(state.losses) - len(finite),
+                   "train_loss": state.loss_sum / state.finite_steps if state.finite_steps else None,
+                   "skipped_steps": state.skipped_steps,
                    **{f"val_{name}": value for name, value in metrics.items()},
                    "clips_per_s": round(ran * train.global_batch / elapsed, 2),
                    "data_wait_share": round(waited / elapsed, 4),
@@ -259,15 +261,19 @@ def fit(model: keras.Model, train: config_lib.TrainConfig, workdir: str, batches
 
     # ------------------------------------------------------------------ resume, then run (elastic or not)
     if not train.elastic:
-        check_workdir(workdir)
+        check_workdir(workdir)   # before the restore: a CheckpointManager reads the workdir as it is built
         step = Checkpoints(workdir, model, optimizer).restore_or_initialize()   # + broadcast (marked: Horovod)
-        return run(LocalState(step=step, losses=(), resets=0))
+        return run(LocalState(step=step, resets=0, **EPOCH_LOSS_START))
     # Elastic: rank 0 restores alone; elastic.run's first sync broadcasts weights and step to every rank
     # (a collective here would deadlock a rank that joins later, while the others are inside sync).
     state = dist.KerasState(list(model.variables) + list(optimizer.variables),
-                            step=restore_on_chief(workdir, model, optimizer), losses=(), resets=0)
+                            step=Checkpoints(workdir, model, optimizer).restore_on_chief(), resets=0,
+                            **EPOCH_LOSS_START)
     state.register_reset_callbacks([lambda: count_reset(state)])
     return dist.run_elastic(run, state)
+
+
+EPOCH_LOSS_START = {"loss_sum": 0.0, "finite_steps": 0, "skipped_steps": 0}   # the epoch's running loss totals
 
 
 class LocalState:
@@ -278,15 +284,6 @@ class LocalState:
 
     def commit(self) -> None:
         pass
-
-
-def restore_on_chief(workdir: str, model, optimizer) -> int:
-    """Rank 0 restores the latest checkpoint (if any) without a collective; returns its step (0 elsewhere)."""
-    checkpoints = Checkpoints(workdir, model, optimizer)
-    if checkpoints.latest:
-        checkpoints.manager.checkpoint.restore(checkpoints.latest).expect_partial()
-        log.info("restored %s (step %d)", checkpoints.latest, int(checkpoints.step.numpy()))
-    return int(checkpoints.step.numpy())
 
 
 def count_reset(state) -> None:
