@@ -95,7 +95,7 @@ class ClipLoader:
         frames, indices, _ = self._decode(path, self._choose(rng, view, views), with_successors=True)
         rgb = np.stack([frames[int(i)] for i in indices])
         following = np.stack([frames[int(i) + 1] for i in indices])
-        flow = np.stack([self.flow.clip(np.stack([a, b]))[0] for a, b in zip(rgb, following)])
+        flow = np.stack([self.flow.between_frames(np.stack([a, b]))[0] for a, b in zip(rgb, following)])
         return rgb, quantize(flow, self.spec.flow_bound)
 
     def _load_cached(self, path: str, rng, view: int, views: int):
@@ -119,7 +119,7 @@ class ClipLoader:
         frames = decode_frames(path, self.spec.size)
         if len(frames) < 2:
             raise VideoError(f"{path}: only {len(frames)} frame decoded; optical flow needs at least 2")
-        flow = quantize(self.flow.clip(frames), self.spec.flow_bound)
+        flow = quantize(self.flow.between_frames(frames), self.spec.flow_bound)
         if self.cache is not None:
             self.cache.put(path, flow)
         return flow

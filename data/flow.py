@@ -33,7 +33,7 @@ class FlowEngine:
                                                 winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
         return self._estimator.calc(previous_gray, next_gray, None)
 
-    def clip(self, rgb_frames: np.ndarray) -> np.ndarray:
+    def between_frames(self, rgb_frames: np.ndarray) -> np.ndarray:
         """Flow between each pair of consecutive frames: (T, H, W, 3) uint8 -> (T-1, H, W, 2) float32."""
         gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in rgb_frames]
         return np.stack([self.pair(a, b) for a, b in zip(gray[:-1], gray[1:])]).astype(np.float32)

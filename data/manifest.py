@@ -26,7 +26,7 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
-class ClipRecord:
+class VideoRecord:
     path: str
     label: int
     video_id: str   # clips sharing a video id (and a fake with its original) stay on one side of a split
@@ -35,7 +35,7 @@ class ClipRecord:
 
 @dataclass(frozen=True)
 class Manifest:
-    records: tuple[ClipRecord, ...]
+    records: tuple[VideoRecord, ...]
     class_names: tuple[str, ...]
 
 
@@ -67,7 +67,7 @@ def from_folder(root: str) -> Manifest:
         if not files:
             empty.append(folder)
         for file_name in files:
-            records.append(ClipRecord(os.path.join(folder, file_name), label, os.path.splitext(file_name)[0]))
+            records.append(VideoRecord(os.path.join(folder, file_name), label, os.path.splitext(file_name)[0]))
     problems = [f"class folder {folder!r} holds no video files ({', '.join(VIDEO_EXTENSIONS)})" for folder in empty]
     if len(class_names) < 2:
         problems.append(f"{root!r} has {len(class_names)} class sub-folder(s); a classifier needs at least 2")
@@ -91,7 +91,7 @@ def from_csv(csv_path: str) -> Manifest:
         if split is None:
             problems.append(f"{csv_path}:{line}: split {row['split']!r} is not one of {SPLITS} (or empty)")
         video_id = row.get("video_id") or os.path.splitext(row["path"])[0]
-        records.append(ClipRecord(path, class_names.index(row["label"]), video_id, split or ""))
+        records.append(VideoRecord(path, class_names.index(row["label"]), video_id, split or ""))
     _check(csv_path, records, class_names, problems)
     return Manifest(tuple(records), class_names)
 
@@ -125,13 +125,13 @@ def from_dfdc_json(json_path: str) -> Manifest:
             continue
         source = info.get("original") if label == "FAKE" else None
         split = SPLIT_ALIASES.get(str(info.get("split", "")).lower(), "")
-        records.append(ClipRecord(os.path.join(folder, name), DFDC_CLASSES.index(label),
+        records.append(VideoRecord(os.path.join(folder, name), DFDC_CLASSES.index(label),
                                   os.path.splitext(source or name)[0], split))
     _check(json_path, records, DFDC_CLASSES, problems)
     return Manifest(tuple(records), DFDC_CLASSES)
 
 
-def _check(source: str, records: list[ClipRecord], class_names, problems: list[str]) -> None:
+def _check(source: str, records: list[VideoRecord], class_names, problems: list[str]) -> None:
     """Adds every missing file and a too-small class list to `problems`, then raises once if any."""
     problems = problems + [f"missing file {r.path!r}" for r in records if not os.path.isfile(r.path)]
     splits: dict[str, set] = {}

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from twostream.data.actors import ClipRequest, DecoderPool
 from twostream.data.clips import ClipSpec
-from twostream.data.manifest import ClipRecord
+from twostream.data.manifest import VideoRecord
 from twostream.data.sharding import Plan
 
 log = logging.getLogger(__name__)
@@ -29,21 +29,21 @@ class EpochReport:
     replaced: int = 0
 
 
-def clip_seed(seed: int, epoch: int, slot: int) -> int:
-    """Sampling seed of the clip at global position `slot`: the same whichever rank loads it."""
-    return int(np.random.SeedSequence([seed, epoch, slot]).generate_state(1)[0])
+def clip_seed(seed: int, epoch: int, position: int) -> int:
+    """Sampling seed of the clip at global `position` of the epoch: the same whichever rank loads it."""
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
 
 
 class EpochStream:
     """Iterates one rank's local batches (rgb, flow, labels, weights, index) for one epoch, in plan order.
 
     Evaluation with `views` > 1 scores each record (video) `views` times, at evenly spread clips: the plan
-    then indexes records x views (position p is view p % views of record p // views). `index` says which:
+    then indexes records x views (index i is view i % views of record i // views). `index` says which:
     int32 (batch, 2) rows of (record, view). In evaluation a failed clip's stand-in gets weight 0, so no
     video is scored twice; in training it counts (the step still needs a full batch).
     """
 
-    def __init__(self, records: Sequence[ClipRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
+    def __init__(self, records: Sequence[VideoRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
                  train: bool, max_failed_fraction: float = 0.05, views: int = 1):
         self.records, self.pool, self.plan = records, pool, plan
         self.seed, self.epoch, self.train = seed, epoch, train
@@ -51,30 +51,30 @@ class EpochStream:
         self.views = 1 if train else views
         self.report = EpochReport()
 
-    def _request(self, position: int, slot: int) -> ClipRequest:
-        record, view = divmod(position, self.views)
-        seed = clip_seed(self.seed, self.epoch, slot) if self.train else None
+    def _request(self, index: int, position: int) -> ClipRequest:
+        record, view = divmod(index, self.views)
+        seed = clip_seed(self.seed, self.epoch, position) if self.train else None
         return ClipRequest(self.records[record].path, seed, view, self.views)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""
-        positions, slots = self.plan.positions.reshape(-1), self.plan.slots.reshape(-1)
-        return self._batches(self.pool.map(self._request(p, s) for p, s in zip(positions, slots)))
+        indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
+        return self._batches(self.pool.map(self._request(i, p) for i, p in zip(indices, positions)))
 
     def _batches(self, results: Iterator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        positions = self.plan.positions.reshape(-1)
-        local_batch, weights = self.plan.positions.shape[1], self.plan.weights.reshape(-1)
+        indices = self.plan.indices.reshape(-1)
+        local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
         rgb, flow, labels, kept, where = [], [], [], [], []
         for index, result in enumerate(results):
-            position, weight = int(positions[index]), weights[index]
+            item, weight = int(indices[index]), weights[index]
             if result.error is not None:
-                position, result = self._replace(index, result.error)
+                item, result = self._replace(index, result.error)
                 weight = weight if self.train else 0.0
             rgb.append(result.rgb)
             flow.append(result.flow)
-            labels.append(self.records[position // self.views].label)
+            labels.append(self.records[item // self.views].label)
             kept.append(weight)
-            where.append(divmod(position, self.views))
+            where.append(divmod(item, self.views))
             self.report.clips_read += 1
             if len(labels) == local_batch:
                 yield (np.stack(rgb), np.stack(flow), np.asarray(labels, np.int32), np.asarray(kept, np.float32),
@@ -84,13 +84,13 @@ class EpochStream:
     def _replace(self, index: int, error: str):
         """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
         self._record_failure(error)
-        positions, slots = self.plan.positions.reshape(-1), self.plan.slots.reshape(-1)
+        indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
         for offset in range(1, MAX_REPLACEMENT_TRIES + 1):
-            candidate = (index + offset) % len(positions)
-            (result,) = self.pool.map([self._request(int(positions[candidate]), int(slots[index]))])
+            candidate = (index + offset) % len(indices)
+            (result,) = self.pool.map([self._request(int(indices[candidate]), int(positions[index]))])
             if result.error is None:
                 self.report.replaced += 1
-                return int(positions[candidate]), result
+                return int(indices[candidate]), result
             self._record_failure(result.error)
         raise DataError(f"no loadable replacement found for a failed clip after {MAX_REPLACEMENT_TRIES} tries; "
                         "failures so far:\n  " + "\n  ".join(self.report.failed))
@@ -98,11 +98,11 @@ class EpochStream:
     def _record_failure(self, error: str) -> None:
         log.warning("skipping unreadable clip %s", error)
         self.report.failed.append(error)
-        allowed = max(1, int(self.max_failed_fraction * self.plan.positions.size))
+        allowed = max(1, int(self.max_failed_fraction * self.plan.indices.size))
         if len(self.report.failed) > allowed:
             raise DataError(f"{len(self.report.failed)} clips failed to load in epoch {self.epoch} (more than "
                             f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
-                            f"{self.plan.positions.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
+                            f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
 
 
 def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2,

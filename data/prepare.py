@@ -8,12 +8,12 @@ from tqdm import tqdm
 
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.flow_cache import FlowCache
-from twostream.data.manifest import ClipRecord
+from twostream.data.manifest import VideoRecord
 
 log = logging.getLogger(__name__)
 
 
-def prepare(records: Sequence[ClipRecord], spec: ClipSpec, cache: FlowCache, progress: bool = True) -> dict:
+def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, progress: bool = True) -> dict:
     """Fills `cache` for `records`; returns {"computed", "cached", "failed": ["path: reason", ...]}."""
     loader = ClipLoader(spec, cache)
     summary = {"computed": 0, "cached": 0, "failed": []}

@@ -19,18 +19,18 @@ class ShardingError(ValueError):
 
 @dataclass(frozen=True)
 class Plan:
-    """One rank's share of one epoch: `positions[s]` are the record indices of its local batch at step s."""
-    positions: np.ndarray   # int64 (steps, local_batch): indices into the record list
+    """One rank's share of one epoch: `indices[s]` are the record indices of its local batch at step s."""
+    indices: np.ndarray     # int64 (steps, local_batch): indices into the record list
     weights: np.ndarray     # float32 (steps, local_batch): 0 for padding (evaluation only), else 1
-    slots: np.ndarray       # int64 (steps, local_batch): global position in the epoch, seeds the clip sampling
+    positions: np.ndarray   # int64 (steps, local_batch): global position in the epoch, seeds the clip sampling
 
     @property
     def steps(self) -> int:
-        return len(self.positions)
+        return len(self.indices)
 
     def from_step(self, step: int) -> "Plan":
         """The rest of the epoch from `step` on: how a resumed run continues mid-epoch."""
-        return Plan(self.positions[step:], self.weights[step:], self.slots[step:])
+        return Plan(self.indices[step:], self.weights[step:], self.positions[step:])
 
 
 def local_batch_size(global_batch: int, world_size: int) -> int:
@@ -59,6 +59,6 @@ def plan_epoch(num_records: int, global_batch: int, rank: int, world_size: int, 
     if steps == 0:
         raise ShardingError(f"{num_records} training clips make no full global batch of {global_batch}; "
                             "lower train.global_batch or add videos")
-    slots = np.arange(steps * global_batch).reshape(steps, world_size, local)[:, rank, :]
-    weights = (slots < num_records).astype(np.float32)
-    return Plan(order[slots % num_records], weights, slots)
+    positions = np.arange(steps * global_batch).reshape(steps, world_size, local)[:, rank, :]
+    weights = (positions < num_records).astype(np.float32)
+    return Plan(order[positions % num_records], weights, positions)

@@ -162,18 +162,3 @@ def to_rgb(frame: np.ndarray, size: int) -> np.ndarray:
         interpolation = cv2.INTER_AREA if min(frame.shape[:2]) > size else cv2.INTER_LINEAR
         frame = cv2.resize(frame, (size, size), interpolation=interpolation)
     return frame
-
-
-def clip_indices(num_decoded: int, length: int, rng: np.random.Generator | None) -> np.ndarray:
-    """Indices of `length` consecutive frames: a random start when rng is given, else the centred window.
-
-    A video shorter than `length` is looped (indices wrap around), so every clip has the same shape.
-    """
-    slack = num_decoded - length
-    if slack <= 0:
-        start = 0
-    elif rng is None:
-        start = slack // 2
-    else:
-        start = int(rng.integers(0, slack + 1))
-    return (start + np.arange(length)) % num_decoded

@@ -19,7 +19,7 @@ def _corrupt_rank1_clips(root: str) -> list[str]:
     """Corrupts two non-adjacent clips of rank 1's epoch-0 shard (each is replaced by its loadable neighbour)."""
     train, _ = split_by_video(load_manifest(root), 0.2)
     plan = plan_epoch(len(train.records), GLOBAL_BATCH, 1, 2, seed=0, epoch=0, train=True)
-    positions = plan.positions.reshape(-1)
+    positions = plan.indices.reshape(-1)
     broken = [train.records[int(positions[0])].path, train.records[int(positions[2])].path]
     open(broken[0], "wb").close()                                  # zero bytes
     with open(broken[1], "r+b") as f:                               # a header, then garbage: corrupt

@@ -7,7 +7,7 @@ import pytest
 
 from twostream.data.flow import FlowEngine, dequantize, quantize
 from twostream.data.synthetic import random_texture, write_video
-from twostream.data.video import VideoError, clip_indices, decode_frames
+from twostream.data.video import VideoError, decode_frames
 
 
 def _frames(n=6, height=40, width=56):
@@ -58,13 +58,6 @@ def test_truncated_video_decodes_what_is_there_or_fails_cleanly(tmp_path):
         assert cut in str(error)
 
 
-def test_clip_indices_random_centred_and_looped():
-    assert clip_indices(10, 4, None).tolist() == [3, 4, 5, 6]
-    starts = {int(clip_indices(10, 4, np.random.default_rng(s))[0]) for s in range(50)}
-    assert starts == set(range(7))
-    assert clip_indices(3, 5, None).tolist() == [0, 1, 2, 0, 1]   # shorter than a clip: looped
-
-
 @pytest.mark.parametrize("method", ["dis", "farneback"])
 @pytest.mark.parametrize("dx,dy", [(2, 0), (0, -3), (-2, 1)])
 def test_flow_of_known_translation(method, dx, dy):
@@ -72,7 +65,7 @@ def test_flow_of_known_translation(method, dx, dy):
     world = random_texture(rng, 128, 128)
     a = world[20:84, 20:84]
     b = world[20 - dy:84 - dy, 20 - dx:84 - dx]    # content moves by (+dx, +dy) on screen
-    flow = FlowEngine(method, "medium").clip(np.stack([a, b]))[0][12:-12, 12:-12]
+    flow = FlowEngine(method, "medium").between_frames(np.stack([a, b]))[0][12:-12, 12:-12]
     median = np.median(flow.reshape(-1, 2), axis=0)
     assert np.allclose(median, [dx, dy], atol=0.3), median
 

@@ -38,8 +38,8 @@ def test_killed_actor_restarts_and_no_clip_is_lost_or_repeated(ray_session, tiny
         stream = EpochStream(records, killer, plan, seed=0, epoch=0, train=True)
         batches = list(stream)
         assert len(batches) == plan.steps
-        assert killer.paths == [records[p].path for p in plan.positions.reshape(-1)]   # in order, each once
-        assert stream.report.failed == [] and stream.report.clips_read == plan.positions.size
+        assert killer.paths == [records[p].path for p in plan.indices.reshape(-1)]   # in order, each once
+        assert stream.report.failed == [] and stream.report.clips_read == plan.indices.size
         assert pool.restarts == 1
         assert any("re-sending" in r.message for r in caplog.records)   # calls in flight were lost, and re-sent
     finally:

@@ -106,6 +106,6 @@ def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, ti
             assert dataset.element_spec[1].shape == (config.train.global_batch // 2,)
             halves.append(stream.plan)
         assert [half.steps for half in halves] == [whole.steps - 2] * 2     # equal steps, none lost
-        np.testing.assert_array_equal(np.concatenate([h.positions for h in halves], axis=1), whole.positions[2:])
+        np.testing.assert_array_equal(np.concatenate([h.indices for h in halves], axis=1), whole.indices[2:])
     finally:
         inputs.close()
