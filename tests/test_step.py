@@ -45,6 +45,44 @@ def test_accumulation_matches_the_full_batch():
     assert any(not np.allclose(a, b) for a, b in zip(full, moved))
 
 
+class _BatchSizes(keras.layers.Layer):
+    """Passes its input through and records the batch size of every call (the step runs eagerly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def call(self, x):
+        self.seen.append(x.shape[0])   # None while Keras builds the model on symbolic inputs
+        return x
+
+
+def test_accumulation_feeds_the_model_micro_batches():
+    recorder = _BatchSizes()
+    inputs = {"rgb": keras.Input((6,), name="rgb"), "flow": keras.Input((4,), name="flow")}
+    joined = recorder(keras.layers.Concatenate()([inputs["rgb"], inputs["flow"]]))
+    model = keras.Model(inputs, keras.layers.Dense(3)(joined))
+    recorder.seen.clear()
+    make_train_step(model, keras.optimizers.SGD(0.1), StepOptions(accumulate_steps=4, eager=True))(*_batch(n=8))
+    assert recorder.seen == [2, 2, 2, 2]
+
+
+def test_accumulation_averages_the_micro_batch_losses():
+    """A loss that depends on the whole batch (the squared batch mean) tells k micro-batches from one batch."""
+    model = _model()
+    inputs, labels, weights = _batch(n=8)
+    outputs = model(inputs).numpy()
+    expected = np.mean([np.mean(part) ** 2 for part in np.split(outputs, 4)])
+    assert not np.isclose(expected, np.mean(outputs) ** 2, rtol=1e-3)   # the two forms differ on this batch
+
+    def squared_batch_mean(labels, outputs, weights):
+        return tf.reduce_mean(outputs) ** 2
+
+    step = make_train_step(model, keras.optimizers.SGD(0.0), StepOptions(accumulate_steps=4),
+                           loss=squared_batch_mean)
+    assert float(step(inputs, labels, weights)) == pytest.approx(expected, rel=1e-5)
+
+
 def test_clipping_bounds_the_update():
     model = _model()
     before = [v.numpy() for v in model.trainable_variables]
@@ -53,9 +91,19 @@ def test_clipping_bounds_the_update():
     assert 0 < change <= 1e-3 + 1e-7
 
 
-def test_label_smoothing_raises_the_loss_of_confident_predictions():
+def test_label_smoothing_values():
+    """Smoothing s over C classes: targets (1 - s) on the label plus s / C on every class, padding left out."""
     logits, labels, weights = tf.constant([[10.0, -10.0]]), tf.constant([0]), tf.ones(1)
-    assert float(weighted_cross_entropy(labels, logits, weights, 0.2)) > float(weighted_cross_entropy(labels, logits, weights))
+    # targets (0.9, 0.1); -0.9 log p0 - 0.1 log p1 = 0.1 x 20 + log(1 + e^-20)
+    assert float(weighted_cross_entropy(labels, logits, weights, 0.2)) == pytest.approx(2.0 + np.log1p(np.exp(-20.0)))
+    assert float(weighted_cross_entropy(labels, logits, weights)) == pytest.approx(0.0, abs=1e-6)   # 2e-9
+    logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [9.0, 9.0, 9.0]], np.float32)
+    labels, weights, smoothing = np.array([1, 0, 2]), np.array([1.0, 1.0, 0.0], np.float32), 0.3
+    log_p = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    targets = np.eye(3)[labels] * (1 - smoothing) + smoothing / 3
+    expected = np.sum(-np.sum(targets * log_p, axis=1) * weights) / 2   # the third row is padding
+    got = weighted_cross_entropy(tf.constant(labels), tf.constant(logits), tf.constant(weights), smoothing)
+    assert float(got) == pytest.approx(expected, rel=1e-6)
 
 
 def test_nonfinite_loss_is_skipped_when_configured():
