@@ -4,28 +4,47 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-METHODS = ("dis", "farneback", "tvl1")
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+# Dense methods of OpenCV's contrib module cv2.optflow (opencv-contrib-python-headless): name -> its factory, run at
+# OpenCV's defaults. tvl1 is the two-stream literature's method (Zach et al. 2007; TSN, I3D). deepflow needs frames of
+# 64 px or more and pcaflow 96 px or more (smaller, both miss a 2 px shift by over 1 px). SparseToDense is left out:
+# in OpenCV 5.0.0 it returns all-NaN fields for some 64 px frame pairs.
+CONTRIB_METHODS = {"tvl1": "DualTVL1OpticalFlow_create",
+                   "deepflow": "createOptFlow_DeepFlow",
+                   "pcaflow": "createOptFlow_PCAFlow"}
+METHODS = ("dis", "farneback") + tuple(CONTRIB_METHODS)
+
+
+def available_methods() -> tuple[str, ...]:
+    """The flow methods this OpenCV build provides (the contrib ones only where cv2.optflow exists)."""
+    optflow = getattr(cv2, "optflow", None)
+    return ("dis", "farneback") + tuple(name for name, factory in CONTRIB_METHODS.items() if hasattr(optflow, factory))
+
+
+def check_method(method: str, dis_preset: str = "fast") -> None:
+    """Raises ValueError naming the problem and the fix when `method` (or its DIS preset) cannot run here."""
+    if method not in METHODS:
+        raise ValueError(f"unknown flow method {method!r}; choose one of {METHODS}")
+    if method == "dis" and dis_preset not in DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {dis_preset!r}; choose one of {sorted(DIS_PRESETS)}")
+    if method not in available_methods():
+        raise ValueError(f"flow method {method!r} needs cv2.optflow, which this OpenCV lacks: pip install "
+                         "opencv-contrib-python-headless (after pip uninstall opencv-python-headless: the two "
+                         f"must not be installed together), or use one of {available_methods()}")
 
 
 class FlowEngine:
     """Computes flow fields (H, W, 2), in pixels per frame, with one reusable OpenCV estimator."""
 
     def __init__(self, method: str = "dis", dis_preset: str = "fast"):
-        if method not in METHODS:
-            raise ValueError(f"unknown flow method {method!r}; choose one of {METHODS}")
-        if method == "dis" and dis_preset not in DIS_PRESETS:
-            raise ValueError(f"unknown DIS preset {dis_preset!r}; choose one of {sorted(DIS_PRESETS)}")
+        check_method(method, dis_preset)
         self.method = method
         if method == "dis":
             self._estimator = cv2.DISOpticalFlow_create(DIS_PRESETS[dis_preset])
-        elif method == "tvl1":
-            if not hasattr(cv2, "optflow"):
-                raise ValueError("flow method 'tvl1' needs cv2.optflow: pip install opencv-contrib-python-headless "
-                                 "(in place of opencv-python-headless), or use flow_method 'dis'")
-            self._estimator = cv2.optflow.DualTVL1OpticalFlow_create()
+        elif method in CONTRIB_METHODS:
+            self._estimator = getattr(cv2.optflow, CONTRIB_METHODS[method])()
 
     def pair(self, previous_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
         if self.method == "farneback":

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 PACKAGES = [("tensorflow", "tensorflow"), ("keras", "keras"), ("horovod", "horovod"), ("ray", "ray"),
             ("cv2", "opencv"), ("numpy", "numpy"), ("yaml", "pyyaml")]
+# pip wheels that each install a cv2 module; more than one at once leaves a mixed cv2 folder.
+OPENCV_WHEELS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
 SETUP_FIX = "run `make setup` in the repository (it installs the pinned requirements and builds Horovod)"
 
 
@@ -84,20 +86,31 @@ def _built(library: str) -> bool:
 
 def check_flow() -> list[Check]:
     try:
-        import cv2
+        from twostream.data.flow import CONTRIB_METHODS, available_methods
     except Exception:
-        return []
-    dis = hasattr(cv2, "DISOpticalFlow_create")
-    farneback = hasattr(cv2, "calcOpticalFlowFarneback")
-    tvl1 = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
-    available = [name for name, ok in [("dis", dis), ("farneback", farneback), ("tvl1", tvl1)] if ok]
-    checks = [Check("optical flow: methods", dis, ", ".join(available) or "none",
-                    "install opencv-python-headless>=4.10 (DIS is the default flow method)")]
-    if not tvl1:
-        checks.append(Check("optical flow: tvl1", False, "cv2.optflow missing (DIS and Farneback work)",
-                            "only for clip.flow_method=tvl1: install opencv-contrib-python-headless in place of "
-                            "opencv-python-headless", required=False))
+        return []   # cv2 itself is reported by check_packages
+    available = available_methods()
+    checks = [Check("optical flow: methods", "dis" in available, ", ".join(available),
+                    "install opencv-contrib-python-headless (DIS is the default flow method)")]
+    missing = [name for name in CONTRIB_METHODS if name not in available]
+    if missing:
+        checks.append(Check("optical flow: contrib methods", False, f"{', '.join(missing)} missing: no cv2.optflow "
+                            "(DIS and Farneback work)", "only for clip.flow_method=" + "|".join(missing) + ": pip "
+                            "uninstall opencv-python-headless, then pip install opencv-contrib-python-headless",
+                            required=False))
+    wheels = [name for name in OPENCV_WHEELS if _installed(name)]
+    if len(wheels) > 1:   # they share the cv2 folder, so whichever installed last half-overwrote the other
+        checks.append(Check("optical flow: OpenCV wheels", False, f"{', '.join(wheels)} installed together",
+                            f"pip uninstall -y {' '.join(wheels)}, then pip install opencv-contrib-python-headless"))
     return checks
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def check_gpus() -> list[Check]:
