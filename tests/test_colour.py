@@ -1,0 +1,64 @@
+"""Colour order: a solid colour written in BGR (OpenCV's order) by the test decodes to the same colour in RGB,
+from MJPG/AVI (OpenCV's writer) and H.264/MP4 (ffmpeg from imageio-ffmpeg), whole-video and clip paths."""
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.video import decode_frames
+
+RGB = (200, 40, 90)      # distinct channels: any swap or drop moves each by >= 50
+FRAMES, HEIGHT, WIDTH, SIZE = 12, 48, 64, 32
+TOLERANCE = 12           # lossy codecs and their YUV round trip shift a solid colour by a few levels
+
+
+def _solid_bgr() -> np.ndarray:
+    frames = np.empty((FRAMES, HEIGHT, WIDTH, 3), np.uint8)
+    frames[...] = RGB[::-1]   # written in BGR, as OpenCV's writer and `-pix_fmt bgr24` expect
+    return frames
+
+
+def _write_mjpg(path) -> str:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (WIDTH, HEIGHT))
+    assert writer.isOpened()
+    for frame in _solid_bgr():
+        writer.write(frame)
+    writer.release()
+    return str(path)
+
+
+def _write_h264(path) -> str:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="install requirements-dev.txt (imageio-ffmpeg)")
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo",
+               "-pix_fmt", "bgr24", "-s", f"{WIDTH}x{HEIGHT}", "-framerate", "25", "-i", "-",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)]
+    done = subprocess.run(command, input=_solid_bgr().tobytes(), capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot write H.264: {done.stderr.decode(errors='replace')[-300:]}")
+    return str(path)
+
+
+@pytest.fixture(params=["mjpg", "h264"])
+def solid_video(request, tmp_path):
+    if request.param == "mjpg":
+        return _write_mjpg(tmp_path / "solid.avi")
+    return _write_h264(tmp_path / "solid.mp4")
+
+
+def _assert_colour(frames: np.ndarray) -> None:
+    mean = frames.reshape(-1, 3).mean(axis=0)
+    assert np.all(np.abs(mean - RGB) <= TOLERANCE), f"decoded mean colour {mean.round(1)}, written RGB {RGB}"
+
+
+def test_whole_video_decodes_to_rgb(solid_video):
+    frames = decode_frames(solid_video, SIZE)
+    assert frames.shape == (FRAMES, SIZE, SIZE, 3)
+    _assert_colour(frames)
+
+
+def test_training_clip_is_rgb(solid_video):
+    rgb, _ = ClipLoader(ClipSpec(num_frames=4, size=SIZE)).load(solid_video, seed=3)
+    assert rgb.shape == (4, SIZE, SIZE, 3)
+    _assert_colour(rgb)
