@@ -1,5 +1,9 @@
 """Clip assembly: seeking decode = full decode, sampling modes, one-frame and miscounted videos, augmentation, flow cache."""
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -51,13 +55,45 @@ def test_one_frame_video_is_bad_input(tmp_path):
         ClipLoader(ClipSpec(num_frames=4, size=16)).load(path, seed=None)
 
 
-def test_unreadable_file_is_named(tmp_path):
-    path = _video(tmp_path, 5)
+NOBODY = 65534   # the unprivileged uid/gid the permission check runs as when the tests run as root
+READ_UNREADABLE = """
+import sys
+import numpy as np
+from twostream.data.video import VideoError, decode_selected
+try:
+    open(sys.argv[1], "rb")
+    sys.exit("this process can read a file of mode 0: not an unprivileged user")
+except PermissionError:
+    pass
+try:
+    decode_selected(sys.argv[1], 16, lambda n: np.array([0]))
+except VideoError as error:
+    print(error)
+"""
+
+
+def test_unreadable_file_is_named(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unreadable")
+    os.chmod(folder, 0o755)   # the file itself is what must be unreadable, not the way to it
+    for parent in folder.parents:   # pytest's base folder is private to its user
+        if str(parent).startswith(tempfile.gettempdir() + os.sep):
+            os.chmod(parent, os.stat(parent).st_mode | 0o055)
+    path = _video(folder, 5)
     os.chmod(path, 0)
-    if os.access(path, os.R_OK):
-        pytest.skip("running as root: permissions are not enforced")
-    with pytest.raises(VideoError, match="not readable"):
-        decode_selected(path, 16, lambda n: np.array([0]))
+    if os.geteuid() != 0:
+        if os.access(path, os.R_OK):
+            pytest.skip("this user reads files of mode 0 (a capability such as CAP_DAC_OVERRIDE)")
+        with pytest.raises(VideoError, match="not readable"):
+            decode_selected(path, 16, lambda n: np.array([0]))
+        return
+    # root reads anything: the same check runs as the unprivileged user `nobody` in a child process
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux) to run the check as another user")
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    done = subprocess.run([*setpriv, sys.executable, "-c", READ_UNREADABLE, path], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"{path}: not readable (check its permissions)"
 
 
 def test_sampling_modes():
@@ -89,8 +125,8 @@ def test_sample_fps_is_a_config_key_and_must_not_be_negative():
     from twostream.trainer.config import load
     assert load(overrides=["clip.sample_fps=12.5"]).clip.sample_fps == 12.5
     assert ClipSpec().sample_fps == 0.0   # by frame index unless asked
-    with pytest.raises(ValueError, match="clip.sample_fps"):
-        ClipSpec(sample_fps=-1.0)
+    with pytest.raises(ValueError, match="clip.sample_fps must be at least 0, got -1.0"):   # a ConfigError
+        load(overrides=["clip.sample_fps=-1"])
 
 
 @pytest.mark.parametrize("sampling", ["dense", "segments"])
@@ -101,6 +137,13 @@ def test_loader_shapes_and_determinism(tmp_path, sampling):
     assert rgb.shape == (4, 16, 16, 3) and flow.shape == (4, 16, 16, 2) and flow.dtype == np.uint8
     again = loader.load(path, seed=7)
     assert np.array_equal(rgb, again[0]) and np.array_equal(flow, again[1])
+    full = decode_frames(path, 16)
+    picked = {}
+    for seed in range(6):   # the clip is the seed's frames: a different seed gives a different clip
+        frames = sample_frames(30, 4, sampling, stride=2, rng=np.random.default_rng(seed))
+        assert np.array_equal(loader.load(path, seed=seed)[0], full[frames]), seed
+        picked[tuple(frames.tolist())] = seed
+    assert len(picked) > 1
 
 
 def test_flip_negates_horizontal_flow_exactly():
