@@ -15,10 +15,29 @@ from twostream.launch import prepare_cmd  # noqa: E402
 
 
 def cmd_synth(args) -> int:
+    if args.kind == "realistic":
+        return _synth_realistic(args)
     from twostream.data.synthetic import SynthSpec, synthesize
-    spec = SynthSpec(num_videos=args.num_videos, frames=args.frames, size=args.size, codec=args.codec, seed=args.seed)
+    spec = SynthSpec(num_videos=args.num_videos or 600, frames=args.frames or 20, size=args.size, codec=args.codec,
+                     seed=args.seed)
     paths = synthesize(args.out_dir, spec)
     print(f"wrote {len(paths)} videos ({spec.codec}, {spec.frames} frames of {spec.size}x{spec.size}) to {args.out_dir}")
+    return 0
+
+
+def _synth_realistic(args) -> int:
+    from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes
+    given = {"num_videos": args.num_videos, "frames": args.frames, "width": args.width, "height": args.height,
+             "scenes": args.scenes, "val_scenes": args.val_scenes, "region": args.region, "jitter": args.jitter,
+             "flicker": args.flicker}
+    spec = SceneSpec(codec=args.codec, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    if spec.problems():
+        print("twostream synth: error: " + "; ".join(spec.problems()), file=sys.stderr)
+        return 2
+    rows = synthesize_scenes(args.out_dir, spec)
+    print(f"wrote {len(rows)} videos ({spec.codec}, {spec.frames} frames of {spec.width}x{spec.height}, "
+          f"{spec.scenes} scenes, {spec.val_scenes} held out) and their box files to {args.out_dir}; "
+          f"manifest: {os.path.join(args.out_dir, 'manifest.csv')}")
     return 0
 
 
@@ -50,11 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twostream", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    synth = commands.add_parser("synth", help="write a synthetic motion-defined video dataset (real/fake)")
+    synth = commands.add_parser("synth", help="write a synthetic video dataset (real/fake): the demo's motion-defined "
+                                              "set, or --kind realistic")
     synth.add_argument("out_dir")
-    synth.add_argument("--num-videos", type=int, default=600)
-    synth.add_argument("--frames", type=int, default=20)
-    synth.add_argument("--size", type=int, default=64)
+    synth.add_argument("--kind", choices=["demo", "realistic"], default="demo",
+                       help="demo: square frames whose motion fills them; realistic: non-square frames, moving camera, "
+                            "a small face-like region, several scenes split by scene, box files, manifest.csv")
+    synth.add_argument("--num-videos", type=int, help="default: 600 (demo), 96 (realistic)")
+    synth.add_argument("--frames", type=int, help="frames per video; default: 20 (demo), 16 (realistic)")
+    synth.add_argument("--size", type=int, default=64, help="demo: frame side, pixels")
+    synth.add_argument("--width", type=int, help="realistic: frame width, pixels (default 160)")
+    synth.add_argument("--height", type=int, help="realistic: frame height, pixels (default 120)")
+    synth.add_argument("--scenes", type=int, help="realistic: sources (backgrounds, cameras); default 6")
+    synth.add_argument("--val-scenes", type=int, help="realistic: scenes held out as the val split; default 2")
+    synth.add_argument("--region", type=int, help="realistic: face-like region height, pixels (default 32)")
+    synth.add_argument("--jitter", type=float, help="realistic: std of the region's offset, pixels (default 0.6)")
+    synth.add_argument("--flicker", type=float, help="realistic: std of the region's brightness, grey levels "
+                                                     "(default 5)")
     synth.add_argument("--codec", default="mjpg", choices=["mjpg", "mp4v"])
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=cmd_synth)
