@@ -1,6 +1,7 @@
 """Turns one clip record into the two stream inputs: uint8 RGB frames and uint8 quantised flow."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,8 +9,9 @@ import numpy as np
 from twostream.data import augment
 from twostream.data.flow import FlowEngine, quantize
 from twostream.data.flow_cache import FlowCache
+from twostream.data.frame_index import FrameIndexes
 from twostream.data.sampling import sample_by_time, sample_frames
-from twostream.data.video import VideoError, decode_by_time, decode_frames, decode_selected
+from twostream.data.video import VideoError, build_index, decode_by_time, decode_frames, decode_index, decode_selected
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class ClipSpec:
     crop_scale_min: float = 1.0  # training: random crop of side size x U(this, 1), resized back (1.0 = off)
     flip: bool = False          # training: horizontal flip with probability 1/2 (negates horizontal flow)
     sample_fps: float = 0.0     # 0: sample by frame index; >0: sample on the timeline resampled at this rate, from
-    #                             frame timestamps (variable-frame-rate files); costs a timestamp pass per clip.
+    #                             frame timestamps (variable-frame-rate files), read from the frame index.
     #                             Strides count ticks of 1/sample_fps s; flow is still to the next decoded frame.
 
     def __post_init__(self):
@@ -46,11 +48,15 @@ class ClipSpec:
 
 
 class ClipLoader:
-    """Decodes a clip and computes (or reads cached) flow; one instance per worker (it holds the estimator)."""
+    """Decodes a clip and computes (or reads cached) flow; one instance per worker (it holds the estimator).
+
+    Frame indexes (where each frame and keyframe is) are kept in memory, and beside the flow cache when there is one.
+    """
 
     def __init__(self, spec: ClipSpec, cache: FlowCache | None = None):
         self.spec, self.cache = spec, cache
         self.flow = FlowEngine(spec.flow_method, spec.dis_preset)
+        self.indexes = FrameIndexes(os.path.join(cache.folder, "index") if cache is not None else None)
 
     def _choose(self, rng, view: int, views: int):
         """Picks the clip's frames: from the frame count, or (sample_fps > 0) from the frame timestamps."""
@@ -75,7 +81,7 @@ class ClipLoader:
             return np.concatenate([chosen[0], chosen[0] + 1]) if with_successors else chosen[0]
 
         decode = decode_by_time if self.spec.sample_fps > 0 else decode_selected
-        frames, count = decode(path, self.spec.size, wanted)
+        frames, count = decode(path, self.spec.size, wanted, indexes=self.indexes)
         return frames, chosen[0], count
 
     def load(self, path: str, seed: int | None, view: int = 0, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +107,10 @@ class ClipLoader:
     def _load_cached(self, path: str, rng, view: int, views: int):
         """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""
         flow_all = self.video_flow(path)
+        self.agree_with_cache(path, len(flow_all) + 1)
         choose = self._choose(rng, view, views)
         if self.spec.sample_fps <= 0:
-            fixed = choose(len(flow_all) + 1)   # the cache knows the true frame count: the container's hint is moot
+            fixed = choose(len(flow_all) + 1)   # the frame count the cached flow was decoded from
             choose = lambda hint: fixed   # noqa: E731
         frames, indices, _ = self._decode(path, choose, with_successors=False)
         if any(int(i) not in frames for i in indices) or int(np.max(indices)) >= len(flow_all):
@@ -111,12 +118,18 @@ class ClipLoader:
                              f"{len(flow_all) + 1} frames; if the file changed in place, clear the flow cache")
         return np.stack([frames[int(i)] for i in indices]), np.asarray(flow_all[indices])
 
+    def agree_with_cache(self, path: str, frame_count: int) -> None:
+        """A frame index read from packets that counts other frames than the cached flow's is rebuilt by decoding."""
+        index = self.indexes.get(path, build_index)
+        if len(index) != frame_count and not index.decoded:
+            self.indexes.replace(path, decode_index(path))
+
     def video_flow(self, path: str) -> np.ndarray:
         """Quantised flow of every consecutive frame pair of the video, from the cache or computed and stored."""
         cached = self.cache.get(path) if self.cache is not None else None
         if cached is not None:
             return cached
-        frames = decode_frames(path, self.spec.size)
+        frames = decode_frames(path, self.spec.size, indexes=self.indexes)   # also stores its decoded frame index
         if len(frames) < 2:
             raise VideoError(f"{path}: only {len(frames)} frame decoded; optical flow needs at least 2")
         flow = quantize(self.flow.between_frames(frames), self.spec.flow_bound)

@@ -1,4 +1,4 @@
-"""Precomputes every video's flow into the flow cache, with a progress bar; a rerun skips what is cached."""
+"""Precomputes every video's flow and frame index into the flow cache, with a progress bar; a rerun skips what is cached."""
 from __future__ import annotations
 
 import logging
@@ -20,10 +20,12 @@ def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, pr
     paths = sorted({r.path for r in records})
     for path in tqdm(paths, desc="flow", unit="video", disable=not progress, dynamic_ncols=True):
         try:
-            if cache.get(path) is not None:   # done by an earlier (possibly interrupted) run
+            cached = cache.get(path)
+            if cached is not None:   # done by an earlier (possibly interrupted) run
+                loader.agree_with_cache(path, len(cached) + 1)   # its frame index, if that run left none
                 summary["cached"] += 1
                 continue
-            loader.video_flow(path)
+            loader.video_flow(path)   # stores the frame index of the same decoding pass
             summary["computed"] += 1
         except Exception as error:   # a bad file is reported and skipped; training will replace its clips
             log.warning("cannot prepare %s: %s", path, error)

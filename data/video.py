@@ -1,153 +1,228 @@
-"""Decodes video files with OpenCV into uint8 RGB frames at a fixed training size, seeking to the frames needed."""
+"""Decodes video files (FFmpeg, through PyAV) into uint8 RGB frames at a fixed training size, frame-accurately.
+
+A clip costs its own frames, not the video's: a frame index (data/frame_index.py) says where every frame
+and keyframe is, so reading frame i seeks to the last keyframe at or before it, decodes forward, and
+knows each decoded frame by its timestamp. Neither the container's frame count nor its frame rate is
+used: both are often wrong (an MPEG-4 AVI with a gap in its timestamps makes OpenCV's frame seek land
+one frame early; tests/test_seek.py). Every decoded frame is counted in `counter` (tests, benchmarks).
+"""
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
+import av
 import cv2
 import numpy as np
 
-SEEK_GAP = 16   # frames: further ahead than this, seek (CAP_PROP_POS_FRAMES) instead of grabbing frame by frame
-MIN_FRAMES = 2  # optical flow needs a pair; a one-frame video is reported as bad input
+from twostream.data.frame_index import FrameIndex, FrameIndexes, from_stamps, in_decoding_order
+
+DECODE_THREADS = 1  # per decoding process: one core per decode actor; parallelism comes from the number of actors
+MIN_FRAMES = 2      # optical flow needs a pair; a one-frame video is reported as bad input
 
 
 class VideoError(RuntimeError):
     """A video file could not be opened or decoded; the message names the file and the reason."""
 
 
-def _open(path: str) -> cv2.VideoCapture:
+class _Mismatch(Exception):
+    """The decoder disagrees with a frame index built from packets: rebuild it by decoding."""
+
+
+@dataclass
+class DecodeCounter:
+    frames: int = 0   # frames the decoder produced, wanted or not
+    seeks: int = 0    # jumps to a keyframe
+
+
+counter = DecodeCounter()
+_memory_indexes = FrameIndexes()   # for callers that keep no FrameIndexes of their own
+
+
+@contextlib.contextmanager
+def _opened(path: str):
+    """(container, its first video stream), decoding on DECODE_THREADS; VideoError when it is no video."""
     if not os.path.isfile(path):
         raise VideoError(f"{path}: file not found")
     if not os.access(path, os.R_OK):
         raise VideoError(f"{path}: not readable (check its permissions)")
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
-        capture.release()
-        raise VideoError(f"{path}: OpenCV cannot open it (not a video, or an unsupported codec)")
-    return capture
-
-
-def decode_frames(path: str, size: int, max_frames: int = 100_000) -> np.ndarray:
-    """Reads frames until the stream ends (the container's frame count is often wrong, so it is not trusted).
-
-    Returns uint8 (N, size, size, 3) in RGB order; raises VideoError when nothing can be decoded.
-    """
-    capture = _open(path)
     try:
-        frames = []
-        while len(frames) < max_frames:
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                break
-            frames.append(to_rgb(frame, size))
+        container = av.open(path)
+    except (av.FFmpegError, UnicodeDecodeError) as error:
+        raise VideoError(f"{path}: FFmpeg cannot open it (not a video, or an unsupported format): {error}") from None
+    try:
+        if not container.streams.video:
+            raise VideoError(f"{path}: the file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_count = DECODE_THREADS
+        yield container, stream
     finally:
-        capture.release()
+        container.close()
+
+
+def _decoded(container, stream) -> Iterator[av.VideoFrame]:
+    """Every frame the decoder produces from here on, in presentation order; undecodable packets are skipped."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:   # a corrupt packet: its frame is missing, which the index check notices
+            continue
+        for frame in frames:
+            counter.frames += 1
+            yield frame
+
+
+def build_index(path: str) -> FrameIndex:
+    """The frame index from the packets (no decoding) where they carry timestamps, else by decoding."""
+    with _opened(path) as (container, stream):
+        try:
+            stamps = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+        except av.FFmpegError:   # a damaged container: let the decoding pass find what is readable
+            stamps = []
+        index = from_stamps(stamps, float(stream.time_base or 0), decoded=False)
+    return index if index is not None else decode_index(path)
+
+
+def decode_index(path: str) -> FrameIndex:
+    """The frame index by decoding every frame: exactly the frames this decoder produces."""
+    with _opened(path) as (container, stream):
+        stamps = [(frame.pts, frame.key_frame) for frame in _decoded(container, stream)]
+        time_base = float(stream.time_base or 0)
+    return from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps))
+
+
+def decode_frames(path: str, size: int, max_frames: int = 100_000,
+                  indexes: FrameIndexes | None = None) -> np.ndarray:
+    """Every frame, read through from the start; uint8 (N, size, size, 3) RGB. VideoError when none decodes.
+
+    With `indexes`, the same pass stores the video's decoded frame index (so clips match these frames).
+    """
+    frames, stamps = [], []
+    with _opened(path) as (container, stream):
+        for frame in _decoded(container, stream):
+            frames.append(_rgb(frame, size))
+            stamps.append((frame.pts, frame.key_frame))
+            if len(frames) >= max_frames:
+                break
+        time_base = float(stream.time_base or 0)
     if not frames:
         raise VideoError(f"{path}: no frame could be decoded (empty, truncated or corrupt)")
+    if indexes is not None and len(frames) < max_frames:
+        indexes.replace(path, from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps)))
     return np.stack(frames)
 
 
-def decode_selected(path: str, size: int, choose: Callable[[int], np.ndarray],
-                    seek_gap: int = SEEK_GAP) -> tuple[dict[int, np.ndarray], int]:
-    """Decodes only the frames `choose(num_frames)` asks for; returns ({index: RGB frame}, num_frames used).
+def decode_selected(path: str, size: int, choose: Callable[[int], np.ndarray], seek_gap: int | None = None,
+                    indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
+    """Decodes the frames `choose(num_frames)` asks for; returns ({index: RGB frame}, num_frames).
 
-    The container's frame count is taken as a hint to choose indices and seek to them; when a seek lands
-    elsewhere or a chosen frame does not exist (the count was too high), the whole video is decoded
-    and the indices are chosen again from the true count. A count that is too low only narrows the choice.
+    num_frames is the frame index's count. seek_gap: also seek when a frame is more than this many frames
+    ahead within the same keyframe interval (0: seek for every frame; None: only when that saves decoding).
     """
-    capture = _open(path)
-    try:
-        hint = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        if hint >= MIN_FRAMES:
-            wanted = np.unique(choose(hint))
-            frames = _read_indices(capture, wanted, size, seek_gap)
-            if frames is not None:
-                return frames, hint
-    finally:
-        capture.release()
-    everything = decode_frames(path, size)
-    if len(everything) < MIN_FRAMES:
-        raise VideoError(f"{path}: only {len(everything)} frame decoded; optical flow needs at least {MIN_FRAMES}")
-    wanted = np.unique(choose(len(everything)))
-    wanted = wanted[wanted < len(everything)]   # a caller's fixed indices may exceed a shorter real video
-    return {int(i): everything[i] for i in wanted}, len(everything)
+    return _decode_chosen(path, size, lambda index: choose(len(index)), seek_gap, indexes)
 
 
-def _read_indices(capture: cv2.VideoCapture, wanted: np.ndarray, size: int, seek_gap: int) -> dict | None:
-    """Reads the sorted frame indices `wanted`, seeking over long gaps; None when the video disagrees."""
-    frames, position = {}, 0   # position: index of the frame the next read() returns
-    for target in (int(i) for i in wanted):
-        seeked = target - position > seek_gap
-        if seeked:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, target)
-            if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != target:
-                return None    # the backend could not seek exactly: fall back to reading through
-            position = target
-        while position < target:   # grab() skips a frame without converting it
-            if not capture.grab():
-                return None
-            position += 1
-        ok, frame = capture.read()
-        if not ok or frame is None:
-            return None        # the container promised more frames than there are
-        if seeked and not _on_constant_rate_clock(capture, target):
-            return None        # a variable-frame-rate file: the seek may have landed on another frame
-        frames[target] = to_rgb(frame, size)
-        position += 1
+def decode_by_time(path: str, size: int, choose: Callable[[np.ndarray], np.ndarray],
+                   indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
+    """Decodes the frames `choose(timestamps_ms)` asks for (variable-frame-rate files); as decode_selected."""
+    return _decode_chosen(path, size, lambda index: choose(_times_ms(path, index)), None, indexes)
+
+
+def frame_times(path: str, indexes: FrameIndexes | None = None) -> np.ndarray:
+    """Presentation time of every frame, ms from the first, from the frame index (the file's timestamps)."""
+    return _times_ms(path, (indexes or _memory_indexes).get(path, build_index))
+
+
+def _times_ms(path: str, index: FrameIndex) -> np.ndarray:
+    if len(index) < MIN_FRAMES:
+        raise VideoError(f"{path}: only {len(index)} frame decoded; optical flow needs at least {MIN_FRAMES}")
+    if not index.timestamped:
+        raise VideoError(f"{path}: its frames carry no timestamps, so it cannot be sampled by time; "
+                         "set clip.sample_fps=0 to sample it by frame index")
+    return index.times_ms()
+
+
+def _decode_chosen(path: str, size: int, choose: Callable[[FrameIndex], np.ndarray], seek_gap: int | None,
+                   indexes: FrameIndexes | None) -> tuple[dict[int, np.ndarray], int]:
+    """Reads the frames choose(index) names; once the decoder disagrees with a packet index, rebuilds it by decoding."""
+    indexes = indexes or _memory_indexes
+    index = indexes.get(path, build_index)
+    while True:
+        if len(index) < MIN_FRAMES:
+            raise VideoError(f"{path}: only {len(index)} frame decoded; optical flow needs at least {MIN_FRAMES}")
+        wanted = np.unique(choose(index))
+        wanted = wanted[wanted < len(index)]   # a caller's fixed indices may exceed a shorter real video
+        try:
+            return _read(path, size, wanted, index, seek_gap), len(index)
+        except _Mismatch as mismatch:
+            if index.decoded:
+                raise VideoError(f"{path}: {mismatch}; the file changed while being read, or its decoder output "
+                                 "differs between reads") from None
+            index = decode_index(path)
+            indexes.replace(path, index)
+
+
+def _read(path: str, size: int, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None) -> dict[int, np.ndarray]:
+    """Frames at the sorted positions `wanted`: seek to the keyframe before one only when that saves decoding."""
+    frames = {}
+    with _opened(path) as (container, stream):
+        reader, next_position = None, 0   # next_position: the frame the reader yields next
+        for target in (int(i) for i in wanted):
+            if reader is None or _should_seek(index, target, next_position, seek_gap):
+                reader = _from_keyframe(container, stream, index, target)
+            for position, frame in reader:
+                if position == target:
+                    frames[target] = _rgb(frame, size)
+                    break
+                if position > target:
+                    raise _Mismatch(f"frame {target} of {len(index)} was not produced by the decoder")
+            else:
+                raise _Mismatch(f"the stream ended before frame {target} of {len(index)}")
+            next_position = target + 1
     return frames
 
 
-def _on_constant_rate_clock(capture: cv2.VideoCapture, index: int) -> bool:
-    """Whether the frame just read is shown at index / fps (within half a frame), as in a constant-rate file.
+def _should_seek(index: FrameIndex, target: int, next_position: int, seek_gap: int | None) -> bool:
+    if not index.timestamped:
+        return False   # no timestamps to seek by or to recognise frames with: read on from the start
+    return index.keyframe_before(target) > next_position or (seek_gap is not None and target - next_position > seek_gap)
 
-    OpenCV seeks to a frame index through a time computed from the average rate, and counts frames from the
-    timestamps it lands on; in a variable-frame-rate file both are wrong, silently (tests/test_codecs.py).
+
+def _from_keyframe(container, stream, index: FrameIndex, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(position, frame) from the last keyframe at or before `target` on (from the start without timestamps).
+
+    A demuxer may land after the keyframe asked for; then the keyframe before that one is tried.
     """
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    if not fps > 0:
-        return False           # no rate to check against: do not trust the seek
-    return abs(capture.get(cv2.CAP_PROP_POS_MSEC) - index * 1000.0 / fps) <= 500.0 / fps
+    if not index.timestamped:
+        yield from enumerate(_decoded(container, stream))
+        return
+    keyframe = index.keyframe_before(target)
+    while True:
+        counter.seeks += 1
+        container.seek(int(index.pts[keyframe]), stream=stream, backward=True, any_frame=False)
+        frames = _decoded(container, stream)
+        first = next(frames, None)
+        first_position = None if first is None else index.position(first.pts)
+        if first_position is None or first_position <= target or keyframe == 0:
+            break
+        keyframe = index.keyframe_before(keyframe - 1)   # landed past the frame: start one keyframe earlier
+    if first is not None:
+        yield _position_of(first, index), first
+    for frame in frames:
+        yield _position_of(frame, index), frame
 
 
-def frame_times(path: str) -> np.ndarray:
-    """Presentation time of every decodable frame, ms from the first, read by grabbing through the whole file.
-
-    The times come from the container's timestamps (CAP_PROP_POS_MSEC), so a variable-frame-rate file shows
-    its true, uneven spacing. Raises VideoError for fewer than MIN_FRAMES frames or times that run backwards.
-    """
-    capture = _open(path)
-    try:
-        times = []
-        while capture.grab():   # grab() decodes without converting: the cheapest full pass
-            times.append(capture.get(cv2.CAP_PROP_POS_MSEC))
-    finally:
-        capture.release()
-    if len(times) < MIN_FRAMES:
-        raise VideoError(f"{path}: only {len(times)} frame decoded; optical flow needs at least {MIN_FRAMES}")
-    times = np.asarray(times, np.float64)
-    if np.any(np.diff(times) < 0) or times[-1] <= times[0]:
-        raise VideoError(f"{path}: its frame timestamps do not increase, so it cannot be sampled by time; "
-                         "set clip.sample_fps=0 to sample it by frame index")
-    return times - times[0]
+def _position_of(frame: av.VideoFrame, index: FrameIndex) -> int:
+    position = index.position(frame.pts)
+    if position is None:
+        raise _Mismatch(f"the decoder produced a frame at timestamp {frame.pts}, which the frame index lacks")
+    return position
 
 
-def decode_by_time(path: str, size: int,
-                   choose: Callable[[np.ndarray], np.ndarray]) -> tuple[dict[int, np.ndarray], int]:
-    """Decodes the frames `choose(timestamps_ms)` asks for; returns ({index: RGB frame}, number of frames).
-
-    For variable-frame-rate files: a first pass reads every frame's timestamp (frame_times), a second reads
-    the chosen frames in order without seeking, since a seek by frame index is not reliable in such a file.
-    """
-    times = frame_times(path)
-    wanted = np.unique(choose(times))
-    capture = _open(path)
-    try:
-        frames = _read_indices(capture, wanted, size, seek_gap=len(times))   # a gap this long never occurs: no seek
-    finally:
-        capture.release()
-    if frames is None:
-        raise VideoError(f"{path}: frames {wanted.tolist()} of {len(times)} could not be read again on a second pass")
-    return frames, len(times)
+def _rgb(frame: av.VideoFrame, size: int) -> np.ndarray:
+    return _square(frame.to_ndarray(format="rgb24"), size)
 
 
 def to_rgb(frame: np.ndarray, size: int) -> np.ndarray:
@@ -158,7 +233,12 @@ def to_rgb(frame: np.ndarray, size: int) -> np.ndarray:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
     else:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    if frame.shape[:2] != (size, size):
-        interpolation = cv2.INTER_AREA if min(frame.shape[:2]) > size else cv2.INTER_LINEAR
-        frame = cv2.resize(frame, (size, size), interpolation=interpolation)
-    return frame
+    return _square(frame, size)
+
+
+def _square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """RGB frame of any size -> size x size (area averaging when shrinking)."""
+    if rgb.shape[:2] != (size, size):
+        interpolation = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (size, size), interpolation=interpolation)
+    return rgb
