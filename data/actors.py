@@ -49,11 +49,14 @@ def start_ray(address: str | None, num_cpus: int | None = None, object_store_mb:
 
 @dataclass(frozen=True)
 class CacheSettings:
-    folder: str = ""          # empty: no flow cache, flow computed online every time
-    max_bytes: int = 10 << 30
+    folder: str               # empty: no flow cache, flow computed online every time
+    max_bytes: int            # the cache's size bound (config: data.flow_cache_gb)
 
 
-def make_loader(spec: ClipSpec, cache: CacheSettings = CacheSettings()) -> ClipLoader:
+NO_CACHE = CacheSettings("", 0)
+
+
+def make_loader(spec: ClipSpec, cache: CacheSettings = NO_CACHE) -> ClipLoader:
     flow_cache = FlowCache(cache.folder, cache.max_bytes, spec.flow_params()) if cache.folder else None
     return ClipLoader(spec, flow_cache)
 
@@ -63,7 +66,7 @@ def make_loader(spec: ClipSpec, cache: CacheSettings = CacheSettings()) -> ClipL
 class ClipDecoder:
     """One decoding worker: several clips per call, arrays returned as uint8 to keep transfers small."""
 
-    def __init__(self, spec: ClipSpec, cache: CacheSettings = CacheSettings()):
+    def __init__(self, spec: ClipSpec, cache: CacheSettings = NO_CACHE):
         import cv2
         cv2.setNumThreads(1)   # one core per actor; parallelism comes from the number of actors
         self.loader = make_loader(spec, cache)
@@ -85,8 +88,8 @@ class ClipDecoder:
 class DecoderPool:
     """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
 
-    def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int = 4, cpus_per_actor: float = 1.0,
-                 start_timeout_s: float = 120.0, cache: CacheSettings = CacheSettings()):
+    def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int, cpus_per_actor: float = 1.0,
+                 start_timeout_s: float = 120.0, cache: CacheSettings = NO_CACHE):
         self.clips_per_call = clips_per_call
         self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
         self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor).remote(spec, cache) for _ in range(num_actors)]

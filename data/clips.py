@@ -2,37 +2,40 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from twostream.data import augment
-from twostream.data.flow import FlowEngine, quantize
+from twostream.data.flow import DIS_PRESETS, METHODS, FlowEngine, quantize
 from twostream.data.flow_cache import FlowCache
 from twostream.data.frame_index import FrameIndexes
-from twostream.data.sampling import sample_by_time, sample_frames
+from twostream.data.sampling import SAMPLING_MODES, sample_by_time, sample_frames
 from twostream.data.video import VideoError, build_index, decode_by_time, decode_frames, decode_index, decode_selected
+
+
+MIN_SIZE = 16   # pixels: OpenCV's DIS flow refuses frames smaller than 12 x 12
 
 
 @dataclass(frozen=True)
 class ClipSpec:
-    num_frames: int = 8         # RGB frames per clip; one flow field per frame (to the next frame)
-    size: int = 64              # frames are resized to size x size pixels
-    flow_method: str = "dis"    # dis | farneback | tvl1
-    dis_preset: str = "fast"    # ultrafast | fast | medium
-    flow_bound: float = 20.0    # flow is clipped to +-bound pixels before uint8 quantisation
-    sampling: str = "dense"     # dense: num_frames frames `frame_stride` apart | segments: TSN, one per segment
-    frame_stride: int = 1       # dense sampling: frames between sampled frames (flow is always to the next frame)
-    crop_scale_min: float = 1.0  # training: random crop of side size x U(this, 1), resized back (1.0 = off)
+    """The `clip` config section; each field's metadata holds its accepted values (checked by trainer/config.py)."""
+    num_frames: int = field(default=8, metadata={"min": 1})   # RGB frames per clip; one flow field per frame
+    size: int = field(default=64, metadata={"min": MIN_SIZE})   # frames are resized to size x size pixels
+    flow_method: str = field(default="dis", metadata={"one_of": METHODS})   # dis | farneback | tvl1
+    dis_preset: str = field(default="fast", metadata={"one_of": tuple(DIS_PRESETS)})   # ultrafast | fast | medium
+    flow_bound: float = field(default=20.0, metadata={"above": 0})   # flow clipped to +-bound px, then uint8
+    # dense: num_frames frames `frame_stride` apart | segments: TSN, one per segment
+    sampling: str = field(default="dense", metadata={"one_of": SAMPLING_MODES})
+    # dense sampling: frames between sampled frames (flow is always to the next frame)
+    frame_stride: int = field(default=1, metadata={"min": 1})
+    # training: random crop of side size x U(this, 1), resized back (1.0 = off)
+    crop_scale_min: float = field(default=1.0, metadata={"above": 0, "max": 1})
     flip: bool = False          # training: horizontal flip with probability 1/2 (negates horizontal flow)
-    sample_fps: float = 0.0     # 0: sample by frame index; >0: sample on the timeline resampled at this rate, from
-    #                             frame timestamps (variable-frame-rate files), read from the frame index.
-    #                             Strides count ticks of 1/sample_fps s; flow is still to the next decoded frame.
-
-    def __post_init__(self):
-        if not self.sample_fps >= 0:
-            raise ValueError(f"clip.sample_fps must be 0 (sample by frame index) or a rate > 0 in frames per "
-                             f"second, got {self.sample_fps!r}")
+    # 0: sample by frame index; >0: sample on the timeline resampled at this rate, from frame timestamps
+    # (variable-frame-rate files), read from the frame index. Strides count ticks of 1/sample_fps s;
+    # flow is still to the next decoded frame.
+    sample_fps: float = field(default=0.0, metadata={"min": 0})
 
     @property
     def rgb_shape(self) -> tuple[int, int, int, int]:

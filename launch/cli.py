@@ -1,4 +1,7 @@
-"""The `twostream` command line: synth, train, evaluate, predict, launch, doctor (also `python -m twostream.launch`)."""
+"""The `twostream` command line: synth, train, evaluate, predict, launch, config, doctor, models, prepare.
+
+Also `python -m twostream.launch`. A ConfigError (any wrong config value), LaunchError, ManifestError or
+ShardingError ends any command with one line on stderr and exit status 2, before anything starts."""
 from __future__ import annotations
 
 import argparse
@@ -42,10 +45,25 @@ def _synth_realistic(args) -> int:
 
 
 def cmd_train(args) -> int:
+    config = config_args.load_config(args)   # every value checked before TensorFlow, Ray or Horovod start
+    from twostream.trainer import dist
     from twostream.trainer.loop import train
-    metrics, _ = train(config_args.load_config(args), args.workdir)
-    print(json.dumps({"final": metrics}))
+    metrics, _ = train(config, args.workdir)
+    if dist.is_chief():   # one result per job, not one per rank (elastic: the chief at the end)
+        print(json.dumps({"final": metrics}))
     return 0
+
+
+def cmd_config(args) -> int:
+    """Prints the resolved config as YAML: the same loader and checks as `twostream train`."""
+    import yaml
+    from twostream.trainer import config as config_lib
+    config = config_args.load_config(args, need_data=False)
+    if args.np:
+        config_lib.check_world(config, [args.np])
+    print(yaml.safe_dump(config_lib.to_dict(config), sort_keys=False), end="")
+    return 0
+
 
 
 def cmd_evaluate(args) -> int:
@@ -94,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_args.add_config_args(train)
     train.add_argument("--workdir", required=True, help="checkpoints, logs and export; a rerun resumes here")
     train.set_defaults(run=cmd_train)
+
+    config = commands.add_parser("config", help="print the resolved config (preset <- --config <- --set) as YAML, "
+                                                "checked like `twostream train`")
+    config_args.add_config_args(config)
+    config.add_argument("-np", "--num-proc", dest="np", type=int, help="also check the config for this many ranks")
+    config.set_defaults(run=cmd_config)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a workdir's latest checkpoint on held-out videos")
     evaluate.add_argument("--workdir", required=True)

@@ -42,6 +42,15 @@ def load_config(args, need_data: bool = True):
     return config
 
 
+def preflight(args, world_sizes):
+    """Every launcher's check before it starts anything: the config (every value) and its fit to the number
+    of ranks, for each world size the job may run with (one, or an elastic job's range). Returns the config."""
+    from twostream.trainer import config as config_lib
+    config = load_config(args)
+    config_lib.check_world(config, world_sizes)
+    return config
+
+
 def forward(args) -> list[str]:
     """The same config as arguments for `twostream train` on another process or machine (paths made absolute)."""
     forwarded = []

@@ -1,7 +1,6 @@
 """`twostream launch horovod`: builds the `horovodrun ... twostream train ...` command, prints or runs it."""
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import shutil
@@ -78,13 +77,9 @@ class Elastic:
                 "--host-discovery-script", os.path.abspath(self.discovery_script),
                 *(["--network-interface", self.network_interface] if self.network_interface else [])]
 
-    def check_batch(self, global_batch: int) -> None:
-        """Every world size the job may pass through must split the global batch evenly."""
-        uneven = [n for n in range(self.min_np, self.max_np + 1) if global_batch % n]
-        if uneven:
-            raise LaunchError(f"train.global_batch={global_batch} does not split over {uneven} ranks, which an "
-                              f"elastic job of {self.min_np}..{self.max_np} ranks may have; choose a multiple of "
-                              f"every size in that range (e.g. {math.lcm(*range(self.min_np, self.max_np + 1))})")
+    def world_sizes(self) -> range:
+        """Every number of ranks the job may pass through."""
+        return range(self.min_np, self.max_np + 1)
 
 
 def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: list[str],
@@ -129,9 +124,8 @@ def run(args) -> int:
     command = build_command(args.np, args.hosts, args.hostfile,
                             config_args.forward(args) + ["--workdir", args.workdir], args.controller,
                             extra=stall_args(args.stall_shutdown_s), elastic=elastic)
-    config = config_args.load_config(args)   # a bad key or a missing --data fails here, once, not on every rank
-    if elastic is not None:
-        elastic.check_batch(config.train.global_batch)
+    # A bad value, a missing --data or a batch the ranks cannot split fails here, once, not on every rank.
+    config_args.preflight(args, elastic.world_sizes() if elastic is not None else [args.np])
     print(shlex.join(command), flush=True)
     if args.dry_run:
         return 0

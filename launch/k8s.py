@@ -68,7 +68,8 @@ def run(args) -> int:
         raise LaunchError(f"--name {args.name!r} must be lowercase letters, digits and '-', at most 50 characters")
     if args.workers < 1 or args.slots_per_worker < 1:
         raise LaunchError("--workers and --slots-per-worker must be at least 1")
-    config = config_args.load_config(args)   # the resolved config (preset, --config, --set) goes in a ConfigMap
+    # the resolved config (preset, --config, --set), checked for its ranks, goes in a ConfigMap
+    config = config_args.preflight(args, [args.workers * args.slots_per_worker])
     out = args.out or f"{args.name}.yaml"
     with open(out, "w") as f:
         yaml.safe_dump_all(manifests(args, config), f, sort_keys=False)

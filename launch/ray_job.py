@@ -26,7 +26,7 @@ def run(args) -> int:
                           "`ray start --head`), or set RAY_ADDRESS; `ray job submit` sets it for you")
     if args.num_workers < 1 or args.gpus_per_worker < 0 or args.cpus_per_worker < 1:
         raise LaunchError("--num-workers and --cpus-per-worker must be at least 1, --gpus-per-worker at least 0")
-    config = config_args.load_config(args)
+    config = config_args.preflight(args, [args.num_workers])
     config = _with_ray_address(config, address)
     workdir = os.path.abspath(args.workdir)   # a Ray job runs in a temporary copy of --working-dir
 

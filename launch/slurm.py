@@ -50,7 +50,7 @@ def run(args) -> int:
         raise LaunchError("--gpus-per-node must be >= 0 and --procs-per-node >= 1")
     if not TIME_FORMAT.match(args.time):
         raise LaunchError(f"--time {args.time!r} is not a SLURM time; write e.g. 30 (minutes), 04:00:00 or 1-12:00:00")
-    config_args.load_config(args)
+    config_args.preflight(args, [args.nodes * (args.gpus_per_node or args.procs_per_node)])
     train_args = config_args.forward(args) + ["--workdir", os.path.abspath(args.workdir)]
     script = args.script or os.path.join(os.path.abspath(args.workdir), "launch", "twostream.sbatch")
     os.makedirs(os.path.dirname(os.path.abspath(script)), exist_ok=True)

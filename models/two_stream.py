@@ -1,7 +1,7 @@
 """The two-stream network: an RGB stream and an optical-flow stream on one backbone kind, fused into one prediction."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 from keras import layers
@@ -14,17 +14,29 @@ FUSIONS = ("concat", "late", "late_learned", "conv")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+def model_names() -> tuple[str, ...]:
+    """The registry's model names (imported when called: the registry imports this module)."""
+    from twostream.models.registry import MODELS
+    return tuple(sorted(MODELS))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = "two_stream_c3d"   # a key of twostream.models.registry.MODELS (`twostream models` lists them)
-    width: int = 16                # channels of the first backbone stage; doubles per stage
-    depth: int = 3                 # backbone stages
-    fusion: str = "concat"         # concat: features joined, one head | late: weighted logit average |
-                                   # late_learned: that weight is trained | conv: 3D conv on stacked feature maps
-    late_weight: float = 0.5       # late fusions: (initial) weight of the RGB logits; flow gets 1 - late_weight
-    flow_stack: int = 2            # tsn backbones: consecutive flow fields stacked as channels of one 2D input
-    dropout: float = 0.0           # before each classifier head
-    precision: str = "float32"     # float32 | mixed_float16 | mixed_bfloat16 (logits and softmax stay float32)
+    """The `model` config section; each field's metadata holds its accepted values (checked by trainer/config.py)."""
+    # a key of twostream.models.registry.MODELS (`twostream models` lists them)
+    name: str = field(default="two_stream_c3d", metadata={"one_of": model_names})
+    width: int = field(default=16, metadata={"min": 1})   # channels of the first backbone stage; doubles per stage
+    depth: int = field(default=3, metadata={"min": 1})    # backbone stages
+    # concat: features joined, one head | late: weighted logit average | late_learned: that weight is trained |
+    # conv: 3D conv on stacked feature maps
+    fusion: str = field(default="concat", metadata={"one_of": FUSIONS})
+    # late fusions: (initial) weight of the RGB logits; flow gets 1 - late_weight
+    late_weight: float = field(default=0.5, metadata={"above": 0, "below": 1})
+    # tsn backbones: consecutive flow fields stacked as channels of one 2D input (divides clip.num_frames)
+    flow_stack: int = field(default=2, metadata={"min": 1})
+    dropout: float = field(default=0.0, metadata={"min": 0, "below": 1})   # before each classifier head
+    # float32 | mixed_float16 | mixed_bfloat16 (logits and softmax stay float32)
+    precision: str = field(default="float32", metadata={"one_of": PRECISIONS})
     weights: str = ""              # a local Keras weights file (*.weights.h5) loaded after building; "" = from scratch
 
 

@@ -123,8 +123,9 @@ def test_schedules():
     assert float(cosine(60)) == pytest.approx(0.5, abs=1e-6) and float(cosine(110)) == pytest.approx(0.0, abs=1e-6)
     step = WarmupDecay(1.0, total_steps=100, kind="step", step_every=30, step_factor=0.1)
     assert [round(float(step(s)), 6) for s in (0, 29, 30, 60)] == [1.0, 1.0, 0.1, 0.01]
-    with pytest.raises(ValueError, match="train.schedule"):
-        WarmupDecay(1.0, 10, kind="linear")
+    from twostream.trainer.config import ConfigError, load
+    with pytest.raises(ConfigError, match="train.schedule must be one of constant, cosine, step"):
+        load(overrides=["train.schedule=linear"])   # the config is where a schedule name is checked
 
 
 def test_a_nonfinite_gradient_under_a_finite_loss_is_caught():

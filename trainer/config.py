@@ -1,7 +1,14 @@
-"""The typed config tree, YAML presets shipped with the package, and `--set section.key=value` overrides."""
+"""The typed config tree, YAML presets shipped with the package, and `--set section.key=value` overrides.
+
+Every value is checked when the config is built, so loading it is the preflight of every command and
+launcher. Each section declares its own rules in its fields' metadata, with the accepted values that the
+owning module exports: {"one_of": NAMES} (a tuple, or a function returning one), and bounds "min"/"max"
+(inclusive) and "above"/"below" (exclusive). `check_world` adds the checks that need the number of ranks.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -10,9 +17,13 @@ import yaml
 
 from twostream.data.clips import ClipSpec
 from twostream.models.two_stream import ModelSpec
+from twostream.trainer.metrics import AGGREGATES
+from twostream.trainer.schedule import SCHEDULES
 
-
-VIDEO_AGGREGATES = ("mean", "max")   # how a video's clip probabilities become one (trainer/metrics.py)
+OPTIMIZERS = ("adamw", "sgd")          # what trainer/loop.py make_optimizer builds
+ON_NONFINITE = ("stop", "skip")        # what the loop does on a NaN/Inf loss or gradient
+RAY_MIN_OBJECT_STORE_MB = 75           # the smallest object store Ray starts with
+DEFAULT_FLOW_CACHE = ".flow_cache"     # in the dataset folder (hidden: not a class folder)
 
 
 class ConfigError(ValueError):
@@ -23,44 +34,67 @@ class ConfigError(ValueError):
 class DataConfig:
     root: str = ""                    # dataset folder: sub-folder per class, or holding manifest.csv / metadata.json
     manifest: str = ""                # a .csv (path,label[,split][,video_id]) or DFDC metadata.json; empty = auto-detect
-    val_fraction: float = 0.2         # share of source videos held out for evaluation
-    num_actors: int = 0               # Ray decode actors per rank; 0 = one per spare core on this node
-    cpus_per_actor: float = 1.0       # Ray CPU reservation per actor
-    clips_per_call: int = 8           # clips decoded per actor call (amortises Ray's per-call overhead)
+    val_fraction: float = field(default=0.2, metadata={"above": 0, "below": 1})   # share of videos held out
+    num_actors: int = field(default=0, metadata={"min": 0})   # Ray decode actors per rank; 0 = one per spare core
+    cpus_per_actor: float = field(default=1.0, metadata={"above": 0})   # Ray CPU reservation per actor
+    clips_per_call: int = field(default=8, metadata={"min": 1})   # clips per actor call (amortises Ray's overhead)
     ray_address: str = ""             # join this Ray cluster; empty = $RAY_ADDRESS or a private local Ray
-    object_store_mb: int = 1024       # object store of a private local Ray, MiB
-    max_failed_fraction: float = 0.05  # stop when more than this share of a rank's clips fail in an epoch
-    flow_cache_dir: str = ""          # cache each video's flow here (fill it with `twostream prepare`); empty = off
-    flow_cache_gb: float = 20.0       # the cache's size bound; least recently used videos are evicted past it
+    object_store_mb: int = field(default=1024, metadata={"min": RAY_MIN_OBJECT_STORE_MB})   # private Ray's, MiB
+    # stop when more than this share of a rank's clips fail in an epoch
+    max_failed_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
+    # The flow cache (`twostream prepare` fills it). Empty: DATA/.flow_cache if that folder exists (where prepare
+    # puts it by default), else no cache (flow computed for each clip's frames). A folder: created and used.
+    flow_cache_dir: str = ""
+    flow_cache_gb: float = field(default=20.0, metadata={"above": 0})   # size bound; least recently used evicted
+
+    def flow_cache_folder(self, for_writing: bool = False) -> str:
+        """The flow cache's folder ("" = no cache). for_writing (`twostream prepare`): the default folder even
+        before it exists. Training reads exactly what prepare filled."""
+        if self.flow_cache_dir:
+            return self.flow_cache_dir
+        default = os.path.join(self.root, DEFAULT_FLOW_CACHE) if self.root else ""
+        return default if default and (for_writing or os.path.isdir(default)) else ""
+
+    @property
+    def flow_cache_bytes(self) -> int:
+        return int(self.flow_cache_gb * (1 << 30))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    global_batch: int = 16            # clips per optimizer step, summed over all ranks
-    epochs: int = 5
-    optimizer: str = "adamw"          # adamw | sgd
-    lr: float = 1e-3                  # peak learning rate of a world of one; see scale_lr_with_world
+    global_batch: int = field(default=16, metadata={"min": 1})   # clips per optimizer step, summed over all ranks
+    epochs: int = field(default=5, metadata={"min": 1})
+    optimizer: str = field(default="adamw", metadata={"one_of": OPTIMIZERS})
+    lr: float = field(default=1e-3, metadata={"above": 0})   # peak learning rate of a world of one; see below
     scale_lr_with_world: bool = True  # Horovod's linear rule: lr x world size (keep the per-rank batch fixed)
-    schedule: str = "constant"        # after warmup: constant | cosine (to 0 at the last step) | step
-    warmup_epochs: float = 0.0        # linear warmup from 0 to the peak over this many epochs
-    step_decay_epochs: int = 30       # step schedule: multiply the lr by step_decay_factor every this many epochs
-    step_decay_factor: float = 0.1
-    accumulate_steps: int = 1         # micro-batches per rank per optimizer step (divides the local batch)
-    clip_grad_norm: float = 0.0       # clip averaged gradients to this global norm (0: off)
-    label_smoothing: float = 0.0
-    on_nonfinite: str = "stop"        # NaN/Inf loss: stop every rank, or skip the update on every rank
-    momentum: float = 0.9             # sgd only
-    weight_decay: float = 1e-4        # decoupled (adamw) / L2-free decay (sgd), per step x lr
-    seed: int = 0                     # shuffling, clip sampling and weight initialisation
-    checkpoint_every: int = 0         # also checkpoint every N steps (0: at epoch ends only)
-    keep_checkpoints: int = 3
+    # after warmup: constant | cosine (to 0 at the last step) | step
+    schedule: str = field(default="constant", metadata={"one_of": SCHEDULES})
+    warmup_epochs: float = field(default=0.0, metadata={"min": 0})   # linear warmup from 0 to the peak (epochs)
+    # step schedule: multiply the lr by step_decay_factor every this many epochs
+    step_decay_epochs: int = field(default=30, metadata={"min": 1})
+    step_decay_factor: float = field(default=0.1, metadata={"above": 0, "max": 1})
+    # micro-batches per rank per optimizer step (divides the per-rank batch)
+    accumulate_steps: int = field(default=1, metadata={"min": 1})
+    clip_grad_norm: float = field(default=0.0, metadata={"min": 0})   # clip averaged gradients to this norm (0: off)
+    label_smoothing: float = field(default=0.0, metadata={"min": 0, "below": 1})
+    # NaN/Inf loss: stop every rank, or skip the update on every rank
+    on_nonfinite: str = field(default="stop", metadata={"one_of": ON_NONFINITE})
+    momentum: float = field(default=0.9, metadata={"min": 0, "below": 1})   # sgd only
+    # decoupled (adamw) / L2-free decay (sgd), per step x lr
+    weight_decay: float = field(default=1e-4, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0})   # shuffling, clip sampling and weight initialisation
+    # also checkpoint every N steps (0: at epoch ends only)
+    checkpoint_every: int = field(default=0, metadata={"min": 0})
+    keep_checkpoints: int = field(default=3, metadata={"min": 1})
     eager: bool = False               # run steps eagerly (debugging) instead of as tf.function
     debug: bool = False               # deterministic ops, and the first batch's shapes/dtypes logged (`--debug`)
     fp16_allreduce: bool = False      # compress gradients to float16 for the allreduce
-    eval_views: int = 1               # evaluation: clips per validation video, evenly spread over it
-    video_aggregate: str = "mean"     # evaluation: a video's class probabilities from its clips' (mean | max)
     elastic: bool = False             # Horovod elastic: survive lost ranks, take added ones (horovodrun --min-np)
-    elastic_commit_every: int = 10    # elastic: commit the state in memory every N steps (work lost on a failure)
+    # elastic: commit the state in memory every N steps (work lost on a failure)
+    elastic_commit_every: int = field(default=10, metadata={"min": 1})
+    eval_views: int = field(default=1, metadata={"min": 1})   # evaluation: clips per validation video, spread
+    # evaluation: a video's class probabilities from its clips' (mean | max)
+    video_aggregate: str = field(default="mean", metadata={"one_of": AGGREGATES})
 
 
 @dataclass(frozen=True)
@@ -112,18 +146,72 @@ def from_dict(tree: dict) -> Config:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(sections)}")
     defaults = Config()
     built = {name: _section(name, getattr(defaults, name), tree.get(name) or {}) for name in sections}
-    return _check_values(Config(**built))
+    return _check_across(Config(**built))
 
 
-def _check_values(config: Config) -> Config:
-    """Value checks that the types alone cannot make."""
-    if config.train.eval_views < 1:
-        raise ConfigError(f"train.eval_views must be at least 1 (clips per validation video), "
-                          f"got {config.train.eval_views}")
-    if config.train.video_aggregate not in VIDEO_AGGREGATES:
-        raise ConfigError(f"train.video_aggregate must be one of {', '.join(VIDEO_AGGREGATES)}, "
-                          f"got {config.train.video_aggregate!r}")
+def _check_across(config: Config) -> Config:
+    """The checks that relate two keys."""
+    if config.clip.num_frames % config.model.flow_stack:
+        raise ConfigError(f"model.flow_stack={config.model.flow_stack} must divide clip.num_frames="
+                          f"{config.clip.num_frames} (flow fields stacked per input of a tsn flow stream)")
+    if config.train.global_batch % config.train.accumulate_steps:
+        raise ConfigError(f"train.accumulate_steps={config.train.accumulate_steps} must divide "
+                          f"train.global_batch={config.train.global_batch} (micro-batches of each rank's batch)")
     return config
+
+
+def check_world(config: Config, world_sizes) -> None:
+    """The checks that need the number of ranks, for every size the job may run with (an elastic job: each
+    in its range); launchers run it before starting anything."""
+    batch, accumulate = config.train.global_batch, config.train.accumulate_steps
+    sizes = sorted(set(world_sizes))
+    uneven = [n for n in sizes if batch % n]
+    if uneven:
+        every = math.lcm(*sizes)
+        raise ConfigError(f"train.global_batch={batch} does not split evenly over {_listed(uneven)} ranks"
+                          + (f" (the job may run with {sizes[0]} to {sizes[-1]})" if len(sizes) > 1 else "")
+                          + f"; choose a multiple of {every}, e.g. {every * math.ceil(batch / every)}"
+                          + (f", or a number of ranks that divides {batch}" if len(sizes) == 1 else ""))
+    for n in sizes:
+        if (batch // n) % accumulate:
+            raise ConfigError(f"train.accumulate_steps={accumulate} must divide the per-rank batch "
+                              f"({batch // n} = train.global_batch {batch} / {n} ranks)")
+
+
+def _listed(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:-1])) + (" or " if len(numbers) > 1 else "") + str(numbers[-1])
+
+
+def rules(section_field: dataclasses.Field) -> dict:
+    """The field's declared rules: "one_of" resolved to a tuple, bounds as declared."""
+    declared = dict(section_field.metadata)
+    if callable(declared.get("one_of")):
+        declared["one_of"] = tuple(declared["one_of"]())
+    return declared
+
+
+def accepted(declared: dict) -> str:
+    """What a field's rules accept, in words: 'one of a, b' or 'at least 1 and less than 2'."""
+    if "one_of" in declared:
+        return "one of " + ", ".join(map(str, declared["one_of"]))
+    words = {"min": "at least", "above": "greater than", "max": "at most", "below": "less than"}
+    return " and ".join(f"{words[k]} {declared[k]}" for k in words if k in declared)
+
+
+def _obeys(declared: dict, value) -> bool:
+    if "one_of" in declared:
+        return value in declared["one_of"]
+    return (value >= declared.get("min", value) and value <= declared.get("max", value)
+            and ("above" not in declared or value > declared["above"])
+            and ("below" not in declared or value < declared["below"]))
+
+
+def check_section(name: str, section) -> None:
+    """Every field of one section against its declared rules; ConfigError names the key, value and accepted."""
+    for section_field in dataclasses.fields(section):
+        declared, value = rules(section_field), getattr(section, section_field.name)
+        if declared and not _obeys(declared, value):
+            raise ConfigError(f"{name}.{section_field.name} must be {accepted(declared)}, got {value!r}")
 
 
 def _section(name: str, default, values: dict):
@@ -133,10 +221,9 @@ def _section(name: str, default, values: dict):
         raise ConfigError(f"unknown key(s) {sorted(f'{name}.{k}' for k in unknown)}; "
                           f"{name} accepts: {', '.join(sorted(fields))}")
     checked = {key: _typed(f"{name}.{key}", getattr(default, key), value) for key, value in values.items()}
-    try:
-        return dataclasses.replace(default, **checked)
-    except ValueError as error:       # a section's own check (e.g. a negative clip.sample_fps)
-        raise ConfigError(str(error)) from error
+    section = dataclasses.replace(default, **checked)
+    check_section(name, section)
+    return section
 
 
 def _typed(key: str, default, value):
@@ -148,6 +235,8 @@ def _typed(key: str, default, value):
         return ""
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return value
 
 

@@ -16,7 +16,7 @@ def default_num_actors(local_size: int) -> int:
 
 
 def cache_settings(config: Config) -> CacheSettings:
-    return CacheSettings(config.data.flow_cache_dir, int(config.data.flow_cache_gb * (1 << 30)))
+    return CacheSettings(config.data.flow_cache_folder(), config.data.flow_cache_bytes)   # where prepare put it
 
 
 class Inputs:

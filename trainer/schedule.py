@@ -6,17 +6,16 @@ import math
 import keras
 from keras import ops
 
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step")   # train.schedule
 
 
 @keras.saving.register_keras_serializable(package="twostream")
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """peak * min(1, step / warmup_steps) * decay(step), with decay computed over the post-warmup steps."""
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, kind: str = "cosine",
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, *, kind: str,
                  step_every: int = 1, step_factor: float = 0.1):
-        if kind not in SCHEDULES:
-            raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {kind!r}")
+        """kind: one of SCHEDULES (train.schedule, checked by the config)."""
         self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
         self.kind, self.step_every, self.step_factor = kind, max(1, int(step_every)), float(step_factor)
 

@@ -81,8 +81,9 @@ def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
     assert command[1:12] == ["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script,
                              "--network-interface", "lo", "--gloo"]
     assert command[-2:] == ["--set", "train.elastic=true"]
-    with pytest.raises(LaunchError, match="does not split over \\[3\\] ranks"):
-        Elastic(2, 4, script).check_batch(8)
+    from twostream.trainer.config import ConfigError, check_world, load
+    with pytest.raises(ConfigError, match="train.global_batch=8 does not split evenly over 3 ranks"):
+        check_world(load(overrides=["train.global_batch=8"]), Elastic(2, 4, script).world_sizes())
     with pytest.raises(LaunchError, match="must be an executable file"):
         build_command(2, None, None, [], elastic=Elastic(1, 2, str(tmp_path / "none")))
     with pytest.raises(LaunchError, match="not -H"):
