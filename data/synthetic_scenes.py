@@ -160,9 +160,9 @@ def _track(rng: np.random.Generator, spec: SceneSpec, zoom_amplitude: float) -> 
     """The region's smooth path (T, 2) on a steady camera: the camera pans with the person, so their drift on screen
     is their own (a steady drift plus a slow head bob); it stays in frame."""
     t = np.arange(spec.frames)[:, None] - spec.frames / 2
-    bob = rng.uniform(0, 1.5) * np.sin(2 * np.pi * rng.uniform(0.03, 0.08) * t + rng.uniform(0, 2 * np.pi, size=2))
+    bob = rng.uniform(0, 1.0) * np.sin(2 * np.pi * rng.uniform(0.03, 0.08) * t + rng.uniform(0, 2 * np.pi, size=2))
     room = min(spec.width, spec.height) / 2 - 0.6 * spec.region - 4   # pixels the centre may travel from mid-frame
-    speed = min(rng.uniform(0.4, 1.2), max(0.1, (room - 2) / (spec.frames / 2)))   # pixels per frame
+    speed = min(rng.uniform(0.5, 1.5), max(0.1, (room - 2) / (spec.frames / 2)))   # pixels per frame
     drift = speed * _random_direction(rng) * t
     reach = speed * spec.frames / 2 + 2 + zoom_amplitude * max(spec.width, spec.height) / 2
     half = np.array([spec.width, spec.height]) / 2
