@@ -91,11 +91,11 @@ class FlowCache:
         self._bytes_estimate = total
 
     def clear(self) -> int:
-        """Deletes every entry and stale temp file; returns the bytes freed."""
+        """Deletes every entry, frame index (.npz, stored beside) and stale temp file; returns the bytes freed."""
         freed = 0
         for directory, _, files in os.walk(self.folder):
             for name in files:
-                if name.endswith((".npy", ".tmp")):
+                if name.endswith((".npy", ".npz", ".tmp")):
                     path = os.path.join(directory, name)
                     freed += os.path.getsize(path)
                     os.unlink(path)

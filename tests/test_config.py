@@ -1,4 +1,7 @@
 """Config: presets load, overrides are typed, wrong keys and types fail with the accepted alternatives."""
+import dataclasses
+import os
+
 import pytest
 
 from twostream.trainer import config as config_lib
@@ -41,3 +44,36 @@ def test_saved_config_round_trips(tmp_path):
     config = config_lib.load("demo", overrides=["data.root=/videos"])
     config_lib.save(config, str(tmp_path / "config.yaml"))
     assert config_lib.load(path=str(tmp_path / "config.yaml")) == config
+
+
+def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_it(tiny_dataset, tmp_path, capsys):
+    import shutil
+    from twostream.data.flow_cache import FlowCache
+    from twostream.launch import cli
+    from twostream.trainer.inputs import cache_settings
+    root = str(tmp_path / "videos")
+    shutil.copytree(tiny_dataset, root)
+    config = config_lib.load("tiny", overrides=[f"data.root={root}"])
+    assert config.data.flow_cache_folder() == "" and cache_settings(config).folder == ""   # none yet: flow online
+    assert cli.main(["prepare", "--preset", "tiny", "--data", root]) == 0
+    folder = os.path.join(root, ".flow_cache")
+    assert cache_settings(config).folder == folder   # train's pool reads where prepare wrote
+    assert cache_settings(config).max_bytes == 20 << 30   # data.flow_cache_gb, the only default of the bound
+    cache = FlowCache(folder, config.data.flow_cache_bytes, config.clip.flow_params())
+    videos = [os.path.join(d, f) for d, _, files in os.walk(root) if ".flow_cache" not in d for f in files]
+    assert videos and all(cache.get(v) is not None for v in videos)
+    capsys.readouterr()
+    assert cli.main(["prepare", "--preset", "tiny", "--data", root, "--clean"]) == 0
+    assert not os.path.exists(folder) and config.data.flow_cache_folder() == ""
+    explicit = config_lib.load("tiny", overrides=[f"data.root={root}", f"data.flow_cache_dir={tmp_path / 'c'}"])
+    assert explicit.data.flow_cache_folder() == str(tmp_path / "c")   # named: used (and created) as it is
+
+
+def test_one_default_per_setting():
+    """Module defaults that the config also sets are gone: the pool's clips per call and the cache bound."""
+    import inspect
+    from twostream.data.actors import CacheSettings, DecoderPool
+    from twostream.trainer.schedule import WarmupDecay
+    assert inspect.signature(DecoderPool).parameters["clips_per_call"].default is inspect.Parameter.empty
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(CacheSettings))
+    assert inspect.signature(WarmupDecay).parameters["kind"].default is inspect.Parameter.empty
