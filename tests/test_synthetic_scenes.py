@@ -11,7 +11,7 @@ import pytest
 from twostream.data.flow import FlowEngine
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.synthetic_scenes import SceneSpec, make_scene, render_pair, synthesize_scenes
-from twostream.launch.cli import main
+from twostream.launch.cli import build_parser
 
 SPEC = SceneSpec(num_videos=48, scenes=4, val_scenes=1, frames=8, width=160, height=120, seed=3)
 
@@ -163,12 +163,18 @@ def test_scenes_are_distinct_and_split_whole(dataset):
     assert hits / len(rows) > 0.9
 
 
+def _synth(argv: list[str]) -> int:
+    """`twostream synth ARGV` without main()'s config imports (TensorFlow), which synth does not use."""
+    args = build_parser().parse_args(["synth", *argv])
+    return args.run(args)
+
+
 def test_cli_writes_the_realistic_set_and_rejects_bad_sizes(tmp_path, capsys):
     out = str(tmp_path / "set")
-    assert main(["synth", out, "--kind", "realistic", "--num-videos", "8", "--scenes", "2", "--val-scenes", "1",
+    assert _synth([out, "--kind", "realistic", "--num-videos", "8", "--scenes", "2", "--val-scenes", "1",
                  "--frames", "4", "--width", "96", "--height", "72", "--region", "20"]) == 0
     assert len(load_manifest(out).records) == 8 and len(os.listdir(os.path.join(out, "boxes"))) == 8
     assert _decode(os.path.join(out, "real", "s00_000_real.avi")).shape == (4, 72, 96, 3)
-    assert main(["synth", str(tmp_path / "bad"), "--kind", "realistic", "--num-videos", "7"]) == 2
+    assert _synth([str(tmp_path / "bad"), "--kind", "realistic", "--num-videos", "7"]) == 2
     assert "multiple of 2 x scenes" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "bad")
