@@ -5,7 +5,7 @@ import functools
 import os
 
 from twostream.models.precision import dtype_policy
-from twostream.models.two_stream import ModelSpec, build_two_stream, check_spec
+from twostream.models.two_stream import ModelSpec, build_two_stream
 
 # name -> builder(spec, num_classes, rgb_shape, flow_shape). two_stream_* fuse by spec.fusion; the
 # rgb_only_* / flow_only_* ablations ignore it. Backbones: c3d (3D CNN), r2plus1d ((2+1)D ResNet),
@@ -27,7 +27,6 @@ def build_model(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape):
     """Builds `spec.name` under spec.precision's dtype policy, then loads spec.weights if one is given."""
     if spec.name not in MODELS:
         raise ValueError(f"unknown model {spec.name!r}; known models: {', '.join(sorted(MODELS))}")
-    check_spec(spec, flow_shape[0])   # before the dtype policy is set: an unknown precision gets our message
     if spec.weights and not os.path.isfile(spec.weights):
         raise FileNotFoundError(f"model.weights: no file at {spec.weights!r} (a Keras *.weights.h5 file saved "
                                 f"from the same model name and size; leave empty to train from scratch)")
