@@ -15,6 +15,7 @@ from twostream.launch import models_cmd  # noqa: E402 (after the env)
 from twostream.launch import config_args, doctor, horovod_cmd, k8s, ray_job, slurm  # noqa: E402
 from twostream.launch.horovod_cmd import LaunchError  # noqa: E402
 from twostream.launch import prepare_cmd  # noqa: E402
+from twostream.trainer.metrics import AGGREGATES  # noqa: E402 (NumPy only)
 
 
 def cmd_synth(args) -> int:
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--workdir", help="a training workdir: its export/, views and aggregation")
     predict.add_argument("--views", type=int, help="evenly spread clips per video (default: the workdir's "
                                                    "train.eval_views, else 1)")
-    predict.add_argument("--aggregate", choices=["mean", "max"], help="how clip probabilities make the video's "
+    predict.add_argument("--aggregate", choices=AGGREGATES, help="how clip probabilities make the video's "
                                                                       "(default: train.video_aggregate, else mean)")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of one line per video")
     predict.set_defaults(run=cmd_predict)
