@@ -1,8 +1,8 @@
 """Training augmentation applied identically to both streams: one random crop (scale jitter) and one flip per clip.
 
-Flow is augmented in its uint8 quantised form (see data/flow.quantize, q = (f + bound) * 255 / (2 bound)):
-- resizing a crop of side c back to `size` magnifies motion by size / c, so q -> 127.5 + (q - 127.5) * size / c;
-- a horizontal flip mirrors the image and negates horizontal flow: f_x -> -f_x is exactly q_x -> 255 - q_x.
+Flow is augmented in its uint8 quantised form (data/flow_format.py), without dequantising:
+- resizing a crop of side c back to `size` magnifies motion by size / c (flow_format.scale);
+- a horizontal flip mirrors the image and negates horizontal flow, which is exact on stored values (flow_format.negate).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MIDPOINT = 127.5   # the quantised value of zero flow
+from twostream.data import flow_format
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,11 @@ def apply(rgb: np.ndarray, flow: np.ndarray, aug: Augmentation) -> tuple[np.ndar
     if aug.side < size:
         rgb = _crop_resize(rgb, aug, size)
         flow = _crop_resize(flow, aug, size)
-        magnified = (flow.astype(np.float32) - MIDPOINT) * (size / aug.side) + MIDPOINT
-        flow = np.clip(np.rint(magnified), 0, 255).astype(np.uint8)
+        flow = flow_format.scale(flow, size / aug.side)
     if aug.flip:
         rgb = rgb[:, :, ::-1]
         flow = flow[:, :, ::-1].copy()
-        flow[..., 0] = 255 - flow[..., 0]
+        flow[..., 0] = flow_format.negate(flow[..., 0])
     return np.ascontiguousarray(rgb), np.ascontiguousarray(flow)
 
 

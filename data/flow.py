@@ -1,8 +1,10 @@
-"""Optical flow between consecutive frames (OpenCV DIS by default), clipped and quantised to uint8."""
+"""Optical flow between consecutive frames (OpenCV DIS by default); stored as uint8 in the format of data/flow_format.py."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from twostream.data.flow_format import dequantize, quantize  # noqa: F401  (re-exported for callers of data.flow)
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -56,14 +58,3 @@ class FlowEngine:
         """Flow between each pair of consecutive frames: (T, H, W, 3) uint8 -> (T-1, H, W, 2) float32."""
         gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in rgb_frames]
         return np.stack([self.pair(a, b) for a, b in zip(gray[:-1], gray[1:])]).astype(np.float32)
-
-
-def quantize(flow: np.ndarray, bound: float) -> np.ndarray:
-    """Clips flow to [-bound, bound] pixels and maps it linearly onto 0..255 (1 byte per component)."""
-    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
-    return np.rint(scaled).astype(np.uint8)
-
-
-def dequantize(quantized: np.ndarray, bound: float) -> np.ndarray:
-    """Inverse of quantize (up to its rounding step of 2*bound/255 pixels); the models do this in-graph."""
-    return quantized.astype(np.float32) * (2.0 * bound / 255.0) - bound

@@ -6,17 +6,19 @@ import math
 import keras
 from keras import ops
 
+from twostream.data.flow_format import to_unit   # the uint8 flow format's one home (NumPy only, no OpenCV)
+
 
 @keras.saving.register_keras_serializable(package="twostream")
 class UInt8ToUnit(keras.layers.Layer):
     """Maps uint8 0..255 linearly onto [-1, 1].
 
-    For RGB this is the usual centring; for flow quantised with bound b (data.flow.quantize) it is the
+    For RGB this is the usual centring; for flow quantised with bound b (data/flow_format.py) it is the
     dequantised flow divided by b, i.e. flow in units of the clipping bound, so no bound is needed here.
     """
 
     def call(self, inputs):
-        return ops.cast(inputs, self.compute_dtype) * (2.0 / 255.0) - 1.0
+        return to_unit(ops.cast(inputs, self.compute_dtype))
 
 
 @keras.saving.register_keras_serializable(package="twostream")

@@ -4,15 +4,17 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from twostream.data.flow_format import to_unit
+
 
 def flow_to_rgb(flow: np.ndarray) -> np.ndarray:
-    """uint8 flow (..., 2) as quantised by data.flow.quantize -> uint8 colour image (..., 3).
+    """uint8 flow (..., 2) in the format of data/flow_format.py -> uint8 colour image (..., 3).
 
     Hue is the direction (right = red, down = yellow-green, left = cyan, up = violet; image y points down),
     value the magnitude in units of the clipping bound (zero flow is black, a component at the bound is
     full brightness), saturation 1. The scale is fixed, so images of different clips compare directly.
     """
-    units = flow.astype(np.float32) * (2.0 / 255.0) - 1.0            # dequantised flow / bound, in [-1, 1]
+    units = to_unit(flow.astype(np.float32))                         # dequantised flow / bound, in [-1, 1]
     dx, dy = units[..., 0], units[..., 1]
     hue = (np.arctan2(dy, dx) / (2.0 * np.pi)) % 1.0                 # angle as a fraction of a turn
     value = np.minimum(np.hypot(dx, dy), 1.0)
