@@ -34,7 +34,7 @@ def worker(preset: str, batch: int, steps: int) -> None:
     from twostream.models.registry import build_model
     from twostream.trainer import config as config_lib
     from twostream.trainer import dist
-    from twostream.trainer.loop import make_optimizer
+    from twostream.trainer.optimizer import make_optimizer
     from twostream.trainer.step import StepOptions, make_train_step
 
     dist.init()

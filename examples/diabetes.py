@@ -18,9 +18,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402  (bundled with scikit-learn: no download)
 
+from twostream.data.sharding import local_batch_size  # noqa: E402
 from twostream.trainer import dist  # noqa: E402
 from twostream.trainer.config import TrainConfig  # noqa: E402
-from twostream.trainer.loop import fit, setup_logging  # noqa: E402
+from twostream.trainer.loop import fit  # noqa: E402
+from twostream.trainer.preemption import EXIT_CODE, Preempted  # noqa: E402
+from twostream.trainer.runlog import setup_logging  # noqa: E402
 
 
 def split(seed: int = 0, held_out: float = 0.2):
@@ -45,7 +48,7 @@ def squared_error(target_mean: float, target_std: float):
 def rank_batches(x, y, global_batch: int, seed: int):
     """batches(epoch, from_step): a seeded shuffle per epoch, each rank its column of every global batch."""
     steps = len(x) // global_batch
-    local = global_batch // dist.size()
+    local = local_batch_size(global_batch, dist.size())
 
     def batches(epoch: int, from_step: int) -> tf.data.Dataset:
         order = np.random.default_rng([seed, epoch]).permutation(len(x))[:steps * global_batch]
@@ -79,11 +82,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(32, activation="relu"),
                               keras.layers.Dense(1)])
     train = TrainConfig(global_batch=args.global_batch, epochs=args.epochs, lr=args.lr, optimizer="adamw",
-                        schedule="cosine", weight_decay=1e-4, keep_checkpoints=1)
+                        schedule="cosine", weight_decay=1e-4, keep_checkpoints=1,
+                        select_metric="val_mae")   # the best epoch (lowest held-out MAE) is kept in WORKDIR/best
     batches, steps_per_epoch = rank_batches(x_train, y_train, args.global_batch, seed=0)
-    metrics = fit(model, train, args.workdir, batches, steps_per_epoch,
-                  loss=squared_error(target_mean, target_std),
-                  evaluate=lambda: held_out_mae(model, x_test, y_test, target_mean, target_std))
+    try:
+        metrics = fit(model, train, args.workdir, batches, steps_per_epoch,
+                      loss=squared_error(target_mean, target_std),
+                      evaluate=lambda: held_out_mae(model, x_test, y_test, target_mean, target_std))
+    except Preempted as stopped:   # SIGTERM / SIGUSR1: checkpoint saved; run again to resume
+        print(stopped)
+        raise SystemExit(EXIT_CODE)
     metrics["baseline_mae"] = float(np.abs(y_test - target_mean).mean())   # always predicting the training mean
     if dist.is_chief():
         print(json.dumps({"held_out": metrics}))

@@ -14,7 +14,7 @@ log = logging.getLogger("twostream")
 def train_worker(config, workdir: str) -> dict:
     """Runs on each Horovod worker (a Ray actor): the same train() as every other launch; Ray is already up,
     so the data actors it starts land on this cluster."""
-    from twostream.trainer.loop import train
+    from twostream.trainer.video_task import train
     metrics, _ = train(config, workdir)
     return metrics
 

@@ -22,10 +22,10 @@ def evaluated(tiny_dataset, tmp_path_factory):
     CLI with 3 views per video aggregated by max; returns (workdir, printed summary, eval.json)."""
     workdir = str(tmp_path_factory.mktemp("evaluate") / "run")
     trained = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
-                      "--set", "train.epochs=1", "--set", "train.eval_views=2")
+                      "--set", "train.epochs=1", "--set", "eval.views=2")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = run_cli("evaluate", "--workdir", workdir, "--set", "train.eval_views=3",
-                     "--set", "train.video_aggregate=max")
+    result = run_cli("evaluate", "--workdir", workdir, "--set", "eval.views=3",
+                     "--set", "eval.video_aggregate=max")
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout.strip().splitlines()[-1])["eval"]
     with open(os.path.join(workdir, "eval.json")) as f:
@@ -85,7 +85,7 @@ def test_predict_runs_the_whole_path_like_evaluate(evaluated):
             assert video["probabilities"][name] == pytest.approx(p, abs=1e-4)
 
     defaults = json.loads(run_cli("predict", paths[0], "--workdir", workdir, "--json").stdout)
-    assert (defaults["views"], defaults["aggregate"]) == (2, "mean")   # the workdir's train.eval_views
+    assert (defaults["views"], defaults["aggregate"]) == (2, "mean")   # the workdir's eval.views
 
 
 def test_predict_names_each_bad_video_and_exits_nonzero(evaluated, tmp_path):
@@ -106,7 +106,7 @@ def test_predict_names_each_bad_video_and_exits_nonzero(evaluated, tmp_path):
 
 # Enough held-out videos for both classes; 2 views each, so some video's views land on different ranks;
 # a global batch that does not divide the clips, so the last step carries padding.
-RANKS_COMMON = ["data.val_fraction=0.5", "train.global_batch=6", "train.eval_views=2", "train.video_aggregate=max",
+RANKS_COMMON = ["data.val_fraction=0.5", "train.global_batch=6", "eval.views=2", "eval.video_aggregate=max",
                 "data.num_actors=1", "data.object_store_mb=128"]
 
 
@@ -149,3 +149,40 @@ def test_metrics_from_two_ranks_equal_metrics_on_the_union_in_one_process(tiny_d
     assert single.keys() == reported.keys()
     for key, value in reported.items():
         assert single[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_export_is_the_best_checkpoint_and_export_last_the_model_as_it_ends(tmp_path):
+    """WORKDIR/export serves the weights saved in WORKDIR/best, export_last the final ones; the model keeps its own."""
+    import keras
+    from twostream.trainer import config as config_lib
+    from twostream.trainer import dist
+    from twostream.trainer.checkpoint import Checkpoints
+    from twostream.trainer.export import load
+    from twostream.trainer.video_task import export_best_and_last
+
+    dist.init()
+    config = config_lib.load("tiny")
+    inputs = {"rgb": keras.Input(config.clip.rgb_shape, name="rgb"), "flow": keras.Input(config.clip.flow_shape,
+                                                                                           name="flow")}
+    pooled = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling3D()(inputs[k]) for k in ("rgb", "flow")])
+    model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    Checkpoints(str(tmp_path), model, None).save_best(step=3)
+    best = [w.numpy() for w in model.weights]
+    rng = np.random.default_rng(1)
+    for weight in model.weights:
+        weight.assign(weight.numpy() + rng.normal(size=weight.shape).astype("float32"))
+    last = [w.numpy() for w in model.weights]
+    export_best_and_last(model, str(tmp_path), config, ["real", "fake"])
+    for got, expected in zip(model.weights, last):
+        np.testing.assert_array_equal(got.numpy(), expected)
+
+    rgb = np.random.default_rng(0).integers(0, 2, (2, *config.clip.rgb_shape), dtype=np.uint8)   # unsaturated
+    flow = np.full((2, *config.clip.flow_shape), 1, np.uint8)
+    loaded = {name: load(str(tmp_path / name))[0] for name in ("export", "export_last")}   # kept alive: see load
+    served = {name: model.serve(rgb, flow)["probabilities"].numpy() for name, model in loaded.items()}
+    for weights, name in ((best, "export"), (last, "export_last")):
+        for weight, value in zip(model.weights, weights):
+            weight.assign(value)
+        expected = keras.ops.softmax(model({"rgb": rgb.astype("float32"), "flow": flow.astype("float32")})).numpy()
+        np.testing.assert_allclose(served[name], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(served["export"], served["export_last"])

@@ -3,6 +3,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import run_cli
@@ -20,8 +21,8 @@ def test_train_resume_evaluate_export(tiny_dataset, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     final = json.loads(first.stdout.strip().splitlines()[-1])["final"]
     assert final["clips"] > 0 and 0.0 <= final["accuracy"] <= 1.0
-    for name in ["config.yaml", "metrics.jsonl", "checkpoints", "export/saved_model.pb", "export/twostream.json",
-                 "tensorboard"]:
+    for name in ["config.yaml", "metrics.jsonl", "checkpoints", "best", "export/saved_model.pb",
+                 "export/twostream.json", "export_last/saved_model.pb", "tensorboard"]:
         assert os.path.exists(os.path.join(workdir, name)), name
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
     assert len(epochs) == 1 and epochs[0]["clips_failed"] == 0
@@ -34,12 +35,21 @@ def test_train_resume_evaluate_export(tiny_dataset, tmp_path):
     assert f"(step {steps_per_epoch})" in second.stderr
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and epochs[1]["step"] == 2 * steps_per_epoch
+    # The best epoch by train.select_metric (default val_loss, lowest), over both runs.
+    best = json.loads(second.stdout.strip().splitlines()[-1])["final"]["best"]
+    losses = [r["val_loss"] for r in epochs]
+    assert best == {"epoch": 1 + int(np.argmin(losses)), "metric": "val_loss", "value": min(losses)}
 
-    evaluated = run_cli("evaluate", "--workdir", workdir)
+    evaluated = run_cli("evaluate", "--workdir", workdir)          # the best checkpoint by default
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])["eval"]
-    assert report["step"] == 2 * steps_per_epoch and report["clips"] == final["clips"]
+    assert (report["checkpoint"], report["step"]) == ("best", best["epoch"] * steps_per_epoch)
+    assert report["loss"] == pytest.approx(best["value"], rel=1e-4) and report["clips"] == final["clips"]
     assert json.load(open(os.path.join(workdir, "eval.json")))["accuracy"] == report["accuracy"]
+    latest = run_cli("evaluate", "--workdir", workdir, "--checkpoint", "latest")
+    report = json.loads(latest.stdout.strip().splitlines()[-1])["eval"]
+    assert (report["checkpoint"], report["step"]) == ("latest", 2 * steps_per_epoch)
+    assert report["loss"] == pytest.approx(losses[1], rel=1e-4)
 
     # The exported model serves raw uint8 clips and returns class probabilities.
     serve = tf.saved_model.load(os.path.join(workdir, "export")).signatures["serve"]

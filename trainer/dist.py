@@ -163,3 +163,10 @@ def build_info() -> dict:
             "tensor_operations": {"nccl": bool(hvd.nccl_built()), "ddl": hvd.ddl_built(), "ccl": hvd.ccl_built(),
                                   "mpi": hvd.mpi_built(), "gloo": hvd.gloo_built()},
             "gpu": {"cuda": hvd.cuda_built(), "rocm": hvd.rocm_built()}}
+
+
+def broadcast_object(obj, root_rank: int = 0):
+    """Root's picklable `obj` on every rank (a collective), e.g. the loop state rank 0 restored."""
+    if hvd.size() == 1:
+        return obj
+    return hvd.broadcast_object(obj, root_rank, name="broadcast_object")

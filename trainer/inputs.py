@@ -6,7 +6,7 @@ import os
 from twostream.data.actors import CacheSettings, DecoderPool, start_ray
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.pipeline import EpochStream, to_dataset
-from twostream.data.sharding import local_batch_size, plan_epoch
+from twostream.data.sharding import plan_epoch
 from twostream.trainer.config import Config
 
 
@@ -24,7 +24,6 @@ class Inputs:
 
     def __init__(self, config: Config, rank: int, world_size: int, local_size: int):
         self.config, self.rank, self.world_size = config, rank, world_size
-        self.local_batch = local_batch_size(config.train.global_batch, world_size)
         manifest = load_manifest(config.data.root, config.data.manifest)
         self.class_names = manifest.class_names
         self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
@@ -39,10 +38,9 @@ class Inputs:
         """Takes this process's place in a new world (after an elastic reset): later epochs are split over
         `world_size` ranks; the global batch, so the steps per epoch, stay the same."""
         self.rank, self.world_size = rank, world_size
-        self.local_batch = local_batch_size(self.config.train.global_batch, world_size)
 
     def _plan(self, epoch: int, train: bool):
-        clips = len(self.train_records) if train else len(self.val_records) * self.config.train.eval_views
+        clips = len(self.train_records) if train else len(self.val_records) * self.config.eval.views
         return plan_epoch(clips, self.config.train.global_batch, self.rank, self.world_size,
                           seed=self.config.train.seed, epoch=epoch, train=train)
 
@@ -52,15 +50,16 @@ class Inputs:
         return self._dataset(self.train_records, plan, epoch, train=True)
 
     def eval_epoch(self):
-        """(dataset, stream) scoring train.eval_views evenly spread clips of every validation video exactly once
+        """(dataset, stream) scoring eval.views evenly spread clips of every validation video exactly once
         across ranks (padding weighted 0); its elements carry each clip's (record, view) for video-level metrics."""
         return self._dataset(self.val_records, self._plan(0, train=False), 0, train=False)
 
     def _dataset(self, records, plan, epoch: int, train: bool):
         stream = EpochStream(records, self.pool, plan, seed=self.config.train.seed, epoch=epoch, train=train,
                              max_failed_fraction=self.config.data.max_failed_fraction,
-                             views=self.config.train.eval_views)
-        return to_dataset(stream, self.config.clip, self.local_batch, with_index=not train), stream
+                             views=self.config.eval.views)
+        local_batch = plan.indices.shape[1]   # the plan's share of the global batch (data/sharding.py divides it)
+        return to_dataset(stream, self.config.clip, local_batch, with_index=not train), stream
 
     def close(self) -> None:
         self.pool.shutdown()

@@ -32,15 +32,16 @@ class VideoPrediction:
 
 
 def resolve(model: str | None, workdir: str | None, views: int | None, aggregate: str | None):
-    """(model folder, views, aggregate): a workdir gives its export/ and the evaluation settings it trained
-    with (train.eval_views, train.video_aggregate); options given explicitly win; otherwise 1 view, mean."""
+    """(model folder, views, aggregate): a workdir gives its export/ (the best model the run selected, else its
+    last) and the evaluation settings it trained with (eval.views, eval.video_aggregate); options given
+    explicitly win; otherwise 1 view, mean."""
     defaults = (1, "mean")
     if workdir:
         from twostream.trainer import config as config_lib
         model = model or os.path.join(workdir, "export")
         if os.path.isfile(os.path.join(workdir, "config.yaml")):
-            train = config_lib.load(path=os.path.join(workdir, "config.yaml")).train
-            defaults = (train.eval_views, train.video_aggregate)
+            settings = config_lib.load(path=os.path.join(workdir, "config.yaml")).eval
+            defaults = (settings.views, settings.video_aggregate)
     if not model:
         raise PredictError("pass --model EXPORT_FOLDER or --workdir WORKDIR (a `twostream train` workdir)")
     views, aggregate = views or defaults[0], aggregate or defaults[1]

@@ -96,6 +96,15 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
     return step if options.eager else tf.function(step)
 
 
+def check_accumulation(labels, k: int) -> None:
+    """The k micro-batches must split this rank's batch (of these labels) evenly; the loop checks its first batch."""
+    batch = len(labels)
+    if batch % k:
+        from twostream.trainer.config import ConfigError   # here: step.py is used without the config too
+        raise ConfigError(f"train.accumulate_steps={k} must divide the per-rank batch ({batch} = "
+                          "train.global_batch / processes)")
+
+
 def _all_finite(tensors) -> tf.Tensor:
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
@@ -110,3 +119,46 @@ def make_eval_step(model: keras.Model, *, eager: bool = False):
         return losses, tf.nn.softmax(logits)
 
     return step if eager else tf.function(step)
+
+
+class StepTotals:
+    """Running totals of the steps since the host last read them, kept on the device (no host sync per step):
+    the sum and count of finite losses, the non-finite ones, and the first non-finite one (its position
+    in the window and value). Identical on every rank, since every step's loss is averaged over ranks."""
+
+    def __init__(self):
+        self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self.finite = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self.nonfinite = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self.first_nonfinite = tf.Variable(-1, trainable=False, dtype=tf.int64)   # -1: none in this window
+        self.first_nonfinite_value = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+    def add(self, loss) -> None:
+        finite = tf.math.is_finite(loss)
+        first = tf.logical_and(self.first_nonfinite < 0, tf.logical_not(finite))
+        self.first_nonfinite.assign(tf.where(first, self.finite + self.nonfinite, self.first_nonfinite))
+        self.first_nonfinite_value.assign(tf.where(first, loss, self.first_nonfinite_value))
+        self.loss_sum.assign_add(tf.where(finite, loss, 0.0))
+        self.finite.assign_add(tf.cast(finite, tf.int64))
+        self.nonfinite.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+
+    def read_and_reset(self) -> dict:
+        """The window's totals as Python numbers (the host sync), then zeros for the next window."""
+        values = {"loss_sum": float(self.loss_sum.numpy()), "finite": int(self.finite.numpy()),
+                  "nonfinite": int(self.nonfinite.numpy()), "first_nonfinite": int(self.first_nonfinite.numpy()),
+                  "first_nonfinite_value": float(self.first_nonfinite_value.numpy())}
+        for variable, start in ((self.loss_sum, 0.0), (self.finite, 0), (self.nonfinite, 0),
+                                (self.first_nonfinite, -1)):
+            variable.assign(start)
+        return values
+
+
+def make_steps_call(train_step, totals: StepTotals, *, eager: bool = False):
+    """Returns run(batches): train_step on each batch of the sequence, in order, in one tf.function call,
+    each loss added to `totals` on the device. A new sequence length traces once more."""
+
+    def run(batches):
+        for batch in batches:
+            totals.add(tf.cast(train_step(*batch), tf.float32))
+
+    return run if eager else tf.function(run)

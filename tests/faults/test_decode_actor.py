@@ -48,7 +48,7 @@ def test_killed_actor_restarts_and_no_clip_is_lost_or_repeated(ray_session, tiny
 
 @pytest.mark.timeout(300)
 def test_epoch_record_counts_actor_restarts_and_failed_clips(ray_session, tiny_dataset, tmp_path, monkeypatch):
-    from twostream.trainer.loop import train
+    from twostream.trainer.video_task import train
     original, killed = DecoderPool.map, []
 
     def map_then_kill(pool, requests):   # kills a decode actor once, 6 clips into the first epoch

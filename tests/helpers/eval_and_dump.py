@@ -29,7 +29,7 @@ def main() -> None:
     model = build_model(config.model, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
     dist.broadcast_variables(model.weights)   # every rank scores with rank 0's weights
     local = local_scores(make_eval_step(model), inputs.eval_epoch()[0])
-    reported = over_ranks(local, config.train.video_aggregate)
+    reported = over_ranks(local, config.eval.video_aggregate)
     inputs.close()
     os.makedirs(out, exist_ok=True)
     np.savez(os.path.join(out, f"rank{dist.rank()}.npz"), **dataclasses.asdict(local))

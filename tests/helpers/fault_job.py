@@ -1,7 +1,10 @@
 """Test helper: a tiny regression job on `fit` whose faults (SIGKILL, NaN, a host added) happen at a scheduled step.
 
 Usage: fault_job.py --workdir W [--steps 8 --epochs 3 --global-batch 4] [--elastic] [--kill-rank R --kill-at S]
-       [--nan-rank R --nan-at S] [--add-host NAME:SLOTS --discovery-file F --add-at S] [--ids-dir D] [--set K=V]
+       [--nan-rank R --nan-at S] [--signal-rank R|all --signal-at S] [--add-host NAME:SLOTS --discovery-file F
+       --add-at S] [--ids-dir D] [--set K=V]
+--signal-*: that rank (or every rank) sends itself SIGTERM before step S, as a scheduler preempting the job would;
+the job then exits with preemption.EXIT_CODE.
 Until an added host has joined, steps are slowed (0.5 s each). Every scheduled event fires once per job (a marker file in the workdir's parent remembers it), so a rank
 that is restarted, or a job that is started again, does not repeat it. Each process writes the record ids
 of every batch it trains on to IDS_DIR/ids-<pid>.jsonl, so a test can check what each rank read.
@@ -20,9 +23,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from twostream.data.sharding import local_batch_size  # noqa: E402
 from twostream.trainer import config as config_lib  # noqa: E402
 from twostream.trainer import dist  # noqa: E402
-from twostream.trainer.loop import fit, setup_logging  # noqa: E402
+from twostream.trainer.loop import fit  # noqa: E402
+from twostream.trainer.preemption import EXIT_CODE, Preempted  # noqa: E402
+from twostream.trainer.runlog import setup_logging  # noqa: E402
 
 
 def once(args, event: str) -> bool:
@@ -43,6 +49,9 @@ def scheduled(args, step: int):
     if step == args.stop_at and dist.rank() == args.stop_rank and once(args, "stop"):
         print(f"FAULT rank {dist.rank()} (pid {os.getpid()}) SIGSTOPs itself (hangs) before step {step}", flush=True)
         os.kill(os.getpid(), signal.SIGSTOP)
+    if step == args.signal_at and args.signal_rank in ("all", str(dist.rank())) and once(args, f"signal{dist.rank()}"):
+        print(f"FAULT rank {dist.rank()} (pid {os.getpid()}) sends itself SIGTERM before step {step}", flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
     if step == args.add_at and dist.rank() == 0 and once(args, "add"):
         with open(args.discovery_file, "a") as f:
             f.write(args.add_host + "\n")
@@ -57,7 +66,7 @@ def make_batches(args, x, y):
 
     def batches(epoch: int, from_step: int):
         rank, size = dist.rank(), dist.size()
-        local = global_batch // size
+        local = local_batch_size(global_batch, size)
         order = np.random.default_rng([0, epoch]).permutation(len(x))
         log = open(os.path.join(args.ids_dir, f"ids-{os.getpid()}.jsonl"), "a") if args.ids_dir else None
         for step in range(from_step, steps):
@@ -92,6 +101,8 @@ def main() -> None:
     parser.add_argument("--stop-at", type=int, default=-1)
     parser.add_argument("--nan-rank", type=int, default=-1)
     parser.add_argument("--nan-at", type=int, default=-1)
+    parser.add_argument("--signal-rank", default="")
+    parser.add_argument("--signal-at", type=int, default=-1)
     parser.add_argument("--add-host", default="")
     parser.add_argument("--add-at", type=int, default=-1)
     parser.add_argument("--discovery-file", default="")
@@ -109,7 +120,11 @@ def main() -> None:
     train = config_lib.load(overrides=[f"train.epochs={args.epochs}", f"train.global_batch={args.global_batch}",
                                        "train.optimizer=sgd", "train.lr=0.01", f"train.elastic={args.elastic}",
                                        *args.overrides]).train
-    metrics = fit(model, train, args.workdir, make_batches(args, x, y), args.steps, loss=squared_error)
+    try:
+        metrics = fit(model, train, args.workdir, make_batches(args, x, y), args.steps, loss=squared_error)
+    except Preempted as stopped:
+        print(f"PREEMPTED rank {dist.rank()} step {stopped.step}", flush=True)
+        raise SystemExit(EXIT_CODE)
     weights = [float(np.asarray(w).sum()) for w in model.weights]
     print("DONE", json.dumps({"rank": dist.rank(), "size": dist.size(), "metrics": metrics, "weights": weights}),
           flush=True)

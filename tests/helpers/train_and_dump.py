@@ -14,7 +14,7 @@ import numpy as np
 
 from twostream.trainer import config as config_lib
 from twostream.trainer import loop
-from twostream.trainer.loop import train
+from twostream.trainer.video_task import train
 
 STOPPED = 3   # exit code of a run stopped by --stop-after-step
 
