@@ -64,7 +64,12 @@ def _opened(path: str):
 
 def _decoded(container, stream) -> Iterator[av.VideoFrame]:
     """Every frame the decoder produces from here on, in presentation order; undecodable packets are skipped."""
-    for packet in container.demux(stream):
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.FFmpegError):   # the end, or a damaged container from here on
+            return
         try:
             frames = packet.decode()
         except av.FFmpegError:   # a corrupt packet: its frame is missing, which the index check notices
