@@ -1,14 +1,15 @@
 """The Ray pipeline: actors decode in order, bad clips are replaced and reported, tf.data gets static shapes."""
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
 
 from twostream.data.actors import ClipRequest, DecoderPool
-from twostream.data.clips import ClipSpec
+from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.manifest import from_folder
-from twostream.data.pipeline import DataError, EpochStream, to_dataset
+from twostream.data.pipeline import DataError, EpochStream, clip_seed, to_dataset
 from twostream.data.sharding import plan_epoch
 
 SPEC = ClipSpec(num_frames=4, size=32, flow_bound=8.0)
@@ -31,20 +32,46 @@ def test_pool_returns_results_in_request_order(pool, tiny_dataset):
     assert np.array_equal(again.rgb, results[5].rgb) and np.array_equal(again.flow, results[5].flow)
 
 
+def _fake_before_real(records, plan, count: int) -> list[int]:
+    """Slots of the plan holding a `fake` clip whose next clip in the shard is `real` (and not itself chosen):
+    breaking those files makes every replacement change the label."""
+    order = plan.indices.reshape(-1)
+    slots = []
+    for slot in range(len(order) - 1):
+        if (records[order[slot]].label, records[order[slot + 1]].label) == (0, 1) and \
+                (not slots or slot > slots[-1] + 1):
+            slots.append(slot)
+    assert len(slots) >= count and {r.label for r in records} == {0, 1}
+    return slots[:count]
+
+
 def test_bad_clips_are_replaced_counted_and_named(pool, tiny_dataset, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
-    broken = sorted(os.listdir(root / "fake"))[:2]
-    (root / "fake" / broken[0]).write_bytes(b"")                  # zero bytes
-    (root / "fake" / broken[1]).write_bytes(b"garbage" * 100)     # not a video
     records = from_folder(str(root)).records
+    assert from_folder(str(root)).class_names == ("fake", "real")   # label 0 = fake, 1 = real
     plan = plan_epoch(len(records), 8, 0, 1, seed=0, epoch=0, train=True)
+    order, positions = plan.indices.reshape(-1), plan.positions.reshape(-1)
+    slots = _fake_before_real(records, plan, 2)
+    broken = [records[order[s]].path for s in slots]
+    open(broken[0], "wb").close()                                  # zero bytes
+    with open(broken[1], "wb") as f:
+        f.write(b"garbage" * 100)                                  # not a video
     stream = EpochStream(records, pool, plan, seed=0, epoch=0, train=True, max_failed_fraction=0.2)
     batches = list(stream)
     assert len(batches) == plan.steps == 4
     assert all(b[0].shape == (8, *SPEC.rgb_shape) for b in batches)
     assert len(stream.report.failed) == 2 and stream.report.replaced == 2
-    assert {os.path.basename(f.split(":")[0]) for f in stream.report.failed} == set(broken)
+    assert {f.split(":")[0] for f in stream.report.failed} == set(broken)
+    rgb, flow, labels, weights, where = (np.concatenate(parts) for parts in zip(*batches))
+    loader = ClipLoader(SPEC)
+    for slot in slots:   # the slot holds the next clip of the shard, its pixels and its label, at the slot's seed
+        replacement = records[order[slot + 1]]
+        assert where[slot].tolist() == [order[slot + 1], 0] and labels[slot] == replacement.label == 1
+        expected_rgb, expected_flow = loader.load(replacement.path, clip_seed(0, 0, int(positions[slot])))
+        assert np.array_equal(rgb[slot], expected_rgb) and np.array_equal(flow[slot], expected_flow)
+    kept = [s for s in range(len(order)) if s not in slots]
+    assert labels[kept].tolist() == [records[order[s]].label for s in kept] and weights.tolist() == [1.0] * 32
 
 
 def test_too_many_failures_stop_with_the_file_names(pool, tiny_dataset, tmp_path):
@@ -69,13 +96,23 @@ def test_tf_dataset_has_static_uint8_shapes(pool, tiny_dataset):
     assert batches[0][0]["flow"].dtype.name == "uint8"
 
 
-def test_a_dead_actor_is_restarted_and_its_clips_resent(pool, tiny_dataset):
-    import ray
-    records = from_folder(tiny_dataset).records[:12]
-    results = pool.map(ClipRequest(r.path, seed=None) for r in records)
-    first = next(results)
-    ray.kill(pool.actors[1], no_restart=False)   # as if its process crashed mid-epoch; Ray restarts it
-    rest = list(results)
-    assert first.error is None and len(rest) == 11 and all(r.error is None for r in rest)
-    again = list(pool.map([ClipRequest(records[3].path, None)] * 4))   # both actors (one restarted) work
-    assert all(np.array_equal(a.rgb, rest[2].rgb) for a in again)
+def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_dataset, caplog):
+    """The actor is stopped (SIGSTOP) before the calls are sent, so none can finish, then killed (SIGKILL) as a
+    crash in native code would: its calls are lost for certain, and every clip comes back from the restart."""
+    records = from_folder(tiny_dataset).records[:6]
+    expected = [ClipLoader(SPEC).load(r.path, seed=None)[0] for r in records]
+    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=3, cpus_per_actor=0)   # the module's pool holds the CPUs
+    try:
+        import ray
+        dead = ray.get(pool.actors[0].pid.remote())
+        os.kill(dead, signal.SIGSTOP)
+        results = pool.map(ClipRequest(r.path, seed=None) for r in records)   # both calls sent to the stopped actor
+        os.kill(dead, signal.SIGKILL)
+        results = list(results)
+        assert [r.error for r in results] == [None] * 6
+        assert all(np.array_equal(r.rgb, e) for r, e in zip(results, expected))
+        assert {r.pid for r in results} != {dead} and dead not in {r.pid for r in results}   # all re-sent
+        assert pool.restarts == 1
+        assert any("re-sending its 3 clips" in r.message for r in caplog.records)
+    finally:
+        pool.shutdown()
