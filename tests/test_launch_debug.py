@@ -39,3 +39,45 @@ def test_debug_runs_are_identical_and_print_the_boundary(tiny_dataset, tmp_path)
     assert "inputs/flow  shape=(4, 4, 32, 32, 2) dtype=uint8" in result.stderr
     assert "labels       shape=(4,) dtype=int32" in result.stderr
     assert runs[0] == runs[1] and len(runs[0]) == 1   # deterministic: bit-identical losses
+
+
+PROBE = """
+import json, sys
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
+
+out, argv = sys.argv[1], sys.argv[2:]
+seen = []
+original = tf.GradientTape.__init__
+
+
+def probe(self, *args, **kwargs):   # only the update step opens a tape: eager or traced, determinism on or off
+    if not seen:
+        seen.append({"eager": tf.executing_eagerly(), "deterministic": tf_config.is_op_determinism_enabled()})
+    original(self, *args, **kwargs)
+
+
+tf.GradientTape.__init__ = probe
+from twostream.launch.cli import main
+code = main(argv)
+with open(out, "w") as f:
+    json.dump(seen[0] if seen else None, f)
+sys.exit(code)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_debug_steps_are_eager_and_deterministic_and_a_plain_run_is_not(tiny_dataset, tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "probe.py").write_text(PROBE)
+    observed = {}
+    for name, switch in (("debug", ["--debug"]), ("plain", ["--preset", "tiny"])):
+        argv = ["train", *switch, "--data", tiny_dataset, "--workdir", str(tmp_path / name),
+                "--set", "data.num_actors=1", "--set", "data.object_store_mb=128"]
+        done = subprocess.run([sys.executable, str(tmp_path / "probe.py"), str(tmp_path / f"{name}.json"), *argv],
+                              capture_output=True, text=True, timeout=200)
+        assert done.returncode == 0, done.stderr[-3000:]
+        observed[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert observed == {"debug": {"eager": True, "deterministic": True},
+                        "plain": {"eager": False, "deterministic": False}}
