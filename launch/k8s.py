@@ -14,7 +14,7 @@ from twostream.launch.horovod_cmd import LaunchError
 
 # Paths inside the pods.
 CONFIG_DIR = "/etc/twostream"   # our ConfigMap (the resolved config), mounted on the workers
-HOSTFILE = "/etc/mpi/hostfile"  # the operator's own ConfigMap, mounted on the launcher: '<name>-worker-N.<name>.<ns>.svc slots=S'
+HOSTFILE = "/etc/mpi/hostfile"  # the operator's NAME-config, on the launcher: 'NAME-worker-I.NAME.NS.svc slots=S'
 SSH_DIR = "/root/.ssh"          # sshAuthMountPath: the operator mounts the job's SSH key here; the image runs as root
 RESERVED_DIRS = ("/etc/mpi", SSH_DIR, CONFIG_DIR)   # mounts no volume of ours may hide or sit inside
 SSH_PORT = 22                   # the image's sshd (Dockerfile); horovodrun connects to its default port
@@ -42,8 +42,8 @@ def pod_names(name: str, workers: int) -> list[str]:
 def check_args(args) -> None:
     """The arguments on their own; LaunchError naming the flag and the fix."""
     if not args.image or any(c.isspace() for c in args.image):
-        raise LaunchError("--image is required: the container image built from this repository's Dockerfile, "
-                          "e.g. --image registry.example.com/twostream:0.1.0")
+        raise LaunchError(f"--image is required, without spaces (got {args.image!r}): the container image built "
+                          "from this repository's Dockerfile, e.g. --image registry.example.com/twostream:0.1.0")
     _check_int("--workers", args.workers, 1, INT32_MAX)
     _check_int("--slots-per-worker", args.slots_per_worker, 1, INT32_MAX)
     _check_int("--backoff-limit", args.backoff_limit, 0, INT32_MAX)
@@ -73,7 +73,7 @@ def check_storage(args, config) -> None:
             raise LaunchError(f"--mount-path {args.mount_path!r} overlaps {reserved}, which the pods need "
                               f"(reserved: {', '.join(RESERVED_DIRS)}); mount the claim elsewhere, e.g. /mnt/twostream")
     _check_pod_path("--workdir", args.workdir)
-    if not _inside(args.workdir, args.mount_path) or posixpath.normpath(args.workdir) == posixpath.normpath(args.mount_path):
+    if not _inside(args.workdir, args.mount_path) or _inside(args.mount_path, args.workdir):   # under, not equal
         raise LaunchError(f"--workdir {args.workdir!r} must be a folder under --mount-path {args.mount_path!r} "
                           f"(the claim {args.pvc!r}); elsewhere it is lost with the pod and the job cannot resume")
     for key, path in (("data.root (--data)", config.data.root), ("data.manifest", config.data.manifest),
@@ -170,12 +170,13 @@ def run(args) -> int:
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("k8s", help="write a Kubeflow MPIJob (kubeflow.org/v2beta1) for this config")
-    parser.add_argument("--image", help="the image built from this repository's Dockerfile (twostream, horovodrun, sshd)")
+    parser.add_argument("--image", help="the image built from this repository's Dockerfile")
     parser.add_argument("--name", default="twostream", help="MPIJob name (a DNS-1035 label)")
     parser.add_argument("--namespace")
     parser.add_argument("--workers", type=int, default=2, help="worker pods")
     parser.add_argument("--slots-per-worker", type=int, default=1, help="ranks per worker pod (= GPUs per pod)")
-    parser.add_argument("--gpus", action=argparse.BooleanOptionalAction, default=True, help="request slots-per-worker GPUs per worker")
+    parser.add_argument("--gpus", action=argparse.BooleanOptionalAction, default=True,
+                        help="request slots-per-worker GPUs per worker")
     parser.add_argument("--pvc", help="ReadWriteMany PersistentVolumeClaim holding the data and the workdir (required)")
     parser.add_argument("--mount-path", default="/mnt/twostream", help="where --pvc is mounted in the worker pods")
     parser.add_argument("--controller", choices=["gloo", "mpi"], default="gloo",

@@ -61,7 +61,8 @@ def _schema_errors(job):
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator().iter_errors(job)]
 
 
-VARIANTS = [[], ["--no-gpus", "--workers", "1", "--slots-per-worker", "2"], ["--namespace", "ml", "--deadline-s", "86400"],
+VARIANTS = [[], ["--no-gpus", "--workers", "1", "--slots-per-worker", "2"],
+            ["--namespace", "ml", "--deadline-s", "86400"],
             ["--controller", "mpi", "--backoff-limit", "0", "--mount-path", "/data"]]
 
 
