@@ -1,6 +1,8 @@
-"""A NaN in one rank's batch: the loss is averaged with the gradients, so both ranks stop at the same step
-(train.on_nonfinite=stop, a non-zero exit naming the step) or both skip that update (=skip)."""
+"""A NaN in one rank's batch: the loss is averaged with the gradients, so both ranks stop after the same step
+(train.on_nonfinite=stop: at the end of that train.log_every window, a non-zero exit naming the bad step, the last
+good checkpoint kept) or both skip that update (=skip)."""
 import json
+import os
 
 import pytest
 
@@ -18,8 +20,11 @@ def test_nan_on_one_rank_stops_every_rank_at_that_step(tmp_path):
     assert done.returncode != 0, tail(done)
     assert "NonFiniteLossError: loss is nan at step 11 (epoch 2)" in done.stdout, tail(done)
     last_steps = [rows[-1]["step"] for rows in batches_by_process(str(ids)).values()]
-    assert last_steps == [11, 11]                     # neither rank went on past the bad step
+    # The losses are read every train.log_every (10) steps and at epoch ends: steps 11-16 form one window.
+    assert last_steps == [16, 16]                     # both ranks stopped at that window's end, none went on
     assert [r["epoch"] for r in records(workdir)] == [1] and records(workdir, "final") == []
+    saved = {name.split(".")[0] for name in os.listdir(workdir / "checkpoints") if name.startswith("ckpt-")}
+    assert saved == {"ckpt-8"}                        # the last good checkpoint, none of the bad window
 
 
 @pytest.mark.timeout(180)
