@@ -184,7 +184,7 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
         assert np.array_equal(a, b) and np.array_equal(a, c)
     os.utime(path, ns=(1, 1))                                # the video changed: a new key, a miss
     assert cache.get(path) is None
-    small = FlowCache(str(tmp_path / "small"), max_bytes=7000, params=spec.flow_params())
+    small = FlowCache(str(tmp_path / "small"), max_bytes=7000, params=spec.flow_params(), fmt="raw")   # sized bytes
     for frames in (10, 11, 12):
         small.put(_video(tmp_path, frames), np.zeros((frames - 1, 16, 16, 2), np.uint8))
     assert small.total_bytes() <= 7000 and len(small.entries()) < 3
