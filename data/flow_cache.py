@@ -159,7 +159,9 @@ class ImageFlow:
         return (self.pairs, self.size, self.size, 2)
 
     def __getitem__(self, indices) -> np.ndarray:
-        """uint8 (len(indices), S, S, 2) for an array of frame-pair indices (an int gives one (S, S, 2) field)."""
+        """uint8 (len(indices), S, S, 2) for an array or slice of frame-pair indices (an int gives one (S, S, 2) field)."""
+        if isinstance(indices, slice):
+            indices = np.arange(self.pairs)[indices]
         single = np.ndim(indices) == 0
         wanted = np.atleast_1d(np.asarray(indices, np.int64))
         if np.any(wanted < 0) or np.any(wanted >= self.pairs):
