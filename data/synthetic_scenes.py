@@ -67,6 +67,7 @@ class SceneSpec:
 
 @dataclass(frozen=True)
 class Scene:
+    index: int          # its place in the set: with the seed, it picks every random draw of the scene's videos
     name: str
     world: np.ndarray   # background (BGR), larger than the frame by `margin` on every side
     margin: int         # pixels of world around the frame: room for camera travel and zoom
@@ -135,7 +136,7 @@ def make_scene(spec: SceneSpec, index: int) -> Scene:
     margin = int(np.ceil(pan * spec.frames + shake + zoom * max(spec.width, spec.height))) + 8
     world = _background(rng, spec.height + 2 * margin, spec.width + 2 * margin)
     people = tuple(face_texture(rng, spec.region) for _ in range(3))
-    return Scene(f"s{index:02d}", world, margin, pan, zoom, shake, noise=rng.uniform(1.0, 5.0),
+    return Scene(index, f"s{index:02d}", world, margin, pan, zoom, shake, noise=rng.uniform(1.0, 5.0),
                  gain=rng.uniform(0.75, 1.15), identities=people)
 
 
@@ -197,7 +198,7 @@ def _paste(frame: np.ndarray, face: tuple[np.ndarray, np.ndarray], centre: np.nd
 
 def render_pair(scene: Scene, spec: SceneSpec, index: int) -> dict:
     """Renders pair `index` of a scene: {"real"|"fake": (frames (T, H, W, 3) uint8 BGR, boxes (T, 4) int x,y,w,h)}."""
-    rng = np.random.default_rng([spec.seed, 2, int(scene.name[1:]), index])
+    rng = np.random.default_rng([spec.seed, 2, scene.index, index])
     pan, shake, zoom = _camera(rng, scene, spec.frames)
     track = _track(rng, spec, scene.zoom)
     strength = rng.uniform(0.5, 1.0)   # how unsteady this pair's swap is (its real draws the same spread once)
