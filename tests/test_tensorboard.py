@@ -8,7 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import REPO
+from twostream.data.clips import ClipLoader
 from twostream.data.flow import quantize
+from twostream.data.manifest import load_manifest, split_by_video
+from twostream.data.pipeline import clip_seed
+from twostream.data.sharding import plan_epoch
+from twostream.trainer import config as config_lib
 from twostream.trainer.visualize import clip_images, flow_to_rgb
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
@@ -59,4 +64,13 @@ def test_training_writes_sample_frames_and_flow_at_each_epoch_start(tiny_dataset
     assert sorted(events) == [("samples/flow", 0), ("samples/flow", 5), ("samples/rgb", 0), ("samples/rgb", 5)]
     for images in events.values():
         assert [image.shape for image in images] == [(32, 4 * 32, 3)] * 3
-    assert any(image.max() > 0 for image in events[("samples/flow", 0)])   # the synthetic clips move
+    # step 0's images are the first 3 clips of epoch 1's first batch, exactly (PNG is lossless)
+    config = config_lib.load("tiny", overrides=[f"data.root={tiny_dataset}"])
+    train_records = split_by_video(load_manifest(tiny_dataset), config.data.val_fraction)[0].records
+    first = plan_epoch(len(train_records), config.train.global_batch, 0, 1, seed=0, epoch=0, train=True).indices[0]
+    loader = ClipLoader(config.clip)
+    clips = [loader.load(train_records[i].path, clip_seed(0, 0, position)) for position, i in enumerate(first)]
+    expected = clip_images(({"rgb": np.stack([c[0] for c in clips]), "flow": np.stack([c[1] for c in clips])},))
+    for tag in ("samples/rgb", "samples/flow"):
+        np.testing.assert_array_equal(np.stack(events[(tag, 0)]), expected[tag])
+    assert np.stack(events[("samples/flow", 0)]).max() > 16   # the synthetic clips move: not a black strip

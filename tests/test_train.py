@@ -20,12 +20,16 @@ def test_train_resume_evaluate_export(tiny_dataset, tmp_path):
                     "--set", "train.epochs=1")
     assert first.returncode == 0, first.stderr[-3000:]
     final = json.loads(first.stdout.strip().splitlines()[-1])["final"]
-    assert final["clips"] > 0 and 0.0 <= final["accuracy"] <= 1.0
+    from twostream.data.manifest import load_manifest, split_by_video
+    held_out = split_by_video(load_manifest(tiny_dataset), 0.2)[1].records   # one centred clip per video
+    assert final["clips"] == len(held_out) > 0
+    assert final["accuracy"] * final["clips"] == pytest.approx(round(final["accuracy"] * final["clips"]))
     for name in ["config.yaml", "metrics.jsonl", "checkpoints", "best", "export/saved_model.pb",
                  "export/twostream.json", "export_last/saved_model.pb", "tensorboard"]:
         assert os.path.exists(os.path.join(workdir, name)), name
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
     assert len(epochs) == 1 and epochs[0]["clips_failed"] == 0
+    assert epochs[0]["val_accuracy"] == final["accuracy"]
     steps_per_epoch = epochs[0]["step"]
 
     # Started again with more epochs on the same workdir: it resumes after epoch 1, not from scratch.
