@@ -22,8 +22,8 @@ STOPPED = 3   # exit code of a run stopped by --stop-after-step
 def stop_after_step(stop_step: int) -> None:
     """Makes the loop's checkpoint saves end the process right after the one at `stop_step`."""
     class StoppingCheckpoints(loop.Checkpoints):
-        def save(self, step: int) -> None:
-            super().save(step)
+        def save(self, step: int, state: dict | None = None) -> None:
+            super().save(step, state)
             if step == stop_step:
                 print("STOPPED after step", step, flush=True)
                 os._exit(STOPPED)   # no clean-up at all: like a killed job
