@@ -14,7 +14,8 @@ def _write(tmp_path, *extra):
     script = str(tmp_path / "job.sbatch")
     code = cli.main(["launch", "slurm", "--nodes", "2", "--gpus-per-node", "4", "--time", "04:00:00",
                      "--partition", "gpu", "--account", "proj42", "--script", script, "--no-submit",
-                     "--preset", "tiny", "--data", "/shared/videos", "--workdir", str(tmp_path / "run"), *extra])
+                     "--preset", "tiny", "--data", "/shared/videos", "--workdir", str(tmp_path / "run"),
+                     "--set", "train.global_batch=8", *extra])   # 8 ranks: a batch they split
     return code, script
 
 
@@ -29,7 +30,8 @@ def test_script_content(tmp_path, capsys):
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in text and "SLOTS=4" in text
     horovodrun = os.path.join(os.path.abspath(VENV_BIN), "horovodrun")
     assert f'exec {horovodrun} -np "$NP" -H "$HOSTS" --gloo' in text
-    assert ("train --preset tiny --set train.epochs=3 --data /shared/videos --workdir " + str(tmp_path / "run")) in text
+    assert ("train --preset tiny --set train.global_batch=8 --set train.epochs=3 --data /shared/videos --workdir "
+            + str(tmp_path / "run")) in text
 
 
 def test_submits_with_sbatch_when_there_is_one(tmp_path, monkeypatch, capsys):
