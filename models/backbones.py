@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from twostream.models.layers import FoldTime, UnfoldTime
+from twostream.models.layers import FoldTime, TemporalShift, UnfoldTime
 from twostream.models.precision import pool3d_dtype
 
 
@@ -69,11 +69,14 @@ def r2plus1d(x, width: int = 16, depth: int = 3, name: str = "r2plus1d"):
 
 
 # ---------------------------------------------------------------------------------------------- TSN-style 2D
-def _residual_block_2d(x, channels: int, stride: int, name: str):
+def _residual_block_2d(x, channels: int, stride: int, name: str, frames: int = 1, shift: float = 0.0):
+    """shift > 0: the residual branch reads the frames temporally shifted (TSM), the shortcut the frame itself."""
     shortcut = x
     if stride != 1 or x.shape[-1] != channels:
         shortcut = layers.Conv2D(channels, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
         shortcut = _norm_relu(shortcut, f"{name}_proj", relu=False)
+    if shift > 0:
+        x = TemporalShift(frames, shift, name=f"{name}_shift")(x)
     y = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv_a")(x)
     y = _norm_relu(y, f"{name}_a")
     y = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv_b")(y)
@@ -81,8 +84,9 @@ def _residual_block_2d(x, channels: int, stride: int, name: str):
     return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def tsn_resnet2d(x, width: int = 16, depth: int = 3, name: str = "tsn"):
+def tsn_resnet2d(x, width: int = 16, depth: int = 3, name: str = "tsn", shift: float = 0.0):
     """A 2D ResNet applied to every frame (segment) on its own; the frames' maps come back as (B, T, h, w, F).
+    shift > 0: each residual block shifts that share of channels by +-1 frame first (TSM).
 
     Averaging these maps over time and space (the model's global pooling) before a linear head equals
     averaging per-segment class scores: TSN's segmental consensus.
@@ -92,7 +96,7 @@ def tsn_resnet2d(x, width: int = 16, depth: int = 3, name: str = "tsn"):
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"{name}_stem_conv")(x)
     x = _norm_relu(x, f"{name}_stem")
     for stage in range(depth):
-        x = _residual_block_2d(x, width * 2 ** stage, 1 if stage == 0 else 2, f"{name}_block{stage}")
+        x = _residual_block_2d(x, width * 2 ** stage, 1 if stage == 0 else 2, f"{name}_block{stage}", frames, shift)
     return UnfoldTime(frames, name=f"{name}_unfold")(x)
 
 

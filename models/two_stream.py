@@ -7,10 +7,12 @@ import keras
 from keras import layers
 
 from twostream.models.backbones import BACKBONES
-from twostream.models.layers import Blend, StackFrames, UInt8ToUnit
+from twostream.models.applications import APPLICATIONS, FREEZE_BN, application_features
+from twostream.models.layers import Blend, MaxConsensus, StackFrames, UInt8ToUnit
 from twostream.models.precision import pool3d_dtype
 
 FUSIONS = ("concat", "late", "late_learned", "conv")
+CONSENSUS = ("average", "max")   # how the frames' (segments') features become the clip's: see _pool
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -38,6 +40,16 @@ class ModelSpec:
     # float32 | mixed_float16 | mixed_bfloat16 (logits and softmax stay float32)
     precision: str = field(default="float32", metadata={"one_of": PRECISIONS})
     weights: str = ""              # a local Keras weights file (*.weights.h5) loaded after building; "" = from scratch
+    # keras.applications backbones: "" = random init | imagenet = Keras' cache (~/.keras/models) | a weights file
+    # or a folder holding Keras' file; the flow stream gets TSN's cross-modality init (models/pretrained.py)
+    pretrained: str = ""
+    # keras.applications backbones: BatchNorm run on stored statistics, not trained: none | partial (all but
+    # each stream's first, TSN's partial BN) | all (then a clip's output is independent of its batch again)
+    freeze_bn: str = field(default="none", metadata={"one_of": FREEZE_BN})
+    # 2D backbones (tsn, keras.applications), RGB stream: share of channels shifted from the next frame, and
+    # as many from the previous one, before each block's first conv (TSM, Lin et al. 2019; 0.125 = theirs)
+    temporal_shift: float = field(default=0.0, metadata={"min": 0, "max": 0.5})
+    consensus: str = field(default="average", metadata={"one_of": CONSENSUS})   # over frames/time, see _pool
 
 
 def clip_inputs(rgb_shape, flow_shape):
@@ -47,13 +59,21 @@ def clip_inputs(rgb_shape, flow_shape):
 
 def stream_features(clip, stream: str, backbone: str, spec: ModelSpec):
     """uint8 clip -> this stream's final feature map (B, T', H', W', F)."""
+    if backbone in APPLICATIONS:
+        return application_features(clip, stream, backbone, spec)
     x = UInt8ToUnit(name=f"{stream}_scale")(clip)
     if backbone == "tsn" and stream == "flow" and spec.flow_stack > 1:
         x = StackFrames(spec.flow_stack, name="flow_stack")(x)   # TSN's flow input: L fields as 2L channels
+    if backbone == "tsn" and stream == "rgb":
+        return BACKBONES[backbone](x, spec.width, spec.depth, name=stream, shift=spec.temporal_shift)
     return BACKBONES[backbone](x, spec.width, spec.depth, name=stream)
 
 
-def _pool(feature_map, name: str):
+def _pool(feature_map, name: str, consensus: str = "average"):
+    """(B, T, H, W, F) -> (B, F). average: over time and space, i.e. TSN's average consensus (averaging the
+    frames' features before a linear head averages their scores); max: see MaxConsensus."""
+    if consensus == "max":
+        return MaxConsensus(name=f"{name}_max")(feature_map)
     return layers.GlobalAveragePooling3D(name=f"{name}_gap")(feature_map)
 
 
@@ -80,8 +100,9 @@ def _conv_fusion(rgb_map, flow_map, name: str = "fusion"):
 def fuse(maps: dict, spec: ModelSpec, num_classes: int):
     """Two streams' feature maps -> float32 logits, by spec.fusion."""
     if spec.fusion == "conv":
-        return _head(_pool(_conv_fusion(maps["rgb"], maps["flow"]), "fusion"), num_classes, spec.dropout, "fused")
-    features = {s: _pool(m, s) for s, m in maps.items()}
+        fused = _pool(_conv_fusion(maps["rgb"], maps["flow"]), "fusion", spec.consensus)
+        return _head(fused, num_classes, spec.dropout, "fused")
+    features = {s: _pool(m, s, spec.consensus) for s, m in maps.items()}
     if spec.fusion == "concat":
         joined = layers.Concatenate(name="fused_features")([features["rgb"], features["flow"]])
         return _head(joined, num_classes, spec.dropout, "fused")
@@ -100,7 +121,7 @@ def build_two_stream(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape, *
     inputs = clip_inputs(rgb_shape, flow_shape)
     maps = {s: stream_features(inputs[s], s, backbone, spec) for s in streams}
     if len(streams) == 1:
-        logits = _head(_pool(maps[streams[0]], streams[0]), num_classes, spec.dropout, streams[0])
+        logits = _head(_pool(maps[streams[0]], streams[0], spec.consensus), num_classes, spec.dropout, streams[0])
     else:
         logits = fuse(maps, spec, num_classes)
     return keras.Model(inputs, logits, name=spec.name)
