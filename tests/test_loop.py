@@ -205,3 +205,12 @@ def test_best_epoch_is_kept_and_reported(tmp_path):
     with pytest.raises(ConfigError, match=r"train.select_metric='val_auc' is not in the epoch record; .*val_loss"):
         train(tmp_path / "bad", evaluate=lambda: {"loss": 1.0}, select_metric="val_auc")
 
+
+
+@pytest.mark.parametrize("steps, given", [(STEPS - 1, "4"), (STEPS + 1, "more than 5")])
+def test_a_source_with_the_wrong_number_of_batches_is_an_error(tmp_path, steps, given):
+    def batches(epoch, from_step):
+        return ((tf.constant(X[:BATCH]), tf.constant(Y[:BATCH])) for _ in range(from_step, steps))
+    with pytest.raises(RuntimeError, match=f"epoch 1 gave {given} batches, expected 5: every rank must yield"):
+        fit(model(), TrainConfig(global_batch=BATCH, epochs=1, select_metric=""), str(tmp_path), batches, STEPS,
+            loss=squared_error)

@@ -138,9 +138,10 @@ class Loop:
             if state.step < end and any(state.step % n == 0 for n in self.intervals):
                 self.periodic_actions(state, epoch)
         self.progress.close()
-        if state.step != end:
-            raise RuntimeError(f"epoch {epoch + 1} gave {self.progress.ran} batches, expected "
-                               f"{self.steps_per_epoch - first}: every rank must yield exactly steps_per_epoch batches")
+        if state.step != end or self.progress.take(batches, 1):   # the last take runs the source to its end
+            given = f"{'more than ' if state.step == end else ''}{self.progress.ran}"
+            raise RuntimeError(f"epoch {epoch + 1} gave {given} batches, expected {self.steps_per_epoch - first}: "
+                               "every rank must yield exactly steps_per_epoch batches")
         return self.end_epoch(state, epoch)
 
     def steps_to_action(self, state: LoopState, end: int) -> int:
