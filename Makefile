@@ -13,6 +13,8 @@ setup: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt setup.cfg scripts/build_horovod.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
+	# opencv-contrib-python-headless replaced the plain wheel: both share cv2/, so an older venv's plain one goes first.
+	$(PY) -m pip uninstall --quiet --yes opencv-python-headless
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	PY=$(PY) scripts/build_horovod.sh
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
