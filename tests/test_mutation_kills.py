@@ -1,0 +1,137 @@
+"""Exact checks of the pure modules that mutation testing (`make mutants`, scripts/mutants.sh) showed the other tests
+let through: sampling ranges and ticks, sharding messages, the crop/flip draw, flow scaling's clip at 0."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from twostream.data import augment, flow_format
+from twostream.data.sampling import SAMPLING_MODES, sample_by_time, sample_frames
+from twostream.data.sharding import Plan, ShardingError, local_batch_size, plan_epoch
+
+SEEDS = range(300)
+
+
+# ---------------------------------------------------------------- data/sampling.py
+
+def test_sampling_modes_and_the_default():
+    assert SAMPLING_MODES == ("dense", "segments")
+    assert sample_frames(11, 4).tolist() == sample_frames(11, 4, "dense").tolist()
+    with pytest.raises(ValueError) as error:
+        sample_frames(10, 2, "magic")
+    assert str(error.value) == "unknown clip.sampling 'magic'; choose one of ('dense', 'segments')"
+
+
+def test_dense_random_starts_cover_exactly_the_slack():
+    # 21 frames -> 20 usable; 4 frames 2 apart span 7 -> slack 13: starts 0..13, each possible
+    starts = {int(sample_frames(21, 4, "dense", stride=2, rng=np.random.default_rng(s))[0]) for s in SEEDS}
+    assert starts == set(range(14))
+    # slack 1 (usable 5, span 4): both starts occur
+    assert {int(sample_frames(6, 4, "dense", rng=np.random.default_rng(s))[0]) for s in SEEDS} == {0, 1}
+
+
+def test_dense_views_spread_from_first_to_last_start():
+    assert [sample_frames(21, 4, "dense", view=v, views=2)[0] for v in range(2)] == [0, 16]
+    assert [sample_frames(6, 4, "dense", view=v, views=2)[0] for v in range(2)] == [0, 1]   # slack 1
+
+
+def test_segments_random_picks_cover_each_segment_exactly():
+    picks = np.stack([sample_frames(41, 4, "segments", rng=np.random.default_rng(s)) for s in SEEDS])
+    for k in range(4):
+        assert set(picks[:, k].tolist()) == set(range(10 * k, 10 * (k + 1))), k
+    # usable 5 over 4 segments: widths 1, 1, 1, 2 -> the first three picks are fixed
+    narrow = np.stack([sample_frames(6, 4, "segments", rng=np.random.default_rng(s)) for s in SEEDS])
+    assert [set(narrow[:, k].tolist()) for k in range(4)] == [{0}, {1}, {2}, {3, 4}]
+
+
+def test_segment_views_are_offsets_within_each_segment():
+    assert sample_frames(41, 4, "segments", view=0, views=2).tolist() == [2, 12, 22, 32]
+    assert sample_frames(41, 4, "segments", view=1, views=2).tolist() == [7, 17, 27, 37]
+
+
+def test_short_videos_loop_as_integers():
+    looped = sample_frames(3, 5, "segments")
+    assert looped.tolist() == [0, 1, 0, 1, 0] and looped.dtype.kind == "i"
+
+
+def test_a_tick_on_a_frame_shows_that_frame_and_a_later_frame_waits():
+    every_tick = lambda ticks: np.arange(ticks - 1)   # noqa: E731
+    times = np.array([0.0, 100.0, 200.0, 300.05, 400.0, 500.0])   # frame 3 comes 0.05 ms after the 300 ms tick
+    assert sample_by_time(times, 10.0, every_tick).tolist() == [0, 1, 2, 2, 4]   # at 300 ms frame 2 is on screen
+
+
+def test_the_last_tick_keeps_a_successor_frame():
+    last = lambda ticks: np.array([ticks - 1])   # noqa: E731
+    assert sample_by_time(np.arange(6) * 100.0, 10.0, last).tolist() == [4]   # frame 5 has no successor
+
+
+# ---------------------------------------------------------------- data/sharding.py
+
+def test_plans_are_frozen():
+    plan = plan_epoch(8, 4, 0, 1, seed=0, epoch=0, train=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.indices = None
+    assert isinstance(plan, Plan)
+
+
+def test_a_global_batch_equal_to_the_world_is_one_clip_per_rank():
+    assert local_batch_size(4, 4) == 1
+
+
+@pytest.mark.parametrize("global_batch,world,suggested", [(6, 4, 4), (9, 4, 8), (2, 4, 4)])
+def test_the_batch_error_suggests_the_nearest_multiple(global_batch, world, suggested):
+    with pytest.raises(ShardingError) as error:
+        local_batch_size(global_batch, world)
+    assert str(error.value) == (f"global batch size {global_batch} must be a positive multiple of the number of "
+                                f"processes ({world}); set train.global_batch to e.g. {suggested}")
+
+
+def test_too_few_clips_for_one_batch_says_what_to_change():
+    with pytest.raises(ShardingError) as error:
+        plan_epoch(5, 8, 0, 1, seed=0, epoch=0, train=True)
+    assert str(error.value) == "5 training clips make no full global batch of 8; lower train.global_batch or add videos"
+
+
+# ---------------------------------------------------------------- data/augment.py and data/flow_format.py
+
+def _draws(size, crop_scale_min, flip):
+    return [augment.draw(np.random.default_rng(s), size, crop_scale_min, flip) for s in SEEDS]
+
+
+def test_crop_sides_span_the_scale_range():
+    sides = [d.side for d in _draws(32, 0.5, False)]
+    assert min(sides) == 16 and max(sides) == 32 and sides.count(32) < len(sides) // 10
+    assert {d.side for d in _draws(32, 1.0, False)} == {32}
+    assert min(d.side for d in _draws(4, 0.01, False)) == 2   # never below 2 pixels
+
+
+def test_crop_positions_span_the_frame():
+    draws = _draws(32, 0.5, False)
+    assert all(0 <= d.top <= 32 - d.side and 0 <= d.left <= 32 - d.side for d in draws)
+    assert any(d.top == 0 for d in draws) and any(d.top == 32 - d.side for d in draws if d.side < 32)
+    assert any(d.left == 0 for d in draws) and any(d.left == 32 - d.side for d in draws if d.side < 32)
+
+
+def test_flip_is_a_fair_coin_only_when_enabled():
+    flips = sum(d.flip for d in _draws(32, 1.0, True))
+    assert 0.4 * len(SEEDS) < flips < 0.6 * len(SEEDS)
+    assert not any(d.flip for d in _draws(32, 0.5, False))
+
+
+def test_augmentations_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        augment.Augmentation(0, 0, 8, False).side = 4
+
+
+def test_an_off_centre_crop_is_cut_where_drawn():
+    rgb = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    flow = np.full((2, 32, 32, 2), 128, np.uint8)
+    out, _ = augment.apply(rgb, flow, augment.Augmentation(top=3, left=5, side=20, flip=False))
+    import cv2
+    np.testing.assert_array_equal(out[1], cv2.resize(rgb[1, 3:23, 5:25], (32, 32), interpolation=cv2.INTER_LINEAR))
+
+
+def test_scaled_flow_clips_at_both_ends():
+    stored = np.array([0, 64, 128, 192, 255], np.uint8)
+    assert flow_format.scale(stored, 2.0).tolist() == [0, 0, 128, 255, 255]
+    assert flow_format.LEVELS == 255 and flow_format.ZERO == 127.5
