@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench mutants clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+# Mutation testing of the pure modules with their fast tests (scripts/mutants.sh; MODULES=data/sharding.py for one).
+mutants: setup
+	scripts/mutants.sh $(MODULES)
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
