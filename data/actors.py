@@ -11,6 +11,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import ray
 
+from twostream.data.boxes import Track
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.flow_cache import FlowCache
 
@@ -24,6 +25,9 @@ class ClipRequest:
     seed: int | None   # None: deterministic centred window (evaluation)
     view: int = 0      # evaluation: which of `views` evenly spread deterministic clips
     views: int = 1
+    crop: int = 0      # evaluation: which of `crops` spatial crops along the long side (data/transforms.py)
+    crops: int = 1
+    track: Track | None = None   # the video's region of interest (data/boxes.py); None: the full frame
 
 
 @dataclass
@@ -75,7 +79,8 @@ class ClipDecoder:
         results = []
         for request in requests:
             try:
-                rgb, flow = self.loader.load(request.path, request.seed, request.view, request.views)
+                rgb, flow = self.loader.load(request.path, request.seed, request.view, request.views, request.crop,
+                                             request.crops, request.track)
                 results.append(ClipResult(rgb, flow, None, request.path, os.getpid()))
             except Exception as error:   # any bad file becomes a reported failure, never a dead actor
                 results.append(ClipResult(None, None, f"{request.path}: {error}", request.path, os.getpid()))

@@ -1,9 +1,10 @@
 """On-disk cache of a whole video's quantised flow, content-addressed, compact, written atomically, bounded in size.
 
 Key: the file's identity (absolute path, size, mtime) plus everything that changes the stored flow (method,
-preset, bound, resolution, storage format, format version). Value: uint8 (N-1, S, S, 2), in one of FORMATS
+preset, bound, resolution, storage format, format version) and the video's region (a box track's digest, if any).
+Value: uint8 (N-1, H, W, 2), in one of FORMATS
 (measured by benchmarks/flow_cache.py, bytes per pixel per frame pair):
-- "png" (default): each frame pair's x and y fields side by side as one S x 2S grayscale PNG, lossless (bit-exact,
+- "png" (default): each frame pair's x and y fields side by side as one H x 2W grayscale PNG, lossless (bit-exact,
   so training sees exactly the flow it would compute), 0.10-0.21 bytes; encoding costs a fraction of the flow's
   computation; a clip reads and decodes only its own frame pairs;
 - "webp": the same images as lossless WebP, 0.05-0.13 bytes, but encoding costs 0.6-2.3x the flow's computation;
@@ -21,7 +22,7 @@ import tempfile
 import cv2
 import numpy as np
 
-FORMAT_VERSION = 2   # bump when the stored layout or the flow computation changes
+FORMAT_VERSION = 3   # bump when the stored layout or the flow computation changes
 FORMATS = ("png", "webp", "raw")
 SUFFIXES = {"png": ".png.flow", "webp": ".webp.flow", "raw": ".npy"}
 ENCODINGS = {"png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]),   # zlib level 3: near level 6's size, half its time
@@ -37,21 +38,23 @@ class FlowCache:
         os.makedirs(folder, exist_ok=True)
         self._bytes_estimate = self.total_bytes()   # refreshed by a scan whenever it passes the bound
 
-    def key(self, video_path: str) -> str:
-        """sha1 of file identity + flow parameters + format; a changed or replaced video gets a new key."""
+    def key(self, video_path: str, variant: str = "") -> str:
+        """sha1 of file identity + flow parameters + format (+ `variant`: the video's region); a changed or
+        replaced video gets a new key."""
         stat = os.stat(video_path)
         identity = f"{os.path.abspath(video_path)}|{stat.st_size}|{stat.st_mtime_ns}|{self.params}"
+        identity += f"|{variant}" if variant else ""
         return hashlib.sha1(identity.encode()).hexdigest()
 
     def _file(self, key: str) -> str:
         return os.path.join(self.folder, key[:2], key + SUFFIXES[self.fmt])
 
-    def get(self, video_path: str):
+    def get(self, video_path: str, variant: str = ""):
         """The cached flow, read lazily (frames are read when indexed), or None on a miss or an unreadable entry.
 
         Either a read-only memory map ("raw") or an ImageFlow; both have len(), .shape and flow[indices].
         """
-        path = self._file(self.key(video_path))
+        path = self._file(self.key(video_path, variant))
         try:
             flow = np.load(path, mmap_mode="r") if self.fmt == "raw" else ImageFlow(path)
             os.utime(path)   # mtime = last use: eviction drops the least recently used entries first
@@ -59,9 +62,9 @@ class FlowCache:
         except (OSError, ValueError):
             return None
 
-    def put(self, video_path: str, flow: np.ndarray) -> None:
+    def put(self, video_path: str, flow: np.ndarray, variant: str = "") -> None:
         """Writes atomically (temp file in the same folder, then os.replace), then evicts past the bound."""
-        path = self._file(self.key(video_path))
+        path = self._file(self.key(video_path, variant))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
         try:
@@ -122,18 +125,21 @@ class FlowCache:
         return freed
 
 
-# An image-format entry: int64 little-endian header [pairs, size], then pairs + 1 offsets (bytes from the end of
-# the offsets to each image's start; the last is the end), then one S x 2S grayscale image per frame pair.
+# An image-format entry: int64 little-endian header [pairs, height, width], then pairs + 1 offsets (bytes from the
+# end of the offsets to each image's start; the last is the end), then one H x 2W grayscale image per frame pair.
+HEADER = 24   # bytes
+
+
 def write_images(f, flow: np.ndarray, extension: str, options: list[int]) -> None:
-    pairs, size = flow.shape[0], flow.shape[1]
+    pairs, height, width = flow.shape[:3]
     images = []
     for field in flow:
         ok, encoded = cv2.imencode(extension, np.hstack([field[..., 0], field[..., 1]]), options)
         if not ok:
-            raise ValueError(f"OpenCV could not encode a {size} px flow field as {extension}")
+            raise ValueError(f"OpenCV could not encode a {height}x{width} px flow field as {extension}")
         images.append(encoded.tobytes())
     offsets = np.concatenate([[0], np.cumsum([len(image) for image in images])]).astype("<i8")
-    f.write(np.array([pairs, size], "<i8").tobytes())
+    f.write(np.array([pairs, height, width], "<i8").tobytes())
     f.write(offsets.tobytes())
     for image in images:
         f.write(image)
@@ -145,35 +151,35 @@ class ImageFlow:
     def __init__(self, path: str):
         self.path = path
         with open(path, "rb") as f:
-            header = np.frombuffer(f.read(16), "<i8")
-        if len(header) != 2 or header[0] < 1 or header[1] < 1:
+            header = np.frombuffer(f.read(HEADER), "<i8")
+        if len(header) != 3 or np.any(header < 1):
             raise ValueError(f"{path}: not a flow cache entry")
-        self.pairs, self.size = int(header[0]), int(header[1])
-        self._images_start = 16 + 8 * (self.pairs + 1)
+        self.pairs, self.height, self.width = (int(v) for v in header)
+        self._images_start = HEADER + 8 * (self.pairs + 1)
 
     def __len__(self) -> int:
         return self.pairs
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (self.pairs, self.size, self.size, 2)
+        return (self.pairs, self.height, self.width, 2)
 
     def __getitem__(self, indices) -> np.ndarray:
-        """uint8 (len(indices), S, S, 2) for an array or slice of frame-pair indices (an int gives one (S, S, 2) field)."""
+        """uint8 (len(indices), H, W, 2) for an array or slice of frame-pair indices (an int gives one (H, W, 2) field)."""
         if isinstance(indices, slice):
             indices = np.arange(self.pairs)[indices]
         single = np.ndim(indices) == 0
         wanted = np.atleast_1d(np.asarray(indices, np.int64))
         if np.any(wanted < 0) or np.any(wanted >= self.pairs):
             raise IndexError(f"{self.path}: frame pairs {wanted.tolist()} out of 0..{self.pairs - 1}")
-        fields = np.empty((len(wanted), self.size, self.size, 2), np.uint8)
+        fields = np.empty((len(wanted), self.height, self.width, 2), np.uint8)
         with open(self.path, "rb") as f:
             for out, index in enumerate(wanted):
-                f.seek(16 + 8 * int(index))
+                f.seek(HEADER + 8 * int(index))
                 start, end = np.frombuffer(f.read(16), "<i8")
                 f.seek(self._images_start + int(start))
                 image = cv2.imdecode(np.frombuffer(f.read(int(end - start)), np.uint8), cv2.IMREAD_GRAYSCALE)
-                if image is None or image.shape != (self.size, 2 * self.size):
+                if image is None or image.shape != (self.height, 2 * self.width):
                     raise ValueError(f"{self.path}: frame pair {index} is damaged; clear the flow cache")
-                fields[out, ..., 0], fields[out, ..., 1] = image[:, :self.size], image[:, self.size:]
+                fields[out, ..., 0], fields[out, ..., 1] = image[:, :self.width], image[:, self.width:]
         return fields[0] if single else fields

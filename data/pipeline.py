@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from twostream.data.actors import ClipRequest, DecoderPool
+from twostream.data.boxes import BoxTracks
 from twostream.data.clips import ClipSpec
 from twostream.data.manifest import VideoRecord
 from twostream.data.sharding import Plan
@@ -27,6 +28,7 @@ class EpochReport:
     clips_read: int = 0
     failed: list[str] = field(default_factory=list)   # "path: reason", one per failure
     replaced: int = 0
+    without_box: set[str] = field(default_factory=set)   # videos read at full frame: data.boxes has no track for them
 
 
 def clip_seed(seed: int, epoch: int, position: int) -> int:
@@ -37,24 +39,34 @@ def clip_seed(seed: int, epoch: int, position: int) -> int:
 class EpochStream:
     """Iterates one rank's local batches (rgb, flow, labels, weights, index) for one epoch, in plan order.
 
-    Evaluation with `views` > 1 scores each record (video) `views` times, at evenly spread clips: the plan
-    then indexes records x views (index i is view i % views of record i // views). `index` says which:
-    int32 (batch, 2) rows of (record, view). In evaluation a failed clip's stand-in gets weight 0, so no
-    video is scored twice; in training it counts (the step still needs a full batch).
+    Evaluation scores each record (video) `views` x `crops` times: `views` evenly spread clips in time, each
+    cut at `crops` places along the long side. The plan then indexes records x (views x crops): index i is
+    view v = i % (views x crops) of record i // (views x crops), and view v is clip v // crops, crop v % crops.
+    `index` says which: int32 (batch, 2) rows of (record, view), so metrics aggregate crops per video as they
+    do clips. In evaluation a failed clip's stand-in gets weight 0, so no video is scored twice; in training
+    it counts (the step still needs a full batch). `boxes`: the videos' regions of interest (data/boxes.py).
     """
 
     def __init__(self, records: Sequence[VideoRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
-                 train: bool, max_failed_fraction: float = 0.05, views: int = 1):
+                 train: bool, max_failed_fraction: float = 0.05, views: int = 1, crops: int = 1,
+                 boxes: BoxTracks | None = None):
         self.records, self.pool, self.plan = records, pool, plan
         self.seed, self.epoch, self.train = seed, epoch, train
         self.max_failed_fraction = max_failed_fraction
-        self.views = 1 if train else views
+        self.crops = 1 if train else crops
+        self.views = 1 if train else views * crops   # views per record in the plan: clips x crops
+        self.boxes = boxes
         self.report = EpochReport()
 
     def _request(self, index: int, position: int) -> ClipRequest:
         record, view = divmod(index, self.views)
+        clip, crop = divmod(view, self.crops)
         seed = clip_seed(self.seed, self.epoch, position) if self.train else None
-        return ClipRequest(self.records[record].path, seed, view, self.views)
+        path = self.records[record].path
+        track = self.boxes.for_record(self.records[record]) if self.boxes is not None else None
+        if self.boxes is not None and track is None:
+            self.report.without_box.add(path)
+        return ClipRequest(path, seed, clip, self.views // self.crops, crop, self.crops, track)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""

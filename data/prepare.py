@@ -10,10 +10,11 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from twostream.data.boxes import BoxTracks, region_boxes
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.flow_cache import FlowCache
 from twostream.data.manifest import VideoRecord
-from twostream.data.video import build_index
+from twostream.data.video import build_index, frame_shape
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +23,27 @@ log = logging.getLogger(__name__)
 BYTES_PER_PIXEL = {"raw": (2.0, 2.0), "png": (0.10, 0.21), "webp": (0.05, 0.13)}
 
 
-def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, progress: bool = True) -> dict:
-    """Fills `cache` for `records`; returns {"computed", "cached", "failed": ["path: reason", ...], "projected_bytes"}."""
+def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, progress: bool = True,
+            boxes: BoxTracks | None = None) -> dict:
+    """Fills `cache` for `records` (each video's flow of its region when `boxes` has its track); returns
+    {"computed", "cached", "failed": ["path: reason", ...], "projected_bytes", "without_box"}."""
     loader = ClipLoader(spec, cache)
-    paths = sorted({r.path for r in records})
-    projected = projected_bytes(paths, spec, cache, loader)
+    tracks = {r.path: boxes.for_record(r) if boxes is not None else None for r in records}
+    paths = sorted(tracks)
+    projected = projected_bytes(paths, spec, cache, loader, tracks)
     if progress:
         print(describe(projected, cache), file=sys.stderr, flush=True)
-    summary = {"computed": 0, "cached": 0, "failed": [], "projected_bytes": [projected["low"], projected["high"]]}
+    summary = {"computed": 0, "cached": 0, "failed": [], "projected_bytes": [projected["low"], projected["high"]],
+               "without_box": sum(track is None for track in tracks.values()) if boxes is not None else 0}
     for path in tqdm(paths, desc="flow", unit="video", disable=not progress, dynamic_ncols=True):
         try:
-            cached = cache.get(path)
+            track = tracks[path]
+            cached = cache.get(path, track.digest() if track is not None else "")
             if cached is not None:   # done by an earlier (possibly interrupted) run
                 loader.agree_with_cache(path, len(cached) + 1)   # its frame index, if that run left none
                 summary["cached"] += 1
                 continue
-            loader.video_flow(path)   # stores the frame index of the same decoding pass
+            loader.video_flow(path, track)   # stores the frame index of the same decoding pass
             summary["computed"] += 1
         except Exception as error:   # a bad file is reported and skipped; training will replace its clips
             log.warning("cannot prepare %s: %s", path, error)
@@ -45,17 +51,24 @@ def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, pr
     return summary
 
 
-def projected_bytes(paths: Sequence[str], spec: ClipSpec, cache: FlowCache, loader: ClipLoader) -> dict:
-    """{"videos", "pairs", "low", "high"}: frame pairs counted from the frame indexes (stored for later), times bytes."""
-    pairs, readable = 0, 0
+def projected_bytes(paths: Sequence[str], spec: ClipSpec, cache: FlowCache, loader: ClipLoader,
+                    tracks: dict | None = None) -> dict:
+    """{"videos", "pairs", "low", "high"}: frame pairs counted from the frame indexes (stored for later), times the
+    pixels of each video's base resolution (of its region, with a track), times bytes."""
+    pairs, readable, pixels = 0, 0, 0
     for path in paths:
         try:
-            pairs += max(0, len(loader.indexes.get(path, build_index)) - 1)
-            readable += 1
+            count = max(0, len(loader.indexes.get(path, build_index)) - 1)
+            height, width = frame_shape(path)
         except Exception:   # reported by the preparing pass itself
             continue
+        track = (tracks or {}).get(path)
+        if track is not None:
+            x0, y0, x1, y1 = region_boxes(track, height, width)[0]
+            height, width = y1 - y0, x1 - x0
+        base_height, base_width = spec.base_shape(height, width)
+        pairs, readable, pixels = pairs + count, readable + 1, pixels + count * base_height * base_width
     low, high = BYTES_PER_PIXEL[cache.fmt]
-    pixels = pairs * spec.size * spec.size
     return {"videos": readable, "pairs": pairs, "low": int(pixels * low), "high": int(pixels * high)}
 
 

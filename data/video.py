@@ -1,4 +1,4 @@
-"""Decodes video files (FFmpeg, through PyAV) into uint8 RGB frames at a fixed training size, frame-accurately.
+"""Decodes video files (FFmpeg, through PyAV) into uint8 RGB frames, native or squashed to a square, frame-accurately.
 
 A clip costs its own frames, not the video's: a frame index (data/frame_index.py) says where every frame
 and keyframe is, so reading frame i seeks to the last keyframe at or before it, decodes forward, and
@@ -98,38 +98,52 @@ def decode_index(path: str) -> FrameIndex:
     return from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps))
 
 
-def decode_frames(path: str, size: int, max_frames: int = 100_000,
+def decode_frames(path: str, size: int | None, max_frames: int = 100_000,
                   indexes: FrameIndexes | None = None) -> np.ndarray:
-    """Every frame, read through from the start; uint8 (N, size, size, 3) RGB. VideoError when none decodes.
+    """Every frame, read through from the start; uint8 (N, size, size, 3) RGB (size None: native (N, H, W, 3)).
 
-    With `indexes`, the same pass stores the video's decoded frame index (so clips match these frames).
+    VideoError when none decodes. With `indexes`, the same pass stores the video's decoded frame index.
     """
-    frames, stamps = [], []
-    with _opened(path) as (container, stream):
-        for frame in _decoded(container, stream):
-            frames.append(_rgb(frame, size))
-            stamps.append((frame.pts, frame.key_frame))
-            if len(frames) >= max_frames:
-                break
-        time_base = float(stream.time_base or 0)
+    frames = [frame if size is None else _square(frame, size) for frame in iter_frames(path, max_frames, indexes)]
     if not frames:
         raise VideoError(f"{path}: no frame could be decoded (empty, truncated or corrupt)")
-    if indexes is not None and len(frames) < max_frames:
-        indexes.replace(path, from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps)))
     return np.stack(frames)
 
 
-def decode_selected(path: str, size: int, choose: Callable[[int], np.ndarray], seek_gap: int | None = None,
+def iter_frames(path: str, max_frames: int = 100_000, indexes: FrameIndexes | None = None) -> Iterator[np.ndarray]:
+    """Every frame at native resolution, uint8 RGB (H, W, 3), one at a time (memory: one frame).
+
+    With `indexes`, a pass that reaches the end stores the video's decoded frame index (so clips match these frames).
+    """
+    stamps = []
+    with _opened(path) as (container, stream):
+        time_base = float(stream.time_base or 0)
+        for frame in _decoded(container, stream):
+            stamps.append((frame.pts, frame.key_frame))
+            yield frame.to_ndarray(format="rgb24")
+            if len(stamps) >= max_frames:
+                return
+    if indexes is not None and stamps:
+        indexes.replace(path, from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps)))
+
+
+def frame_shape(path: str) -> tuple[int, int]:
+    """(height, width) of the video's frames, from its stream header (nothing decoded)."""
+    with _opened(path) as (_, stream):
+        return int(stream.codec_context.height), int(stream.codec_context.width)
+
+
+def decode_selected(path: str, size: int | None, choose: Callable[[int], np.ndarray], seek_gap: int | None = None,
                     indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Decodes the frames `choose(num_frames)` asks for; returns ({index: RGB frame}, num_frames).
 
-    num_frames is the frame index's count. seek_gap: also seek when a frame is more than this many frames
+    num_frames is the frame index's count; frames are size x size (None: native). seek_gap: also seek when a frame is more than this many frames
     ahead within the same keyframe interval (0: seek for every frame; None: only when that saves decoding).
     """
     return _decode_chosen(path, size, lambda index: choose(len(index)), seek_gap, indexes)
 
 
-def decode_by_time(path: str, size: int, choose: Callable[[np.ndarray], np.ndarray],
+def decode_by_time(path: str, size: int | None, choose: Callable[[np.ndarray], np.ndarray],
                    indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Decodes the frames `choose(timestamps_ms)` asks for (variable-frame-rate files); as decode_selected."""
     return _decode_chosen(path, size, lambda index: choose(_times_ms(path, index)), None, indexes)
@@ -149,7 +163,7 @@ def _times_ms(path: str, index: FrameIndex) -> np.ndarray:
     return index.times_ms()
 
 
-def _decode_chosen(path: str, size: int, choose: Callable[[FrameIndex], np.ndarray], seek_gap: int | None,
+def _decode_chosen(path: str, size: int | None, choose: Callable[[FrameIndex], np.ndarray], seek_gap: int | None,
                    indexes: FrameIndexes | None) -> tuple[dict[int, np.ndarray], int]:
     """Reads the frames choose(index) names; once the decoder disagrees with a packet index, rebuilds it by decoding."""
     indexes = indexes or _memory_indexes
@@ -169,7 +183,7 @@ def _decode_chosen(path: str, size: int, choose: Callable[[FrameIndex], np.ndarr
             indexes.replace(path, index)
 
 
-def _read(path: str, size: int, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None) -> dict[int, np.ndarray]:
+def _read(path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None) -> dict[int, np.ndarray]:
     """Frames at the sorted positions `wanted`: seek to the keyframe before one only when that saves decoding."""
     frames = {}
     with _opened(path) as (container, stream):
@@ -226,8 +240,9 @@ def _position_of(frame: av.VideoFrame, index: FrameIndex) -> int:
     return position
 
 
-def _rgb(frame: av.VideoFrame, size: int) -> np.ndarray:
-    return _square(frame.to_ndarray(format="rgb24"), size)
+def _rgb(frame: av.VideoFrame, size: int | None) -> np.ndarray:
+    rgb = frame.to_ndarray(format="rgb24")
+    return rgb if size is None else _square(rgb, size)
 
 
 def to_rgb(frame: np.ndarray, size: int) -> np.ndarray:

@@ -132,7 +132,7 @@ def test_sample_fps_is_a_config_key_and_must_not_be_negative():
 @pytest.mark.parametrize("sampling", ["dense", "segments"])
 def test_loader_shapes_and_determinism(tmp_path, sampling):
     path = _video(tmp_path, 30)
-    loader = ClipLoader(ClipSpec(num_frames=4, size=16, sampling=sampling, frame_stride=2))
+    loader = ClipLoader(ClipSpec(num_frames=4, size=16, sampling=sampling, frame_stride=2, resize="squash"))
     rgb, flow = loader.load(path, seed=7)
     assert rgb.shape == (4, 16, 16, 3) and flow.shape == (4, 16, 16, 2) and flow.dtype == np.uint8
     again = loader.load(path, seed=7)
@@ -176,7 +176,7 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
     cache = FlowCache(str(tmp_path / "cache"), max_bytes=1 << 20, params=spec.flow_params())
     cached, online = ClipLoader(spec, cache), ClipLoader(spec)
     first = cached.load(path, seed=None)
-    assert cache.get(path) is not None and cache.get(path).shape == (11, 16, 16, 2)
+    assert cache.get(path) is not None and cache.get(path).shape == (11, 19, 16, 2)   # 24x20 frames, short side 16
     assert cache.total_bytes() <= 11 * 16 * 16 * 2 + 256     # 2 bytes per pixel per frame (+ .npy header)
     second = cached.load(path, seed=None)
     reference = online.load(path, seed=None)

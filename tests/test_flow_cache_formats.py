@@ -106,7 +106,8 @@ def test_prepare_projects_disk_use_before_it_starts(tmp_path, capsys):
     summary = prepare(load_manifest(str(tmp_path / "d")).records, spec, cache, progress=True)
     pairs = (6 - 1) + (9 - 1)
     low, high = BYTES_PER_PIXEL["png"]
-    assert summary["projected_bytes"] == [int(pairs * SIZE * SIZE * low), int(pairs * SIZE * SIZE * high)]
+    pixels = pairs * 19 * SIZE   # 24x20 frames with their short side resized to SIZE (16): 19x16
+    assert summary["projected_bytes"] == [int(pixels * low), int(pixels * high)]
     printed = capsys.readouterr().err
     assert f"2 videos, {pairs} frame pairs" in printed and "raise data.flow_cache_gb" in printed
     assert printed.index("frame pairs") < printed.index("flow:")   # before the progress bar starts

@@ -142,7 +142,7 @@ def test_scattered_frames_seek_per_gop_and_match_a_full_decode(videos, codec):
 def test_loader_clips_online_and_cached(videos, codec, tmp_path):
     """ClipLoader returns the sampled frames; with a flow cache, a new loader reads the index from disk."""
     path = videos[codec]
-    spec = ClipSpec(num_frames=8, size=SIZE)
+    spec = ClipSpec(num_frames=8, size=SIZE, resize="squash")   # frame codes are read on the whole frame
     online = ClipLoader(spec)
     for seed in range(3):
         expected = sample_frames(FRAMES, 8, "dense", 1, np.random.default_rng(seed))
@@ -181,7 +181,7 @@ def test_an_index_the_decoder_contradicts_is_rebuilt_by_decoding(videos):
 def test_cached_flow_and_a_contradicting_index_are_reconciled(videos, tmp_path):
     """Flow cached from 120 decoded frames, an index promising 121: the loader rebuilds the index first."""
     path = videos["mpeg4_avi"]
-    spec = ClipSpec(num_frames=8, size=SIZE, sampling="segments")
+    spec = ClipSpec(num_frames=8, size=SIZE, sampling="segments", resize="squash")
     loader = ClipLoader(spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()))
     loader.video_flow(path)
     loader.indexes.replace(path, _with_phantom_frame(loader.indexes.get(path, build_index), 10))

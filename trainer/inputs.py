@@ -1,13 +1,17 @@
 """The data side of a run: manifest and split, the Ray decoder pool, and each epoch's tf.data dataset."""
 from __future__ import annotations
 
+import logging
 import os
 
 from twostream.data.actors import CacheSettings, DecoderPool, start_ray
+from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.pipeline import EpochStream, to_dataset
 from twostream.data.sharding import plan_epoch
-from twostream.trainer.config import Config
+from twostream.trainer.config import Config, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def default_num_actors(local_size: int) -> int:
@@ -19,6 +23,20 @@ def cache_settings(config: Config) -> CacheSettings:
     return CacheSettings(config.data.flow_cache_folder(), config.data.flow_cache_bytes)   # where prepare put it
 
 
+def load_boxes(config: Config, records) -> BoxTracks | None:
+    """data.boxes' tracks, every record's read now so that a malformed file stops the run before it starts."""
+    if not config.data.boxes:
+        return None
+    try:
+        boxes = BoxTracks(config.data.boxes, config.data.box_margin)
+        missing = sum(boxes.for_record(record) is None for record in records)
+    except BoxError as error:
+        raise ConfigError(f"data.boxes: {error}") from None
+    if missing:
+        log.warning("data.boxes: %d of %d videos have no box track and are read at full frame", missing, len(records))
+    return boxes
+
+
 class Inputs:
     """Holds the train and validation records and the decoder pool of this rank."""
 
@@ -28,6 +46,7 @@ class Inputs:
         self.class_names = manifest.class_names
         self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
         self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
+        self.boxes = load_boxes(config, manifest.records)
         num_actors = config.data.num_actors or default_num_actors(local_size)
         start_ray(config.data.ray_address or None, num_cpus=max(os.cpu_count() or 1, num_actors),
                   object_store_mb=config.data.object_store_mb)
@@ -40,7 +59,8 @@ class Inputs:
         self.rank, self.world_size = rank, world_size
 
     def _plan(self, epoch: int, train: bool):
-        clips = len(self.train_records) if train else len(self.val_records) * self.config.eval.views
+        clips = len(self.train_records) if train else \
+            len(self.val_records) * self.config.eval.views * self.config.eval.spatial_crops
         return plan_epoch(clips, self.config.train.global_batch, self.rank, self.world_size,
                           seed=self.config.train.seed, epoch=epoch, train=train)
 
@@ -57,7 +77,7 @@ class Inputs:
     def _dataset(self, records, plan, epoch: int, train: bool):
         stream = EpochStream(records, self.pool, plan, seed=self.config.train.seed, epoch=epoch, train=train,
                              max_failed_fraction=self.config.data.max_failed_fraction,
-                             views=self.config.eval.views)
+                             views=self.config.eval.views, crops=self.config.eval.spatial_crops, boxes=self.boxes)
         local_batch = plan.indices.shape[1]   # the plan's share of the global batch (data/sharding.py divides it)
         return to_dataset(stream, self.config.clip, local_batch, with_index=not train), stream
 

@@ -1,7 +1,8 @@
 """`twostream predict`: scores video files with an exported model: decode, flow, model, clips aggregated per video.
 
-Runs in this process (no Ray): data/clips.py's ClipLoader cuts `views` evenly spread clips of each video,
-exactly as evaluation does, the SavedModel's `serve` gives each clip's class probabilities, and
+Runs in this process (no Ray): data/clips.py's ClipLoader cuts `views` evenly spread clips of each video, each at
+`crops` places along the long side (the exported clip settings: short-side resize or squash, then crops), exactly
+as evaluation does, the SavedModel's `serve` gives each clip's class probabilities, and
 trainer/metrics.py aggregates them into the video's.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.manifest import VideoRecord
 from twostream.trainer import export as export_lib
 from twostream.trainer import metrics
 
@@ -27,14 +29,14 @@ class VideoPrediction:
     path: str
     prediction: str | None = None            # the most probable class; None when the video failed
     probabilities: dict | None = None        # class name -> probability, aggregated over the views
-    views: int = 0                           # clips scored
+    views: int = 0                           # clips scored (views x spatial crops)
     error: str | None = None                 # why the video could not be scored
 
 
 def resolve(model: str | None, workdir: str | None, views: int | None, aggregate: str | None):
     """(model folder, views, aggregate): a workdir gives its export/ (the best model the run selected, else its
     last) and the evaluation settings it trained with (eval.views, eval.video_aggregate); options given
-    explicitly win; otherwise 1 view, mean."""
+    explicitly win; otherwise 1 view, mean. Spatial crops: see crops_of."""
     defaults = (1, "mean")
     if workdir:
         from twostream.trainer import config as config_lib
@@ -52,6 +54,14 @@ def resolve(model: str | None, workdir: str | None, views: int | None, aggregate
     return model, views, aggregate
 
 
+def crops_of(workdir: str | None) -> int:
+    """The workdir's eval.spatial_crops (1, the centre crop, without a workdir config)."""
+    if workdir and os.path.isfile(os.path.join(workdir, "config.yaml")):
+        from twostream.trainer import config as config_lib
+        return config_lib.load(path=os.path.join(workdir, "config.yaml")).eval.spatial_crops
+    return 1
+
+
 def load_model(folder: str):
     """(loaded SavedModel, metadata) of an export folder, or a PredictError saying what is missing."""
     if not os.path.isfile(os.path.join(folder, "saved_model.pb")) or \
@@ -61,15 +71,19 @@ def load_model(folder: str):
     return export_lib.load(folder)
 
 
-def predict(paths: list[str], model_folder: str, views: int = 1, aggregate: str = "mean") -> list[VideoPrediction]:
-    """One VideoPrediction per path, in order; a video that cannot be read gets its error, not an exception."""
+def predict(paths: list[str], model_folder: str, views: int = 1, aggregate: str = "mean", crops: int = 1,
+            boxes=None) -> list[VideoPrediction]:
+    """One VideoPrediction per path, in order; a video that cannot be read gets its error, not an exception.
+    `boxes`: data/boxes.py BoxTracks with the videos' regions (by file stem), for a model trained on regions."""
     loaded, meta = load_model(model_folder)
     class_names = meta["class_names"]
     loader = ClipLoader(ClipSpec(**meta["clip"]))   # no flow cache: each video's flow is computed once here
     results = []
     for path in paths:
         try:
-            clips = [loader.load(path, seed=None, view=view, views=views) for view in range(views)]
+            track = boxes.for_record(VideoRecord(path, 0, "")) if boxes is not None else None
+            clips = [loader.load(path, seed=None, view=view, views=views, crop=crop, crops=crops, track=track)
+                     for view in range(views) for crop in range(crops)]
         except Exception as error:   # any unreadable file is reported for this video; the others still run
             message = str(error) if path in str(error) else f"{path}: {error}"
             results.append(VideoPrediction(path, error=message))
@@ -78,7 +92,7 @@ def predict(paths: list[str], model_folder: str, views: int = 1, aggregate: str 
         probabilities = loaded.serve(rgb, flow)["probabilities"].numpy().astype(np.float64)
         video = metrics.aggregate_views(probabilities, aggregate)
         results.append(VideoPrediction(path, class_names[int(np.argmax(video))],
-                                       dict(zip(class_names, video.tolist())), views))
+                                       dict(zip(class_names, video.tolist())), len(clips)))
     return results
 
 
@@ -86,7 +100,7 @@ def run(paths: list[str], model: str | None = None, workdir: str | None = None, 
         aggregate: str | None = None, as_json: bool = False) -> int:
     """The command: one line per video (or one JSON object) on stdout, errors on stderr; 1 if any video failed."""
     model, views, aggregate = resolve(model, workdir, views, aggregate)
-    results = predict(paths, model, views, aggregate)
+    results = predict(paths, model, views, aggregate, crops_of(workdir))
     if as_json:
         print(json.dumps({"model": model, "views": views, "aggregate": aggregate,
                           "videos": [asdict(r) for r in results]}, indent=2))
