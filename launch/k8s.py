@@ -18,8 +18,10 @@ HOSTFILE = "/etc/mpi/hostfile"  # the operator's NAME-config, on the launcher: '
 SSH_DIR = "/root/.ssh"          # sshAuthMountPath: the operator mounts the job's SSH key here; the image runs as root
 RESERVED_DIRS = ("/etc/mpi", SSH_DIR, CONFIG_DIR)   # mounts no volume of ours may hide or sit inside
 SSH_PORT = 22                   # the image's sshd (Dockerfile); horovodrun connects to its default port
+ENTRYPOINT = "/usr/local/bin/twostream-k8s-entrypoint"   # launch/k8s_entrypoint.sh in the image: SIGTERM to the ranks
 
 DEFAULT_BACKOFF_LIMIT = 6       # Kubernetes' own Job default: a failed launcher is retried and training resumes
+DEFAULT_GRACE_PERIOD_S = 120    # SIGTERM to SIGKILL: the ranks reach the next agreed step and rank 0 checkpoints
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")     # what the operator demands of '<name>-worker-N'
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a namespace
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")   # a PVC
@@ -48,6 +50,11 @@ def check_args(args) -> None:
     _check_int("--slots-per-worker", args.slots_per_worker, 1, INT32_MAX)
     _check_int("--backoff-limit", args.backoff_limit, 0, INT32_MAX)
     _check_int("--deadline-s", args.deadline_s, 0, 2**63 - 1)
+    if args.grace_period_s < 1:
+        raise LaunchError(f"--grace-period-s {args.grace_period_s} must be at least 1: it is the time a stopped pod's "
+                          "ranks have to reach the next agreed step and checkpoint before Kubernetes kills them "
+                          f"(default {DEFAULT_GRACE_PERIOD_S})")
+    _check_int("--grace-period-s", args.grace_period_s, 1, 2**63 - 1)
     if not DNS1035_LABEL.match(args.name):
         raise LaunchError(f"--name {args.name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
                           "starting with a letter and ending with a letter or digit, e.g. --name deepfake-a")
@@ -129,21 +136,23 @@ def manifests(args, config) -> list[dict]:
 
 
 def _launcher_pod(args) -> dict:
-    """Runs horovodrun only: it reaches each worker over SSH and starts its ranks there."""
+    """Runs horovodrun only: it reaches each worker over SSH and starts its ranks there. Under the entrypoint, which
+    first stops ranks a previous launcher left, and on SIGTERM has every worker signal its ranks."""
     train = ["twostream", "train", "--config", f"{CONFIG_DIR}/config.yaml", "--workdir", args.workdir]
-    command = ["horovodrun", "-np", str(args.workers * args.slots_per_worker), "--hostfile", HOSTFILE,
-               f"--{args.controller}", *train]
+    command = [ENTRYPOINT, "launcher", "horovodrun", "-np", str(args.workers * args.slots_per_worker),
+               "--hostfile", HOSTFILE, f"--{args.controller}", *train]
     container = {"name": "launcher", "image": args.image, "imagePullPolicy": "IfNotPresent", "command": command}
-    return {"spec": {"containers": [container]}}
+    return {"spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container]}}
 
 
 def _worker_pod(args) -> dict:
-    """Runs sshd; the ranks horovodrun starts here read the config and the claim (data and workdir)."""
+    """Runs sshd under the entrypoint, which passes SIGTERM on to the ranks horovodrun starts here and waits for
+    them; they read the config and the claim (data and workdir)."""
     resources = {"limits": {"nvidia.com/gpu": args.slots_per_worker}} if args.gpus else \
         {"requests": {"cpu": str(args.slots_per_worker)}}
     container = {
         "name": "worker", "image": args.image, "imagePullPolicy": "IfNotPresent",
-        "command": ["/usr/sbin/sshd", "-De"],   # -D: stay in the foreground as the pod's process; -e: log to stderr
+        "command": [ENTRYPOINT, "worker"],   # /usr/sbin/sshd -De below it
         "ports": [{"name": "ssh", "containerPort": SSH_PORT}],
         "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 2},
         "resources": resources,
@@ -152,7 +161,8 @@ def _worker_pod(args) -> dict:
     }
     volumes = [{"name": "twostream-config", "configMap": {"name": config_map_name(args.name)}},
                {"name": "data", "persistentVolumeClaim": {"claimName": args.pvc}}]
-    return {"spec": {"containers": [container], "volumes": volumes}}
+    return {"spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container],
+                     "volumes": volumes}}
 
 
 def run(args) -> int:
@@ -185,6 +195,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--backoff-limit", type=int, default=DEFAULT_BACKOFF_LIMIT,
                         help="launcher retries before the job fails (each retry resumes from the workdir)")
     parser.add_argument("--deadline-s", type=int, default=0, help="runPolicy.activeDeadlineSeconds (0: none)")
+    parser.add_argument("--grace-period-s", type=int, default=DEFAULT_GRACE_PERIOD_S,
+                        help="the pods' terminationGracePeriodSeconds: time from SIGTERM to SIGKILL for the ranks to "
+                             "reach the next agreed step (every train.log_every steps) and checkpoint")
     parser.add_argument("--out", help="YAML file to write (default NAME.yaml)")
     config_args.add_config_args(parser, data_required=True)
     parser.add_argument("--workdir", required=True, help="a folder under --mount-path, e.g. /mnt/twostream/runs/a")

@@ -13,6 +13,7 @@ from twostream.launch import cli, horovod_cmd, k8s
 CRD = os.path.join(os.path.dirname(__file__), "k8s", "kubeflow.org_mpijobs.yaml")
 DOCKERFILE = os.path.join(os.path.dirname(__file__), "..", "Dockerfile")
 DOCKERIGNORE = os.path.join(os.path.dirname(__file__), "..", ".dockerignore")
+ENTRYPOINT_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "launch", "k8s_entrypoint.sh")
 ARGS = ["--name", "deepfake-a", "--workers", "2", "--slots-per-worker", "4", "--preset", "tiny",
         "--set", "train.epochs=7", "--set", "train.global_batch=40",   # 40: splits over 2, 8 and 10 ranks
         "--data", "/mnt/twostream/videos", "--workdir", "/mnt/twostream/runs/a",
@@ -62,7 +63,7 @@ def _schema_errors(job):
 
 
 VARIANTS = [[], ["--no-gpus", "--workers", "1", "--slots-per-worker", "2"],
-            ["--namespace", "ml", "--deadline-s", "86400"],
+            ["--namespace", "ml", "--deadline-s", "86400", "--grace-period-s", "600"],
             ["--controller", "mpi", "--backoff-limit", "0", "--mount-path", "/data"]]
 
 
@@ -258,11 +259,13 @@ def test_mpijob_fields(tmp_path):
     (lc,) = launcher["template"]["spec"]["containers"]
     (wc,) = worker["template"]["spec"]["containers"]
     assert lc["image"] == wc["image"] == "registry.example.com/twostream:0.1.0"
-    assert lc["command"][:5] == ["horovodrun", "-np", "8", "--hostfile", "/etc/mpi/hostfile"]   # 2 workers x 4 slots
-    assert lc["command"][5:] == ["--gloo", "twostream", "train", "--config", "/etc/twostream/config.yaml",
+    # horovodrun under the entrypoint, which passes SIGTERM on to the ranks (tests/test_k8s_entrypoint.py)
+    assert lc["command"][:2] == ["/usr/local/bin/twostream-k8s-entrypoint", "launcher"]
+    assert lc["command"][2:7] == ["horovodrun", "-np", "8", "--hostfile", "/etc/mpi/hostfile"]   # 2 workers x 4 slots
+    assert lc["command"][7:] == ["--gloo", "twostream", "train", "--config", "/etc/twostream/config.yaml",
                                  "--workdir", "/mnt/twostream/runs/a"]
-    # Workers run sshd, ready once it answers; ranks there read the config and the claim.
-    assert wc["command"] == ["/usr/sbin/sshd", "-De"]
+    # Workers run sshd below the entrypoint, ready once it answers; ranks there read the config and the claim.
+    assert wc["command"] == ["/usr/local/bin/twostream-k8s-entrypoint", "worker"]
     assert wc["readinessProbe"]["tcpSocket"]["port"] == k8s.SSH_PORT == 22
     assert wc["resources"]["limits"]["nvidia.com/gpu"] == 4
     volumes = {v["name"]: v for v in worker["template"]["spec"]["volumes"]}
@@ -273,6 +276,15 @@ def test_mpijob_fields(tmp_path):
     shipped = yaml.safe_load(config_map["data"]["config.yaml"])
     assert shipped["train"]["epochs"] == 7 and shipped["clip"]["size"] == 32
     assert shipped["data"]["root"] == "/mnt/twostream/videos"
+
+
+def test_both_pods_give_the_ranks_the_grace_period_to_checkpoint(tmp_path):
+    """Kubernetes sends SIGTERM, then SIGKILL after terminationGracePeriodSeconds (its own default: 30)."""
+    for extra, seconds in (([], k8s.DEFAULT_GRACE_PERIOD_S), (["--grace-period-s", "600"], 600)):
+        _, job = _job(tmp_path, *extra)
+        for role in ("Launcher", "Worker"):
+            assert job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["terminationGracePeriodSeconds"] == seconds
+    assert k8s.DEFAULT_GRACE_PERIOD_S == 120
 
 
 def test_the_longest_name_the_operator_accepts_is_accepted(tmp_path):
@@ -290,6 +302,9 @@ def test_the_longest_name_the_operator_accepts_is_accepted(tmp_path):
     (["--name", "j" * 55], "is too long: the operator names a pod"),
     (["--deadline-s", "-1"], "--deadline-s -1 must be at least 0"),
     (["--backoff-limit", "-1"], "--backoff-limit -1 must be at least 0"),
+    (["--grace-period-s", "0"], "--grace-period-s 0 must be at least 1: it is the time a stopped pod's ranks have"),
+    (["--grace-period-s", "-5"], "--grace-period-s -5 must be at least 1"),
+    (["--grace-period-s", str(2**63)], f"--grace-period-s {2**63} must be at most"),
     (["--workers", "0"], "--workers 0 must be at least 1"),
     (["--slots-per-worker", "0"], "--slots-per-worker 0 must be at least 1"),
     (["--namespace", "ML_team"], "--namespace 'ML_team' must be a DNS label"),
@@ -331,15 +346,18 @@ def test_the_dockerfile_builds_what_the_manifests_expect():
     assert "StrictHostKeyChecking no" in text and "UserKnownHostsFile /dev/null" in text
     assert f"Port {k8s.SSH_PORT}" in text and f"EXPOSE {k8s.SSH_PORT}" in text
     assert not re.search(r"^USER\s+(?!root\b|0\b)", text, re.M)   # sshAuthMountPath /root/.ssh assumes root
-    assert 'CMD ["/usr/sbin/sshd", "-De"]' in text
+    # every pod's first process is the entrypoint the manifests name, which runs sshd on the workers
+    assert f"COPY --chmod=0755 launch/k8s_entrypoint.sh {k8s.ENTRYPOINT}\n" in text
+    assert f'CMD ["{k8s.ENTRYPOINT}", "worker"]' in text
+    assert "/usr/sbin/sshd -De" in open(ENTRYPOINT_SCRIPT).read()
 
 
 def test_every_path_the_dockerfile_copies_exists_and_reaches_the_build():
     root = os.path.dirname(DOCKERFILE)
     sources = [src for line in open(DOCKERFILE) if line.startswith("COPY ") and "--from=" not in line
-               for src in line.split()[1:-1]]
-    assert "launch" in sources and "requirements.txt" in sources
+               for src in line.split()[1:-1] if not src.startswith("--")]
+    assert "launch" in sources and "requirements.txt" in sources and "launch/k8s_entrypoint.sh" in sources
     allowed = [line[1:].strip().rstrip("/") for line in open(DOCKERIGNORE) if line.startswith("!")]
     for src in sources:
         assert os.path.exists(os.path.join(root, src)), src
-        assert src in allowed, f"{src} is excluded by .dockerignore"
+        assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is excluded by .dockerignore"
