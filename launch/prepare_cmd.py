@@ -13,12 +13,17 @@ def add_parser(commands) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value; repeatable, e.g. --set clip.size=112")
     parser.add_argument("--clean", action="store_true", help="delete the flow cache instead of filling it")
+    parser.add_argument("--detect-faces", metavar="MODEL.onnx",
+                        help="first write face tracks with OpenCV's YuNet (your ONNX model file) to data.boxes "
+                             "(default DATA/.boxes), then fill the flow cache with each video's face region")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from twostream.data.flow_cache import FlowCache
     from twostream.data.manifest import load_manifest
+    from twostream.data.boxes import BoxError, BoxTracks
+    from twostream.data.faces import FaceModelError
     from twostream.data.prepare import prepare
     from twostream.trainer import config as config_lib
     config = config_lib.load(args.preset, args.config, list(args.overrides) + [f"data.root={args.data}"])
@@ -30,14 +35,35 @@ def run(args) -> int:
         print(json.dumps({"cache": folder, "freed_bytes": freed}))
         return 0
     records = load_manifest(config.data.root, config.data.manifest).records
-    summary = prepare(records, config.clip, cache)
+    try:   # a bad model file or box file: one message (the CLI prints ConfigErrors), before any work
+        if args.detect_faces:
+            config = _detect_faces(config, records, args.detect_faces)
+        boxes = BoxTracks(config.data.boxes, config.data.box_margin) if config.data.boxes else None
+        for record in records if boxes else ():
+            boxes.for_record(record)
+    except (BoxError, FaceModelError) as error:
+        raise config_lib.ConfigError(str(error)) from None
+    summary = prepare(records, config.clip, cache, boxes=boxes)
     print(json.dumps({"cache": folder, "computed": summary["computed"], "already_cached": summary["cached"],
-                      "failed": summary["failed"], "cache_bytes": cache.total_bytes()}))
+                      "failed": summary["failed"], "cache_bytes": cache.total_bytes(),
+                      "without_box": summary["without_box"]}))
     if config.data.flow_cache_dir:
         print(f"train with the cache: --set data.flow_cache_dir={folder} (and the same clip settings)")
     else:
         print(f"`twostream train --data {args.data}` reads this cache (with the same clip settings)")
     return 0
+
+
+def _detect_faces(config, records, model: str):
+    """Writes YuNet face tracks to data.boxes (DATA/.boxes when unset); returns the config reading them."""
+    import dataclasses
+    from twostream.data.faces import detect_faces
+    folder = config.data.boxes or os.path.join(config.data.root, ".boxes")
+    faces = detect_faces(records, model, folder)
+    print(json.dumps({"boxes": folder, "tracks": faces["tracks"], "no_face": faces["no_face"],
+                      "failed": faces["failed"]}))
+    print(f"train on the face regions: --set data.boxes={folder}")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, boxes=folder))
 
 
 def _remove_empty(folder: str) -> None:
