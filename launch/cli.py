@@ -154,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     from twostream.data.manifest import ManifestError
     from twostream.data.sharding import ShardingError
     from twostream.trainer.config import ConfigError
+    from twostream.models.pretrained import WeightsFileError   # model.weights / model.pretrained not on disk
     try:
         return args.run(args)
-    except (ConfigError, ManifestError, ShardingError, LaunchError) as error:
+    except (ConfigError, ManifestError, ShardingError, LaunchError, WeightsFileError) as error:
         command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
         print(f"twostream {command}: error: {error}", file=sys.stderr)
         return 2

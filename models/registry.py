@@ -6,7 +6,7 @@ import os
 
 from twostream.models.applications import APPLICATIONS
 from twostream.models.precision import dtype_policy
-from twostream.models.pretrained import WeightsFileError, load_pretrained
+from twostream.models.pretrained import WeightsFileError, load_pretrained, weights_path
 from twostream.models.two_stream import ModelSpec, build_two_stream
 
 STREAMS = {"two_stream": ("rgb", "flow"), "rgb_only": ("rgb",), "flow_only": ("flow",)}
@@ -57,6 +57,8 @@ def build_model(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape):
     if spec.weights and not os.path.isfile(spec.weights):
         raise WeightsFileError(f"model.weights: no file at {spec.weights!r} (a Keras *.weights.h5 file saved "
                                f"from the same model name and size; leave empty to train from scratch)")
+    if spec.pretrained and backbone_of(spec.name) in APPLICATIONS:
+        weights_path(backbone_of(spec.name), spec.pretrained)   # a missing file is named before building
     with dtype_policy(spec.precision):
         model = MODELS[spec.name](spec, num_classes, rgb_shape, flow_shape)
     if spec.pretrained:

@@ -17,6 +17,7 @@ import yaml
 
 from twostream.data.clips import ClipSpec
 from twostream.models.two_stream import ModelSpec
+from twostream.models.registry import spec_problem
 from twostream.trainer.metrics import AGGREGATES
 from twostream.trainer.schedule import SCHEDULES
 
@@ -157,6 +158,9 @@ def _check_across(config: Config) -> Config:
     if config.train.global_batch % config.train.accumulate_steps:
         raise ConfigError(f"train.accumulate_steps={config.train.accumulate_steps} must divide "
                           f"train.global_batch={config.train.global_batch} (micro-batches of each rank's batch)")
+    problem = spec_problem(config.model, min(config.clip.rgb_shape[1:3]))   # backbone, pretrained, BN, shift
+    if problem:
+        raise ConfigError(problem)
     return config
 
 
