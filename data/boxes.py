@@ -88,7 +88,8 @@ class BoxTracks:
         if key not in self._tracks:
             if self._json is not None:
                 rows = self._json.get(key)
-                self._tracks[key] = None if rows is None else track_from_rows(rows, self.margin, f"{self.source}[{key}]")
+                where = f"{self.source}[{key}]"
+                self._tracks[key] = None if rows is None else track_from_rows(rows, self.margin, where)
             else:
                 path = os.path.join(self.source, key + ".csv")
                 self._tracks[key] = read_csv(path, self.margin) if os.path.isfile(path) else None

@@ -95,7 +95,7 @@ class ClipLoader:
 
     def __init__(self, spec: ClipSpec, cache: FlowCache | None = None):
         self.spec, self.cache = spec, cache
-        self.flow = FlowEngine(spec.flow_method, spec.dis_preset)
+        FlowEngine(spec.flow_method, spec.dis_preset)   # an unknown or unavailable method fails here, at start
         self.indexes = FrameIndexes(os.path.join(cache.folder, "index") if cache is not None else None)
 
     def _choose(self, rng, view: int, views: int):
@@ -155,13 +155,19 @@ class ClipLoader:
         region = frame[y0:y1, x0:x1]
         return transforms.resize(region, self.spec.base_shape(*region.shape[:2]))
 
+    def _flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow from one base frame to the next, with an estimator of its own: OpenCV's DIS, reused, gives at some
+        widths (40-45 px, not 32 or 48) results that depend on the pairs it saw before, so a clip's flow would
+        differ between online and cached reads. A new estimator costs ~50 us against ~2 ms for the flow."""
+        return FlowEngine(self.spec.flow_method, self.spec.dis_preset).between_frames(np.stack([first, second]))[0]
+
     def _load_online(self, path: str, rng, view: int, views: int, track: Track | None):
         """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
         frames, indices, _ = self._decode(path, self._choose(rng, view, views), with_successors=True)
         box = self._regions(track, *frames[int(indices[0])].shape[:2])
         pairs = [(self._base(frames[int(i)], box(int(i))), self._base(frames[int(i) + 1], box(int(i))))
                  for i in indices]
-        flow = np.stack([self.flow.between_frames(np.stack(pair))[0] for pair in pairs])
+        flow = np.stack([self._flow(*pair) for pair in pairs])
         return np.stack([first for first, _ in pairs]), quantize(flow, self.spec.flow_bound)
 
     def _load_cached(self, path: str, rng, view: int, views: int, track: Track | None):
@@ -204,9 +210,10 @@ class ClipLoader:
             if box is None:
                 box = self._regions(track, *frame.shape[:2])
             if previous is not None:
-                pair = np.stack([self._base(previous, box(position - 1)), self._base(frame, box(position - 1))])
-                fields.append(quantize(self.flow.between_frames(pair)[0], self.spec.flow_bound))
+                pair = self._base(previous, box(position - 1)), self._base(frame, box(position - 1))
+                fields.append(quantize(self._flow(*pair), self.spec.flow_bound))
             previous = frame
         if len(fields) < 1:
-            raise VideoError(f"{path}: only {0 if previous is None else 1} frame decoded; optical flow needs at least 2")
+            decoded = 0 if previous is None else 1
+            raise VideoError(f"{path}: only {decoded} frame decoded; optical flow needs at least 2")
         return np.stack(fields)

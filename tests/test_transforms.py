@@ -110,8 +110,7 @@ def test_squash_reproduces_the_old_pipeline(tmp_path):
     rgb, flow = ClipLoader(spec).load(path, seed=4)
     frames = sample_frames(8, 3, "dense", 1, np.random.default_rng(4))
     squashed = decode_frames(path, 32)   # every frame squashed to 32x32, as the decoder used to
-    engine = FlowEngine()
-    expected = [quantize(engine.between_frames(squashed[[i, i + 1]])[0], 8.0) for i in frames]
+    expected = [quantize(FlowEngine().between_frames(squashed[[i, i + 1]])[0], 8.0) for i in frames]
     assert np.array_equal(rgb, squashed[frames]) and np.array_equal(flow, np.stack(expected))
 
 
@@ -165,7 +164,8 @@ def test_spatial_crops_are_views_aggregated_per_video():
     labels = np.concatenate([r[1] for r in rows])
     # every (video, temporal view, crop) requested exactly once
     asked = sorted((r.path, r.view, r.views, r.crop, r.crops) for r in pool.requests[:len(records) * views * crops])
-    assert asked == sorted((rec.path, v, views, c, crops) for rec in records for v in range(views) for c in range(crops))
+    everything = [(rec.path, v, views, c, crops) for rec in records for v in range(views) for c in range(crops)]
+    assert asked == sorted(everything)
     probabilities = np.tile([[0.3, 0.7]], (len(index), 1))
     scores = metrics.Scores(index[:, 0].astype(np.int64), index[:, 1].astype(np.int64), labels.astype(np.int64),
                             probabilities, np.zeros(len(index)))
