@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# A real one-node SLURM on this machine for the launcher tests: `start` installs slurm-wlm and munge when missing
+# (root only), writes a slurm.conf into its own folder, starts munged (unless one already runs), slurmctld and
+# slurmd, and waits until the node is idle; `stop` stops exactly the processes `start` started, by PID.
+#
+#   scripts/slurm_local.sh start   # prints SLURM_CONF=<file>; export it for sbatch, srun, squeue, scontrol
+#   scripts/slurm_local.sh stop
+#
+# Nothing under /etc/slurm is written: every SLURM command and daemon here reads $SLURM_CONF. The folder is
+# $TWOSTREAM_SLURM_DIR (default /tmp/twostream-slurm); the ports are $TWOSTREAM_SLURM_PORT and the next one
+# (default 6917, 6918), away from SLURM's own 6817/6818 so a site's SLURM on the same machine is left alone.
+# See ../shared/notes/slurm-on-this-machine.md (or docs/launching.md) for why each line of the config is there.
+set -euo pipefail
+
+DIR=${TWOSTREAM_SLURM_DIR:-/tmp/twostream-slurm}
+PORT=${TWOSTREAM_SLURM_PORT:-6917}
+CONF=$DIR/slurm.conf
+PIDS=$DIR/started.pids        # one PID per line: what `stop` stops
+export SLURM_CONF=$CONF
+
+fail() { echo "slurm_local: $*" >&2; exit 1; }
+
+install_if_missing() {
+  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && return
+  [ "$(id -u)" = 0 ] || fail "slurm-wlm and munge are not installed and this is not root: apt-get install slurm-wlm munge"
+  command -v apt-get >/dev/null || fail "slurm-wlm and munge are not installed and there is no apt-get"
+  echo "slurm_local: installing slurm-wlm and munge (about a minute)" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+}
+
+write_conf() {
+  local node cpus memory
+  node=$(hostname -s)
+  cpus=$(nproc)
+  memory=$(( $(free -m | awk '/^Mem:/ {print $2}') * 9 / 10 ))   # MB, a little below the total (slurmd checks)
+  rm -rf "$DIR/ctld" "$DIR/spool"   # a fresh cluster each start: no jobs recovered from an earlier one
+  mkdir -p "$DIR/ctld" "$DIR/spool" "$DIR/log"
+  cat >"$CONF" <<EOF
+ClusterName=twostream
+SlurmctldHost=$node
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
+SlurmUser=root
+AuthType=auth/munge
+StateSaveLocation=$DIR/ctld
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$DIR/log/jobcomp.log
+InactiveLimit=0
+MinJobAge=300
+KillWait=30
+NodeName=$node CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+EOF
+}
+
+start_munge() {
+  if [ -S /run/munge/munge.socket.2 ] && munge -n </dev/null >/dev/null 2>&1; then
+    return   # a munged already answers: use it, leave it running
+  fi
+  [ -f /etc/munge/munge.key ] || mungekey --create >/dev/null 2>&1 || create-munge-key >/dev/null 2>&1 \
+    || fail "no /etc/munge/munge.key and mungekey could not make one"
+  mkdir -p /run/munge && chown munge:munge /run/munge
+  runuser -u munge -- /usr/sbin/munged || fail "munged did not start"
+  for _ in $(seq 50); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
+  cat /run/munge/munged.pid >>"$PIDS"
+}
+
+start_daemon() {   # $1: slurmctld or slurmd; its PID file is named in the config
+  local pidfile=$DIR/$1.pid
+  rm -f "$pidfile"
+  "/usr/sbin/$1" -f "$CONF" || fail "$1 did not start; see $DIR/log/$1.log"
+  for _ in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.1; done
+  [ -s "$pidfile" ] || fail "$1 wrote no PID file; see $DIR/log/$1.log"
+  cat "$pidfile" >>"$PIDS"
+}
+
+wait_idle() {
+  for _ in $(seq 60); do
+    case "$(sinfo -h -o %T 2>/dev/null)" in idle*) return ;; esac
+    sleep 1
+  done
+  fail "the node did not become idle in 60 s: $(sinfo -h -o '%T %E' 2>&1); see $DIR/log/"
+}
+
+start() {
+  [ -s "$PIDS" ] && fail "already started (PIDs in $PIDS); run: $0 stop"
+  install_if_missing
+  [ "$(id -u)" = 0 ] || fail "slurmd must run as root to start jobs; run as root"
+  write_conf
+  : >"$PIDS"
+  start_munge
+  start_daemon slurmctld
+  start_daemon slurmd
+  wait_idle
+  echo "SLURM_CONF=$CONF"
+}
+
+stop() {
+  [ -f "$PIDS" ] || return 0
+  while read -r pid; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done <"$PIDS"
+  for _ in $(seq 50); do   # up to 5 s for them to exit, then the ones left are killed
+    alive=0
+    while read -r pid; do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1; done <"$PIDS"
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  while read -r pid; do [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; done <"$PIDS"
+  rm -f "$PIDS"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
