@@ -6,19 +6,19 @@ core ops (grouped_allreduce, broadcast, allgather) and hands them the underlying
 """
 from __future__ import annotations
 
-import os
-
 import horovod.tensorflow as hvd
 import tensorflow as tf
 from horovod.common.exceptions import HorovodInternalError
 
+from twostream.data.resources import cores_per_rank
+
 
 def init() -> None:
     """Starts Horovod, pins this process to the GPU of its local rank (when there are GPUs) and gives it
-    its share of the node's cores for TensorFlow's op threads (ranks on one node would otherwise each
-    start one thread per core and fight over them)."""
+    its share of the cores the scheduler granted for TensorFlow's op threads (ranks on one node would otherwise
+    each start one thread per core of the node and fight over them)."""
     hvd.init()
-    cores = max(1, (os.cpu_count() or 1) // hvd.local_size())
+    cores = cores_per_rank(hvd.local_size())
     try:
         tf.config.threading.set_intra_op_parallelism_threads(cores)
         tf.config.threading.set_inter_op_parallelism_threads(min(cores, 2))

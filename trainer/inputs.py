@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from twostream.data.actors import CacheSettings, DecoderPool, start_ray
 from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.manifest import load_manifest, split_by_video
+from twostream.data.resources import cores_per_rank, usable_cores
 from twostream.data.pipeline import EpochStream, to_dataset
 from twostream.data.sharding import plan_epoch
 from twostream.trainer.config import Config, ConfigError
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def default_num_actors(local_size: int) -> int:
     """One decode actor per core left after giving each local rank one core for TensorFlow."""
-    return max(1, (os.cpu_count() or 1) // local_size - 1)
+    return max(1, cores_per_rank(local_size) - 1)
 
 
 def cache_settings(config: Config) -> CacheSettings:
@@ -48,7 +48,7 @@ class Inputs:
         self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
         self.boxes = load_boxes(config, manifest.records)
         num_actors = config.data.num_actors or default_num_actors(local_size)
-        start_ray(config.data.ray_address or None, num_cpus=max(os.cpu_count() or 1, num_actors),
+        start_ray(config.data.ray_address or None, num_cpus=max(usable_cores(), num_actors),
                   object_store_mb=config.data.object_store_mb)
         self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
                                 cache=cache_settings(config))
