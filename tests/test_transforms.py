@@ -135,6 +135,8 @@ def test_clip_settings_are_checked_when_the_config_is_built():
         load(overrides=["clip.short_side=40"])
     with pytest.raises(ConfigError, match=r"clip.scale_jitter must be \[\] or \[min, max\]"):
         load(overrides=["clip.scale_jitter=[96, 64]"])
+    with pytest.raises(ConfigError, match=r"clip.scale_jitter must be list, got 72 \(int\)"):
+        load(overrides=["clip.scale_jitter=72"])
     with pytest.raises(ConfigError, match="clip.resize must be one of short_side, squash"):
         load(overrides=["clip.resize=stretch"])
     with pytest.raises(ConfigError, match="eval.spatial_crops must be at least 1"):
