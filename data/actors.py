@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -10,6 +11,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from twostream.data.boxes import Track
 from twostream.data.clips import ClipLoader, ClipSpec
@@ -40,15 +42,42 @@ class ClipResult:
 
 
 def start_ray(address: str | None, num_cpus: int | None = None, object_store_mb: int = 1024) -> None:
-    """Joins the cluster at `address` (or $RAY_ADDRESS), else starts a private local Ray with no dashboard."""
+    """Joins the cluster at `address` (or $RAY_ADDRESS), else starts a private Ray, with no dashboard, that
+    listens on loopback only (its GCS, raylet, workers, agents and autoscaler monitor)."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+        join_ray(address)
+        return
+    with _loopback_node_address():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
                  configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024)
+
+
+@contextlib.contextmanager
+def _loopback_node_address():
+    """A Ray node listens on its node address; a new one takes the routable address unless Ray's cluster mode is
+    off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read once when ray is imported), when it takes 127.0.0.1. Off only
+    while this process starts its private Ray: a driver joining a cluster must stay reachable from other nodes."""
+    from ray._private import ray_constants
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def join_ray(address: str, log_to_driver: bool = False) -> None:
+    """Connects to a running Ray cluster; a refusal becomes one message naming the address and Ray's token."""
+    try:
+        ray.init(address=address, log_to_driver=log_to_driver, configure_logging=False)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+        raise ConnectionError(
+            f"could not join the Ray cluster at {address} ({error}). Check the address (`ray start --head` prints "
+            "it); a cluster with token authentication needs its token here: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+            "(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) as on the head") from None
 
 
 @dataclass(frozen=True)
@@ -89,6 +118,10 @@ class ClipDecoder:
     def pid(self) -> int:
         return os.getpid()
 
+    def where(self) -> tuple[int, str]:
+        """(process id, Ray node id) of this actor."""
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
 
 class DecoderPool:
     """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
@@ -97,11 +130,21 @@ class DecoderPool:
                  start_timeout_s: float = 120.0, cache: CacheSettings = NO_CACHE):
         self.clips_per_call = clips_per_call
         self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
-        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor).remote(spec, cache) for _ in range(num_actors)]
+        # On this process's node when it has room (soft): decoded frames then never cross the network.
+        self.node = ray.get_runtime_context().get_node_id()
+        here = NodeAffinitySchedulingStrategy(self.node, soft=True)
+        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache)
+                       for _ in range(num_actors)]
         self._next_actor = 0
         self._wait_until_placed(cpus_per_actor, start_timeout_s)
-        self._pids = set(ray.get([actor.pid.remote() for actor in self.actors]))   # see `restarts`
+        places = ray.get([actor.where.remote() for actor in self.actors])
+        self.actor_nodes = [node for _, node in places]
+        self._pids = {pid for pid, _ in places}   # see `restarts`
         self._first_pids = len(self._pids)
+        elsewhere = sum(node != self.node for node in self.actor_nodes)
+        (log.warning if elsewhere else log.info)(
+            "%d decode actors, %d of them on this process's Ray node %s%s", num_actors, num_actors - elsewhere,
+            self.node[:12], " (no room left there: their frames cross the network)" if elsewhere else "")
 
     def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
         """Fails loudly, instead of waiting forever, when the cluster has no room for the actors."""

@@ -32,7 +32,9 @@ def run(args) -> int:
 
     import ray
     from horovod.ray import RayExecutor
-    ray.init(address=address, log_to_driver=True)
+
+    from twostream.data.actors import join_ray
+    join_ray(address, log_to_driver=True)   # Ray's token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN) as on the head
     cpus = ray.cluster_resources().get("CPU", 0)
     needed = args.num_workers * args.cpus_per_worker
     if cpus < needed:

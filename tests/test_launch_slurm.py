@@ -1,40 +1,71 @@
-"""`twostream launch slurm`: the sbatch script's content, and its body run here with SLURM's variables faked."""
+"""`twostream launch slurm`: the sbatch script, the srun rank mapping, and real jobs on a one-node SLURM started
+here by scripts/slurm_local.sh (skipped, with the reason, where its daemons cannot start)."""
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import VENV_BIN
-from twostream.launch import cli
+from conftest import REPO, VENV_BIN
+from twostream.launch import cli, srun
+from twostream.trainer.preemption import EXIT_CODE
+
+SLURM_LOCAL = os.path.join(REPO, "scripts", "slurm_local.sh")
 
 
-def _write(tmp_path, *extra):
+def _write(tmp_path, data, *extra):
     script = str(tmp_path / "job.sbatch")
     code = cli.main(["launch", "slurm", "--nodes", "2", "--gpus-per-node", "4", "--time", "04:00:00",
                      "--partition", "gpu", "--account", "proj42", "--script", script, "--no-submit",
-                     "--preset", "tiny", "--data", "/shared/videos", "--workdir", str(tmp_path / "run"),
+                     "--preset", "tiny", "--data", data, "--workdir", str(tmp_path / "run"),
                      "--set", "train.global_batch=8", *extra])   # 8 ranks: a batch they split
     return code, script
 
 
-def test_script_content(tmp_path, capsys):
-    code, script = _write(tmp_path, "--set", "train.epochs=3")
-    assert code == 0 and f"wrote {script} (--no-submit)" in capsys.readouterr().out
+def test_srun_script_starts_ranks_with_srun_asks_for_a_warning_and_requeues(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(tiny_dataset))   # a relative --data, made absolute in the script
+    code, script = _write(tmp_path, os.path.basename(tiny_dataset), "--set", "train.epochs=3")
+    assert code == 0
     text = open(script).read()
     assert text.startswith("#!/bin/bash\n") and os.stat(script).st_mode & stat.S_IXUSR
-    for directive in ["--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--time=04:00:00",
-                      "--partition=gpu", "--account=proj42", f"--output={tmp_path / 'run'}/slurm-%j.out"]:
+    for directive in ["--nodes=2", "--ntasks-per-node=4", "--gpus-per-task=1", "--time=04:00:00", "--partition=gpu",
+                      "--account=proj42", f"--output={tmp_path / 'run'}/slurm-%j.out", "--open-mode=append",
+                      "--signal=USR1@300", "--requeue"]:
         assert f"#SBATCH {directive}\n" in text
+    assert "horovodrun" not in text and "ssh" not in text
+    twostream = os.path.join(os.path.abspath(VENV_BIN), "twostream")
+    assert (f"{sys.executable} -m twostream.launch.srun rendezvous -- {twostream} train --preset tiny "
+            f"--set train.global_batch=8 --set train.epochs=3 --data {tiny_dataset} --workdir {tmp_path / 'run'}"
+            ) in text
+    assert f'if [ "$status" -eq {EXIT_CODE} ]; then' in text and 'scontrol requeue "$SLURM_JOB_ID"' in text
+
+
+def test_horovodrun_form_stays_available(tiny_dataset, tmp_path):
+    code, script = _write(tmp_path, tiny_dataset, "--via", "horovodrun")
+    text = open(script).read()
+    assert code == 0 and "#SBATCH --gpus-per-node=4\n" in text and "--signal" not in text
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in text and "SLOTS=4" in text
-    horovodrun = os.path.join(os.path.abspath(VENV_BIN), "horovodrun")
-    assert f'exec {horovodrun} -np "$NP" -H "$HOSTS" --gloo' in text
-    assert ("train --preset tiny --set train.global_batch=8 --set train.epochs=3 --data /shared/videos --workdir "
-            + str(tmp_path / "run")) in text
+    assert f'exec {os.path.join(os.path.abspath(VENV_BIN), "horovodrun")} -np "$NP" -H "$HOSTS" --gloo' in text
 
 
-def test_submits_with_sbatch_when_there_is_one(tmp_path, monkeypatch, capsys):
+def test_missing_data_folder_fails_before_writing_the_script(tmp_path, capsys):
+    code, script = _write(tmp_path, str(tmp_path / "no_such_videos"))
+    assert code == 2 and "no_such_videos' does not exist" in capsys.readouterr().err
+    assert not os.path.exists(script)
+
+
+def test_bad_time_and_warning_are_clear_errors(tiny_dataset, tmp_path, capsys):
+    assert _write(tmp_path, tiny_dataset, "--time", "4h")[0] == 2
+    assert "--time '4h' is not a SLURM time" in capsys.readouterr().err
+    assert _write(tmp_path, tiny_dataset, "--time", "5", "--warning-s", "300")[0] == 2
+    assert "--warning-s 300 must be more than 0 and less than --time 5 (300 s)" in capsys.readouterr().err
+
+
+def test_submits_with_sbatch_on_path(tiny_dataset, tmp_path, monkeypatch, capsys):
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     sbatch = fake_bin / "sbatch"
@@ -43,33 +74,135 @@ def test_submits_with_sbatch_when_there_is_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
     script = str(tmp_path / "job.sbatch")
     assert cli.main(["launch", "slurm", "--nodes", "1", "--gpus-per-node", "1", "--time", "30", "--partition", "p",
-                     "--script", script, "--preset", "tiny", "--data", "d", "--workdir", str(tmp_path / "w")]) == 0
+                     "--script", script, "--preset", "tiny", "--data", tiny_dataset,
+                     "--workdir", str(tmp_path / "w")]) == 0
     assert f"wrote {script}; submitting" in capsys.readouterr().out
     assert (tmp_path / "submitted").read_text().strip() == script
 
 
-def test_bad_time_and_counts_are_clear_errors(tmp_path, capsys):
-    assert _write(tmp_path, "--time", "4h")[0] == 2
-    assert "--time '4h' is not a SLURM time" in capsys.readouterr().err
+# ---------------------------------------------------------------------- srun task -> Horovod rank
+def _task_env(node: str, procid: int, localid: int) -> dict:
+    return {"TWOSTREAM_SRUN_HOSTS": "n1:2,n2:2,n3:1", "SLURM_NTASKS": "5", "SLURM_PROCID": str(procid),
+            "SLURM_LOCALID": str(localid), "SLURMD_NODENAME": node, "HOROVOD_GLOO_RENDEZVOUS_ADDR": "127.0.0.1"}
 
 
-@pytest.mark.timeout(180)
-def test_script_body_runs_here_with_fake_slurm(tiny_dataset, tmp_path):
-    script, workdir = str(tmp_path / "job.sbatch"), str(tmp_path / "run")
-    assert cli.main(["launch", "slurm", "--nodes", "1", "--gpus-per-node", "0", "--procs-per-node", "1",
-                     "--time", "10", "--partition", "debug", "--script", script, "--no-submit", "--preset", "tiny",
-                     "--data", tiny_dataset, "--workdir", workdir, "--set", "data.num_actors=1",
-                     "--set", "data.object_store_mb=128"]) == 0
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    scontrol = fake_bin / "scontrol"   # SLURM's node list expansion, for a one-node allocation on this machine
-    scontrol.write_text('#!/bin/sh\n[ "$1 $2" = "show hostnames" ] && [ "$3" = "node[1]" ] && echo localhost\n')
-    scontrol.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node[1]",
-           "SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "1"}
-    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env, timeout=160)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "twostream: 1 ranks on localhost:1 (job 4242)" in result.stdout
-    final = json.loads(result.stdout.strip().splitlines()[-1].split("]<stdout>:")[-1])["final"]
-    assert final["clips"] > 0
+def test_each_srun_task_gets_horovods_rank_local_and_cross_rank():
+    env = srun.task_environment(_task_env("n2", 3, 1))
+    assert {k: env[k] for k in ["HOROVOD_HOSTNAME", "HOROVOD_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_RANK",
+                                "HOROVOD_LOCAL_SIZE", "HOROVOD_CROSS_RANK", "HOROVOD_CROSS_SIZE"]} == {
+        "HOROVOD_HOSTNAME": "n2", "HOROVOD_RANK": "3", "HOROVOD_SIZE": "5", "HOROVOD_LOCAL_RANK": "1",
+        "HOROVOD_LOCAL_SIZE": "2", "HOROVOD_CROSS_RANK": "1", "HOROVOD_CROSS_SIZE": "2"}
+    last = srun.task_environment(_task_env("n3", 4, 0))
+    assert (last["HOROVOD_LOCAL_SIZE"], last["HOROVOD_CROSS_RANK"], last["HOROVOD_CROSS_SIZE"]) == ("1", "2", "3")
+    assert env["HOROVOD_GLOO_IFACE"] == "lo"   # the interface towards the rendezvous address
+
+
+def test_a_task_placed_off_the_block_layout_is_refused():
+    with pytest.raises(srun.SrunError, match="--distribution=block"):
+        srun.task_environment(_task_env("n1", 3, 1))   # cyclic distribution would put rank 3 on n1
+
+
+def test_tasks_per_node_and_node_names():
+    assert srun.tasks_per_node("2(x3),1") == [2, 2, 2, 1]
+    if not shutil.which("scontrol"):
+        pytest.skip("no scontrol (apt-get install slurm-client)")
+    assert srun.node_names("node[1-2],gpu7") == ["node1", "node2", "gpu7"]   # SLURM's own expansion, offline
+
+
+# ---------------------------------------------------------------------- real jobs on a one-node SLURM
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """SLURM's daemons on this machine for this module; the env that reaches them (SLURM_CONF)."""
+    if not os.path.exists("/usr/sbin/slurmctld") and os.geteuid() != 0:
+        pytest.skip("SLURM is not installed and this is not root: apt-get install slurm-wlm munge")
+    folder = str(tmp_path_factory.mktemp("slurm"))
+    env = {**os.environ, "TWOSTREAM_SLURM_DIR": folder}
+    started = subprocess.run([SLURM_LOCAL, "start"], capture_output=True, text=True, env=env, timeout=300)
+    try:
+        if started.returncode != 0:
+            pytest.skip(f"SLURM daemons did not start: {started.stderr.strip()[-500:]}")
+        yield {**env, "SLURM_CONF": os.path.join(folder, "slurm.conf")}
+    finally:
+        subprocess.run([SLURM_LOCAL, "stop"], env=env, timeout=60)
+
+
+def _submit(slurm, dataset: str, workdir: str, *extra: str) -> str:
+    result = subprocess.run(
+        [os.path.join(VENV_BIN, "twostream"), "launch", "slurm", "--nodes", "1", "--gpus-per-node", "0",
+         "--procs-per-node", "2", "--time", "10", "--warning-s", "60", "--partition", "debug", "--preset", "tiny",
+         "--data", dataset, "--workdir", workdir, "--set", "data.num_actors=1", "--set", "data.object_store_mb=128",
+         "--set", "train.epochs=3", "--set", "train.log_every=1", *extra],
+        capture_output=True, text=True, env=slurm, timeout=120)
+    assert result.returncode == 0 and "Submitted batch job" in result.stdout, result.stdout + result.stderr
+    return result.stdout.split()[-1]
+
+
+def _job(slurm, job_id: str) -> dict:
+    """`scontrol show job` as a dict (jobs stay listed MinJobAge=300 s after they end)."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, env=slurm).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+def _wait(condition, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _records(workdir: str, kind: str = "epoch") -> list[dict]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [r for r in map(json.loads, f) if r["kind"] == kind]
+
+
+def _log(workdir: str, job_id: str) -> str:
+    with open(os.path.join(workdir, f"slurm-{job_id}.out")) as f:
+        return f.read()
+
+
+@pytest.mark.timeout(600)
+def test_warning_signal_checkpoints_requeues_and_the_job_resumes_with_two_srun_ranks(slurm, tiny_dataset, tmp_path):
+    workdir = str(tmp_path / "run")
+    job_id = _submit(slurm, tiny_dataset, workdir)
+    _wait(lambda: _records(workdir) or _job(slurm, job_id).get("JobState") not in ("PENDING", "RUNNING"),
+          "the first epoch's record")
+    # The warning SLURM sends --warning-s before the time limit, sent now: to the job steps (the ranks) only.
+    subprocess.run(["scancel", "--signal=USR1", job_id], env=slurm, check=True)
+    _wait(lambda: _job(slurm, job_id).get("Restarts") == "1" or _job(slurm, job_id).get("JobState") not in
+          ("PENDING", "RUNNING", "COMPLETING"), "the requeue")
+    # SLURM holds a requeued job for about two minutes (its BeginTime); released now to keep the test short.
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=slurm)
+    _wait(lambda: _job(slurm, job_id).get("Restarts") != "1" or _job(slurm, job_id).get("JobState") not in
+          ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"), "the requeued job to end", timeout=420)
+    job, log = _job(slurm, job_id), _log(workdir, job_id)
+    assert job["JobState"] == "COMPLETED" and job["Restarts"] == "1", log[-3000:]
+    (stopped,) = _records(workdir, "preempted")
+    assert stopped["step"] >= 5                                       # after the first epoch (5 steps)
+    assert f"requeueing job {job_id}" in log and "(restart 1): 2 ranks by srun" in log
+    assert f"ckpt-{stopped['step']} (step {stopped['step']})" in log   # the requeued run resumed there
+    assert [(r["epoch"], r["world_size"]) for r in _records(workdir)] == [(1, 2), (2, 2), (3, 2)]
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
+
+
+@pytest.mark.timeout(600)
+def test_scancel_leaves_a_resumable_workdir_with_every_epoch_recorded(slurm, tiny_dataset, tmp_path):
+    workdir = str(tmp_path / "run")
+    job_id = _submit(slurm, tiny_dataset, workdir)
+    _wait(lambda: _records(workdir) or _job(slurm, job_id).get("JobState") not in ("PENDING", "RUNNING"),
+          "the first epoch's record")
+    subprocess.run(["scancel", job_id], env=slurm, check=True)   # SIGTERM to every step and the batch shell
+    _wait(lambda: _job(slurm, job_id).get("JobState") not in ("PENDING", "RUNNING", "COMPLETING"), "the cancel")
+    assert _job(slurm, job_id)["JobState"] == "CANCELLED" and _job(slurm, job_id)["Restarts"] == "0"
+    (stopped,) = _records(workdir, "preempted")
+    logged = [r["epoch"] for r in _records(workdir)]
+
+    again = _submit(slurm, tiny_dataset, workdir)   # the user resubmits the same command
+    _wait(lambda: _job(slurm, again).get("JobState") not in ("PENDING", "RUNNING", "COMPLETING"), "the resubmission",
+          timeout=420)
+    assert _job(slurm, again)["JobState"] == "COMPLETED", _log(workdir, again)[-3000:]
+    assert f"(step {stopped['step']})" in _log(workdir, again)
+    assert logged == list(range(1, len(logged) + 1))
+    assert [r["epoch"] for r in _records(workdir)] == [1, 2, 3]   # every epoch exactly once

@@ -1,0 +1,24 @@
+"""Starts Ray as `twostream train` does (start_ray, then a decoder pool) and prints, as JSON, every listening
+TCP socket of this process and its descendants: [[pid, process name, address, port], ...]."""
+import json
+import sys
+
+import psutil
+import ray
+
+from twostream.data.actors import DecoderPool, start_ray
+from twostream.trainer import config as config_lib
+
+start_ray(sys.argv[1] if len(sys.argv) > 1 else None, num_cpus=1, object_store_mb=128)
+pool = DecoderPool(config_lib.load("tiny").clip, num_actors=1, clips_per_call=1)
+listening = []
+for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+    try:
+        name = " ".join(process.cmdline())[:200]
+        listening += [[process.pid, name, c.laddr.ip, c.laddr.port] for c in process.net_connections("inet")
+                      if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:   # a process that ended meanwhile
+        pass
+print(json.dumps({"listening": listening, "node": pool.node, "actor_nodes": pool.actor_nodes}))
+pool.shutdown()
+ray.shutdown()
