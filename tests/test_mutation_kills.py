@@ -135,3 +135,23 @@ def test_scaled_flow_clips_at_both_ends():
     stored = np.array([0, 64, 128, 192, 255], np.uint8)
     assert flow_format.scale(stored, 2.0).tolist() == [0, 0, 128, 255, 255]
     assert flow_format.LEVELS == 255 and flow_format.ZERO == 127.5
+
+
+# ---------------------------------------------------------------- trainer/metrics.py
+
+def test_aggregates_and_top_k_thresholds():
+    from twostream.trainer import metrics
+    assert metrics.AGGREGATES == ("mean", "max") and metrics.TOP_K == (3, 5)
+    rng = np.random.default_rng(0)
+    for classes, reported in [(3, []), (4, ["top3_accuracy"]), (5, ["top3_accuracy"]),
+                              (6, ["top3_accuracy", "top5_accuracy"])]:
+        labels = np.arange(12) % classes
+        summary = metrics.summarize(labels, rng.dirichlet(np.ones(classes), 12))
+        assert sorted(k for k in summary if k.startswith("top")) == reported, classes
+
+
+def test_scores_are_frozen():
+    from twostream.trainer.metrics import Scores
+    scores = Scores(*(np.zeros(1) for _ in range(5)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        scores.labels = None
