@@ -155,6 +155,9 @@ class TemporalShift(keras.layers.Layer):
         shifted = ops.concatenate([from_next, from_previous, clips[..., 2 * fold:]], axis=-1)
         return ops.reshape(shifted, (-1, *inputs.shape[1:]))
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         return {**super().get_config(), "frames": self.frames, "share": self.share}
 
