@@ -48,8 +48,13 @@ def _synth_realistic(args) -> int:
 def cmd_train(args) -> int:
     config = config_args.load_config(args)   # every value checked before TensorFlow, Ray or Horovod start
     from twostream.trainer import dist
-    from twostream.trainer.loop import train
-    metrics, _ = train(config, args.workdir)
+    from twostream.trainer.preemption import EXIT_CODE, Preempted
+    from twostream.trainer.video_task import train
+    try:
+        metrics, _ = train(config, args.workdir)
+    except Preempted as stopped:   # checkpoint saved; a scheduler requeues on this exit status
+        print(f"twostream train: {stopped}", file=sys.stderr)
+        return EXIT_CODE
     if dist.is_chief():   # one result per job, not one per rank (elastic: the chief at the end)
         print(json.dumps({"final": metrics}))
     return 0
@@ -66,11 +71,10 @@ def cmd_config(args) -> int:
     return 0
 
 
-
 def cmd_evaluate(args) -> int:
-    from twostream.trainer.evaluate import evaluate_workdir
+    from twostream.trainer.evaluate_cmd import evaluate_workdir
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-    metrics = evaluate_workdir(args.workdir, overrides)
+    metrics = evaluate_workdir(args.workdir, overrides, checkpoint=args.checkpoint)
     print(json.dumps({"eval": metrics}))
     return 0
 
@@ -120,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("-np", "--num-proc", dest="np", type=int, help="also check the config for this many ranks")
     config.set_defaults(run=cmd_config)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a workdir's latest checkpoint on held-out videos")
+    evaluate = commands.add_parser("evaluate", help="evaluate a workdir's best (or latest) checkpoint on held-out videos")
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--data", help="dataset folder (default: the one the run trained on)")
+    evaluate.add_argument("--checkpoint", choices=["best", "latest"], default="best",
+                          help="best: the epoch train.select_metric chose (the latest where none was); or latest")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -130,12 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "clips aggregated per video)")
     predict.add_argument("videos", nargs="+", metavar="VIDEO")
     source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="an exported model folder (WORKDIR/export)")
+    source.add_argument("--model", help="an exported model folder (WORKDIR/export: the best; WORKDIR/export_last)")
     source.add_argument("--workdir", help="a training workdir: its export/, views and aggregation")
     predict.add_argument("--views", type=int, help="evenly spread clips per video (default: the workdir's "
-                                                   "train.eval_views, else 1)")
+                                                   "eval.views, else 1)")
     predict.add_argument("--aggregate", choices=AGGREGATES, help="how clip probabilities make the video's "
-                                                                      "(default: train.video_aggregate, else mean)")
+                                                                      "(default: eval.video_aggregate, else mean)")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of one line per video")
     predict.set_defaults(run=cmd_predict)
 
