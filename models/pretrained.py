@@ -17,7 +17,7 @@ class WeightsFileError(FileNotFoundError):
 
 
 def keras_cache() -> str:
-    """Keras' cache folder of application weights: $KERAS_HOME/models, else ~/.keras/models (as keras.utils.get_file)."""
+    """Keras' cache of application weights: $KERAS_HOME/models, else ~/.keras/models (as keras.utils.get_file)."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(home, "models")
 

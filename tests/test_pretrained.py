@@ -208,7 +208,7 @@ def test_options_of_other_backbones_are_refused_by_the_config(change, message):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["model.name=two_stream_resnet50", "model.freeze_bn=all"], "freeze_bn=all .* only meaningful with model.pretrained"),
+    (["model.name=two_stream_resnet50", "model.freeze_bn=all"], "freeze_bn=all .* meaningful with model.pretrained"),
     (["model.name=flow_only_tsn", "model.temporal_shift=0.1"], "RGB stream .* model.name=flow_only_tsn"),
     (["model.name=rgb_only_xception", "clip.size=64"], "xception takes frames of at least 71 pixels; clip.size=64"),
 ])
