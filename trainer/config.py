@@ -21,7 +21,7 @@ from twostream.models.registry import spec_problem
 from twostream.trainer.metrics import AGGREGATES
 from twostream.trainer.schedule import SCHEDULES
 
-OPTIMIZERS = ("adamw", "sgd")          # what trainer/loop.py make_optimizer builds
+OPTIMIZERS = ("adamw", "sgd")          # what trainer/optimizer.py make_optimizer builds
 ON_NONFINITE = ("stop", "skip")        # what the loop does on a NaN/Inf loss or gradient
 RAY_MIN_OBJECT_STORE_MB = 75           # the smallest object store Ray starts with
 DEFAULT_FLOW_CACHE = ".flow_cache"     # in the dataset folder (hidden: not a class folder)
@@ -47,6 +47,9 @@ class DataConfig:
     # puts it by default), else no cache (flow computed for each clip's frames). A folder: created and used.
     flow_cache_dir: str = ""
     flow_cache_gb: float = field(default=20.0, metadata={"above": 0})   # size bound; least recently used evicted
+    # regions of interest: a folder of <video>.csv (frame,x,y,w,h) or one .json (docs/data.md); empty: full frames
+    boxes: str = ""
+    box_margin: float = field(default=0.2, metadata={"min": 0})   # box widened by this share of its side, each side
 
     def flow_cache_folder(self, for_writing: bool = False) -> str:
         """The flow cache's folder ("" = no cache). for_writing (`twostream prepare`): the default folder even
@@ -93,8 +96,19 @@ class TrainConfig:
     elastic: bool = False             # Horovod elastic: survive lost ranks, take added ones (horovodrun --min-np)
     # elastic: commit the state in memory every N steps (work lost on a failure)
     elastic_commit_every: int = field(default=10, metadata={"min": 1})
-    eval_views: int = field(default=1, metadata={"min": 1})   # evaluation: clips per validation video, spread
-    # evaluation: a video's class probabilities from its clips' (mean | max)
+    # read the losses back from the device (one host sync), log them, check NaN and preemption every N steps
+    log_every: int = field(default=10, metadata={"min": 1})
+    # optimizer steps per tf.function call (fewer Python round trips per step)
+    steps_per_call: int = field(default=1, metadata={"min": 1})
+    select_metric: str = "val_loss"   # epoch record field that picks the best checkpoint (*loss, *eer, *error,
+                                      # *mae, *mse: lowest; others highest); empty: no selection, export the last
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    views: int = field(default=1, metadata={"min": 1})   # clips per validation video, evenly spread over it
+    spatial_crops: int = field(default=1, metadata={"min": 1})   # crops per clip along the long side (1: centre)
+    # a video's class probabilities from its clips' (mean | max)
     video_aggregate: str = field(default="mean", metadata={"one_of": AGGREGATES})
 
 
@@ -104,6 +118,7 @@ class Config:
     clip: ClipSpec = field(default_factory=ClipSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def preset_names() -> list[str]:
@@ -158,6 +173,8 @@ def _check_across(config: Config) -> Config:
     if config.train.global_batch % config.train.accumulate_steps:
         raise ConfigError(f"train.accumulate_steps={config.train.accumulate_steps} must divide "
                           f"train.global_batch={config.train.global_batch} (micro-batches of each rank's batch)")
+    if config.clip.problem():
+        raise ConfigError(config.clip.problem())
     problem = spec_problem(config.model, min(config.clip.rgb_shape[1:3]))   # backbone, pretrained, BN, shift
     if problem:
         raise ConfigError(problem)
