@@ -89,6 +89,8 @@ class FrameIndexes:
 
     def get(self, path: str, build) -> FrameIndex:
         """The stored index of `path`, or `build(path)` (a FrameIndex) stored and returned."""
+        if not os.path.isfile(path):
+            return build(path)   # no identity to key on: the builder names the missing file (VideoError)
         key = self.key(path)
         index = self._memory.get(key) or self._load(key)
         if index is None:
