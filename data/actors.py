@@ -6,6 +6,8 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -50,7 +52,7 @@ def start_ray(address: str | None, num_cpus: int | None = None, object_store_mb:
     if address:
         join_ray(address)
         return
-    with _loopback_node_address():
+    with _loopback_node_address(), _ignoring_warning_signal():
         ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
                  configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024)
 
@@ -67,6 +69,21 @@ def _loopback_node_address():
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+@contextlib.contextmanager
+def _ignoring_warning_signal():
+    """The private Ray's processes start with SIGUSR1 ignored (they inherit it): a scheduler's warning signal
+    (SLURM --signal=USR1@N) reaches every process of the job step, and by default it kills Ray's agents and
+    workers, which takes the node down while the rank, which handles it, is stopping at a checkpoint."""
+    if threading.current_thread() is not threading.main_thread():   # Python sets handlers only there
+        yield
+        return
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def join_ray(address: str, log_to_driver: bool = False) -> None:

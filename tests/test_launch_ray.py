@@ -1,4 +1,5 @@
 """`twostream launch ray` submitted as a Ray job (`ray job submit --working-dir .`) to a head started here."""
+import ipaddress
 import json
 import os
 import secrets
@@ -6,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -16,6 +18,7 @@ import pytest
 from conftest import REPO, VENV_BIN
 
 RAY = os.path.join(VENV_BIN, "ray")
+LISTENERS = os.path.join(REPO, "tests", "helpers", "ray_listeners.py")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -108,6 +111,8 @@ def test_ray_job_trains_two_horovod_workers(ray_head, tiny_dataset, tmp_path):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [r for r in map(json.loads, f) if r["kind"] == "epoch"]
     assert [r["world_size"] for r in epochs] == [2] and epochs[0]["clips_failed"] == 0
+    # Each rank's decode actor ran on that rank's own Ray node (they report their node; DecoderPool compares).
+    assert output.count("1 decode actors, 1 of them on this process's Ray node") == 2, output[-5000:]
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
 
 
@@ -116,3 +121,40 @@ def test_no_cluster_address_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert cli.main(["launch", "ray", "--num-workers", "2", "--preset", "tiny", "--data", "d", "--workdir", "w"]) == 2
     assert "no Ray cluster: pass --address HOST:PORT" in capsys.readouterr().err
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def _listeners(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = env if env is not None else {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.run([sys.executable, LISTENERS, *args], capture_output=True, text=True, timeout=170, env=env)
+
+
+@pytest.mark.timeout(180)
+def test_private_ray_listens_on_loopback_only_and_outlives_the_warning_signal():
+    """What `twostream train` starts without a cluster: no process of it listens beyond this machine."""
+    result = _listeners()
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    names = " ".join(name for _, name, _, _ in found["listening"])
+    for process in ["gcs_server", "raylet", "DashboardAgent", "RuntimeEnvAgent", "ClipDecoder"]:
+        assert process in names, names   # each kind of Ray process was looked at
+    assert [entry for entry in found["listening"] if not _is_loopback(entry[2])] == []
+    assert found["actor_nodes"] == [found["node"]]
+    assert found["killed_by_usr1"] == []   # SLURM's warning signal leaves the private Ray running
+
+
+@pytest.mark.timeout(240)
+def test_joining_a_token_cluster_needs_its_token_and_works_with_it(ray_head, tmp_path):
+    address, _, env = ray_head
+    joined = _listeners(address, env={**env, "HOME": str(tmp_path)})   # RAY_AUTH_MODE=token, RAY_AUTH_TOKEN
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    found = json.loads(joined.stdout.strip().splitlines()[-1])
+    assert found["actor_nodes"] == [found["node"]]
+    no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    refused = _listeners(address, env={**no_token, "HOME": str(tmp_path)})   # and no ~/.ray/auth_token
+    assert refused.returncode != 0
+    assert f"could not join the Ray cluster at {address}" in refused.stderr and "RAY_AUTH_TOKEN" in refused.stderr

@@ -1,7 +1,10 @@
 """Starts Ray as `twostream train` does (start_ray, then a decoder pool) and prints, as JSON, every listening
-TCP socket of this process and its descendants: [[pid, process name, address, port], ...]."""
+TCP socket of this process and its descendants ([[pid, process name, address, port], ...]), where the decode
+actors run, and which of Ray's processes a SIGUSR1 (SLURM's warning signal reaches every process) killed."""
 import json
+import signal
 import sys
+import time
 
 import psutil
 import ray
@@ -19,6 +22,13 @@ for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
                       if c.status == psutil.CONN_LISTEN]
     except psutil.Error:   # a process that ended meanwhile
         pass
-print(json.dumps({"listening": listening, "node": pool.node, "actor_nodes": pool.actor_nodes}))
+killed = []
+if len(sys.argv) == 1:   # a private Ray: its processes are this one's descendants
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.send_signal(signal.SIGUSR1)
+    time.sleep(2)
+    killed = [" ".join(c.cmdline())[:200] for c in children if not c.is_running()]
+print(json.dumps({"listening": listening, "node": pool.node, "actor_nodes": pool.actor_nodes, "killed_by_usr1": killed}))
 pool.shutdown()
 ray.shutdown()
