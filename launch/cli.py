@@ -82,7 +82,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from twostream.trainer.predict import PredictError, run
     try:
-        return run(args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json)
+        return run(args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json,
+                   boxes=args.boxes)
     except PredictError as error:
         print(f"twostream predict: error: {error}", file=sys.stderr)
         return 2
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "eval.views, else 1)")
     predict.add_argument("--aggregate", choices=AGGREGATES, help="how clip probabilities make the video's "
                                                                       "(default: eval.video_aggregate, else mean)")
+    predict.add_argument("--boxes", help="box tracks of these videos (a folder of <video>.csv or a .json, as "
+                                         "data.boxes) for a model trained on regions of interest")
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of one line per video")
     predict.set_defaults(run=cmd_predict)
 

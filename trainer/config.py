@@ -16,6 +16,8 @@ from importlib import resources
 import yaml
 
 from twostream.data.clips import ClipSpec
+from twostream.data.flow import check_method
+from twostream.data.sharding import local_batch_size
 from twostream.models.two_stream import ModelSpec
 from twostream.models.registry import spec_problem
 from twostream.trainer.metrics import AGGREGATES
@@ -175,6 +177,10 @@ def _check_across(config: Config) -> Config:
                           f"train.global_batch={config.train.global_batch} (micro-batches of each rank's batch)")
     if config.clip.problem():
         raise ConfigError(config.clip.problem())
+    try:
+        check_method(config.clip.flow_method, config.clip.dis_preset)   # e.g. tvl1 without cv2.optflow
+    except ValueError as error:
+        raise ConfigError(f"clip.flow_method: {error}") from None
     problem = spec_problem(config.model, min(config.clip.rgb_shape[1:3]))   # backbone, pretrained, BN, shift
     if problem:
         raise ConfigError(problem)
@@ -194,9 +200,9 @@ def check_world(config: Config, world_sizes) -> None:
                           + f"; choose a multiple of {every}, e.g. {every * math.ceil(batch / every)}"
                           + (f", or a number of ranks that divides {batch}" if len(sizes) == 1 else ""))
     for n in sizes:
-        if (batch // n) % accumulate:
+        if local_batch_size(batch, n) % accumulate:
             raise ConfigError(f"train.accumulate_steps={accumulate} must divide the per-rank batch "
-                              f"({batch // n} = train.global_batch {batch} / {n} ranks)")
+                              f"({local_batch_size(batch, n)} = train.global_batch {batch} / {n} ranks)")
 
 
 def _listed(numbers: list[int]) -> str:

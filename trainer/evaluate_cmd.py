@@ -5,6 +5,7 @@ it. The checkpoint is WORKDIR/best (the epoch train.select_metric chose) when th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -33,7 +34,8 @@ def evaluate_workdir(workdir: str, overrides: list[str] = (), checkpoint: str = 
     config = config_lib.load(path=config_path, overrides=list(overrides))
     dist.init()
     inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
-    model = build_model(config.model, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
+    spec = dataclasses.replace(config.model, pretrained="")   # the checkpoint holds every weight: no ImageNet file
+    model = build_model(spec, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
     checkpoints = Checkpoints(workdir, model, optimizer=None)
     if not dist.all_agree(not dist.is_chief() or checkpoints.latest is not None):   # every rank stops, none hangs
         inputs.close()

@@ -196,6 +196,7 @@ class Loop:
         if not saved:
             self.checkpoints.save(state.step, state.saved())
         self.runlog.record("preempted", step=state.step, epoch=epoch + 1)
+        dist.all_agree(True)   # a barrier: no rank exits (and horovodrun cuts the rest) before rank 0 has saved
         raise Preempted(state.step, epoch + 1)
 
     # ------------------------------------------------------------------ the epoch's end

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.manifest import VideoRecord
 from twostream.trainer import export as export_lib
@@ -96,11 +97,26 @@ def predict(paths: list[str], model_folder: str, views: int = 1, aggregate: str 
     return results
 
 
+def box_tracks(source: str | None, workdir: str | None) -> BoxTracks | None:
+    """The tracks at `source` (widened by the workdir's data.box_margin, else its default), or None."""
+    if not source:
+        return None
+    from twostream.trainer import config as config_lib
+    config_path = os.path.join(workdir, "config.yaml") if workdir else ""
+    margin = (config_lib.load(path=config_path) if os.path.isfile(config_path) else config_lib.Config()).data.box_margin
+    try:
+        return BoxTracks(source, margin)
+    except BoxError as error:
+        raise PredictError(f"--boxes: {error}") from None
+
+
 def run(paths: list[str], model: str | None = None, workdir: str | None = None, views: int | None = None,
-        aggregate: str | None = None, as_json: bool = False) -> int:
-    """The command: one line per video (or one JSON object) on stdout, errors on stderr; 1 if any video failed."""
+        aggregate: str | None = None, as_json: bool = False, boxes: str | None = None) -> int:
+    """The command: one line per video (or one JSON object) on stdout, errors on stderr; 1 if any video failed.
+
+    `boxes`: box tracks (data.boxes' format) of these videos, for a model trained on regions of interest."""
     model, views, aggregate = resolve(model, workdir, views, aggregate)
-    results = predict(paths, model, views, aggregate, crops_of(workdir))
+    results = predict(paths, model, views, aggregate, crops_of(workdir), box_tracks(boxes, workdir))
     if as_json:
         print(json.dumps({"model": model, "views": views, "aggregate": aggregate,
                           "videos": [asdict(r) for r in results]}, indent=2))
