@@ -135,14 +135,19 @@ LAUNCHES = [(where, args) for where, args in COMMANDS if args[:2] in (["launch",
 
 
 @pytest.mark.parametrize("where,args", LAUNCHES, ids=[f"{w} {' '.join(a[:2])}" for w, a in LAUNCHES])
-def test_cluster_examples_run_without_starting_a_job(where, args, tmp_path):
-    """launch horovod with --dry-run, launch slurm with --no-submit, launch k8s as written (it only writes YAML)."""
+def test_cluster_examples_run_without_starting_a_job(where, args, tmp_path, tiny_dataset):
+    """launch horovod with --dry-run, launch slurm with --no-submit, launch k8s as written (it only writes YAML);
+    the example's shared data folder is the test's small dataset."""
     (tmp_path / "hosts.txt").write_text("node1 slots=4\nnode2 slots=4\n")   # what the hostfile example reads
     (tmp_path / "hosts.sh").write_text("#!/bin/sh\necho node1:2\necho node2:2\n")
     os.chmod(tmp_path / "hosts.sh", 0o755)
     argv = _localised(args, tmp_path)
     extra = {"horovod": ["--dry-run"], "slurm": ["--no-submit"], "k8s": []}[args[1]]
     argv += [flag for flag in extra if flag not in argv]
+    data = argv[argv.index("--data") + 1] if "--data" in argv else None
+    if data and data.startswith(str(tmp_path)) and not os.path.exists(data):
+        os.makedirs(os.path.dirname(data), exist_ok=True)
+        os.symlink(tiny_dataset, data)
     code, out, err = _run_in(tmp_path, argv)
     assert code == 0, f"{where}: exit {code}\n{err[-2000:]}"
     if args[1] == "horovod":
