@@ -155,3 +155,29 @@ def test_scores_are_frozen():
     scores = Scores(*(np.zeros(1) for _ in range(5)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         scores.labels = None
+
+
+def test_log_loss_clips_a_certain_right_answer_below_one():
+    from twostream.trainer.metrics import log_loss
+    eps = np.finfo(np.float64).eps
+    assert log_loss(np.array([0]), np.array([[1.0, 0.0]])) == float(-np.log(1 - eps))   # 2.2e-16, not 0
+
+
+def test_roc_curve_points_and_one_class_only():
+    from twostream.trainer.metrics import roc_curve
+    fpr, tpr, thresholds = roc_curve(np.array([1, 0, 1]), np.array([0.9, 0.5, 0.1]))
+    assert fpr.tolist() == [0, 0, 1, 1] and tpr.tolist() == [0, 0.5, 0.5, 1]
+    assert thresholds.tolist() == [np.inf, 0.9, 0.5, 0.1]
+    assert roc_curve(np.ones(4, int), np.linspace(0, 1, 4)) is None
+    assert roc_curve(np.zeros(4, int), np.linspace(0, 1, 4)) is None
+
+
+def test_equal_error_rate_on_a_curve_point_takes_that_points_threshold():
+    from twostream.trainer.metrics import equal_error_rate, roc_curve
+    assert equal_error_rate(*roc_curve(np.array([1, 0]), np.array([0.8, 0.2]))) == (0.0, 0.8)
+
+
+def test_no_examples_summarise_to_a_count_of_zero():
+    from twostream.trainer.metrics import summarize
+    assert summarize(np.zeros(0, int), np.zeros((0, 2))) == {"count": 0}
+    assert summarize(np.array([1]), np.array([[0.2, 0.8]]))["count"] == 1
