@@ -111,8 +111,10 @@ def test_ray_job_trains_two_horovod_workers(ray_head, tiny_dataset, tmp_path):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [r for r in map(json.loads, f) if r["kind"] == "epoch"]
     assert [r["world_size"] for r in epochs] == [2] and epochs[0]["clips_failed"] == 0
-    # Each rank's decode actor ran on that rank's own Ray node (they report their node; DecoderPool compares).
-    assert output.count("1 decode actors, 1 of them on this process's Ray node") == 2, output[-5000:]
+    # Each rank's decode actor ran on that rank's own Ray node: the actors report their node and each rank's
+    # DecoderPool compares (INFO on rank 0; a warning, which every rank logs, for an actor elsewhere).
+    assert "1 decode actors, 1 of them on this process's Ray node" in output, output[-5000:]
+    assert "no room left there" not in output
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
 
 
