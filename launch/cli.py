@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from twostream.models.pretrained import WeightsFileError   # model.weights / model.pretrained not on disk
     try:
         return args.run(args)
-    except (ConfigError, ManifestError, ShardingError, LaunchError, WeightsFileError) as error:
+    except (ConfigError, ManifestError, ShardingError, LaunchError, WeightsFileError, ConnectionError) as error:
         command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
         print(f"twostream {command}: error: {error}", file=sys.stderr)
         return 2

@@ -113,11 +113,19 @@ BAD = ["--set", "clip.sampling=foo"]
 DATA = ["--data", "D"]
 
 
-def test_train_refuses_before_starting_ray_or_writing_the_workdir(capsys, tmp_path):
+@pytest.fixture
+def ray_starts(monkeypatch) -> list:
+    """Every ray.init call made while the test runs (a Ray left running by earlier tests does not count)."""
     import ray
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+def test_train_refuses_before_starting_ray_or_writing_the_workdir(capsys, tmp_path, ray_starts):
     workdir = tmp_path / "run"
     _fails_with_one_line(capsys, ["train", *DATA, "--workdir", str(workdir), *BAD], "train", "clip.sampling")
-    assert not workdir.exists() and not ray.is_initialized()
+    assert not workdir.exists() and ray_starts == []
 
 
 @pytest.mark.parametrize("argv,command", [
@@ -127,13 +135,12 @@ def test_train_refuses_before_starting_ray_or_writing_the_workdir(capsys, tmp_pa
     (["launch", "k8s", "--image", "i"], "launch k8s"),
     (["launch", "ray", "--address", "127.0.0.1:1", "--num-workers", "2"], "launch ray"),
 ])
-def test_every_launcher_refuses_before_it_writes_or_starts_anything(capsys, tmp_path, argv, command):
-    import ray
+def test_every_launcher_refuses_before_it_writes_or_starts_anything(capsys, tmp_path, argv, command, ray_starts):
     workdir = tmp_path / "run"
     out = tmp_path / "job.yaml"
     extra = ["--out", str(out)] if command == "launch k8s" else []
     _fails_with_one_line(capsys, [*argv, *extra, *DATA, "--workdir", str(workdir), *BAD], command, "clip.sampling")
-    assert not workdir.exists() and not out.exists() and not ray.is_initialized()
+    assert not workdir.exists() and not out.exists() and ray_starts == []
 
 
 @pytest.mark.parametrize("argv,command", [
