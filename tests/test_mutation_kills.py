@@ -181,3 +181,32 @@ def test_no_examples_summarise_to_a_count_of_zero():
     from twostream.trainer.metrics import summarize
     assert summarize(np.zeros(0, int), np.zeros((0, 2))) == {"count": 0}
     assert summarize(np.array([1]), np.array([[0.2, 0.8]]))["count"] == 1
+
+
+def test_report_and_its_flat_form_exactly():
+    from twostream.trainer import metrics as m
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55], [0.2, 0.8]])
+    labels = np.array([0, 0, 1, 1, 0])
+    scores = m.Scores(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 1, 0]), labels, probabilities,
+                      np.array([0.1, 0.5, 0.3, 0.6, 1.6]))
+    sections = m.report(scores)
+    assert sections == m.report(scores, "mean")   # mean is the default aggregation
+    video_probabilities = np.array([[0.75, 0.25], [0.375, 0.625], [0.2, 0.8]])
+    expected = {"loss": 0.62, "accuracy": 0.8, "clips": 5, "videos": 3}
+    for prefix, (y, p) in {"": (labels, probabilities), "video_": (np.array([0, 1, 0]), video_probabilities)}.items():
+        curve = m.roc_curve(y, p[:, 1])
+        expected.update({f"{prefix}log_loss": m.log_loss(y, p), f"{prefix}roc_auc": m.roc_auc(*curve[:2]),
+                         f"{prefix}eer": m.equal_error_rate(*curve)[0]})
+        assert sections["clip" if not prefix else "video"]["eer_threshold"] == m.equal_error_rate(*curve)[1]
+    expected["video_accuracy"] = 2 / 3
+    flat = m.flat(sections)
+    assert flat.keys() == expected.keys()
+    for key, value in expected.items():
+        assert flat[key] == pytest.approx(value), key
+
+
+def test_an_unknown_aggregation_names_the_accepted_ones():
+    from twostream.trainer.metrics import aggregate_views
+    with pytest.raises(ValueError) as error:
+        aggregate_views(np.ones((2, 2)) / 2, "median")
+    assert str(error.value) == "video aggregation must be one of ('mean', 'max'), got 'median'"
