@@ -210,3 +210,24 @@ def test_an_unknown_aggregation_names_the_accepted_ones():
     with pytest.raises(ValueError) as error:
         aggregate_views(np.ones((2, 2)) / 2, "median")
     assert str(error.value) == "video aggregation must be one of ('mean', 'max'), got 'median'"
+
+
+# ---------------------------------------------------------------- trainer/schedule.py
+
+def test_schedule_values_exactly():
+    import keras
+    from twostream.trainer.schedule import SCHEDULES, WarmupDecay
+    assert SCHEDULES == ("constant", "cosine", "step")
+    rate = lambda schedule, steps: [round(float(schedule(s)), 6) for s in steps]   # noqa: E731
+    assert rate(WarmupDecay(2.0, 100, 4, kind="constant"), [0, 1, 3, 4, 99]) == [0.5, 1.0, 2.0, 2.0, 2.0]
+    assert rate(WarmupDecay(2.0, 100, kind="constant"), [0, 50]) == [2.0, 2.0]     # no warmup: the peak at once
+    cosine = WarmupDecay(1.0, 20, 0, kind="cosine")
+    assert rate(cosine, [0, 5, 10, 20, 30]) == [1.0, round(0.5 * (1 + np.cos(np.pi / 4)), 6), 0.5, 0.0, 0.0]
+    step = WarmupDecay(1.0, 100, 10, kind="step", step_every=5, step_factor=0.5)
+    assert rate(step, [9, 14, 15, 24, 25]) == [1.0, 1.0, 0.5, 0.25, 0.125]           # decay counts after warmup
+    assert rate(WarmupDecay(1.0, 100, kind="step", step_every=0, step_factor=0.5), [0, 1, 2]) == [1.0, 0.5, 0.25]
+    config = step.get_config()
+    assert config == {"peak": 1.0, "total_steps": 100, "warmup_steps": 10, "kind": "step", "step_every": 5,
+                      "step_factor": 0.5}
+    assert rate(WarmupDecay.from_config(config), [9, 15, 25]) == [1.0, 0.5, 0.125]
+    assert keras.saving.get_registered_name(WarmupDecay) == "twostream>WarmupDecay"
