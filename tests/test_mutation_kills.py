@@ -226,6 +226,8 @@ def test_schedule_values_exactly():
     step = WarmupDecay(1.0, 100, 10, kind="step", step_every=5, step_factor=0.5)
     assert rate(step, [9, 14, 15, 24, 25]) == [1.0, 1.0, 0.5, 0.25, 0.125]           # decay counts after warmup
     assert rate(WarmupDecay(1.0, 100, kind="step", step_every=0, step_factor=0.5), [0, 1, 2]) == [1.0, 0.5, 0.25]
+    assert rate(WarmupDecay(1.0, 100, kind="step"), [0, 1]) == [1.0, 0.1]                 # defaults: x 0.1 each step
+    assert rate(WarmupDecay(1.0, 1, kind="cosine"), [0, 1]) == [1.0, 0.0]                  # a one-step run
     config = step.get_config()
     assert config == {"peak": 1.0, "total_steps": 100, "warmup_steps": 10, "kind": "step", "step_every": 5,
                       "step_factor": 0.5}
