@@ -103,10 +103,14 @@ def test_a_task_placed_off_the_block_layout_is_refused():
         srun.task_environment(_task_env("n1", 3, 1))   # cyclic distribution would put rank 3 on n1
 
 
-def test_tasks_per_node_and_node_names():
+def test_tasks_per_node_and_node_names(tmp_path, monkeypatch):
     assert srun.tasks_per_node("2(x3),1") == [2, 2, 2, 1]
     if not shutil.which("scontrol"):
         pytest.skip("no scontrol (apt-get install slurm-client)")
+    # scontrol reads a slurm.conf even to expand names (a site has one; here the daemons may not be running)
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=t\nSlurmctldHost=localhost\nNodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
     assert srun.node_names("node[1-2],gpu7") == ["node1", "node2", "gpu7"]   # SLURM's own expansion, offline
 
 
