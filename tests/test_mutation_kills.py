@@ -221,6 +221,7 @@ def test_schedule_values_exactly():
     rate = lambda schedule, steps: [round(float(schedule(s)), 6) for s in steps]   # noqa: E731
     assert rate(WarmupDecay(2.0, 100, 4, kind="constant"), [0, 1, 3, 4, 99]) == [0.5, 1.0, 2.0, 2.0, 2.0]
     assert rate(WarmupDecay(2.0, 100, kind="constant"), [0, 50]) == [2.0, 2.0]     # no warmup: the peak at once
+    assert rate(WarmupDecay(2.0, 100, 1, kind="constant"), [0, 1]) == [2.0, 2.0]   # a one-step warmup ends at once
     cosine = WarmupDecay(1.0, 20, 0, kind="cosine")
     assert rate(cosine, [0, 5, 10, 20, 30]) == [1.0, round(0.5 * (1 + np.cos(np.pi / 4)), 6), 0.5, 0.0, 0.0]
     step = WarmupDecay(1.0, 100, 10, kind="step", step_every=5, step_factor=0.5)
