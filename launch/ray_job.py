@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 from twostream.launch import config_args
 from twostream.launch.horovod_cmd import LaunchError
@@ -14,8 +15,12 @@ log = logging.getLogger("twostream")
 def train_worker(config, workdir: str) -> dict:
     """Runs on each Horovod worker (a Ray actor): the same train() as every other launch; Ray is already up,
     so the data actors it starts land on this cluster."""
+    from twostream.trainer.preemption import Preempted
     from twostream.trainer.video_task import train
-    metrics, _ = train(config, workdir)
+    try:
+        metrics, _ = train(config, workdir)
+    except Preempted as stopped:   # every rank stops at the same step; rank 0 saved it
+        return {"preempted": str(stopped)}
     return metrics
 
 
@@ -49,6 +54,10 @@ def run(args) -> int:
         results = executor.run(train_worker, args=[config, workdir])
     finally:
         executor.shutdown()
+    if "preempted" in results[0]:
+        from twostream.trainer.preemption import EXIT_CODE
+        print(f"twostream launch ray: {results[0]['preempted']}", file=sys.stderr, flush=True)
+        return EXIT_CODE
     print(json.dumps({"final": results[0], "world_size": len(results)}), flush=True)
     return 0
 
