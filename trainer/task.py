@@ -6,6 +6,7 @@ two-stream video task; `FunctionTask` wraps plain functions, which is what `loop
 """
 from __future__ import annotations
 
+import abc
 from typing import Callable, Iterable
 
 import keras
@@ -13,18 +14,18 @@ import keras
 from twostream.trainer.step import StepOptions, make_train_step
 
 
-class Task:
-    """Subclass and set `model` and `steps_per_epoch`; override `batches`, and the rest where needed."""
+class Task(abc.ABC):
+    """Subclass and set `model` and `steps_per_epoch`; define `batches`, and override the rest where needed."""
 
     model: keras.Model
     steps_per_epoch: int   # the same on every rank and in every epoch
     loss: Callable | None = None   # loss(labels, outputs, weights) -> mean loss; None: cross-entropy on logits
 
+    @abc.abstractmethod
     def batches(self, epoch: int, from_step: int) -> Iterable:
         """This rank's (inputs, labels[, weights]) batches of `epoch` from step `from_step` on (> 0 when resuming
         mid-epoch): exactly steps_per_epoch - from_step of them. Called again after an elastic reset, so it
         must shard by the current dist.rank() / dist.size()."""
-        raise NotImplementedError
 
     def train_step(self, optimizer: keras.optimizers.Optimizer, options: StepOptions) -> Callable:
         """step(*batch) -> the loss averaged over ranks; traced anew for every world (after an elastic reset)."""
