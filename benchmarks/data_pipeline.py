@@ -25,7 +25,8 @@ import psutil  # noqa: E402
 import ray  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from twostream.data.actors import DecoderPool, start_ray  # noqa: E402
+from twostream.data.actors import DecoderPool  # noqa: E402
+from twostream.data.ray_node import start_ray  # noqa: E402
 from twostream.data.clips import ClipLoader, ClipSpec  # noqa: E402
 from twostream.data.flow_cache import FlowCache  # noqa: E402
 from twostream.data.manifest import from_folder  # noqa: E402

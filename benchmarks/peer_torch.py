@@ -32,7 +32,8 @@ import psutil
 
 from data_pipeline import BATCH, py_function_epoch, ray_epoch, tight_loop   # benchmarks/data_pipeline.py
 
-from twostream.data.actors import DecoderPool, start_ray
+from twostream.data.actors import DecoderPool
+from twostream.data.ray_node import start_ray
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.manifest import from_folder
 from twostream.data.pipeline import clip_seed

@@ -38,7 +38,7 @@ def run(args) -> int:
     import ray
     from horovod.ray import RayExecutor
 
-    from twostream.data.actors import join_ray
+    from twostream.data.ray_node import join_ray
     join_ray(address, log_to_driver=True)   # Ray's token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN) as on the head
     cpus = ray.cluster_resources().get("CPU", 0)
     needed = args.num_workers * args.cpus_per_worker

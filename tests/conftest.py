@@ -24,7 +24,7 @@ def tiny_dataset(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def ray_session():
     """One private local Ray for all in-process tests (starting Ray costs seconds)."""
-    from twostream.data.actors import start_ray
+    from twostream.data.ray_node import start_ray
     import ray
     start_ray(None, num_cpus=2, object_store_mb=256)
     yield ray

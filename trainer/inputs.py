@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from twostream.data.actors import CacheSettings, DecoderPool, start_ray
+from twostream.data.actors import CacheSettings, DecoderPool
+from twostream.data.ray_node import start_ray
 from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.resources import cores_per_rank, usable_cores

@@ -9,7 +9,8 @@ import time
 import psutil
 import ray
 
-from twostream.data.actors import DecoderPool, start_ray
+from twostream.data.actors import DecoderPool
+from twostream.data.ray_node import start_ray
 from twostream.trainer import config as config_lib
 
 start_ray(sys.argv[1] if len(sys.argv) > 1 else None, num_cpus=1, object_store_mb=128)
