@@ -70,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seeds", default="0", help="comma-separated train.seed values; each runs every variant")
     parser.add_argument("--only", default="", help=f"comma-separated runs (default: all): {', '.join(RUNS)}")
+    parser.add_argument("--flow-only", action="store_true", help="print the flow methods' CPU ms only, train nothing")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="an extra override applied to every variant")
     return parser.parse_args()
@@ -103,9 +104,10 @@ def fill_flow_cache(config: config_lib.Config, cache_dir: str) -> float:
     return time.perf_counter() - start
 
 
-def flow_cpu_ms(short_side: int, rounds: int = 5, pairs: int = 3) -> dict[str, float]:
+def flow_cpu_ms(short_side: int, rounds: int = 7, pairs: int = 3) -> dict[str, float]:
     """CPU ms per frame pair of each flow method on short_side x short_side frames (a region crop's base
-    resolution), one core, methods interleaved per round (benchmarks/flow_methods.py's timing); medians."""
+    resolution), one core, methods interleaved in a rotating order per round (benchmarks/flow_methods.py's
+    timing, so a busy neighbour slows them alike); medians over rounds."""
     cv2.setNumThreads(1)   # as in every decode actor
     frames = video_frames(short_side, pairs + 1)
     left = (frames.shape[2] - short_side) // 2
@@ -114,9 +116,10 @@ def flow_cpu_ms(short_side: int, rounds: int = 5, pairs: int = 3) -> dict[str, f
     times = {method: [] for method in engines}
     for engine in engines.values():
         engine.between_frames(frames[:2])   # warm-up: first calls allocate pyramids and buffers
-    for _ in range(rounds):
-        for method, engine in engines.items():
-            times[method].append(time_pairs(engine, frames)[0])
+    for round_index in range(rounds):
+        order = FLOW_METHODS[round_index % len(FLOW_METHODS):] + FLOW_METHODS[:round_index % len(FLOW_METHODS)]
+        for method in order:
+            times[method].append(time_pairs(engines[method], frames)[0])
     return {method: float(np.median(t)) for method, t in times.items()}
 
 
@@ -176,6 +179,8 @@ def main() -> None:
     flow_ms = flow_cpu_ms(args.short_side)
     print(json.dumps({"flow_cpu_ms_per_pair": flow_ms, "resolution": f"{args.short_side}x{args.short_side}"}),
           flush=True)
+    if args.flow_only:
+        return
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for run in runs:
