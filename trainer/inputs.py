@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
+import secrets
 
 from twostream.data.actors import CacheSettings, DecoderPool
-from twostream.data.ray_node import start_ray
+from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
 from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.manifest import load_manifest, split_by_video
-from twostream.data.resources import cores_per_rank, usable_cores
+from twostream.data.resources import cores_per_rank
 from twostream.data.pipeline import EpochStream, to_dataset
 from twostream.data.sharding import plan_epoch
 from twostream.trainer.config import Config, ConfigError
@@ -38,6 +41,17 @@ def load_boxes(config: Config, records) -> BoxTracks | None:
     return boxes
 
 
+def node_ranks(config: Config, world_size: int, local_size: int) -> NodeRanks | None:
+    """This rank's place among its node's ranks, for the Ray they share; None for a private Ray (alone on the node,
+    or elastic: a lost rank must not take the survivors' decoders with it) or a cluster to join. A collective when
+    several ranks share Ray: every rank calls it at the same point (Inputs' constructor)."""
+    if world_size == 1 or config.train.elastic or config.data.ray_address or os.environ.get("RAY_ADDRESS"):
+        return None
+    from twostream.trainer import dist
+    job_key = dist.broadcast_object(secrets.token_hex(8))   # rank 0's: the same on every rank, new for every job
+    return NodeRanks(dist.local_rank(), local_size, job_key)
+
+
 class Inputs:
     """Holds the train and validation records and the decoder pool of this rank."""
 
@@ -49,8 +63,8 @@ class Inputs:
         self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
         self.boxes = load_boxes(config, manifest.records)
         num_actors = config.data.num_actors or default_num_actors(local_size)
-        start_ray(config.data.ray_address or None, num_cpus=max(usable_cores(), num_actors),
-                  object_store_mb=config.data.object_store_mb)
+        start_ray(config.data.ray_address or None, num_cpus=math.ceil(num_actors * config.data.cpus_per_actor),
+                  object_store_mb=config.data.object_store_mb, node=node_ranks(config, world_size, local_size))
         self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
                                 cache=cache_settings(config))
 
@@ -83,4 +97,7 @@ class Inputs:
         return to_dataset(stream, self.config.clip, local_batch, with_index=not train), stream
 
     def close(self) -> None:
+        """Ends this rank's actors and its part in the node's shared Ray (a collective-free wait: local rank 0
+        stops that Ray once the node's other ranks have closed)."""
         self.pool.shutdown()
+        stop_ray()
