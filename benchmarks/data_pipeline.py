@@ -1,18 +1,29 @@
-"""Data pipeline benchmark: Ray+tf.data (1, 2, ... actors) vs a tight loop and vs tf.data py_function; cache; memory.
+"""Data pipeline benchmark: Ray+tf.data (1, 2, ... actors) vs a tight loop and vs tf.data py_function; where the
+Ray path's CPU per clip goes; cache; memory.
 
 Usage: python benchmarks/data_pipeline.py [--videos 64] [--frames 24] [--size 64] [--actors 1,2] [--epochs 8]
-                                          [--clips-per-call 4]
+                                          [--clips-per-call 4] [--batch 4] [--opencv-threads]
 Every variant does the same decode+flow work on the same generated videos with OpenCV single-threaded (the
 decode actors' setting, so a variant's parallelism is its workers). Variants run interleaved, one epoch each
 per round, in a rotating order, so a busy neighbour slows them alike. Rates are medians over the rounds after
-the first (warm-up), and each variant's fastest round, the one least slowed by others. CPU per clip counts
-this process and all it started (actors, Ray's daemons); a busy machine changes it far less than rates.
-Ratios are printed at the end.
+the first (warm-up), and each variant's fastest round, the one least slowed by others.
+
+CPU per clip is user+system time of the processes a variant uses, split in three groups: `driver` (this
+process), `workers` (the decode actors, or the fresh tight-loop process) and `ray daemons` (every other
+process this one started: GCS, raylet, dashboard, idle workers; counted for Ray's variants only). The tight
+loop runs twice: in a fresh process that imports only the decoder (`tight loop`, the baseline of the ratios)
+and in this process, which has imported TensorFlow and Ray (`tight loop, this process`). The breakdown runs
+the 1-actor pool three ways: results only (`Ray map`), plus batching (`Ray EpochStream`), plus the tf.data
+bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. A busy machine changes CPU
+per clip far less than rates. Ratios are printed at the end.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,24 +45,59 @@ from twostream.data.pipeline import EpochStream, clip_seed, to_dataset  # noqa: 
 from twostream.data.sharding import plan_epoch  # noqa: E402
 from twostream.data.synthetic import SynthSpec, synthesize  # noqa: E402
 
-BATCH = 4
+GROUPS = ("driver", "workers", "ray daemons")
+FRESH_WORKER = """
+import json, sys, cv2
+from twostream.data.clips import ClipLoader, ClipSpec
+cv2.setNumThreads(1)
+loader = ClipLoader(ClipSpec(**json.loads(sys.argv[1])))
+for line in sys.stdin:
+    clips = json.loads(line)
+    for path, seed in clips:
+        loader.load(path, seed)
+    print(len(clips), flush=True)
+"""
 
 
-def tree_cpu_s() -> float:
-    """CPU seconds used so far by this process and every process it started (Ray's actors and daemons)."""
-    total = 0.0
+class FreshTightLoop:
+    """The tight loop in a fresh interpreter that imports only the decoder: no TensorFlow, no Ray."""
+
+    def __init__(self, spec: ClipSpec):
+        fields = {"num_frames": spec.num_frames, "size": spec.size}
+        self.process = subprocess.Popen([sys.executable, "-c", FRESH_WORKER, json.dumps(fields)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.process.pid
+
+    def epoch(self, records, spec, epoch: int) -> int:
+        clips = [(record.path, clip_seed(0, epoch, slot)) for slot, record in enumerate(records)]
+        self.process.stdin.write(json.dumps(clips) + "\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def cpu_s(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+        return times.user + times.system
+    except psutil.Error:   # a process that ended meanwhile
+        return 0.0
+
+
+def group_cpu_s(worker_pids: set[int]) -> dict[str, float]:
+    """CPU seconds used so far by this process, by the workers, and by every other process it started."""
     me = psutil.Process()
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:   # a process that ended meanwhile
-            pass
-    return total
+    used = {"driver": cpu_s(me), "workers": 0.0, "ray daemons": 0.0}
+    for child in me.children(recursive=True):
+        used["workers" if child.pid in worker_pids else "ray daemons"] += cpu_s(child)
+    return used
 
 
 def tight_loop(records, spec, epoch: int) -> int:
-    """The same decode+flow work in one process, no Ray, no tf.data."""
+    """The same decode+flow work in this process, no Ray, no tf.data."""
     loader = ClipLoader(spec)
     for slot, record in enumerate(records):
         loader.load(record.path, clip_seed(0, epoch, slot))
@@ -67,7 +113,7 @@ def tight_loop_default_threads(records, spec, epoch: int) -> int:
         cv2.setNumThreads(1)
 
 
-def py_function_epoch(records, spec, epoch: int) -> int:
+def py_function_epoch(records, spec, batch: int, epoch: int) -> int:
     """The usual alternative: tf.data map(tf.py_function(load), num_parallel_calls=AUTOTUNE)."""
     local = threading.local()   # one loader per tf.data thread: an OpenCV flow estimator is not thread-safe
 
@@ -81,7 +127,7 @@ def py_function_epoch(records, spec, epoch: int) -> int:
         return tf.ensure_shape(rgb, spec.rgb_shape), tf.ensure_shape(flow, spec.flow_shape)
 
     data = tf.data.Dataset.from_tensor_slices(([r.path for r in records], np.arange(len(records))))
-    data = data.map(mapped, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(2)
+    data = data.map(mapped, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(2)
     # The same tf.data options as to_dataset: autotune off (AUTOTUNE then runs one call per core), which spares
     # this variant the same end-of-epoch stall and measured as fast as autotune on (83 vs 79 clips/s, 2 cores).
     options = tf.data.Options()
@@ -89,19 +135,36 @@ def py_function_epoch(records, spec, epoch: int) -> int:
     return sum(int(rgb.shape[0]) for rgb, _ in data.with_options(options))
 
 
-def ray_epoch(records, spec, pool, epoch: int) -> int:
+def _stream(records, pool, batch: int, epoch: int) -> EpochStream:
+    plan = plan_epoch(len(records), batch, 0, 1, seed=0, epoch=epoch, train=True)
+    return EpochStream(records, pool, plan, seed=0, epoch=epoch, train=True)
+
+
+def ray_epoch(records, spec, pool, batch: int, epoch: int) -> int:
     """End to end through the Ray actors and the tf.data bridge, as the trainer reads an epoch."""
-    plan = plan_epoch(len(records), BATCH, 0, 1, seed=0, epoch=epoch, train=True)
-    stream = EpochStream(records, pool, plan, seed=0, epoch=epoch, train=True)
-    return sum(int(batch[1].shape[0]) for batch in to_dataset(stream, spec, BATCH))
+    return sum(int(b[1].shape[0]) for b in to_dataset(_stream(records, pool, batch, epoch), spec, batch))
 
 
-def measure(run, *args) -> tuple[float, float]:
-    """(clips/s, CPU ms per clip) of one run."""
-    cpu, start = tree_cpu_s(), time.perf_counter()
-    clips = run(*args)
+def ray_stream_epoch(records, spec, pool, batch: int, epoch: int) -> int:
+    """Breakdown: the actors' results made into local batches (EpochStream), no tf.data."""
+    return sum(int(b[2].shape[0]) for b in _stream(records, pool, batch, epoch))
+
+
+def ray_map_epoch(records, spec, pool, batch: int, epoch: int) -> int:
+    """Breakdown: the actors' results only (DecoderPool.map over the epoch's requests), no batching."""
+    stream = _stream(records, pool, batch, epoch)
+    plan = stream.plan
+    requests = (stream._request(int(i), int(p)) for i, p in zip(plan.indices.reshape(-1), plan.positions.reshape(-1)))
+    return sum(1 for _ in pool.map(requests))
+
+
+def measure(run, args, epoch: int, worker_pids: set[int]) -> tuple[float, dict[str, float]]:
+    """(clips/s, {group: CPU ms per clip}) of one run."""
+    before, start = group_cpu_s(worker_pids), time.perf_counter()
+    clips = run(*args, epoch)
     seconds = time.perf_counter() - start
-    return clips / seconds, (tree_cpu_s() - cpu) / clips * 1000
+    after = group_cpu_s(worker_pids)
+    return clips / seconds, {g: (after[g] - before[g]) / clips * 1000 for g in GROUPS}
 
 
 def cache_epochs(records, spec, folder) -> tuple[float, float, float]:
@@ -119,26 +182,43 @@ def cache_epochs(records, spec, folder) -> tuple[float, float, float]:
     return times[0], times[1], stored / (pairs * spec.size * spec.size)
 
 
+def actor_pids(pool) -> list[int]:
+    return ray.get([actor.pid.remote() for actor in pool.actors])
+
+
 def rss_mb(pool) -> float:
     """Resident memory now of this process plus the pool's actor processes, MiB."""
-    pids = ray.get([actor.__ray_call__.remote(lambda self: os.getpid()) for actor in pool.actors])
-    return sum(psutil.Process(pid).memory_info().rss for pid in [os.getpid(), *pids]) / (1 << 20)
+    return sum(psutil.Process(pid).memory_info().rss for pid in [os.getpid(), *actor_pids(pool)]) / (1 << 20)
 
 
-def run_rounds(records, spec, pools: dict, epochs: int) -> tuple[dict, list]:
-    """{variant: [(clips/s, CPU ms/clip) per round]} and the RSS after each epoch of the largest pool."""
-    variants = {"tight loop": (tight_loop, records, spec),
-                "tight loop, OpenCV threads": (tight_loop_default_threads, records, spec),
-                "tf.data py_function": (py_function_epoch, records, spec)}
-    variants.update({f"Ray+tf.data {n} actor{'s' * (n > 1)}": (ray_epoch, records, spec, pool)
-                     for n, pool in pools.items()})
-    names, largest = list(variants), pools[max(pools)]
+def ray_name(n: int) -> str:
+    return f"Ray+tf.data {n} actor{'s' * (n > 1)}"
+
+
+def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, opencv_threads: bool) -> dict:
+    """{name: (function, args, worker pids, counts Ray's daemons)}."""
+    smallest = pools[min(pools)]
+    table = {"tight loop": (fresh.epoch, (records, spec), {fresh.pid}, False),
+             "tight loop, this process": (tight_loop, (records, spec), set(), False),
+             "tf.data py_function": (py_function_epoch, (records, spec, batch), set(), False)}
+    if opencv_threads:
+        table["tight loop, OpenCV threads"] = (tight_loop_default_threads, (records, spec), set(), False)
+    table.update({ray_name(n): (ray_epoch, (records, spec, pool, batch), set(actor_pids(pool)), True)
+                  for n, pool in pools.items()})
+    for stage, run in (("Ray map", ray_map_epoch), ("Ray EpochStream", ray_stream_epoch)):
+        table[f"{stage} ({min(pools)} actor)"] = (run, (records, spec, smallest, batch), set(actor_pids(smallest)), True)
+    return table
+
+
+def run_rounds(table: dict, largest_pool, epochs: int) -> tuple[dict, list]:
+    """{variant: [(clips/s, {group: CPU ms/clip}) per round]} and the RSS after each round of the largest pool."""
+    names = list(table)
     results, rss = {name: [] for name in names}, []
     for epoch in range(epochs):
         for name in names[epoch % len(names):] + names[:epoch % len(names)]:   # rotate who goes first
-            run, *args = variants[name]
-            results[name].append(measure(run, *args, epoch))
-        rss.append(rss_mb(largest))
+            run, args, workers, _ = table[name]
+            results[name].append(measure(run, args, epoch, workers))
+        rss.append(rss_mb(largest_pool))
     return results, rss
 
 
@@ -150,6 +230,8 @@ def main() -> None:
     parser.add_argument("--actors", default="1,2", help="comma-separated actor counts, measured side by side")
     parser.add_argument("--epochs", type=int, default=8, help="rounds; each variant reads one epoch per round")
     parser.add_argument("--clips-per-call", type=int, default=4, help="clips per actor call (data.clips_per_call)")
+    parser.add_argument("--batch", type=int, default=4, help="local batch of the tf.data variants")
+    parser.add_argument("--opencv-threads", action="store_true", help="also the tight loop with OpenCV's threads")
     args = parser.parse_args()
     actor_counts = sorted({int(n) for n in args.actors.split(",")})
     spec = ClipSpec(num_frames=8, size=args.size)
@@ -160,37 +242,64 @@ def main() -> None:
         records = from_folder(os.path.join(folder, "data")).records
         start_ray(None, num_cpus=sum(actor_counts), object_store_mb=256)   # logical CPUs: every pool fits at once
         pools = {n: DecoderPool(spec, n, clips_per_call=args.clips_per_call) for n in actor_counts}
-        results, rss = run_rounds(records, spec, pools, args.epochs)
+        fresh = FreshTightLoop(spec)
+        table = variants(records, spec, pools, fresh, args.batch, args.opencv_threads)
+        results, rss = run_rounds(table, pools[max(pools)], args.epochs)
+        fresh.close()
         for pool in pools.values():
             pool.shutdown()
         first, cached, bytes_per_pixel = cache_epochs(records, spec, os.path.join(folder, "cache"))
-    report(results, rss, actor_counts, (first, cached, bytes_per_pixel), (load_before, os.getloadavg()[0]), args)
+    counts_daemons = {name: entry[3] for name, entry in table.items()}
+    report(results, counts_daemons, rss, actor_counts, (first, cached, bytes_per_pixel),
+           (load_before, os.getloadavg()[0]), args)
 
 
-def report(results, rss, actor_counts, cache, load, args) -> None:
-    measured = {name: np.asarray(runs[1:] or runs) for name, runs in results.items()}   # round 1 warms up
-    median = {name: np.median(runs, axis=0) for name, runs in measured.items()}
-    fastest = {name: runs[:, 0].max() for name, runs in measured.items()}   # the round least slowed by neighbours
-    print(f"{args.videos} videos x {args.frames} frames at {args.size}px, clips of 8 frames, batch {BATCH}, "
+def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> None:
+    measured = {name: runs[1:] or runs for name, runs in results.items()}   # round 1 warms up
+    rate = {name: np.median([r for r, _ in runs]) for name, runs in measured.items()}
+    fastest = {name: max(r for r, _ in runs) for name, runs in measured.items()}   # the round least slowed by others
+    cpu = {name: {g: np.median([c[g] for _, c in runs]) for g in GROUPS} for name, runs in measured.items()}
+    total = {name: sum(cpu[name][g] for g in GROUPS if g != "ray daemons" or counts_daemons[name]) for name in cpu}
+    print(f"{args.videos} videos x {args.frames} frames at {args.size}px, clips of 8 frames, batch {args.batch}, "
           f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
           f"load average {load[0]:.1f} before, {load[1]:.1f} after")
-    print(f"{'variant':30s} {'clips/s':>8s} {'fastest':>8s} {'CPU ms/clip':>12s}   clips/s per round")
+    print(f"{'variant':32s} {'clips/s':>8s} {'fastest':>8s} {'CPU ms/clip':>12s} {'driver':>7s} {'workers':>8s} "
+          f"{'daemons':>8s}   clips/s per round")
     for name, runs in results.items():
-        print(f"{name:30s} {median[name][0]:8.1f} {fastest[name]:8.1f} {median[name][1]:12.1f}   "
-              f"{[round(r, 1) for r, _ in runs]}")
+        daemons = f"{cpu[name]['ray daemons']:8.2f}" if counts_daemons[name] else f"{'-':>8s}"
+        print(f"{name:32s} {rate[name]:8.1f} {fastest[name]:8.1f} {total[name]:12.2f} {cpu[name]['driver']:7.2f} "
+              f"{cpu[name]['workers']:8.2f} {daemons}   {[round(r, 1) for r, _ in runs]}")
     first, cached, bytes_per_pixel = cache
     print(f"flow, first epoch {first:.3f}s vs cached epoch {cached:.3f}s; stored {bytes_per_pixel:.2f} bytes/pixel/frame")
     print(f"RSS (driver + {max(actor_counts)} actors) after epoch 1 {rss[0]:.0f} MiB, epoch {len(rss)} {rss[-1]:.0f} MiB")
+    breakdown(cpu, total, min(actor_counts))
     print("RATIOS (medians; in brackets, from each variant's fastest round)")
+    tight = "tight loop"
     for n in actor_counts:
-        ray_name = f"Ray+tf.data {n} actor{'s' * (n > 1)}"
-        ratio = lambda other, scale=1: (f"{median[ray_name][0] / (median[other][0] * scale):.2f} "   # noqa: E731
-                                        f"[{fastest[ray_name] / (fastest[other] * scale):.2f}]")
-        print(f"  {n} actor(s): Ray+tf.data / (tight loop x {n}) = {ratio('tight loop', n)}  (target >= 0.95);  "
+        name = ray_name(n)
+        ratio = lambda other, scale=1: (f"{rate[name] / (rate[other] * scale):.2f} "   # noqa: E731
+                                        f"[{fastest[name] / (fastest[other] * scale):.2f}]")
+        print(f"  {n} actor(s): Ray+tf.data / (tight loop x {n}) = {ratio(tight, n)}  (target >= 0.95);  "
               f"/ py_function = {ratio('tf.data py_function')}  (target >= 1.5 on 2 cores);  "
-              f"CPU per clip, tight / Ray = {median['tight loop'][1] / median[ray_name][1]:.2f}")
+              f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}  (target <= 1.10)")
+    print(f"  tight loop, this process / fresh process, CPU per clip = "
+          f"{total['tight loop, this process'] / total[tight]:.2f}")
     print(f"  flow first epoch / cached epoch = {first / cached:.1f}   (target >= 5)")
     print(f"  RSS after epoch {len(rss)} / epoch 1 = {rss[-1] / rss[0]:.3f}   (target <= 1.10)")
+
+
+def breakdown(cpu, total, n: int) -> None:
+    """Where the Ray path's CPU per clip goes beyond the fresh tight loop's, in ms per clip (medians)."""
+    full, stream, bare = ray_name(n), f"Ray EpochStream ({n} actor)", f"Ray map ({n} actor)"
+    tight = total["tight loop"]
+    print(f"BREAKDOWN, CPU ms per clip, {n} actor (medians; each stage's driver CPU less the previous stage's):")
+    print(f"  tight loop (fresh process)                 {tight:7.2f}")
+    print(f"  actor process beyond it (calls, pickling)  {cpu[full]['workers'] - tight:7.2f}")
+    print(f"  Ray's daemons                              {cpu[full]['ray daemons']:7.2f}")
+    print(f"  driver: Ray calls and results              {cpu[bare]['driver']:7.2f}")
+    print(f"  driver: batching (EpochStream)             {cpu[stream]['driver'] - cpu[bare]['driver']:7.2f}")
+    print(f"  driver: tf.data bridge                     {cpu[full]['driver'] - cpu[stream]['driver']:7.2f}")
+    print(f"  = Ray+tf.data                              {total[full]:7.2f}  ({total[full] / tight:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -28,16 +30,35 @@ class ClipRequest:
     views: int = 1
     crop: int = 0      # evaluation: which of `crops` spatial crops along the long side (data/transforms.py)
     crops: int = 1
-    track: Track | None = None   # the video's region of interest (data/boxes.py); None: the full frame
+    track: Track | str | None = None   # the video's region of interest (data/boxes.py); None: the full frame. On
+    #                                    the way to an actor, the key (path) of a track it was sent once before
 
 
 @dataclass
 class ClipResult:
+    """One clip, as DecoderPool.map yields it; rgb and flow are views into its call's ClipBatch."""
     rgb: np.ndarray | None     # uint8 (T, H, W, 3), None when the clip failed
     flow: np.ndarray | None    # uint8 (T, H, W, 2)
     error: str | None = None
     path: str = ""             # the clip this result is of, as the actor saw it (tests check none is lost)
     pid: int = 0               # the decoding process: a new one after Ray restarted a dead actor
+
+
+@dataclass
+class ClipBatch:
+    """What one actor call returns: its clips in two contiguous arrays, so Ray moves two buffers per call (read
+    in place from the object store) instead of two per clip. A failed clip's slot is zeros, its error set."""
+    rgb: np.ndarray            # uint8 (n, T, H, W, 3)
+    flow: np.ndarray           # uint8 (n, T, H, W, 2)
+    errors: list               # str | None per clip
+    paths: list[str]
+    pid: int
+    unknown_tracks: bool = False   # a request named a track this actor never received (it restarted): resend
+
+    def results(self) -> list[ClipResult]:
+        return [ClipResult(None, None, error, path, self.pid) if error is not None else
+                ClipResult(self.rgb[i], self.flow[i], None, path, self.pid)
+                for i, (error, path) in enumerate(zip(self.errors, self.paths))]
 
 
 @dataclass(frozen=True)
@@ -57,23 +78,30 @@ def make_loader(spec: ClipSpec, cache: CacheSettings = NO_CACHE) -> ClipLoader:
 # Ray restarts a dead actor (e.g. a decoder crashed in native code); DecoderPool re-sends its lost work.
 @ray.remote(max_restarts=-1)
 class ClipDecoder:
-    """One decoding worker: several clips per call, arrays returned as uint8 to keep transfers small."""
+    """One decoding worker: several clips per call, returned as one ClipBatch of uint8 arrays."""
 
     def __init__(self, spec: ClipSpec, cache: CacheSettings = NO_CACHE):
         import cv2
         cv2.setNumThreads(1)   # one core per actor; parallelism comes from the number of actors
+        self.spec = spec
         self.loader = make_loader(spec, cache)
+        self.tracks: dict[str, Track] = {}   # by video path, each sent once (DecoderPool._submit)
 
-    def load(self, requests: list[ClipRequest]) -> list[ClipResult]:
-        results = []
-        for request in requests:
+    def load(self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None) -> ClipBatch:
+        self.tracks.update(tracks or {})
+        if any(isinstance(r.track, str) and r.track not in self.tracks for r in requests):
+            return ClipBatch(np.empty(0, np.uint8), np.empty(0, np.uint8), [], [], os.getpid(), unknown_tracks=True)
+        rgb = np.zeros((len(requests), *self.spec.rgb_shape), np.uint8)
+        flow = np.zeros((len(requests), *self.spec.flow_shape), np.uint8)
+        errors = [None] * len(requests)
+        for i, request in enumerate(requests):
+            track = self.tracks[request.track] if isinstance(request.track, str) else request.track
             try:
-                rgb, flow = self.loader.load(request.path, request.seed, request.view, request.views, request.crop,
-                                             request.crops, request.track)
-                results.append(ClipResult(rgb, flow, None, request.path, os.getpid()))
+                rgb[i], flow[i] = self.loader.load(request.path, request.seed, request.view, request.views,
+                                                   request.crop, request.crops, track)
             except Exception as error:   # any bad file becomes a reported failure, never a dead actor
-                results.append(ClipResult(None, None, f"{request.path}: {error}", request.path, os.getpid()))
-        return results
+                errors[i] = f"{request.path}: {error}"
+        return ClipBatch(rgb, flow, errors, [r.path for r in requests], os.getpid())
 
     def pid(self) -> int:
         return os.getpid()
@@ -89,6 +117,7 @@ class DecoderPool:
     def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int, cpus_per_actor: float = 1.0,
                  start_timeout_s: float = 120.0, cache: CacheSettings = NO_CACHE):
         self.clips_per_call = clips_per_call
+        self.start_timeout_s = start_timeout_s
         self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
         # On this process's node when it has room (soft): decoded frames then never cross the network.
         self.node = ray.get_runtime_context().get_node_id()
@@ -96,6 +125,7 @@ class DecoderPool:
         self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache)
                        for _ in range(num_actors)]
         self._next_actor = 0
+        self._tracks_sent: list[dict[str, Track]] = [{} for _ in self.actors]   # see `_submit`
         self._wait_until_placed(cpus_per_actor, start_timeout_s)
         places = ray.get([actor.where.remote() for actor in self.actors])
         self.actor_nodes = [node for _, node in places]
@@ -139,33 +169,66 @@ class DecoderPool:
                 pending.append((self._submit(chunk), chunk))
             yield from results
 
-    def _submit(self, chunk: list[ClipRequest]) -> ray.ObjectRef:
-        """Round-robin over the actors."""
-        actor = self.actors[self._next_actor]
+    def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> tuple[ray.ObjectRef, int]:
+        """(the call, its actor's number), round-robin over the actors. A request's track travels once per actor
+        (by video path; `all_tracks`: with this call whatever was sent before), the request names it after."""
+        number = self._next_actor
         self._next_actor = (self._next_actor + 1) % len(self.actors)
-        return actor.load.remote(chunk)
+        sent, new, wire = self._tracks_sent[number], {}, []
+        for request in chunk:
+            if isinstance(request.track, Track):
+                if all_tracks or sent.get(request.path) is not request.track:
+                    new[request.path] = sent[request.path] = request.track
+                request = dataclasses.replace(request, track=request.path)
+            wire.append(request)
+        return self.actors[number].load.remote(wire, new), number
 
-    def _collect(self, ref: ray.ObjectRef, chunk: list[ClipRequest]) -> list[ClipResult]:
+    def _collect(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
         """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then
         clip by clip, so a clip that kills its decoder becomes one reported failure and no other clip is lost."""
         try:
-            return self._seen(ray.get(ref))
+            return self._results(call, chunk)
         except ACTOR_DEATH_ERRORS as error:
             log.warning("decode actor died (%s); re-sending its %d clips", type(error).__name__, len(chunk))
+            self._await_restart(call[1])
         try:
-            return self._seen(ray.get(self._submit(chunk)))
+            return self._results(self._submit(chunk), chunk)
         except ACTOR_DEATH_ERRORS:
             return [self._one_by_one(request) for request in chunk]
 
+    def _results(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
+        """Waits for one call. An actor that restarted has lost the tracks sent to it: the chunk goes again, its
+        tracks with it."""
+        ref, number = call
+        try:
+            batch = ray.get(ref)
+        except ACTOR_DEATH_ERRORS:
+            self._tracks_sent[number].clear()   # Ray restarts it empty
+            raise
+        if batch.unknown_tracks:
+            self._tracks_sent[number].clear()
+            batch = ray.get(self._submit(chunk, all_tracks=True)[0])
+        self._pids.add(batch.pid)
+        return batch.results()
+
+    def _await_restart(self, number: int) -> None:
+        """Waits until Ray has restarted actor `number` (calls sent meanwhile fail as unavailable), for at most
+        the start timeout; on a loaded machine a restart takes seconds."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self.actors[number].pid.remote(), timeout=self.start_timeout_s)
+                return
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.2)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return   # gone for good, or not back in time: the re-sent calls report it
+
     def _one_by_one(self, request: ClipRequest) -> ClipResult:
         try:
-            return self._seen(ray.get(self._submit([request])))[0]
+            return self._results(self._submit([request]), [request])[0]
         except ACTOR_DEATH_ERRORS as error:
             return ClipResult(None, None, f"{request.path}: its decode actor died twice ({type(error).__name__})")
-
-    def _seen(self, results: list[ClipResult]) -> list[ClipResult]:
-        self._pids.update(result.pid for result in results)
-        return results
 
     @property
     def restarts(self) -> int:

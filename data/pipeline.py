@@ -74,24 +74,27 @@ class EpochStream:
         return self._batches(self.pool.map(self._request(i, p) for i, p in zip(indices, positions)))
 
     def _batches(self, results: Iterator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
-        rgb, flow, labels, kept, where = [], [], [], [], []
+        labels = np.zeros(local_batch, np.int32)
+        kept = np.zeros(local_batch, np.float32)
+        where = np.zeros((local_batch, 2), np.int32)
         for index, result in enumerate(results):
             item, weight = int(indices[index]), weights[index]
             if result.error is not None:
                 item, result = self._replace(index, result.error)
                 weight = weight if self.train else 0.0
-            rgb.append(result.rgb)
-            flow.append(result.flow)
-            labels.append(self.records[item // self.views].label)
-            kept.append(weight)
-            where.append(divmod(item, self.views))
+            slot = index % local_batch
+            if slot == 0:
+                rgb = aligned_empty((local_batch, *result.rgb.shape))
+                flow = aligned_empty((local_batch, *result.flow.shape))
+            rgb[slot], flow[slot] = result.rgb, result.flow
+            labels[slot], kept[slot] = self.records[item // self.views].label, weight
+            where[slot] = divmod(item, self.views)
             self.report.clips_read += 1
-            if len(labels) == local_batch:
-                yield (np.stack(rgb), np.stack(flow), np.asarray(labels, np.int32), np.asarray(kept, np.float32),
-                       np.asarray(where, np.int32))
-                rgb, flow, labels, kept, where = [], [], [], [], []
+            if slot == local_batch - 1:
+                yield rgb, flow, labels.copy(), kept.copy(), where.copy()
 
     def _replace(self, index: int, error: str):
         """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
@@ -117,9 +120,19 @@ class EpochStream:
                             f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
 
 
+def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
+    """An uninitialised uint8 array whose data starts on an `align`-byte boundary: tf.data's from_generator
+    wraps such an array as a tensor in place, and copies any other (at a third of np.copy's speed, measured)."""
+    size = int(np.prod(shape))
+    raw = np.empty(size + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + size].reshape(shape)
+
+
 def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2,
                with_index: bool = False) -> tf.data.Dataset:
-    """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched.
+    """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched; EpochStream's
+    batches (64-byte aligned) become tensors without a copy.
 
     Elements are (inputs, labels, weights), plus each clip's (record, view) when `with_index` (evaluation)."""
     signature = (
