@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -19,6 +20,25 @@ def tiny_dataset(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("tiny_dataset"))
     synthesize(root, SynthSpec(num_videos=32, frames=10, size=32, patch=12, seed=1))
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_dataset, tmp_path_factory) -> subprocess.CompletedProcess:
+    """`twostream train` for one epoch of the tiny preset with 2 views per validation video, once for the session
+    (test_train, test_evaluate_predict); its workdir is `trained.workdir`. Tests that write to it use a copy
+    (copy_workdir)."""
+    workdir = str(tmp_path_factory.mktemp("trained") / "run")
+    done = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
+                   "--set", "train.epochs=1", "--set", "eval.views=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done.workdir = workdir
+    return done
+
+
+def copy_workdir(workdir: str, to: str) -> str:
+    """A copy of `workdir` at `to` (checkpoints name their files relative to their folder, so the copy resumes)."""
+    shutil.copytree(workdir, to)
+    return to
 
 
 @pytest.fixture(scope="session")

@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from conftest import REPO, VENV_BIN, run_cli
+from conftest import REPO, VENV_BIN, copy_workdir, run_cli
 from twostream.trainer import metrics
 
 HELPER = os.path.join(REPO, "tests", "helpers", "eval_and_dump.py")
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_dataset, tmp_path_factory):
-    """A workdir trained one epoch (tiny preset, 2 views per video in its config), then evaluated through the
-    CLI with 3 views per video aggregated by max; returns (workdir, printed summary, eval.json)."""
-    workdir = str(tmp_path_factory.mktemp("evaluate") / "run")
-    trained = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
-                      "--set", "train.epochs=1", "--set", "eval.views=2")
-    assert trained.returncode == 0, trained.stderr[-3000:]
+def evaluated(trained, tmp_path_factory):
+    """The session's trained workdir (tiny preset, one epoch, 2 views per video in its config), copied, then
+    evaluated through the CLI with 3 views per video aggregated by max; returns (workdir, printed summary,
+    eval.json)."""
+    workdir = copy_workdir(trained.workdir, str(tmp_path_factory.mktemp("evaluate") / "run"))
     result = run_cli("evaluate", "--workdir", workdir, "--set", "eval.views=3",
                      "--set", "eval.video_aggregate=max")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli
+from conftest import copy_workdir, run_cli
 
 
 def _jsonl(path):
@@ -14,15 +14,13 @@ def _jsonl(path):
         return [json.loads(line) for line in f]
 
 
-def test_train_resume_evaluate_export(tiny_dataset, tmp_path):
-    workdir = str(tmp_path / "run")
-    first = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
-                    "--set", "train.epochs=1")
-    assert first.returncode == 0, first.stderr[-3000:]
-    final = json.loads(first.stdout.strip().splitlines()[-1])["final"]
+def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
+    """The session's one-epoch `twostream train` (eval.views=2), then more epochs on a copy of its workdir."""
+    workdir = copy_workdir(trained.workdir, str(tmp_path / "run"))
+    final = json.loads(trained.stdout.strip().splitlines()[-1])["final"]
     from twostream.data.manifest import load_manifest, split_by_video
-    held_out = split_by_video(load_manifest(tiny_dataset), 0.2)[1].records   # one centred clip per video
-    assert final["clips"] == len(held_out) > 0
+    held_out = split_by_video(load_manifest(tiny_dataset), 0.2)[1].records
+    assert final["clips"] == 2 * len(held_out) > 0                     # eval.views=2: two clips per video
     assert final["accuracy"] * final["clips"] == pytest.approx(round(final["accuracy"] * final["clips"]))
     for name in ["config.yaml", "metrics.jsonl", "checkpoints", "best", "export/saved_model.pb",
                  "export/twostream.json", "export_last/saved_model.pb", "tensorboard"]:
@@ -34,7 +32,7 @@ def test_train_resume_evaluate_export(tiny_dataset, tmp_path):
 
     # Started again with more epochs on the same workdir: it resumes after epoch 1, not from scratch.
     second = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
-                     "--set", "train.epochs=2")
+                     "--set", "train.epochs=2", "--set", "eval.views=2")
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"(step {steps_per_epoch})" in second.stderr
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
