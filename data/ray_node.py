@@ -235,10 +235,11 @@ def _write_json(path: str, value: dict) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """False once the process has ended, also while it waits to be reaped (a zombie) by its launcher."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")   # the state, after the command name
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
