@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/projection.py [--sizes 112,224] [--clips 24] [--models two_stream_resnet50,...]
                                                  [--cpu-ms 112=12.1,80.4,15.0 --cpu-ms 224=...] [--batch 16]
+                                                 [--gpu-ms benchmarks/results/gpu_step_h200.jsonl]
 What it measures (unless --cpu-ms gives decode,online,cached ms per clip for a size): CPU ms per clip in this
 process (time.process_time, OpenCV and PyAV single-threaded, as in a decode actor) of the project's code on
 H.264 videos it writes (340x256, 30 fps, 10 s, keyframe every 48 frames, 3 B-frames, a noisy test pattern so
@@ -12,9 +13,10 @@ frames cost what footage costs), 8-frame clips at seeded random positions, media
   cached   ClipLoader.load with a filled flow cache (PNG): the 8 frames plus the cached flow read.
 What it counts: forward FLOPs per clip and gradient bytes of each model (models/cost.py, ModelSpec defaults).
 What it assumes (every figure a flag; the defaults and their sources are in docs/performance.md):
-  GPU time per clip = training FLOPs (3 x forward) / the training FLOP rate that NVIDIA published for
-  ResNet-50 on one A100 80GB with mixed precision (2,470 images/s, 224 px), i.e. every model runs at
-  ResNet-50's achieved utilisation; allreduce of fp32 gradients per step, ring model
+  GPU time per clip = the training step measured on a GPU by benchmarks/gpu_step.py, for the models and sizes
+  that --gpu-ms files hold; else training FLOPs (3 x forward) / a ResNet-50 training FLOP rate, i.e. the model
+  runs at ResNet-50's achieved utilisation: the rate of those files' ResNet50 images/s, or else the one NVIDIA
+  published for one A100 80GB with mixed precision (2,470 images/s, 224 px); allreduce of fp32 gradients per step, ring model
   2(N-1)/N x bytes / bus bandwidth + 2(N-1) x per-hop latency per fused buffer (Horovod's 64 MiB fusion),
   NVLink inside a node of 8 GPUs, InfiniBand between nodes; the allreduce hidden under the backward pass
   (2/3 of the step) up to --overlap of it; the data pipeline running on --cores-per-gpu cores beside the GPU.
@@ -25,6 +27,7 @@ cache vs free data (the allreduce alone), as "no overlap/overlap".
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -150,11 +153,34 @@ def parse_cpu_ms(given: list[str]) -> dict[int, dict[str, float]]:
     return table
 
 
+def load_gpu_ms(files: list[str]) -> tuple[dict[tuple[str, int], float], float | None]:
+    """benchmarks/gpu_step.py's JSON lines: ({(model, size): measured GPU ms per clip}, ResNet50 images/s or None)."""
+    measured, images_per_s = {}, None
+    for path in files:
+        with open(path) as lines:
+            for result in map(json.loads, filter(str.strip, lines)):
+                if "ms_per_clip" in result:
+                    measured[(result["model"], result["size"])] = result["ms_per_clip"]
+                elif "images_per_s" in result:
+                    images_per_s = result["images_per_s"]
+    return measured, images_per_s
+
+
+def gpu_ms_per_clip(name: str, size: int, flops: float, rate: float, measured: dict) -> float:
+    """Measured on a GPU where --gpu-ms has it, else the FLOP-scaled estimate."""
+    return measured.get((name, size), 3 * flops / rate * 1000)
+
+
 def report(sizes, cpu, costs, ref_flops, args) -> None:
-    rate = args.images_per_s * 3 * ref_flops   # achieved training FLOP/s on the published GPU
+    measured, images_per_s = load_gpu_ms(args.gpu_ms)
+    args.images_per_s = images_per_s or args.images_per_s
+    rate = args.images_per_s * 3 * ref_flops   # achieved ResNet-50 training FLOP/s on the reference GPU
     print(f"GPU: {args.images_per_s:.0f} ResNet-50 images/s x 3 x {ref_flops / 1e9:.2f} GFLOPs = "
           f"{rate / 1e12:.1f} TFLOP/s achieved in training ({rate / 1e12 / args.peak_tflops:.0%} of "
           f"{args.peak_tflops:.0f} peak); batch {args.batch} clips per GPU; {args.cores_per_gpu} cores per GPU")
+    if measured:
+        print(f"GPU ms per clip measured (benchmarks/gpu_step.py) for {len(measured)} model/size pairs, marked *; "
+              "the others are FLOP-scaled")
     for size in sizes:
         c = cpu[size]
         print(f"CPU ms per clip at {size}px: decode {c['decode']:.1f}, online flow {c['online']:.1f}, "
@@ -163,16 +189,17 @@ def report(sizes, cpu, costs, ref_flops, args) -> None:
           f"{'decode':>7s} {'online':>7s} {'cached':>7s}")
     for size in sizes:
         for name, (flops, params) in costs[size].items():
-            gpu_ms = 3 * flops / rate * 1000
+            gpu_ms = gpu_ms_per_clip(name, size, flops, rate, measured)
             needed = {k: v * args.overhead / gpu_ms for k, v in cpu[size].items()}
-            print(f"{name:28s} {size:4d} {flops / 1e9:7.1f} {params * 4 / 1e6:8.1f} {gpu_ms:7.2f}  "
+            mark = "*" if (name, size) in measured else " "
+            print(f"{name:28s} {size:4d} {flops / 1e9:7.1f} {params * 4 / 1e6:8.1f} {gpu_ms:6.2f}{mark}  "
                   f"{'':15s}{needed['decode']:7.1f} {needed['online']:7.1f} {needed['cached']:7.1f}")
     print(f"\nweak-scaling efficiency, no overlap/overlap {args.overlap:g} of the backward pass "
           f"(1.00 = every GPU as busy as one fed for free)")
     print(f"{'model':28s} {'px':>4s} {'flow':7s} " + " ".join(f"{n:>9d}" for n in GPU_COUNTS))
     for size in sizes:
         for name, (flops, params) in costs[size].items():
-            gpu_ms, grad_bytes = 3 * flops / rate * 1000, params * 4
+            gpu_ms, grad_bytes = gpu_ms_per_clip(name, size, flops, rate, measured), params * 4
             for flow in ("online", "cached", "free"):   # free: data costs nothing, the allreduce alone
                 data_ms = cpu[size][flow] * args.overhead if flow != "free" else 0.0
                 cells = [f"{efficiency(n, gpu_ms, data_ms, grad_bytes, 0.0, args):.2f}/"
@@ -192,6 +219,9 @@ def main() -> None:
     parser.add_argument("--models", default="", help="comma-separated model names; default: every two_stream_*")
     parser.add_argument("--overhead", type=float, default=1.0,
                         help="pipeline CPU per clip / the loader's own (benchmarks/data_pipeline.py's Ray / tight loop)")
+    parser.add_argument("--gpu-ms", action="append", default=[], metavar="FILE.jsonl",
+                        help="benchmarks/gpu_step.py output: its measured ms per clip replace the FLOP-scaled ones, "
+                             "its ResNet50 images/s replaces --images-per-s")
     parser.add_argument("--images-per-s", type=float, default=2470.0, help="published ResNet-50 training images/s")
     parser.add_argument("--peak-tflops", type=float, default=312.0, help="that GPU's dense fp16 peak (only printed)")
     parser.add_argument("--batch", type=int, default=16, help="clips per GPU per step")
