@@ -22,12 +22,17 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import jax  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from twostream.models.registry import MODELS, build_model, spec_problem  # noqa: E402
-from twostream.models.two_stream import ModelSpec  # noqa: E402
+try:   # --help works without them
+    import jax
+    import keras
+
+    from twostream.models.registry import MODELS, build_model, spec_problem
+    from twostream.models.two_stream import ModelSpec
+except ImportError as missing:
+    jax = keras = MODELS = None
+    MISSING = missing
 
 NUM_FRAMES = 8
 NUM_CLASSES = 101
@@ -123,6 +128,9 @@ def main() -> None:
     parser.add_argument("--reference-batch", type=int, default=256, help="images per ResNet50 reference step")
     parser.add_argument("--no-reference", action="store_true", help="skip the ResNet50 images/s reference")
     args = parser.parse_args()
+    if jax is None:
+        sys.exit(f"gpu_step.py needs JAX and Keras 3 ({MISSING}); run it with KERAS_BACKEND=jax where both are "
+                 "installed (e.g. pip install jax[cuda12] keras)")
     names = args.models.split(",") if args.models else [m for m in MODELS if m.startswith("two_stream_")]
     print(json.dumps({"device": str(jax.devices()[0]), "device_kind": jax.devices()[0].device_kind,
                       "jax": jax.__version__, "keras": keras.__version__}), flush=True)
