@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from twostream.data.actors import ClipRequest, DecoderPool
+from twostream.data.boxes import Track
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.manifest import from_folder
-from twostream.data.pipeline import DataError, EpochStream, clip_seed, to_dataset
+from twostream.data.pipeline import DataError, EpochStream, aligned_empty, clip_seed, to_dataset
 from twostream.data.sharding import plan_epoch
 
 SPEC = ClipSpec(num_frames=4, size=32, flow_bound=8.0)
@@ -30,6 +31,70 @@ def test_pool_returns_results_in_request_order(pool, tiny_dataset):
     # Same request twice gives the same clip: order is kept and evaluation clips are deterministic.
     again = list(pool.map([ClipRequest(records[5].path, None)]))[0]
     assert np.array_equal(again.rgb, results[5].rgb) and np.array_equal(again.flow, results[5].flow)
+
+
+def test_one_call_returns_its_clips_as_one_batch_and_a_failed_clip_leaves_the_others(pool, tiny_dataset, tmp_path):
+    records = from_folder(tiny_dataset).records[:3]
+    broken = str(tmp_path / "broken.avi")
+    open(broken, "wb").close()
+    requests = [ClipRequest(records[0].path, None), ClipRequest(broken, None), ClipRequest(records[1].path, None)]
+    import ray
+    batch = ray.get(pool.actors[0].load.remote(requests))
+    assert batch.rgb.shape == (3, *SPEC.rgb_shape) and batch.flow.shape == (3, *SPEC.flow_shape)
+    assert batch.errors[0] is None and batch.errors[2] is None and batch.errors[1].startswith(broken)
+    assert not batch.rgb[1].any() and batch.paths == [r.path for r in requests]
+    results = list(pool.map(requests + [ClipRequest(records[2].path, None)]))   # 3 clips per call: two calls
+    assert [r.path for r in results] == [r.path for r in requests] + [records[2].path]
+    assert [r.error is None for r in results] == [True, False, True, True] and results[1].rgb is None
+    loader = ClipLoader(SPEC)
+    for result, record in zip([results[0], results[2], results[3]], records):
+        assert np.array_equal(result.rgb, loader.load(record.path, None)[0])
+
+
+class _RecordingActor:
+    """Passes load calls to a decode actor, recording the tracks each call carries."""
+
+    def __init__(self, actor, sent: list):
+        self.actor, self.sent = actor, sent
+        self.load = self
+
+    def remote(self, requests, tracks):
+        self.sent.append((list(tracks), [r.track for r in requests]))
+        return self.actor.load.remote(requests, tracks)
+
+
+def test_each_track_travels_once_per_actor_and_again_after_a_restart(ray_session, tiny_dataset):
+    records = from_folder(tiny_dataset).records[:4]
+    tracks = {r.path: Track(np.array([0]), np.array([[2.0, 3.0, 18.0, 18.0 + i]])) for i, r in enumerate(records)}
+    requests = [ClipRequest(r.path, seed, track=tracks[r.path]) for seed in (1, 2, 3) for r in records]
+    loader = ClipLoader(SPEC)
+    expected = [loader.load(r.path, r.seed, track=r.track) for r in requests]
+    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=4, cpus_per_actor=0)   # the module's pool holds the CPUs
+    try:
+        actor, sent = pool.actors[0], []
+        pool.actors = [_RecordingActor(actor, sent)]
+        results = list(pool.map(requests))
+        assert all(np.array_equal(r.rgb, e[0]) and np.array_equal(r.flow, e[1]) for r, e in zip(results, expected))
+        assert [paths for paths, _ in sent] == [[r.path for r in records], [], []]   # each track with its first clip
+        assert all(key in tracks for _, keys in sent for key in keys)                # then named by path
+        import ray
+        ray.get(actor.__ray_call__.remote(lambda self: self.tracks.clear()))   # as a restarted actor has none
+        sent.clear()
+        again = list(pool.map(requests[:4]))
+        assert [r.error for r in again] == [None] * 4 and np.array_equal(again[3].rgb, expected[3][0])
+        assert [sorted(paths) for paths, _ in sent] == [[], sorted(tracks)]   # refused, then sent with the call
+    finally:
+        pool.actors = [actor]
+        pool.shutdown()
+
+
+def test_local_batches_are_aligned_for_tf_data_to_use_in_place(pool, tiny_dataset):
+    assert all(aligned_empty((n, 5, 7)).ctypes.data % 64 == 0 for n in (1, 3, 16))
+    records = from_folder(tiny_dataset).records
+    plan = plan_epoch(len(records), 4, 0, 1, seed=0, epoch=0, train=False)
+    batches = list(EpochStream(records, pool, plan, seed=0, epoch=0, train=False))
+    assert all(b[0].ctypes.data % 64 == 0 and b[1].ctypes.data % 64 == 0 for b in batches)
+    assert len({b[0].ctypes.data for b in batches}) == len(batches)   # a new array per batch: tf.data holds them
 
 
 def _fake_before_real(records, plan, count: int) -> list[int]:
