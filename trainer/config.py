@@ -41,8 +41,9 @@ class DataConfig:
     num_actors: int = field(default=0, metadata={"min": 0})   # Ray decode actors per rank; 0 = one per spare core
     cpus_per_actor: float = field(default=1.0, metadata={"above": 0})   # Ray CPU reservation per actor
     clips_per_call: int = field(default=8, metadata={"min": 1})   # clips per actor call (amortises Ray's overhead)
-    ray_address: str = ""             # join this Ray cluster; empty = $RAY_ADDRESS or a private local Ray
-    object_store_mb: int = field(default=1024, metadata={"min": RAY_MIN_OBJECT_STORE_MB})   # private Ray's, MiB
+    ray_address: str = ""             # join this Ray cluster; empty = $RAY_ADDRESS or the node's local Ray
+    # MiB per rank of the local Ray's object store (a node's shared Ray gets the sum over its ranks)
+    object_store_mb: int = field(default=1024, metadata={"min": RAY_MIN_OBJECT_STORE_MB})
     # stop when more than this share of a rank's clips fail in an epoch
     max_failed_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
     # The flow cache (`twostream prepare` fills it). Empty: DATA/.flow_cache if that folder exists (where prepare
