@@ -15,6 +15,7 @@ from twostream.launch import cli, srun
 from twostream.trainer.preemption import EXIT_CODE
 
 SLURM_LOCAL = os.path.join(REPO, "scripts", "slurm_local.sh")
+EPOCHS, STEPS_PER_EPOCH = 4, 5   # of the jobs below: tiny preset on the test's 22 training clips, global batch 4
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 
 
@@ -136,7 +137,7 @@ def _submit(slurm, dataset: str, workdir: str, *extra: str) -> str:
         [os.path.join(VENV_BIN, "twostream"), "launch", "slurm", "--nodes", "1", "--gpus-per-node", "0",
          "--procs-per-node", "2", "--time", "10", "--warning-s", "60", "--partition", "debug", "--preset", "tiny",
          "--data", dataset, "--workdir", workdir, "--set", "data.num_actors=1", "--set", "data.object_store_mb=128",
-         "--set", "train.epochs=3", "--set", "train.log_every=1", *extra],
+         "--set", f"train.epochs={EPOCHS}", "--set", "train.log_every=1", *extra],
         capture_output=True, text=True, env=slurm, timeout=120)
     assert result.returncode == 0 and "Submitted batch job" in result.stdout, result.stdout + result.stderr
     return result.stdout.split()[-1]
@@ -168,8 +169,12 @@ def _log(workdir: str, job_id: str) -> str:
         return f.read()
 
 
-@pytest.mark.timeout(600)
-def test_warning_signal_checkpoints_requeues_and_the_job_resumes_with_two_srun_ranks(slurm, tiny_dataset, tmp_path):
+@pytest.mark.timeout(900)
+def test_warning_signal_requeues_and_resumes_then_scancel_and_resubmission_record_every_epoch_once(
+        slurm, tiny_dataset, tmp_path):
+    """One workdir through both ways a SLURM job stops (one job start-up fewer than a job for each): SLURM's
+    warning signal checkpoints and requeues the job, which resumes with two srun ranks; then scancel stops the
+    requeued run, and the same command submitted again resumes it to the end, every epoch recorded once."""
     workdir = str(tmp_path / "run")
     job_id = _submit(slurm, tiny_dataset, workdir)
     _wait(lambda: _records(workdir) or _job(slurm, job_id).get("JobState") not in ("PENDING", "RUNNING"),
@@ -177,32 +182,25 @@ def test_warning_signal_checkpoints_requeues_and_the_job_resumes_with_two_srun_r
     # The warning SLURM sends --warning-s before the time limit, sent now: to the job steps (the ranks) only.
     subprocess.run(["scancel", "--signal=USR1", job_id], env=slurm, check=True)
     _wait(lambda: _job(slurm, job_id).get("Restarts") == "1", "the requeue")   # restarts 10 s later (cred_expire)
-    _wait(lambda: _job(slurm, job_id).get("JobState") in ENDED, "the requeued job to end", timeout=420)
-    job, log = _job(slurm, job_id), _log(workdir, job_id)
-    assert job["JobState"] == "COMPLETED" and job["Restarts"] == "1", log[-3000:]
-    (stopped,) = _records(workdir, "preempted")
-    assert stopped["step"] >= 5                                       # after the first epoch (5 steps)
-    assert f"requeueing job {job_id}" in log and "(restart 1): 2 ranks by srun" in log
-    assert f"ckpt-{stopped['step']} (step {stopped['step']})" in log   # the requeued run resumed there
-    assert [(r["epoch"], r["world_size"]) for r in _records(workdir)] == [(1, 2), (2, 2), (3, 2)]
-    assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
-
-
-@pytest.mark.timeout(600)
-def test_scancel_leaves_a_resumable_workdir_with_every_epoch_recorded(slurm, tiny_dataset, tmp_path):
-    workdir = str(tmp_path / "run")
-    job_id = _submit(slurm, tiny_dataset, workdir)
-    _wait(lambda: _records(workdir) or _job(slurm, job_id).get("JobState") not in ("PENDING", "RUNNING"),
-          "the first epoch's record")
-    subprocess.run(["scancel", job_id], env=slurm, check=True)   # SIGTERM to every step and the batch shell
+    (warned,) = _records(workdir, "preempted")
+    assert warned["step"] >= STEPS_PER_EPOCH                          # after the first epoch
+    # The requeued run: once it has recorded an epoch of its own, scancel (SIGTERM to every step and the batch shell).
+    _wait(lambda: len(_records(workdir)) > warned["step"] // STEPS_PER_EPOCH
+          or _job(slurm, job_id).get("JobState") in ENDED, "the requeued run's first epoch record")
+    subprocess.run(["scancel", job_id], env=slurm, check=True)
     _wait(lambda: _job(slurm, job_id).get("JobState") in ENDED, "the cancel")
-    assert _job(slurm, job_id)["JobState"] == "CANCELLED" and _job(slurm, job_id)["Restarts"] == "0"
-    (stopped,) = _records(workdir, "preempted")
+    job, log = _job(slurm, job_id), _log(workdir, job_id)
+    assert job["JobState"] == "CANCELLED" and job["Restarts"] == "1", log[-3000:]   # scancel does not requeue
+    assert f"requeueing job {job_id}" in log and "(restart 1): 2 ranks by srun" in log
+    assert f"ckpt-{warned['step']} (step {warned['step']})" in log   # the requeued run resumed there
+    first, cancelled = _records(workdir, "preempted")               # the warning's stop, then the cancel's
+    assert first == warned and cancelled["step"] > warned["step"]
     logged = [r["epoch"] for r in _records(workdir)]
 
     again = _submit(slurm, tiny_dataset, workdir)   # the user resubmits the same command
     _wait(lambda: _job(slurm, again).get("JobState") in ENDED, "the resubmission", timeout=420)
     assert _job(slurm, again)["JobState"] == "COMPLETED", _log(workdir, again)[-3000:]
-    assert f"(step {stopped['step']})" in _log(workdir, again)
+    assert f"(step {cancelled['step']})" in _log(workdir, again)
     assert logged == list(range(1, len(logged) + 1))
-    assert [r["epoch"] for r in _records(workdir)] == [1, 2, 3]   # every epoch exactly once
+    assert [(r["epoch"], r["world_size"]) for r in _records(workdir)] == [(e, 2) for e in range(1, EPOCHS + 1)]
+    assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
