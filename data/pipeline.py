@@ -122,7 +122,8 @@ class EpochStream:
 
 def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
     """An uninitialised uint8 array whose data starts on an `align`-byte boundary: tf.data's from_generator
-    wraps such an array as a tensor in place, and copies any other (at a third of np.copy's speed, measured)."""
+    wraps such an array as a tensor in place, and copies any other (at about a tenth of np.copy's speed:
+    benchmarks/bridge.py)."""
     size = int(np.prod(shape))
     raw = np.empty(size + align, np.uint8)
     start = -raw.ctypes.data % align
