@@ -8,6 +8,8 @@ spent in next(batch) over the epoch's wall time (evaluation excluded). The first
 step's tracing and the decode pool filling up; the figure to read is the median of the later epochs.
 --flow-cache first fills the flow cache (`twostream prepare`) and trains from it, as README's "Flow cache"
 describes; --set passes overrides to train (e.g. data.num_actors=2) to compare settings side by side.
+Ray starts the decode actors at nice 15 unless RAY_worker_niceness is set in this command's environment
+(docs/performance.md, "Data-wait share of the main job").
 """
 from __future__ import annotations
 
