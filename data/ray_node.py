@@ -147,6 +147,7 @@ class SharedRay:
         if not self.starter:
             self._join()
             return
+        _remove_ended_jobs(os.path.dirname(self.folder))
         try:
             self._start()
         except BaseException:
@@ -225,6 +226,22 @@ class SharedRay:
                 log.warning("local ranks still use this node's Ray after %.0fs; stopping it anyway", LEAVE_TIMEOUT_S)
             ray.shutdown()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_ended_jobs(parent: str) -> None:
+    """Removes the meeting folders of earlier jobs whose local rank 0 has ended without removing its own (it was
+    killed); their Ray ended with it. A folder with no rank 0 yet may be a rank waiting for it: kept. Only this
+    machine's folders: another machine's pids mean nothing here."""
+    for name in os.listdir(parent):
+        if not name.endswith(f"-{socket.gethostname()}"):
+            continue
+        try:
+            with open(os.path.join(parent, name, "rank.0")) as f:
+                ended = not _alive(json.load(f)["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if ended:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def _write_json(path: str, value: dict) -> None:

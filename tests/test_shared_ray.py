@@ -2,7 +2,9 @@
 import ipaddress
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -77,6 +79,8 @@ def test_a_joined_rank_stops_with_one_message_when_local_rank_0_is_killed(tiny_d
     error = (tmp_path / "rank1.err").read_text()
     assert f"local rank 1 stops: local rank 0 (pid {first['pid']}), which ran this node's Ray, ended" in error
     assert _still_running([pid for pid, _ in first["descendants"]]) == []   # Ray's processes died with rank 0
+    from twostream.data.ray_node import node_folder
+    shutil.rmtree(node_folder(key), ignore_errors=True)   # rank 0 was killed before removing it
 
 
 def test_a_rank_whose_local_rank_0_never_starts_gets_a_clear_error(monkeypatch, tmp_path):
@@ -90,3 +94,16 @@ def test_a_rank_whose_local_rank_0_never_starts_gets_a_clear_error(monkeypatch, 
 def test_each_job_meets_in_its_own_folder():
     from twostream.data.ray_node import node_folder
     assert node_folder("a") != node_folder("b") and os.path.basename(node_folder("a")).startswith("a-")
+
+
+def test_a_new_job_removes_the_folders_of_jobs_whose_local_rank_0_was_killed(tmp_path):
+    from twostream.data.ray_node import _remove_ended_jobs
+    host = socket.gethostname()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for name, pid in [(f"ended-{host}", int(ended.stdout)), (f"running-{host}", os.getpid()),
+                      ("elsewhere-othermachine", int(ended.stdout))]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "rank.0").write_text(json.dumps({"pid": pid}))
+    (tmp_path / f"waiting-{host}").mkdir()   # a rank waiting for its local rank 0
+    _remove_ended_jobs(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere-othermachine", f"running-{host}", f"waiting-{host}"]
