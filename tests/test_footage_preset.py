@@ -32,6 +32,7 @@ def test_the_preset_is_the_documented_recipe():
     config = load("footage")
     assert (config.clip.resize, config.clip.short_side, config.clip.size) == ("short_side", 256, 224)
     assert config.clip.scale_jitter == [256, 320] and config.clip.flip and config.clip.sampling == "segments"
+    assert (config.clip.flow_method, config.clip.dis_preset) == ("dis", "medium")
     assert (config.eval.spatial_crops, config.eval.views) == (3, 2)
     assert (config.model.pretrained, config.model.freeze_bn, config.model.temporal_shift) == ("imagenet", "partial",
                                                                                            0.125)
