@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import psutil
 
-from data_pipeline import BATCH, py_function_epoch, ray_epoch, tight_loop   # benchmarks/data_pipeline.py
+from data_pipeline import py_function_epoch, ray_epoch, tight_loop   # benchmarks/data_pipeline.py
 
 from twostream.data.actors import DecoderPool
 from twostream.data.ray_node import start_ray
@@ -88,9 +88,9 @@ def single_threaded_worker(_worker_id: int) -> None:
     cv2.setNumThreads(1)   # as in every decode actor (torch already sets its own threads to 1 in workers)
 
 
-def make_dataloader(torch, records, spec: ClipSpec, workers: int):
+def make_dataloader(torch, records, spec: ClipSpec, workers: int, batch: int):
     sampler = EpochSampler(len(records))
-    loader = torch.utils.data.DataLoader(ClipDataset(records, spec), batch_size=BATCH, sampler=sampler,
+    loader = torch.utils.data.DataLoader(ClipDataset(records, spec), batch_size=batch, sampler=sampler,
                                          num_workers=workers, persistent_workers=True,
                                          worker_init_fn=single_threaded_worker)
     return loader, sampler
@@ -143,11 +143,11 @@ def run_size(torch, size: int, args, worker_counts: list[int]) -> dict:
         synthesize(os.path.join(folder, "data"), SynthSpec(num_videos=args.videos, frames=args.frames, size=size))
         records = from_folder(os.path.join(folder, "data")).records
         pools = {n: DecoderPool(spec, n, clips_per_call=args.clips_per_call) for n in worker_counts}
-        loaders = {n: make_dataloader(torch, records, spec, n) for n in worker_counts}
+        loaders = {n: make_dataloader(torch, records, spec, n, args.batch) for n in worker_counts}
         variants = {"tight loop": (tight_loop, (records, spec), False),
-                    "tf.data py_function": (py_function_epoch, (records, spec), False)}
+                    "tf.data py_function": (py_function_epoch, (records, spec, args.batch), False)}
         for n in worker_counts:
-            variants[f"Ray+tf.data {n} actor(s)"] = (ray_epoch, (records, spec, pools[n]), True)
+            variants[f"Ray+tf.data {n} actor(s)"] = (ray_epoch, (records, spec, pools[n], args.batch), True)
             variants[f"DataLoader {n} worker(s)"] = (dataloader_epoch, (loaders[n],), False)
         names = list(variants)
         results = {name: [] for name in names}
@@ -164,7 +164,7 @@ def run_size(torch, size: int, args, worker_counts: list[int]) -> dict:
 def report(size: int, results: dict, worker_counts: list[int], load: tuple[float, float], args) -> None:
     measured = {name: np.asarray(runs[1:] or runs) for name, runs in results.items()}   # round 1 warms up
     median = {name: np.median(runs, axis=0) for name, runs in measured.items()}
-    print(f"\n{args.videos} videos x {args.frames} frames at {size}px, clips of 8 frames, batch {BATCH}, "
+    print(f"\n{args.videos} videos x {args.frames} frames at {size}px, clips of 8 frames, batch {args.batch}, "
           f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
           f"load average {load[0]:.1f} before, {load[1]:.1f} after")
     print(f"{'variant':26s} {'clips/s':>8s} {'CPU ms/clip':>12s}   clips/s per round")
@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated actor and DataLoader worker counts")
     parser.add_argument("--epochs", type=int, default=8, help="rounds; each variant reads one epoch per round")
     parser.add_argument("--clips-per-call", type=int, default=8, help="clips per actor call (data.clips_per_call)")
+    parser.add_argument("--batch", type=int, default=4, help="local batch of every variant")
     parser.add_argument("--peer-path", default=os.path.join(ROOT, ".venv-peer"), help="where torch is installed")
     args = parser.parse_args()
     torch = import_torch(args.peer_path)
