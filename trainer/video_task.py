@@ -29,6 +29,9 @@ class VideoTask(Task):
         self.config = config
         self.inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
         self.steps_per_epoch = self.inputs.steps_per_epoch
+        # seeded here, after Ray started (it draws from Python's random, which Keras' initialisers are seeded
+        # from), so the first weights are the same whether this process started, joined or already had a Ray
+        keras.utils.set_random_seed(config.train.seed)
         self.model = build_model(config.model, len(self.inputs.class_names), config.clip.rgb_shape,
                                  config.clip.flow_shape)
         self.eval_step = make_eval_step(self.model, eager=config.train.eager)
@@ -73,7 +76,6 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     rank, with "best" naming the selected epoch. Raises preemption.Preempted when stopped by a signal."""
     dist.init()                                 # (marked: Horovod) a world of one, or of N under horovodrun
     setup_logging(dist.is_chief())         # rank 0 alone logs, checkpoints and exports
-    keras.utils.set_random_seed(config.train.seed)
     if config.train.debug:
         debug_lib.enable_determinism()
     check_workdir(workdir, collective=not config.train.elastic)   # before Ray starts
