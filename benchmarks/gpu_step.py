@@ -28,6 +28,7 @@ try:   # --help works without them
     import jax
     import keras
 
+    from twostream.models.precision import dtype_policy
     from twostream.models.registry import MODELS, build_model, spec_problem
     from twostream.models.two_stream import ModelSpec
 except ImportError as missing:
@@ -98,7 +99,7 @@ def measure_model(name: str, size: int, args) -> dict:
 
 def measure_resnet50_images(args) -> dict:
     """keras.applications ResNet50 on 224 px images, --reference-batch of them: images/s of a training step on this card."""
-    with _policy(args.precision):
+    with dtype_policy(args.precision):
         model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=1000,
                                             classifier_activation=None)
     rng = np.random.default_rng(0)
@@ -109,11 +110,6 @@ def measure_resnet50_images(args) -> dict:
     keras.backend.clear_session()
     return {"model": "keras.applications.ResNet50 (images)", "size": 224, "batch": batch, "precision": args.precision,
             "images_per_s": batch / step_s, "ms_per_step": step_s * 1000, "compile_s": compile_s}
-
-
-def _policy(precision: str):
-    from twostream.models.precision import dtype_policy
-    return dtype_policy(precision)
 
 
 def main() -> None:

@@ -171,11 +171,9 @@ def gpu_ms_per_clip(name: str, size: int, flops: float, rate: float, measured: d
     return measured.get((name, size), 3 * flops / rate * 1000)
 
 
-def report(sizes, cpu, costs, ref_flops, args) -> None:
-    measured, images_per_s = load_gpu_ms(args.gpu_ms)
-    args.images_per_s = images_per_s or args.images_per_s
-    rate = args.images_per_s * 3 * ref_flops   # achieved ResNet-50 training FLOP/s on the reference GPU
-    print(f"GPU: {args.images_per_s:.0f} ResNet-50 images/s x 3 x {ref_flops / 1e9:.2f} GFLOPs = "
+def report(sizes, cpu, costs, ref_flops, measured, images_per_s, args) -> None:
+    rate = images_per_s * 3 * ref_flops   # achieved ResNet-50 training FLOP/s on the reference GPU
+    print(f"GPU: {images_per_s:.0f} ResNet-50 images/s x 3 x {ref_flops / 1e9:.2f} GFLOPs = "
           f"{rate / 1e12:.1f} TFLOP/s achieved in training ({rate / 1e12 / args.peak_tflops:.0%} of "
           f"{args.peak_tflops:.0f} peak); batch {args.batch} clips per GPU; {args.cores_per_gpu} cores per GPU")
     if measured:
@@ -248,7 +246,8 @@ def main() -> None:
     from twostream.models.registry import MODELS
     names = args.models.split(",") if args.models else [m for m in MODELS if m.startswith("two_stream_")]
     costs = {size: model_costs(names, size) for size in sizes}
-    report(sizes, cpu, costs, reference_flops(), args)
+    measured, images_per_s = load_gpu_ms(args.gpu_ms)
+    report(sizes, cpu, costs, reference_flops(), measured, images_per_s or args.images_per_s, args)
 
 
 if __name__ == "__main__":

@@ -77,24 +77,23 @@ class EpochStream:
         """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
-        labels = np.zeros(local_batch, np.int32)
-        kept = np.zeros(local_batch, np.float32)
-        where = np.zeros((local_batch, 2), np.int32)
         for index, result in enumerate(results):
             item, weight = int(indices[index]), weights[index]
             if result.error is not None:
                 item, result = self._replace(index, result.error)
                 weight = weight if self.train else 0.0
             slot = index % local_batch
-            if slot == 0:
+            if slot == 0:   # a new batch each time: tf.data may still hold the previous one
                 rgb = aligned_empty((local_batch, *result.rgb.shape))
                 flow = aligned_empty((local_batch, *result.flow.shape))
+                labels, kept = np.zeros(local_batch, np.int32), np.zeros(local_batch, np.float32)
+                where = np.zeros((local_batch, 2), np.int32)
             rgb[slot], flow[slot] = result.rgb, result.flow
             labels[slot], kept[slot] = self.records[item // self.views].label, weight
             where[slot] = divmod(item, self.views)
             self.report.clips_read += 1
             if slot == local_batch - 1:
-                yield rgb, flow, labels.copy(), kept.copy(), where.copy()
+                yield rgb, flow, labels, kept, where
 
     def _replace(self, index: int, error: str):
         """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
