@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -42,6 +43,8 @@ class DataConfig:
     cpus_per_actor: float = field(default=1.0, metadata={"above": 0})   # Ray CPU reservation per actor
     clips_per_call: int = field(default=8, metadata={"min": 1})   # clips per actor call (amortises Ray's overhead)
     ray_address: str = ""             # join this Ray cluster; empty = $RAY_ADDRESS or the node's local Ray
+    # seconds a join waits for the cluster's address to answer, then one error line (launch ray too)
+    ray_connect_timeout_s: float = field(default=30.0, metadata={"above": 0})
     # MiB per rank of the local Ray's object store (a node's shared Ray gets the sum over its ranks)
     object_store_mb: int = field(default=1024, metadata={"min": RAY_MIN_OBJECT_STORE_MB})
     # stop when more than this share of a rank's clips fail in an epoch
@@ -53,6 +56,10 @@ class DataConfig:
     # regions of interest: a folder of <video>.csv (frame,x,y,w,h) or one .json (docs/data.md); empty: full frames
     boxes: str = ""
     box_margin: float = field(default=0.2, metadata={"min": 0})   # box widened by this share of its side, each side
+    # a class with fewer videos is refused (a label typo in a manifest makes a class of one video)
+    min_class_videos: int = field(default=2, metadata={"min": 1})
+    # a manifest path listed twice with the same label: merged with a warning (true) or refused (false)
+    merge_duplicates: bool = True
 
     def flow_cache_folder(self, for_writing: bool = False) -> str:
         """The flow cache's folder ("" = no cache). for_writing (`twostream prepare`): the default folder even
@@ -124,6 +131,57 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does (1e-4 is a float, not a string) and refusing a key
+    given twice in one mapping (PyYAML keeps the last without a word)."""
+
+
+_Loader.add_implicit_resolver(   # YAML 1.1 needs a dot and a signed exponent (1.0e-4); 1.2 takes 1e-4, 1E5, .5
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (first on line {seen[key] + 1}); keep one",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text -> Python values; ConfigError "WHERE:LINE:COLUMN: problem" (1-based) on a syntax error."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        place = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if "'\\t'" in problem or "\t" in problem:
+            problem += " (indent with spaces, not tabs)"
+        raise ConfigError(f"{place}: not valid YAML: {problem}") from None
+
+
+def _read_tree(text: str, where: str) -> dict:
+    """A config file's text -> {section: {key: value}}; ConfigError naming the file when it is not that shape."""
+    tree = parse_yaml(text, where)
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{where}: a config file must be a mapping of sections (e.g. 'train:' then "
+                          f"'  epochs: 3' below it), got a {type(tree).__name__}")
+    return tree
+
+
 def preset_names() -> list[str]:
     folder = resources.files("twostream.trainer") / "presets"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -135,17 +193,19 @@ def load(preset: str | None = None, path: str | None = None, overrides: list[str
     if preset:
         if preset not in preset_names():
             raise ConfigError(f"unknown preset {preset!r}; shipped presets: {', '.join(preset_names())}")
-        _merge(tree, yaml.safe_load((resources.files("twostream.trainer") / "presets" / f"{preset}.yaml").read_text()))
+        preset_file = resources.files("twostream.trainer") / "presets" / f"{preset}.yaml"
+        _merge(tree, _read_tree(preset_file.read_text(), f"preset {preset}"))
     if path:
         if not os.path.isfile(path):
             raise ConfigError(f"config file {path!r} not found")
-        _merge(tree, yaml.safe_load(open(path)) or {})
+        with open(path) as f:
+            _merge(tree, _read_tree(f.read(), path))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.epochs=3")
         section, name = key.split(".", 1)
-        _merge(tree, {section: {name: yaml.safe_load(value)}})
+        _merge(tree, {section: {name: parse_yaml(value, f"--set {key}")}})
     return from_dict(tree)
 
 
@@ -163,6 +223,11 @@ def from_dict(tree: dict) -> Config:
     unknown = set(tree) - set(sections)
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: {sorted(sections)}")
+    not_mappings = [name for name in sections if not isinstance(tree.get(name) or {}, dict)]
+    if not_mappings:
+        name = not_mappings[0]
+        raise ConfigError(f"config section {name!r} must be a mapping of keys (e.g. '{name}:' then indented "
+                          f"'key: value' lines), got {tree[name]!r} ({type(tree[name]).__name__})")
     defaults = Config()
     built = {name: _section(name, getattr(defaults, name), tree.get(name) or {}) for name in sections}
     return _check_across(Config(**built))
@@ -170,7 +235,7 @@ def from_dict(tree: dict) -> Config:
 
 def _check_across(config: Config) -> Config:
     """The checks that relate two keys."""
-    if config.clip.num_frames % config.model.flow_stack:
+    if _stacks_flow(config.model) and config.clip.num_frames % config.model.flow_stack:
         raise ConfigError(f"model.flow_stack={config.model.flow_stack} must divide clip.num_frames="
                           f"{config.clip.num_frames} (flow fields stacked per input of a tsn flow stream)")
     if config.train.global_batch % config.train.accumulate_steps:
@@ -178,6 +243,16 @@ def _check_across(config: Config) -> Config:
                           f"train.global_batch={config.train.global_batch} (micro-batches of each rank's batch)")
     if config.clip.problem():
         raise ConfigError(config.clip.problem())
+    if config.clip.resize == "squash":   # frames squashed to size x size: no short side, no long side to crop along
+        ignored = {"clip.short_side": config.clip.short_side, "eval.spatial_crops": config.eval.spatial_crops - 1}
+        for key, given in ignored.items():
+            if given:
+                raise ConfigError(f"{key} has no effect with clip.resize=squash (frames become clip.size x "
+                                  f"clip.size, with no long side to keep or crop along); set clip.resize=short_side "
+                                  f"or drop {key}")
+    problem = memory_problem(config)
+    if problem:
+        raise ConfigError(problem)
     try:
         check_method(config.clip.flow_method, config.clip.dis_preset)   # e.g. tvl1 without cv2.optflow
     except ValueError as error:
@@ -186,6 +261,51 @@ def _check_across(config: Config) -> Config:
     if problem:
         raise ConfigError(problem)
     return config
+
+
+def _stacks_flow(model: ModelSpec) -> bool:
+    """Whether model.flow_stack applies: only a tsn flow stream stacks flow fields as channels."""
+    from twostream.models.registry import MODELS, backbone_of, streams_of
+    return model.name not in MODELS or (backbone_of(model.name) == "tsn" and "flow" in streams_of(model.name))
+
+
+RGB_CHANNELS, FLOW_CHANNELS = 3, 2   # uint8 per pixel of a clip's RGB frames and quantised flow fields
+FLOAT_BYTES = 4                      # a clip as the model's float32 input
+
+
+def machine_memory_bytes() -> int:
+    """This machine's physical memory (the bound a clip, an actor call and a batch must fit in)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_problem(config: Config, memory: int | None = None) -> str:
+    """What makes the clips impossible to hold in memory ("" when nothing): one actor call's clips (uint8, rgb +
+    flow, at the largest side a frame is resized to) and one rank's batch as float32 (a world of one)."""
+    clip, memory = config.clip, memory or machine_memory_bytes()
+    side = max([clip.size, clip.short_side, *clip.scale_jitter[1:]])
+    one_clip = clip.num_frames * side * side * (RGB_CHANNELS + FLOW_CHANNELS)
+    per_call = one_clip * config.data.clips_per_call
+    per_batch = clip.num_frames * clip.size ** 2 * (RGB_CHANNELS + FLOW_CHANNELS) * FLOAT_BYTES \
+        * config.train.global_batch
+    limit = f"this machine's {_gib(memory)} of memory"
+    side_key = ("clip.size" if side == clip.size else "clip.short_side" if side == clip.short_side
+                else "clip.scale_jitter")
+    frames = f"clip.num_frames={clip.num_frames} frames of {side}x{side} px, rgb + flow"
+    if one_clip > memory:
+        return (f"{side_key}={getattr(clip, side_key[5:])}: one clip ({frames}, uint8) takes {_gib(one_clip)}, "
+                f"more than {limit}; lower {side_key} or clip.num_frames")
+    if per_call > memory:
+        return (f"data.clips_per_call={config.data.clips_per_call}: one actor call's clips ({frames}, uint8) take "
+                f"{_gib(per_call)}, more than {limit}; lower data.clips_per_call, {side_key} or clip.num_frames")
+    if per_batch > memory:
+        return (f"train.global_batch={config.train.global_batch}: one batch of clips (clip.num_frames="
+                f"{clip.num_frames} frames of {clip.size}x{clip.size} px, rgb + flow, float32) takes "
+                f"{_gib(per_batch)}, more than {limit}; lower train.global_batch, clip.size or clip.num_frames")
+    return ""
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.3g} GiB"
 
 
 def check_world(config: Config, world_sizes) -> None:
