@@ -5,10 +5,16 @@ and keyframe is, so reading frame i seeks to the last keyframe at or before it, 
 knows each decoded frame by its timestamp. Neither the container's frame count nor its frame rate is
 used: both are often wrong (an MPEG-4 AVI with a gap in its timestamps makes OpenCV's frame seek land
 one frame early; tests/test_seek.py). Every decoded frame is counted in `counter` (tests, benchmarks).
+
+Frame i is the i-th frame a read from the start produces. When the frames after a seek disagree with the
+index, the read falls back: the index rebuilt by decoding, then seeks one keyframe earlier, then reading
+from the start, and the file's index is marked sequential (stored) so it is read from the start from then
+on (tests/test_real_codecs.py). Only a file that a read from the start cannot decode is bad input.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -17,7 +23,7 @@ import av
 import cv2
 import numpy as np
 
-from twostream.data.frame_index import FrameIndex, FrameIndexes, from_stamps, in_decoding_order
+from twostream.data.frame_index import FrameIndex, FrameIndexes, as_sequential, from_decoded, from_stamps
 
 DECODE_THREADS = 1  # per decoding process: one core per decode actor; parallelism comes from the number of actors
 MIN_FRAMES = 2      # optical flow needs a pair; a one-frame video is reported as bad input
@@ -95,7 +101,7 @@ def decode_index(path: str) -> FrameIndex:
     with _opened(path) as (container, stream):
         stamps = [(frame.pts, frame.key_frame) for frame in _decoded(container, stream)]
         time_base = float(stream.time_base or 0)
-    return from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps))
+    return from_decoded(stamps, time_base)
 
 
 def decode_frames(path: str, size: int | None, max_frames: int = 100_000,
@@ -124,7 +130,7 @@ def iter_frames(path: str, max_frames: int = 100_000, indexes: FrameIndexes | No
             if len(stamps) >= max_frames:
                 return
     if indexes is not None and stamps:
-        indexes.replace(path, from_stamps(stamps, time_base, decoded=True) or in_decoding_order(len(stamps)))
+        indexes.replace(path, from_decoded(stamps, time_base))
 
 
 def frame_shape(path: str) -> tuple[int, int]:
@@ -165,32 +171,54 @@ def _times_ms(path: str, index: FrameIndex) -> np.ndarray:
 
 def _decode_chosen(path: str, size: int | None, choose: Callable[[FrameIndex], np.ndarray], seek_gap: int | None,
                    indexes: FrameIndexes | None) -> tuple[dict[int, np.ndarray], int]:
-    """Reads the frames choose(index) names; once the decoder disagrees with a packet index, rebuilds it by decoding."""
+    """Reads the frames choose(index) names; when the decoder disagrees with the index, falls back (_fallback)."""
     indexes = indexes or _memory_indexes
-    index = indexes.get(path, build_index)
+    index, earlier = indexes.get(path, build_index), 0
     while True:
         if len(index) < MIN_FRAMES:
             raise VideoError(f"{path}: only {len(index)} frame decoded; optical flow needs at least {MIN_FRAMES}")
         wanted = np.unique(choose(index))
         wanted = wanted[wanted < len(index)]   # a caller's fixed indices may exceed a shorter real video
         try:
-            return _read(path, size, wanted, index, seek_gap), len(index)
+            return _read(path, size, wanted, index, seek_gap, earlier), len(index)
         except _Mismatch as mismatch:
-            if index.decoded:
-                raise VideoError(f"{path}: {mismatch}; the file changed while being read, or its decoder output "
-                                 "differs between reads") from None
-            index = decode_index(path)
-            indexes.replace(path, index)
+            index, earlier = _fallback(path, index, earlier, str(mismatch), indexes)
 
 
-def _read(path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None) -> dict[int, np.ndarray]:
-    """Frames at the sorted positions `wanted`: seek to the keyframe before one only when that saves decoding."""
+def _fallback(path: str, index: FrameIndex, earlier: int, mismatch: str,
+              indexes: FrameIndexes) -> tuple[FrameIndex, int]:
+    """The next way to read after a mismatch: (index, keyframes to start earlier) or VideoError when none is left.
+
+    A packet index is rebuilt by decoding; a decoded one is tried from one keyframe earlier, then marked
+    sequential (stored), read from the start. A read from the start that disagrees with a decoding pass
+    means the file changed while being read.
+    """
+    if not index.decoded:
+        index = decode_index(path)
+        indexes.replace(path, index)
+        return index, 0
+    if index.seekable and earlier == 0 and len(index.keyframes) > 1:
+        return index, 1
+    if index.seekable:
+        index = as_sequential(index)
+        indexes.replace(path, index)
+        return index, 0
+    raise VideoError(f"{path}: {mismatch} reading from the start, although a decoding pass produced it; the file "
+                     "changed while being read, or its decoder output differs between reads")
+
+
+def _read(path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None,
+          earlier: int = 0) -> dict[int, np.ndarray]:
+    """Frames at the sorted positions `wanted`: seek to the keyframe before one only when that saves decoding.
+
+    earlier: each seek starts this many keyframes before the one at or before its frame.
+    """
     frames = {}
     with _opened(path) as (container, stream):
         reader, next_position = None, 0   # next_position: the frame the reader yields next
         for target in (int(i) for i in wanted):
             if reader is None or _should_seek(index, target, next_position, seek_gap):
-                reader = _from_keyframe(container, stream, index, target)
+                reader = _from_keyframe(container, stream, index, target, earlier, fresh=reader is None)
             for position, frame in reader:
                 if position == target:
                     frames[target] = _rgb(frame, size)
@@ -204,20 +232,31 @@ def _read(path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, se
 
 
 def _should_seek(index: FrameIndex, target: int, next_position: int, seek_gap: int | None) -> bool:
-    if not index.timestamped:
-        return False   # no timestamps to seek by or to recognise frames with: read on from the start
+    if not index.seekable:
+        return False   # no timestamps to seek by or to recognise frames with, or seeks disagree: read on
     return index.keyframe_before(target) > next_position or (seek_gap is not None and target - next_position > seek_gap)
 
 
-def _from_keyframe(container, stream, index: FrameIndex, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
-    """(position, frame) from the last keyframe at or before `target` on (from the start without timestamps).
+def _from_keyframe(container, stream, index: FrameIndex, target: int, earlier: int = 0,
+                   fresh: bool = False) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(position, frame) from the last keyframe at or before `target` on, or `earlier` keyframes before it
+    (a sequential index: numbered from the start). `fresh`: nothing was read yet, so keyframe 0 needs no seek
+    (seeking to the start of an MPEG program stream loses its first frames).
 
-    A demuxer may land after the keyframe asked for; then the keyframe before that one is tried.
+    A demuxer may land after the keyframe asked for; then the keyframe before that one is tried. A frame
+    from the keyframe on that the decoder marks corrupt after the seek is a mismatch (an H.264 4:4:4 IDR
+    frame decodes black after a seek, though whole from the start: python3-imageio's cockatoo.mp4).
     """
-    if not index.timestamped:
+    if not index.seekable:
         yield from enumerate(_decoded(container, stream))
         return
     keyframe = index.keyframe_before(target)
+    for _ in range(earlier):
+        keyframe = index.keyframe_before(max(keyframe - 1, 0))
+    if keyframe == 0 and fresh:
+        for frame in _decoded(container, stream):
+            yield _position_of(frame, index), frame
+        return
     while True:
         counter.seeks += 1
         container.seek(int(index.pts[keyframe]), stream=stream, backward=True, any_frame=False)
@@ -227,10 +266,11 @@ def _from_keyframe(container, stream, index: FrameIndex, target: int) -> Iterato
         if first_position is None or first_position <= target or keyframe == 0:
             break
         keyframe = index.keyframe_before(keyframe - 1)   # landed past the frame: start one keyframe earlier
-    if first is not None:
-        yield _position_of(first, index), first
-    for frame in frames:
-        yield _position_of(frame, index), frame
+    for frame in frames if first is None else itertools.chain([first], frames):
+        position = _position_of(frame, index)
+        if frame.is_corrupt and position >= keyframe:   # earlier ones: open-GOP leading frames, never returned
+            raise _Mismatch(f"frame {position} of {len(index)} came out corrupt after a seek")
+        yield position, frame
 
 
 def _position_of(frame: av.VideoFrame, index: FrameIndex) -> int:
