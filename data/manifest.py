@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -19,6 +21,9 @@ SPLITS = ("train", "val")            # an explicit split column may only say the
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "val", "training": "train", "": ""}
 DFDC_CLASSES = ("REAL", "FAKE")       # label 0 = REAL, 1 = FAKE
 MANIFEST_NAMES = ("manifest.csv", "metadata.json")   # auto-detected in data.root, in this order
+MIN_CLASS_VIDEOS = 2   # data.min_class_videos' default: a class of one video is most often a label typo
+
+log = logging.getLogger(__name__)
 
 
 class ManifestError(ValueError):
@@ -39,23 +44,39 @@ class Manifest:
     class_names: tuple[str, ...]
 
 
-def load_manifest(root: str, manifest_path: str = "") -> Manifest:
+def from_config(data) -> Manifest:
+    """The dataset the `data` config section describes, checked by its rules (data.min_class_videos, ...)."""
+    return load_manifest(data.root, data.manifest, data.min_class_videos, data.merge_duplicates)
+
+
+def load_manifest(root: str, manifest_path: str = "", min_class_videos: int = MIN_CLASS_VIDEOS,
+                  merge_duplicates: bool = True) -> Manifest:
     """data.manifest when given (a .csv or .json), else ROOT/manifest.csv or ROOT/metadata.json, else folders."""
     if not manifest_path:
         found = [os.path.join(root, n) for n in MANIFEST_NAMES if os.path.isfile(os.path.join(root, n))]
         manifest_path = found[0] if found else ""
     if not manifest_path:
-        return from_folder(root)
+        return from_folder(root, min_class_videos)
     if manifest_path.endswith(".csv"):
-        return from_csv(manifest_path)
+        return from_csv(manifest_path, min_class_videos, merge_duplicates)
     if manifest_path.endswith(".json"):
-        return from_dfdc_json(manifest_path)
+        return from_dfdc_json(manifest_path, min_class_videos)
     raise ManifestError(f"data.manifest {manifest_path!r} must end in .csv (path,label[,split][,video_id]) "
                         "or .json (DFDC-style metadata.json)")
 
 
-def from_folder(root: str) -> Manifest:
-    """Reads ROOT/<class>/<video files>; classes are the non-hidden sub-folders, in sorted order."""
+def _videos_below(folder: str) -> list[str]:
+    """The video files in `folder` and its non-hidden sub-folders (paths relative to it, sorted)."""
+    found = []
+    for here, folders, files in os.walk(folder):
+        folders[:] = sorted(d for d in folders if not d.startswith("."))
+        found += [os.path.relpath(os.path.join(here, f), folder) for f in files if f.lower().endswith(VIDEO_EXTENSIONS)]
+    return sorted(found)
+
+
+def from_folder(root: str, min_class_videos: int = MIN_CLASS_VIDEOS) -> Manifest:
+    """Reads ROOT/<class>/<video files>, sub-folders of a class folder included; classes are the non-hidden
+    sub-folders of ROOT, in sorted order. A video's id is its path in the class folder without extension."""
     if not os.path.isdir(root):
         raise ManifestError(f"data folder {root!r} does not exist; create it with `twostream synth {root}` "
                             "or point --data at a folder with one sub-folder of videos per class")
@@ -63,12 +84,16 @@ def from_folder(root: str) -> Manifest:
     records, empty = [], []
     for label, name in enumerate(class_names):
         folder = os.path.join(root, name)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(VIDEO_EXTENSIONS))
+        files = _videos_below(folder)
         if not files:
             empty.append(folder)
         for file_name in files:
             records.append(VideoRecord(os.path.join(folder, file_name), label, os.path.splitext(file_name)[0]))
+    nested = sum(os.sep in r.video_id for r in records)
+    if nested:
+        log.info("%d of %d videos are in sub-folders of their class folder (read as that class)", nested, len(records))
     problems = [f"class folder {folder!r} holds no video files ({', '.join(VIDEO_EXTENSIONS)})" for folder in empty]
+    problems += _small_classes(records, class_names, min_class_videos, lambda r: os.path.dirname(r.path))
     if len(class_names) < 2:
         problems.append(f"{root!r} has {len(class_names)} class sub-folder(s); a classifier needs at least 2")
     if problems:
@@ -76,14 +101,19 @@ def from_folder(root: str) -> Manifest:
     return Manifest(tuple(records), tuple(class_names))
 
 
-def from_csv(csv_path: str) -> Manifest:
-    """Reads `path,label[,split][,video_id]` rows; classes are the distinct labels, in sorted order."""
+def from_csv(csv_path: str, min_class_videos: int = MIN_CLASS_VIDEOS, merge_duplicates: bool = True) -> Manifest:
+    """Reads `path,label[,split][,video_id]` rows; classes are the distinct labels, in sorted order. A path listed
+    twice with one label is merged with a warning (or refused: merge_duplicates False); with two labels, refused."""
     rows = _read_csv(csv_path)
     class_names = tuple(sorted({row["label"] for row in rows if row["label"]}))
     folder = os.path.dirname(os.path.abspath(csv_path))
-    records, problems = [], []
+    records, problems, lines = [], [], {}
+    repeats = _repeated_paths(csv_path, rows, folder, merge_duplicates)
+    problems += repeats["problems"]
     for line, row in enumerate(rows, start=2):   # line 1 is the header
-        path = os.path.join(folder, row["path"])
+        path = os.path.normpath(os.path.join(folder, row["path"]))
+        if line in repeats["skip"]:
+            continue
         split = SPLIT_ALIASES.get(row.get("split", "").strip().lower())
         if not row["path"] or not row["label"]:
             problems.append(f"{csv_path}:{line}: empty path or label")
@@ -92,8 +122,52 @@ def from_csv(csv_path: str) -> Manifest:
             problems.append(f"{csv_path}:{line}: split {row['split']!r} is not one of {SPLITS} (or empty)")
         video_id = row.get("video_id") or os.path.splitext(row["path"])[0]
         records.append(VideoRecord(path, class_names.index(row["label"]), video_id, split or ""))
+        lines[path] = line
+    problems += _small_classes(records, class_names, min_class_videos, lambda r: f"{csv_path}:{lines[r.path]}")
     _check(csv_path, records, class_names, problems)
     return Manifest(tuple(records), class_names)
+
+
+def _repeated_paths(csv_path: str, rows: list[dict], folder: str, merge: bool) -> dict:
+    """{"problems": paths listed with two labels (or twice, merge False), "skip": the lines of merged repeats}."""
+    seen: dict[str, list[tuple[int, str]]] = {}
+    for line, row in enumerate(rows, start=2):
+        if row["path"]:
+            seen.setdefault(os.path.normpath(os.path.join(folder, row["path"])), []).append((line, row["label"]))
+    problems, skip = [], set()
+    for path, listed in seen.items():
+        if len(listed) < 2:
+            continue
+        where = ", ".join(f"line {line} ({label!r})" for line, label in listed)
+        if len({label for _, label in listed}) > 1:
+            problems.append(f"{csv_path}: {os.path.relpath(path, folder)!r} is listed with different labels: "
+                            f"{where}; one file has one label")
+        elif not merge:
+            problems.append(f"{csv_path}: {os.path.relpath(path, folder)!r} is listed {len(listed)} times ({where}); "
+                            "delete the repeats, or set data.merge_duplicates=true to keep the first")
+        else:
+            skip.update(line for line, _ in listed[1:])
+    if skip and not problems:
+        log.warning("%s: %d repeated row(s) of a path already listed with the same label are ignored (first "
+                    "lines kept)", csv_path, len(skip))
+    return {"problems": problems, "skip": skip}
+
+
+def _small_classes(records, class_names, min_videos: int, where) -> list[str]:
+    """A problem per class of fewer than `min_videos` videos (a typo in a label makes a class of one), naming
+    where its videos are listed (`where(record)`: a CSV line, a folder)."""
+    counts = Counter(r.label for r in records)
+    problems = []
+    for label, name in enumerate(class_names):
+        if counts[label] < min_videos:
+            listed = sorted({where(r) for r in records if r.label == label})
+            others = [n for n in class_names if n != name]
+            same = [n for n in others if n.lower() == name.lower()]
+            problems.append(f"class {name!r} has {counts[label]} video(s), fewer than data.min_class_videos="
+                            f"{min_videos}" + (f" ({', '.join(listed[:5])})" if listed else "")
+                            + (f"; a typo of {same[0]!r}?" if same else f"; a typo? the other classes: "
+                               f"{', '.join(others)}") + " (fix the label, or lower data.min_class_videos)")
+    return problems
 
 
 def _read_csv(csv_path: str) -> list[dict]:
@@ -108,14 +182,17 @@ def _read_csv(csv_path: str) -> list[dict]:
         return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
-def from_dfdc_json(json_path: str) -> Manifest:
+def from_dfdc_json(json_path: str, min_class_videos: int = MIN_CLASS_VIDEOS) -> Manifest:
     """Reads DFDC metadata.json; REAL is class 0, FAKE class 1; a fake's video id is its original's."""
     if not os.path.isfile(json_path):
         raise ManifestError(f"manifest {json_path!r} not found; set data.manifest to an existing metadata.json")
     try:
         entries = json.load(open(json_path))
     except json.JSONDecodeError as error:
-        raise ManifestError(f"{json_path}: not valid JSON ({error})") from None
+        raise ManifestError(f"{json_path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+    if not isinstance(entries, dict):
+        raise ManifestError(f"{json_path}: must be a JSON object {{\"<video file>\": {{\"label\": \"REAL\" or "
+                            f"\"FAKE\", ...}}, ...}} (DFDC's metadata.json), got a {type(entries).__name__}")
     folder = os.path.dirname(os.path.abspath(json_path))
     records, problems = [], []
     for name, info in sorted(entries.items()):
@@ -127,6 +204,7 @@ def from_dfdc_json(json_path: str) -> Manifest:
         split = SPLIT_ALIASES.get(str(info.get("split", "")).lower(), "")
         records.append(VideoRecord(os.path.join(folder, name), DFDC_CLASSES.index(label),
                                   os.path.splitext(source or name)[0], split))
+    problems += _small_classes(records, DFDC_CLASSES, min_class_videos, lambda r: os.path.basename(r.path))
     _check(json_path, records, DFDC_CLASSES, problems)
     return Manifest(tuple(records), DFDC_CLASSES)
 
@@ -164,4 +242,9 @@ def split_by_video(manifest: Manifest, val_fraction: float) -> tuple[Manifest, M
     if not train or not val:
         raise ManifestError(f"split of {len(manifest.records)} clips with val_fraction={val_fraction} left "
                             f"{len(train)} for training and {len(val)} for validation; add videos or change it")
+    for side, records in (("validation", val), ("training", train)):
+        missing = [n for i, n in enumerate(manifest.class_names) if all(r.label != i for r in records)]
+        if missing:
+            log.warning("the %s split has no videos of class(es) %s (data.val_fraction=%s, or the split column); "
+                        "its metrics leave them out", side, ", ".join(missing), val_fraction)
     return Manifest(train, manifest.class_names), Manifest(val, manifest.class_names)

@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from twostream.data.flow_cache import FlowCache
-    from twostream.data.manifest import load_manifest
+    from twostream.data.manifest import from_config
     from twostream.data.boxes import BoxError, BoxTracks
     from twostream.data.faces import FaceModelError
     from twostream.data.prepare import prepare
@@ -34,7 +34,7 @@ def run(args) -> int:
         _remove_empty(folder)   # gone, so that training no longer finds a default cache there
         print(json.dumps({"cache": folder, "freed_bytes": freed}))
         return 0
-    records = load_manifest(config.data.root, config.data.manifest).records
+    records = from_config(config.data).records
     try:   # a bad model file or box file: one message (the CLI prints ConfigErrors), before any work
         if args.detect_faces:
             config = _detect_faces(config, records, args.detect_faces)

@@ -110,10 +110,10 @@ def check(args) -> None:
 
 
 def run(args) -> int:
-    from twostream.data.manifest import load_manifest
+    from twostream.data.manifest import from_config
     check(args)
     config = config_args.preflight(args, [args.nodes * (args.gpus_per_node or args.procs_per_node)])
-    load_manifest(config.data.root, config.data.manifest)   # a missing or empty data folder fails here, not in the job
+    from_config(config.data)   # a missing or empty data folder fails here, not in the job
     args.data = os.path.abspath(config.data.root)
     workdir = os.path.abspath(args.workdir)
     train_args = config_args.forward(args) + absolute_paths(config) + ["--workdir", workdir]

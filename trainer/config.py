@@ -18,6 +18,7 @@ import yaml
 
 from twostream.data.clips import ClipSpec
 from twostream.data.flow import check_method
+from twostream.data.manifest import MIN_CLASS_VIDEOS
 from twostream.data.sharding import local_batch_size
 from twostream.models.two_stream import ModelSpec
 from twostream.models.registry import spec_problem
@@ -57,7 +58,7 @@ class DataConfig:
     boxes: str = ""
     box_margin: float = field(default=0.2, metadata={"min": 0})   # box widened by this share of its side, each side
     # a class with fewer videos is refused (a label typo in a manifest makes a class of one video)
-    min_class_videos: int = field(default=2, metadata={"min": 1})
+    min_class_videos: int = field(default=MIN_CLASS_VIDEOS, metadata={"min": 1})
     # a manifest path listed twice with the same label: merged with a warning (true) or refused (false)
     merge_duplicates: bool = True
 

@@ -9,7 +9,7 @@ import secrets
 from twostream.data.actors import CacheSettings, DecoderPool
 from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
 from twostream.data.boxes import BoxError, BoxTracks
-from twostream.data.manifest import load_manifest, split_by_video
+from twostream.data.manifest import from_config, split_by_video
 from twostream.data.resources import cores_per_rank
 from twostream.data.pipeline import EpochStream, to_dataset
 from twostream.data.sharding import plan_epoch
@@ -57,7 +57,7 @@ class Inputs:
 
     def __init__(self, config: Config, rank: int, world_size: int, local_size: int):
         self.config, self.rank, self.world_size = config, rank, world_size
-        manifest = load_manifest(config.data.root, config.data.manifest)
+        manifest = from_config(config.data)
         self.class_names = manifest.class_names
         self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
         self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
