@@ -78,7 +78,10 @@ class BoxTracks:
             if not os.path.isfile(source):
                 raise BoxError(f"data.boxes={source!r}: file not found")
             with open(source) as f:
-                self._json = json.load(f)
+                try:
+                    self._json = json.load(f)
+                except json.JSONDecodeError as error:
+                    raise BoxError(f"{source}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
             if not isinstance(self._json, dict):
                 raise BoxError(f"{source}: must be an object {{\"<video>\": [[frame, x, y, w, h], ...]}}")
         elif not os.path.isdir(source):

@@ -5,11 +5,80 @@ ShardingError ends any command with one line on stderr and exit status 2, before
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ start-up chatter hides the real output
+# ------------------------------------------------------------------ start-up chatter (one home: here, before imports)
+VERBOSE_ENV = "TWOSTREAM_VERBOSE"     # set by --verbose; inherited by the ranks and actors a command starts
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}   # TensorFlow's C++ INFO/WARNING lines (Python's are kept)
+# Lines TensorFlow's native libraries write while they load, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice that
+# logging is not initialised, the oneDNN and CPU-feature INFO lines, and the CPU-instructions note that follows.
+NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ",
+                  "To enable the following instructions:")
+QUIET_IMPORTS = ("tensorflow",)       # packages whose first import is run with that output filtered
+RAY_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)   # the token-auth banner
+
+
+def verbose_requested(argv: list[str]) -> bool:
+    return "--verbose" in argv or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+class _FilteredFirstImport(importlib.abc.MetaPathFinder):
+    """Runs the first import of QUIET_IMPORTS with file descriptor 2 captured (the native libraries write to it
+    directly), then writes back every captured line except NOISE_PREFIXES ones, so real errors still show."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in QUIET_IMPORTS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            with _stderr_filtered():
+                load(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+class _stderr_filtered:
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved, self.captured = os.dup(2), tempfile.TemporaryFile()
+        os.dup2(self.captured.fileno(), 2)
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.captured.seek(0)
+        kept = [line for line in self.captured.read().decode(errors="replace").splitlines(keepends=True)
+                if not line.startswith(NOISE_PREFIXES)]
+        self.captured.close()
+        sys.stderr.write("".join(kept))
+        return False
+
+
+def quiet_start(argv: list[str]) -> None:
+    """Start-up chatter off (TensorFlow's native lines, Ray's token banner) unless --verbose or $TWOSTREAM_VERBOSE."""
+    if verbose_requested(argv):
+        os.environ[VERBOSE_ENV] = "1"
+        return
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _FilteredFirstImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _FilteredFirstImport())
+    import logging
+    for name in RAY_QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+quiet_start(sys.argv[1:])
 
 from twostream.launch import models_cmd  # noqa: E402 (after the env)
 from twostream.launch import config_args, doctor, horovod_cmd, k8s, ray_job, slurm  # noqa: E402
@@ -91,6 +160,8 @@ def cmd_predict(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twostream", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' start-up messages (TensorFlow, "
+                                                               "absl, oneDNN, Ray's token banner); any position")
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="write a synthetic video dataset (real/fake): the demo's motion-defined "
@@ -159,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_start(argv)
+    args = build_parser().parse_args([a for a in argv if a != "--verbose"])
     from twostream.data.manifest import ManifestError
     from twostream.data.sharding import ShardingError
     from twostream.trainer.config import ConfigError
