@@ -116,6 +116,9 @@ def _synth_realistic(args) -> int:
 
 def cmd_train(args) -> int:
     config = config_args.load_config(args)   # every value checked before TensorFlow, Ray or Horovod start
+    from twostream.data.manifest import from_config
+    from twostream.trainer.select_check import check_select_metric
+    check_select_metric(config, len(from_config(config.data).class_names))   # the dataset too, before Ray starts
     from twostream.trainer import dist
     from twostream.trainer.preemption import EXIT_CODE, Preempted
     from twostream.trainer.video_task import train
@@ -237,12 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     from twostream.data.sharding import ShardingError
     from twostream.trainer.config import ConfigError
     from twostream.models.pretrained import WeightsFileError   # model.weights / model.pretrained not on disk
+    from twostream.trainer.errors import RunError   # a started run that cannot go on (bad clips, full disk)
+    command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
     try:
         return args.run(args)
     except (ConfigError, ManifestError, ShardingError, LaunchError, WeightsFileError, ConnectionError) as error:
-        command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
         print(f"twostream {command}: error: {error}", file=sys.stderr)
         return 2
+    except RunError as error:
+        print(f"twostream {command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as stopped:   # Ctrl-C; train's message says where the rerun resumes
+        print(f"twostream {command}: {stopped or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        return 130   # 128 + SIGINT, as a shell reports it (preemption.INTERRUPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":
