@@ -1,0 +1,132 @@
+"""Clips from files with the properties of real videos whose seeks disagree with a read from the start: each frame checked.
+
+The properties, found on Debian's sample videos (benchmarks/real_codecs.py, docs/data.md):
+- an MPEG-4 Part 2 AVI with packed B-frames (DivX "packed bitstream": opencv-doc's Megamind.avi): the decoder
+  gives its frames' timestamps out of order (1, 3, 2, 5, 4, ...), so no timestamp tells which frame came out;
+- an MPEG-2 program stream with small frames, several to a 2 KiB pack (devede's DVD menus, k3b's VCDs): a seek
+  to its first keyframe lands frames later.
+The files are written here with the tests' ffmpeg (test_seek.py's frame-number code in every frame), the
+packed AVI by packing ffmpeg's MPEG-4 stream as DivX does. A clip must hold exactly the frames of a read from
+the start, and a file that needed the sequential path is marked so on disk and counted. When the Debian
+corpus exists (scripts/real_video_corpus.sh, TWOSTREAM_REAL_VIDEOS=DIR), every file in it is checked too.
+"""
+import fractions
+import os
+import re
+
+import av
+import numpy as np
+import pytest
+
+from test_seek import HEIGHT, WIDTH, read_code, write_coded
+from twostream.data import video
+from twostream.data.frame_index import FrameIndexes
+from twostream.data.video import build_index, decode_selected, iter_frames
+
+FRAMES = 60
+GOP = 12
+VOP_START = b"\x00\x00\x01\xb6"
+B_VOP = 2                                          # vop_coding_type of a B-frame (top 2 bits after the start code)
+DIVX_PACKED = b"\x00\x00\x01\xb2DivX503b1393p"    # user data that tells the decoder B-frames are packed ('p')
+NOT_CODED_P_VOP = VOP_START + b"\x50\x4f"         # P, time increment 0 (5 bits at 25 fps), vop_coded 0, stuffing
+
+
+def pack_divx(elementary: str, path: str) -> str:
+    """An AVI of an MPEG-4 Part 2 stream (decoding order) with each B-frame packed into the packet before it and
+    a not-coded frame in its place, as DivX 5 writes them; one packet per frame time, as AVI stores them."""
+    stream_bytes = open(elementary, "rb").read()
+    starts = [m.start() for m in re.finditer(re.escape(VOP_START), stream_bytes)]
+    header = stream_bytes[:starts[0]]
+    vops = [stream_bytes[a:b] for a, b in zip(starts, starts[1:] + [len(stream_bytes)])]
+    kinds = [vop[4] >> 6 for vop in vops]
+    packets, i = [], 0
+    while i < len(vops):
+        if i + 1 < len(vops) and kinds[i + 1] == B_VOP:
+            packets += [(vops[i] + vops[i + 1], kinds[i] == 0), (NOT_CODED_P_VOP, False)]
+            i += 2
+        else:
+            packets.append((vops[i], kinds[i] == 0))
+            i += 1
+    packets[0] = (header + DIVX_PACKED + packets[0][0], True)
+    with av.open(path, "w", format="avi") as output:
+        stream = output.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.time_base = fractions.Fraction(1, 25)
+        for number, (data, key) in enumerate(packets):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = number
+            packet.time_base, packet.stream, packet.is_keyframe = stream.time_base, stream, key
+            output.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("real_codecs")
+    elementary = write_coded(folder / "packed.m4v", FRAMES, ["-c:v", "mpeg4", "-q:v", "4", "-bf", "1", "-g", str(GOP),
+                                                             "-sc_threshold", "1000000000", "-f", "m4v"])
+    return {"packed_b_frames_avi": pack_divx(elementary, str(folder / "packed.avi")),
+            # 200 kb/s: several frames share a 2 KiB program-stream pack, as in a DVD menu's still frames
+            "mpeg2_program_stream": write_coded(folder / "menu.mpg", FRAMES, ["-c:v", "mpeg2video", "-b:v", "200k",
+                                                                               "-bf", "2", "-g", str(GOP), "-f", "mpeg"])}
+
+
+def test_the_files_have_the_failing_properties(files):
+    """Packed: decoded timestamps out of order, every other packet a tiny not-coded frame. Program stream: a seek
+    to the first keyframe does not give the first frame."""
+    with av.open(files["packed_b_frames_avi"]) as container:
+        stamps = [frame.pts for frame in container.decode(container.streams.video[0])]
+    assert len(stamps) == FRAMES and stamps != sorted(stamps)
+    with av.open(files["mpeg2_program_stream"]) as container:
+        stream = container.streams.video[0]
+        first = next(container.decode(stream)).pts
+    with av.open(files["mpeg2_program_stream"]) as container:
+        stream = container.streams.video[0]
+        container.seek(first, stream=stream, backward=True, any_frame=False)
+        assert next(container.decode(stream)).pts != first
+
+
+@pytest.mark.parametrize("kind", ["packed_b_frames_avi", "mpeg2_program_stream"])
+def test_every_clip_is_the_frames_of_a_read_from_the_start(files, kind):
+    path = files[kind]
+    everything = list(iter_frames(path))
+    assert [read_code(frame) for frame in everything] == list(range(FRAMES))   # the decoder's order is the truth
+    indexes = FrameIndexes()
+    for start in [0, 1, 5, GOP - 1, GOP, 2 * GOP + 3, FRAMES - 9]:
+        wanted = np.arange(start, start + 9)
+        frames, count = decode_selected(path, None, lambda n: wanted, indexes=indexes)
+        assert count == FRAMES
+        for position in wanted:
+            assert np.array_equal(frames[position], everything[position]), (kind, start, position)
+
+
+def test_a_file_read_sequentially_is_marked_on_disk_and_counted(files, tmp_path):
+    path = files["packed_b_frames_avi"]
+    first = FrameIndexes(str(tmp_path / "index"))
+    decode_selected(path, None, lambda n: np.arange(30, 39), indexes=first)
+    assert first.get(path, build_index).sequential and first.sequential_paths == {os.path.abspath(path)}
+    later = FrameIndexes(str(tmp_path / "index"))   # a new process: no seek is tried again
+    seeks = video.counter.seeks
+    frames, _ = decode_selected(path, 32, lambda n: np.arange(40, 49), indexes=later)
+    assert video.counter.seeks == seeks and [read_code(frames[i]) for i in range(40, 49)] == list(range(40, 49))
+    assert later.sequential_paths == {os.path.abspath(path)}
+    normal = FrameIndexes()
+    decode_selected(files["mpeg2_program_stream"], None, lambda n: np.arange(30, 39), indexes=normal)
+    assert normal.sequential_paths == set()   # it seeks fine past its first keyframe
+
+
+def _corpus_files() -> list[str]:
+    folder = os.environ.get("TWOSTREAM_REAL_VIDEOS", "")
+    return sorted(os.path.join(d, n) for d, _, names in os.walk(folder) for n in names) if folder else []
+
+
+@pytest.mark.skipif(not _corpus_files(), reason="no real-video corpus: set TWOSTREAM_REAL_VIDEOS=DIR "
+                                                "(scripts/real_video_corpus.sh DIR builds one)")
+@pytest.mark.parametrize("path", _corpus_files(), ids=os.path.basename)
+def test_real_corpus_clips_match_a_read_from_the_start(path):
+    everything = list(iter_frames(path))
+    indexes = FrameIndexes()
+    for start in sorted({int(s) for s in np.linspace(0, max(0, len(everything) - 9), 4)}):
+        wanted = np.arange(start, min(start + 9, len(everything)))
+        frames, _ = decode_selected(path, None, lambda n: wanted, indexes=indexes)
+        assert all(np.array_equal(frames[i], everything[i]) for i in wanted), (path, start)
