@@ -186,6 +186,14 @@ class ClipLoader:
         rgb = np.stack([self._base(frames[int(i)], box(int(i))) for i in indices])
         return rgb, np.asarray(flow_all[indices])
 
+    def sequential_videos(self) -> int:
+        """Videos this loader found must be read from the start (their seeks disagree with such a read)."""
+        return len(self.indexes.sequential_paths)
+
+    def read_sequentially(self, path: str) -> bool:
+        """Whether this loader found that `path` must be read from the start."""
+        return os.path.abspath(path) in self.indexes.sequential_paths
+
     def agree_with_cache(self, path: str, frame_count: int) -> None:
         """A frame index read from packets that counts other frames than the cached flow's is rebuilt by decoding."""
         index = self.indexes.get(path, build_index)

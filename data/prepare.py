@@ -26,7 +26,8 @@ BYTES_PER_PIXEL = {"raw": (2.0, 2.0), "png": (0.10, 0.21), "webp": (0.05, 0.13)}
 def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, progress: bool = True,
             boxes: BoxTracks | None = None) -> dict:
     """Fills `cache` for `records` (each video's flow of its region when `boxes` has its track); returns
-    {"computed", "cached", "failed": ["path: reason", ...], "projected_bytes", "without_box"}."""
+    {"computed", "cached", "failed": ["path: reason", ...], "projected_bytes", "without_box", "sequential"};
+    sequential: videos whose decoded timestamps come out of order, read from the start (data/video.py)."""
     loader = ClipLoader(spec, cache)
     tracks = {r.path: boxes.for_record(r) if boxes is not None else None for r in records}
     paths = sorted(tracks)
@@ -48,6 +49,7 @@ def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, pr
         except Exception as error:   # a bad file is reported and skipped; training will replace its clips
             log.warning("cannot prepare %s: %s", path, error)
             summary["failed"].append(f"{path}: {error}")
+    summary["sequential"] = loader.sequential_videos()
     return summary
 
 

@@ -46,7 +46,7 @@ def run(args) -> int:
     summary = prepare(records, config.clip, cache, boxes=boxes)
     print(json.dumps({"cache": folder, "computed": summary["computed"], "already_cached": summary["cached"],
                       "failed": summary["failed"], "cache_bytes": cache.total_bytes(),
-                      "without_box": summary["without_box"]}))
+                      "without_box": summary["without_box"], "read_sequentially": summary["sequential"]}))
     if config.data.flow_cache_dir:
         print(f"train with the cache: --set data.flow_cache_dir={folder} (and the same clip settings)")
     else:

@@ -20,6 +20,7 @@ import pytest
 
 from test_seek import HEIGHT, WIDTH, read_code, write_coded
 from twostream.data import video
+from twostream.data.clips import ClipSpec
 from twostream.data.frame_index import FrameIndexes
 from twostream.data.video import build_index, decode_selected, iter_frames
 
@@ -130,3 +131,26 @@ def test_real_corpus_clips_match_a_read_from_the_start(path):
         wanted = np.arange(start, min(start + 9, len(everything)))
         frames, _ = decode_selected(path, None, lambda n: wanted, indexes=indexes)
         assert all(np.array_equal(frames[i], everything[i]) for i in wanted), (path, start)
+
+
+def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path, monkeypatch, capsys):
+    from twostream.data.flow_cache import FlowCache
+    from twostream.data.manifest import VideoRecord
+    from twostream.data.prepare import prepare
+    from twostream.trainer import predict as predict_lib
+    spec = ClipSpec(num_frames=4, size=32, resize="squash")
+    records = [VideoRecord(path, 0, name) for name, path in sorted(files.items())]
+    summary = prepare(records, spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()), progress=False)
+    assert summary["computed"] == 2 and summary["failed"] == [] and summary["sequential"] == 1
+
+    class Model:   # stands in for an exported SavedModel: two classes, equal probabilities
+        @staticmethod
+        def serve(rgb, flow):
+            return {"probabilities": type("T", (), {"numpy": lambda self: np.full((len(rgb), 2), 0.5)})()}
+
+    meta = {"class_names": ["real", "fake"], "clip": {"num_frames": 4, "size": 32, "resize": "squash"}}
+    monkeypatch.setattr(predict_lib, "load_model", lambda folder: (Model(), meta))
+    assert predict_lib.run([files["packed_b_frames_avi"], files["mpeg2_program_stream"]], model="unused") == 0
+    printed = capsys.readouterr()
+    assert printed.out.count("\treal\t") == 2
+    assert "1 of 2 videos read from the start" in printed.err

@@ -32,6 +32,7 @@ class VideoPrediction:
     probabilities: dict | None = None        # class name -> probability, aggregated over the views
     views: int = 0                           # clips scored (views x spatial crops)
     error: str | None = None                 # why the video could not be scored
+    sequential: bool = False                 # read from the start: its seeks disagree with such a read
 
 
 def resolve(model: str | None, workdir: str | None, views: int | None, aggregate: str | None):
@@ -93,7 +94,8 @@ def predict(paths: list[str], model_folder: str, views: int = 1, aggregate: str 
         probabilities = loaded.serve(rgb, flow)["probabilities"].numpy().astype(np.float64)
         video = metrics.aggregate_views(probabilities, aggregate)
         results.append(VideoPrediction(path, class_names[int(np.argmax(video))],
-                                       dict(zip(class_names, video.tolist())), len(clips)))
+                                       dict(zip(class_names, video.tolist())), len(clips),
+                                       sequential=loader.read_sequentially(path)))
     return results
 
 
@@ -126,4 +128,8 @@ def run(paths: list[str], model: str | None = None, workdir: str | None = None, 
         elif not as_json:
             scores = "  ".join(f"{name} {p:.4f}" for name, p in result.probabilities.items())
             print(f"{result.path}\t{result.prediction}\t{scores}")
+    sequential = sum(r.sequential for r in results)
+    if sequential:   # correct, only slower: each of their clips decodes from the start
+        print(f"twostream predict: {sequential} of {len(results)} videos read from the start (their seeks disagree "
+              "with a read from the start)", file=sys.stderr)
     return 1 if any(r.error for r in results) else 0
