@@ -163,10 +163,11 @@ def _small_classes(records, class_names, min_videos: int, where) -> list[str]:
             listed = sorted({where(r) for r in records if r.label == label})
             others = [n for n in class_names if n != name]
             same = [n for n in others if n.lower() == name.lower()]
+            hint = (f"; a typo of {same[0]!r}?" if same else f"; a typo? the other classes: {', '.join(others)}"
+                    if listed else "; add videos of it")
             problems.append(f"class {name!r} has {counts[label]} video(s), fewer than data.min_class_videos="
-                            f"{min_videos}" + (f" ({', '.join(listed[:5])})" if listed else "")
-                            + (f"; a typo of {same[0]!r}?" if same else f"; a typo? the other classes: "
-                               f"{', '.join(others)}") + " (fix the label, or lower data.min_class_videos)")
+                            f"{min_videos}" + (f" ({', '.join(listed[:5])})" if listed else "") + hint
+                            + " (fix the label, or lower data.min_class_videos)")
     return problems
 
 

@@ -101,3 +101,48 @@ def test_hidden_folders_are_not_classes(tmp_path):
     for name in ["a/x.mp4", "b/y.mp4", ".flow_cache/z.mp4"]:
         _touch(tmp_path / name)
     assert load_manifest(str(tmp_path), min_class_videos=1).class_names == ("a", "b")
+
+
+def test_videos_in_sub_folders_of_a_class_folder_are_read_as_that_class(tmp_path):
+    for name in ["real/a.mp4", "real/day1/b.mp4", "real/day1/deep/c.mp4", "real/.hidden/x.mp4",
+                 "fake/d.mp4", "fake/day2/e.mp4"]:
+        _touch(tmp_path / name)
+    manifest = from_folder(str(tmp_path))
+    assert manifest.class_names == ("fake", "real")
+    assert sorted((r.label, r.video_id) for r in manifest.records) == [
+        (0, "d"), (0, os.path.join("day2", "e")), (1, "a"), (1, os.path.join("day1", "b")),
+        (1, os.path.join("day1", "deep", "c"))]
+
+
+def _csv_dataset(tmp_path, rows: list[str]) -> str:
+    for row in rows:
+        _touch(tmp_path / row.split(",")[0])
+    (tmp_path / "m.csv").write_text("path,label\n" + "".join(f"{row}\n" for row in rows))
+    return str(tmp_path / "m.csv")
+
+
+def test_a_path_listed_twice_with_one_label_is_merged_with_a_warning(tmp_path, caplog):
+    path = _csv_dataset(tmp_path, ["a.mp4,real", "b.mp4,real", "c.mp4,fake", "d.mp4,fake", "a.mp4,real", "./c.mp4,fake"])
+    manifest = from_csv(path)
+    assert len(manifest.records) == 4   # not 6: each video scored once
+    assert "2 repeated row(s)" in caplog.text
+    with pytest.raises(ManifestError, match="'a.mp4' is listed 2 times"):
+        from_csv(path, merge_duplicates=False)
+
+
+def test_a_class_of_fewer_than_min_class_videos_is_refused_with_its_rows(tmp_path):
+    path = _csv_dataset(tmp_path, ["a.mp4,real", "b.mp4,real", "c.mp4,fake", "d.mp4,fake", "e.mp4,fkae"])
+    with pytest.raises(ManifestError, match=r"class 'fkae' has 1 video\(s\).*m.csv:6"):
+        from_csv(path)
+    assert from_csv(path, min_class_videos=1).class_names == ("fake", "fkae", "real")
+    with pytest.raises(ManifestError, match="class 'fake' has 2 video"):
+        from_csv(path, min_class_videos=3)
+
+
+def test_a_split_missing_a_class_is_warned_about(tmp_path, caplog):
+    rows = [f"r{i}.mp4,real,train" for i in range(3)] + ["f0.mp4,fake,train", "f1.mp4,fake,train", "r9.mp4,real,val"]
+    for row in rows:
+        _touch(tmp_path / row.split(",")[0])
+    (tmp_path / "m.csv").write_text("path,label,split\n" + "".join(f"{row}\n" for row in rows))
+    split_by_video(from_csv(str(tmp_path / "m.csv")), 0.2)
+    assert "the validation split has no videos of class(es) fake" in caplog.text
