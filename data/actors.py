@@ -119,9 +119,11 @@ class DecoderPool:
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
         self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
-        # On this process's node when it has room (soft): decoded frames then never cross the network.
+        # On this process's node while it has room: decoded frames then never cross the network. Soft alone
+        # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
+        # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
         self.node = ray.get_runtime_context().get_node_id()
-        here = NodeAffinitySchedulingStrategy(self.node, soft=True)
+        here = NodeAffinitySchedulingStrategy(self.node, soft=True, _spill_on_unavailable=True)
         self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache)
                        for _ in range(num_actors)]
         self._next_actor = 0
@@ -132,19 +134,23 @@ class DecoderPool:
         self._pids = {pid for pid, _ in places}   # see `restarts`
         self._first_pids = len(self._pids)
         elsewhere = sum(node != self.node for node in self.actor_nodes)
+        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}   # node id -> its IP
         (log.warning if elsewhere else log.info)(
-            "%d decode actors, %d of them on this process's Ray node %s%s", num_actors, num_actors - elsewhere,
-            self.node[:12], " (no room left there: their frames cross the network)" if elsewhere else "")
+            "%d decode actors, %d of them on this process's Ray node %s at %s%s; theirs at %s", num_actors,
+            num_actors - elsewhere, self.node[:12], address.get(self.node, "?"),
+            " (no room left there: their frames cross the network)" if elsewhere else "",
+            ",".join(address.get(node, "?") for node in self.actor_nodes))
 
     def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
         """Fails loudly, instead of waiting forever, when the cluster has no room for the actors."""
         ready, _ = ray.wait([a.__ray_ready__.remote() for a in self.actors], num_returns=len(self.actors),
                             timeout=timeout_s)
         if len(ready) < len(self.actors):
+            started, wanted = len(ready), len(self.actors)   # counted before shutdown() empties the list
             self.shutdown()
             raise RuntimeError(
-                f"only {len(ready)} of {len(self.actors)} decode actors ({cpus_per_actor} CPU each) started within "
-                f"{timeout_s:.0f}s; the Ray cluster has {ray.cluster_resources().get('CPU', 0)} CPUs. "
+                f"only {started} of {wanted} decode actors ({cpus_per_actor} CPU each) started within "
+                f"{timeout_s:.0f}s; the Ray cluster has {ray.cluster_resources().get('CPU', 0):g} CPUs. "
                 "Lower data.num_actors or data.cpus_per_actor, or add nodes.")
         ray.get(ready)   # re-raises an actor's constructor error (e.g. an unknown flow method)
 

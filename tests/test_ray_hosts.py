@@ -1,0 +1,96 @@
+"""`twostream launch ray` on a real two-node Ray cluster: a head on host 1 and a worker on host 2, 2 CPUs each.
+
+The hosts are network namespaces (tests/helpers/hosts.py): each node has its own address, and the job's ranks and
+decode actors report which node they run on. Packed (the default), both ranks fill one node and their actors must
+go to the other; with --spread each rank has a node and its actors stay beside it.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import VENV_BIN
+from helpers.hosts import make_hosts
+
+CPUS_PER_NODE = 2   # one rank (1 CPU) and one decode actor (1 CPU) per node at most
+# What each rank's DecoderPool logs (every rank under launch ray), behind Ray's "(BaseHorovodWorker pid=N ...)"
+PLACEMENT = re.compile(r"\(BaseHorovodWorker pid=(\d+).*?decode actors, \d+ of them on this process's Ray node "
+                       r"\w+ at ([\d.]+)[^;]*; theirs at ([\d.,]+)")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(hosts, head address, env): a Ray head on host 1 and a worker node on host 2, token authentication on."""
+    logs = tmp_path_factory.mktemp("ray_hosts")
+    temp_dir = tempfile.mkdtemp(prefix="tsrh", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
+    env = {"PATH": f"{os.path.abspath(VENV_BIN)}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_TMPDIR": temp_dir,
+           "RAY_DEDUP_LOGS": "0", "RAY_worker_niceness": "0", "PYTHONUNBUFFERED": "1"}
+    with make_hosts(2) as hosts:
+        head = f"{hosts.address(1)}:6379"
+        common = ["--block", f"--num-cpus={CPUS_PER_NODE}", "--object-store-memory=200000000", "--disable-usage-stats"]
+        hosts.start(1, ["ray", "start", "--head", f"--node-ip-address={hosts.address(1)}", "--port=6379",
+                        "--include-dashboard=false", f"--temp-dir={temp_dir}/head", *common],
+                    str(logs / "head.log"), env=env)
+        hosts.start(2, ["ray", "start", f"--address={head}", f"--node-ip-address={hosts.address(2)}", *common],
+                    str(logs / "worker.log"), env=env)
+        try:
+            _wait_for_nodes(hosts, head, env, 2, logs)
+            yield hosts, head, env
+        finally:
+            hosts.down()   # the `ray start`s first (TERM), then every process left on the hosts, by PID
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_nodes(hosts, head: str, env: dict, count: int, logs) -> None:
+    count_nodes = ("import ray; ray.init(address='%s', log_to_driver=False); "
+                   "print(sum(n['Alive'] for n in ray.nodes()))" % head)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        done = hosts.run(1, [os.path.join(VENV_BIN, "python"), "-c", count_nodes], timeout=120, env=env)
+        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(2)
+    pytest.fail("the 2-node Ray cluster did not form: " + (logs / "head.log").read_text()[-2000:]
+                + (logs / "worker.log").read_text()[-2000:])
+
+
+def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
+    """Runs `launch ray` on host 1; ({rank's node IP: its actors' IPs} by rank pid, the final record)."""
+    hosts, head, env = cluster
+    done = hosts.run(1, [os.path.join(VENV_BIN, "twostream"), "launch", "ray", "--address", head,
+                         "--num-workers", "2", "--cpus-per-worker", "1", *flags, "--preset", "tiny",
+                         "--data", tiny_dataset, "--workdir", str(workdir), "--set", "data.num_actors=1"],
+                     timeout=500, env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    final = json.loads(next(line for line in output.splitlines() if line.startswith('{"final"')))
+    places = {pid: (here, theirs.split(",")) for pid, here, theirs in PLACEMENT.findall(output)}
+    assert len(places) == 2, output[-5000:]   # both ranks said where they and their actors run
+    return places, final
+
+
+@pytest.mark.timeout(900)
+def test_packed_ranks_train_with_their_actors_on_the_node_with_room(cluster, tiny_dataset, tmp_path):
+    """Both ranks fill one node's 2 CPUs; their actors wait there forever unless they spill to the free node."""
+    hosts, _, _ = cluster
+    places, final = _launch(cluster, tiny_dataset, tmp_path / "packed")
+    assert final["world_size"] == 2 and final["final"]["clips"] > 0
+    (rank_node,) = {here for here, _ in places.values()}   # packed: one node holds both ranks
+    other = ({hosts.address(1), hosts.address(2)} - {rank_node}).pop()
+    assert all(theirs == [other] for _, theirs in places.values()), places
+
+
+@pytest.mark.timeout(900)
+def test_spread_puts_one_rank_per_node_and_its_actors_beside_it(cluster, tiny_dataset, tmp_path):
+    hosts, _, _ = cluster
+    places, final = _launch(cluster, tiny_dataset, tmp_path / "spread", "--spread")
+    assert final["world_size"] == 2
+    assert sorted(here for here, _ in places.values()) == sorted([hosts.address(1), hosts.address(2)])
+    assert all(theirs == [here] for here, theirs in places.values()), places
