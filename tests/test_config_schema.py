@@ -85,8 +85,10 @@ def test_a_non_finite_number_is_refused(capsys):
 
 
 def test_keys_that_depend_on_each_other(capsys):
-    _fails_with_one_line(capsys, ["config", "--preset", "tiny", "--set", "model.flow_stack=3"], "config",
-                         "model.flow_stack=3 must divide clip.num_frames=4")
+    _fails_with_one_line(capsys, ["config", "--preset", "tiny", "--set", "model.name=two_stream_tsn", "--set",
+                                  "model.flow_stack=3"], "config", "model.flow_stack=3 must divide clip.num_frames=4")
+    assert cli.main(["config", "--preset", "tiny", "--set", "model.flow_stack=3"]) == 0   # c3d: no flow stacks
+    capsys.readouterr()
     _fails_with_one_line(capsys, ["config", "--preset", "tiny", "--set", "train.accumulate_steps=3"], "config",
                          "train.accumulate_steps=3 must divide train.global_batch=4")
     _fails_with_one_line(capsys, ["config", "--preset", "tiny", "-np", "3"], "config",
