@@ -38,6 +38,7 @@ from twostream.data.resources import usable_cores
 log = logging.getLogger(__name__)
 MEET_TIMEOUT_S = 300.0    # how long a rank waits for the others of its node (they import TensorFlow meanwhile)
 LEAVE_TIMEOUT_S = 120.0   # how long local rank 0 waits for the others to leave before it stops the node's Ray
+CONNECT_TIMEOUT_S = 30.0  # how long a join waits for a cluster's address to answer (config: data.ray_connect_timeout_s)
 _node_ray = None          # this process's SharedRay, when it takes part in one
 
 
@@ -50,17 +51,18 @@ class NodeRanks:
 
 
 def start_ray(address: str | None, num_cpus: float | None = None, object_store_mb: int = 1024,
-              node: NodeRanks | None = None) -> None:
-    """Joins the cluster at `address` (or $RAY_ADDRESS); else, with `node` naming two or more ranks on this
-    machine, takes part in the Ray they share; else starts a private Ray. `num_cpus`: the logical CPUs this
-    process's actors reserve; a Ray started here offers at least the cores its ranks may use (data/resources.py).
-    `object_store_mb`: this rank's share of the object store."""
+              node: NodeRanks | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Joins the cluster at `address` (or $RAY_ADDRESS; refused after `connect_timeout_s` when it does not
+    answer); else, with `node` naming two or more ranks on this machine, takes part in the Ray they share; else
+    starts a private Ray. `num_cpus`: the logical CPUs this process's actors reserve; a Ray started here offers
+    at least the cores its ranks may use (data/resources.py). `object_store_mb`: this rank's share of the object
+    store."""
     global _node_ray
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        join_ray(address)
+        join_ray(address, connect_timeout_s=connect_timeout_s)
     elif node is None or node.local_size == 1:
         start_private_ray(max(usable_cores(), math.ceil(num_cpus or 0)), object_store_mb)
     else:
@@ -78,9 +80,11 @@ def stop_ray() -> None:
 
 def start_private_ray(num_cpus: int, object_store_mb: int) -> None:
     """A Ray of this process alone, with no dashboard, that listens on loopback only (its GCS, raylet, workers,
-    agents and autoscaler monitor); its processes die with this one."""
+    agents and autoscaler monitor); its processes die with this one. Always a new one (address "local"): without
+    it Ray joins the cluster a `ray start` on this machine recorded in /tmp/ray/ray_current_cluster (and fails
+    when given num_cpus, or when that cluster has ended)."""
     with _loopback_node_address(), _ignoring_warning_signal():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
                  configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024,
                  _system_config={"worker_niceness": 0})   # Ray's default, nice 15, starved the decode actors
         #   beside the busy trainer: `make demo` waited 10-13% for data in 2 of 6 epochs, 0.8-1.6% with nice 0
@@ -116,8 +120,10 @@ def _ignoring_warning_signal():
         signal.signal(signal.SIGUSR1, previous)
 
 
-def join_ray(address: str, log_to_driver: bool = False) -> None:
-    """Connects to a running Ray cluster; a refusal becomes one message naming the address and Ray's token."""
+def join_ray(address: str, log_to_driver: bool = False, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Connects to a running Ray cluster; an address that does not answer within `connect_timeout_s`, or a
+    refusal, becomes one message naming the address (and Ray's token)."""
+    wait_until_answers(address, connect_timeout_s)
     try:
         ray.init(address=address, log_to_driver=log_to_driver, configure_logging=False)
     except (ConnectionError, ray.exceptions.AuthenticationError) as error:
@@ -125,6 +131,30 @@ def join_ray(address: str, log_to_driver: bool = False) -> None:
             f"could not join the Ray cluster at {address} ({error}). Check the address (`ray start --head` prints "
             "it); a cluster with token authentication needs its token here: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
             "(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) as on the head") from None
+
+
+def wait_until_answers(address: str, timeout_s: float) -> None:
+    """Returns once something accepts a TCP connection at `address` (HOST:PORT); a ConnectionError after
+    `timeout_s`. Ray itself retries a silent address for minutes, printing warnings, deaf to SIGTERM while it
+    waits in its C++ client; this wait is plain Python, so a signal ends it at once. Other address forms
+    (ray://, auto) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    host = host.strip("[]")   # an IPv6 address in brackets
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            socket.create_connection((host, int(port)), timeout=max(0.1, min(2.0, left))).close()
+            return
+        except OSError as error:
+            if left <= 0.5:
+                raise ConnectionError(
+                    f"the Ray cluster at {address} did not answer within {timeout_s:g}s ({error.strerror or error}). "
+                    "Check the address (`ray start --head` prints it) and that the head is running and reachable; "
+                    "a slow head: raise data.ray_connect_timeout_s") from None
+            time.sleep(0.5)   # a head still starting answers soon
 
 
 # ---------------------------------------------------------------------------------- the node's shared Ray

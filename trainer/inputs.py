@@ -64,7 +64,8 @@ class Inputs:
         self.boxes = load_boxes(config, manifest.records)
         num_actors = config.data.num_actors or default_num_actors(local_size)
         start_ray(config.data.ray_address or None, num_cpus=math.ceil(num_actors * config.data.cpus_per_actor),
-                  object_store_mb=config.data.object_store_mb, node=node_ranks(config, world_size, local_size))
+                  object_store_mb=config.data.object_store_mb, node=node_ranks(config, world_size, local_size),
+                  connect_timeout_s=config.data.ray_connect_timeout_s)
         self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
                                 cache=cache_settings(config))
 
