@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 
 import numpy as np
 
 from twostream.trainer import charts, dist, metrics
 from twostream.trainer import config as config_lib
+from twostream.trainer.errors import RunError
 from twostream.trainer.evaluate import local_scores
+
+log = logging.getLogger("twostream")
 
 REPORT_FILE, ROC_FILE, CONFUSION_FILE = "eval.json", "roc.png", "confusion.png"
 
@@ -22,7 +26,8 @@ def evaluate_workdir(workdir: str, overrides: list[str] = (), checkpoint: str = 
     """Evaluates WORKDIR's `checkpoint` ("best", falling back to the latest when none was selected, or
     "latest"). Rank 0 writes eval.json (the flat metrics, then clip and video sections with confusion
     matrices, then every video's scores), roc.png and confusion.png. Returns the flat metrics, the
-    checkpoint's step and which checkpoint it was."""
+    checkpoint's step, which checkpoint it was, and the unreadable validation clips (`clips_failed`, `failed`)."""
+    from twostream.data.pipeline import DataError
     from twostream.models.registry import build_model
     from twostream.trainer.checkpoint import Checkpoints
     from twostream.trainer.inputs import Inputs
@@ -33,23 +38,42 @@ def evaluate_workdir(workdir: str, overrides: list[str] = (), checkpoint: str = 
         raise config_lib.ConfigError(f"{workdir!r} holds no config.yaml: is it the --workdir of a `twostream train` run?")
     config = config_lib.load(path=config_path, overrides=list(overrides))
     dist.init()
-    inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
-    spec = dataclasses.replace(config.model, pretrained="")   # the checkpoint holds every weight: no ImageNet file
-    model = build_model(spec, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
-    checkpoints = Checkpoints(workdir, model, optimizer=None)
-    if not dist.all_agree(not dist.is_chief() or checkpoints.latest is not None):   # every rank stops, none hangs
-        inputs.close()
+    # before Ray starts: every rank stops, none hangs
+    if not dist.all_agree(not dist.is_chief() or Checkpoints.latest_on_disk(workdir) is not None):
         raise config_lib.ConfigError(f"{workdir!r} has no checkpoint yet; train first")
-    best = checkpoint == "best" and dist.all_agree(not dist.is_chief() or checkpoints.latest_best is not None)
-    step = checkpoints.restore_or_initialize(best=best)
-    scores = metrics.gather(local_scores(make_eval_step(model, eager=config.train.eager), inputs.eval_epoch()[0]))
-    inputs.close()
+    inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
+    try:
+        spec = dataclasses.replace(config.model, pretrained="")   # the checkpoint holds every weight: no ImageNet file
+        model = build_model(spec, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
+        checkpoints = Checkpoints(workdir, model, optimizer=None)
+        best = checkpoint == "best" and dist.all_agree(not dist.is_chief() or whole_best(checkpoints))
+        step = checkpoints.restore_or_initialize(best=best)
+        dataset, stream = inputs.eval_epoch()
+        scores = metrics.gather(local_scores(make_eval_step(model, eager=config.train.eager), dataset))
+        failed = [f for report in dist.gather_objects(stream.report) for f in report.failed]
+    except DataError as error:   # more unreadable validation clips than data.max_failed_fraction allows
+        raise RunError(str(error)) from None
+    finally:
+        inputs.close()
     sections = metrics.report(scores, config.eval.video_aggregate)
-    summary = {**metrics.flat(sections), "step": step, "checkpoint": "best" if best else "latest"}
+    summary = {**metrics.flat(sections), "step": step, "checkpoint": "best" if best else "latest",
+               "clips_failed": len(failed), "failed": failed}   # unreadable clips: not scored
     if dist.is_chief():
         write_report(workdir, summary, sections, scores, [r.path for r in inputs.val_records],
                      list(inputs.class_names), config.eval)
     return summary
+
+
+def whole_best(checkpoints) -> bool:
+    """Whether WORKDIR/best holds a checkpoint that reads back whole (a damaged one: a warning, then the latest)."""
+    from twostream.trainer.checkpoint import damage
+    if checkpoints.latest_best is None:
+        return False
+    if problem := damage(checkpoints.latest_best):
+        log.warning("the best checkpoint %s is damaged (%s): evaluating the latest instead",
+                    checkpoints.latest_best, problem)
+        return False
+    return True
 
 
 def write_report(workdir: str, summary: dict, sections: dict, scores: metrics.Scores, paths: list[str],

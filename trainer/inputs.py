@@ -11,7 +11,7 @@ from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
 from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.manifest import from_config, split_by_video
 from twostream.data.resources import cores_per_rank
-from twostream.data.pipeline import EpochStream, to_dataset
+from twostream.data.pipeline import DataError, EpochStream, to_dataset
 from twostream.data.sharding import plan_epoch
 from twostream.trainer.config import Config, ConfigError
 
@@ -50,6 +50,44 @@ def node_ranks(config: Config, world_size: int, local_size: int) -> NodeRanks | 
     from twostream.trainer import dist
     job_key = dist.broadcast_object(secrets.token_hex(8))   # rank 0's: the same on every rank, new for every job
     return NodeRanks(dist.local_rank(), local_size, job_key)
+
+
+class RaisesDataError:
+    """An epoch's stream whose DataError (too many unreadable clips) is remembered, so that iterating its dataset
+    (`DataErrorDataset`) raises it as itself, not inside the TensorFlow error of the tf.data thread that met it."""
+
+    def __init__(self, stream: EpochStream):
+        self.stream, self.error = stream, None
+
+    def __iter__(self):
+        return self._remembering(iter(self.stream))   # iter now: the stream sends its first decode calls at once
+
+    def _remembering(self, batches):
+        try:
+            yield from batches
+        except DataError as error:
+            self.error = error
+            raise
+
+
+class DataErrorDataset:
+    """A tf.data.Dataset made from a RaisesDataError stream (its attributes pass through); iterating it raises
+    the stream's DataError where TensorFlow's error says the generator failed."""
+
+    def __init__(self, dataset, guarded: RaisesDataError):
+        self._dataset, self._guarded = dataset, guarded
+
+    def __getattr__(self, name):
+        return getattr(self._dataset, name)
+
+    def __iter__(self):
+        import tensorflow as tf
+        try:
+            yield from self._dataset
+        except tf.errors.OpError:
+            if self._guarded.error is not None:
+                raise self._guarded.error from None
+            raise
 
 
 class Inputs:
@@ -95,7 +133,9 @@ class Inputs:
                              max_failed_fraction=self.config.data.max_failed_fraction,
                              views=self.config.eval.views, crops=self.config.eval.spatial_crops, boxes=self.boxes)
         local_batch = plan.indices.shape[1]   # the plan's share of the global batch (data/sharding.py divides it)
-        return to_dataset(stream, self.config.clip, local_batch, with_index=not train), stream
+        guarded = RaisesDataError(stream)
+        dataset = to_dataset(guarded, self.config.clip, local_batch, with_index=not train)
+        return DataErrorDataset(dataset, guarded), stream
 
     def close(self) -> None:
         """Ends this rank's actors and its part in the node's shared Ray (a collective-free wait: local rank 0

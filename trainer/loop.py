@@ -14,7 +14,7 @@ from twostream.trainer import config as config_lib
 from twostream.trainer import dist
 from twostream.trainer.checkpoint import Checkpoints, check_workdir
 from twostream.trainer.optimizer import learning_rate_schedule, make_optimizer, step_options
-from twostream.trainer.preemption import Preempted, StopListener
+from twostream.trainer.preemption import Preempted, StopListener, raise_if_interrupted
 from twostream.trainer.runlog import EpochProgress, RunLog
 from twostream.trainer.selection import is_better
 from twostream.trainer.step import StepTotals, check_accumulation, make_steps_call
@@ -67,10 +67,12 @@ def run(task: Task, train: config_lib.TrainConfig, workdir: str) -> dict:
         if not train.elastic:
             step = checkpoints.restore_or_initialize()   # + broadcast from rank 0 (marked: Horovod)
             state = LoopState(step=step, **checkpoints.state)
+            task.begin(step)
             return Loop(task, train, workdir, optimizer, schedule, stop).run(state)
         # Elastic: rank 0 restores alone; elastic.run's first sync broadcasts weights and state to every rank
         # (a collective here would deadlock a rank that joins later, while the others are inside sync).
         step = checkpoints.restore_on_chief()
+        task.begin(step)
         elastic = dist.KerasState(list(task.model.variables) + list(optimizer.variables),
                                   loop=LoopState(step=step, **checkpoints.state))
         elastic.register_reset_callbacks([lambda: count_reset(elastic)])
@@ -132,6 +134,7 @@ class Loop:
         while chunk := self.progress.take(batches, min(self.train.steps_per_call, self.steps_to_action(state, end))):
             if self.progress.ran == 0:
                 self.first_batch(state, chunk[0])
+            raise_if_interrupted()                   # a Ctrl-C that library code swallowed stops the run here
             self.run_steps(chunk)
             state.step += len(chunk)
             self.progress.advance(len(chunk))

@@ -1,13 +1,20 @@
-"""Preemption: SIGTERM, or the scheduler's warning signal SIGUSR1 (SLURM `--signal=USR1@N`), asks the job to stop.
+"""Preemption and Ctrl-C: SIGTERM, or the scheduler's warning signal SIGUSR1 (SLURM `--signal=USR1@N`), asks the job
+to stop at an agreed step; SIGINT (Ctrl-C) stops it at once.
 
 A signal only sets a flag on the rank that received it; the loop asks every rank at its regular host
 reads (every train.log_every steps, and at checkpoints and epoch ends) whether any rank was signalled (one
 tiny allreduce), so every rank stops after the same step. Rank 0 then checkpoints that step, writes a
 `preempted` record to metrics.jsonl, and the process exits with EXIT_CODE, which tells a scheduler
 (e.g. the sbatch script) to requeue the job; the requeued job resumes from that step.
+
+Ctrl-C raises KeyboardInterrupt at once (no checkpoint: the step in flight is lost), except while a checkpoint
+is written, which finishes first (`interrupts_deferred`); the run stops with Interrupted, one line and exit status
+INTERRUPTED_EXIT_CODE, and the workdir resumes from its last checkpoint. A KeyboardInterrupt swallowed by library
+code (a thread, a cleanup) is raised again at the loop's next step (`raise_if_interrupted`).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -18,6 +25,8 @@ log = logging.getLogger("twostream")
 
 EXIT_CODE = 75   # EX_TEMPFAIL (sysexits.h): stopped on request, resumable; `twostream train` exits with it
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+INTERRUPTED_EXIT_CODE = 130   # 128 + SIGINT: the shell's status for a command stopped by Ctrl-C
+_interrupted = False          # set by on_interrupt: Ctrl-C came, even if its KeyboardInterrupt was swallowed
 
 
 class Preempted(Exception):
@@ -27,6 +36,47 @@ class Preempted(Exception):
         super().__init__(f"preempted: stopped after step {step} (epoch {epoch}); checkpoint saved, "
                          f"start the same job again to resume (exit code {EXIT_CODE})")
         self.step, self.epoch = step, epoch
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run; the message says from which checkpoint the same command resumes."""
+
+
+def on_interrupt(number, frame) -> None:
+    """SIGINT handler (installed by catch_interrupts): remembers the Ctrl-C, then stops the run where it is."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def catch_interrupts() -> None:
+    """Makes Ctrl-C remembered (see raise_if_interrupted) from now on; main thread only, as Python requires."""
+    global _interrupted
+    _interrupted = False
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_interrupt)
+
+
+def raise_if_interrupted() -> None:
+    """Raises KeyboardInterrupt again when a Ctrl-C came and its exception was swallowed on the way."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """A Ctrl-C inside the block takes effect at its end, so a checkpoint is never left half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        on_interrupt(signal.SIGINT, None)
 
 
 class StopListener:

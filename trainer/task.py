@@ -27,6 +27,9 @@ class Task(abc.ABC):
         mid-epoch): exactly steps_per_epoch - from_step of them. Called again after an elastic reset, so it
         must shard by the current dist.rank() / dist.size()."""
 
+    def begin(self, step: int) -> None:
+        """Called on every rank once the checkpoint (if any) is restored, before the first step: the run can start."""
+
     def train_step(self, optimizer: keras.optimizers.Optimizer, options: StepOptions) -> Callable:
         """step(*batch) -> the loss averaged over ranks; traced anew for every world (after an elastic reset)."""
         return make_train_step(self.model, optimizer, options, loss=self.loss)

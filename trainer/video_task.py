@@ -10,16 +10,22 @@ from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
 from twostream.trainer import debug as debug_lib
 from twostream.trainer import dist, loop, visualize
-from twostream.trainer.checkpoint import Checkpoints, check_workdir
+from twostream.trainer.checkpoint import LATEST, Checkpoints, check_workdir
+from twostream.data.pipeline import DataError
+from twostream.trainer.errors import RunError
 from twostream.trainer.evaluate import evaluate
 from twostream.trainer.export import export
 from twostream.trainer.inputs import Inputs
+from twostream.trainer.preemption import Interrupted, catch_interrupts, raise_if_interrupted
 from twostream.trainer.runlog import setup_logging
 from twostream.trainer.step import make_eval_step
 from twostream.trainer.task import Task
 
 log = logging.getLogger("twostream")
 EXPORT, EXPORT_LAST = "export", "export_last"   # under the workdir: the best model (or the last), and the last
+CONFIG_FILE = "config.yaml"                    # the resolved config, written once the run has restored and can start
+# the settings that give a checkpoint its variables and shapes: a resume must keep them
+SHAPE_SETTINGS = {"model": ("name", "width", "depth", "fusion"), "clip": ("rgb_shape", "flow_shape")}
 
 
 class VideoTask(Task):
@@ -36,6 +42,13 @@ class VideoTask(Task):
                                  config.clip.flow_shape)
         self.eval_step = make_eval_step(self.model, eager=config.train.eager)
         self.stream = None   # this epoch's EpochStream, whose report says what was read, failed and replaced
+        self.val_stream = None   # the last evaluation's EpochStream: its failures go in the epoch record
+        self.workdir = ""        # where begin() writes config.yaml; "" for none
+
+    def begin(self, step: int) -> None:
+        """The checkpoint is restored and fits: the run can start, so rank 0 writes the resolved config now."""
+        if self.workdir and dist.is_chief():
+            config_lib.save(self.config, os.path.join(self.workdir, CONFIG_FILE))
 
     def batches(self, epoch: int, from_step: int):
         self.inputs.reshard(dist.rank(), dist.size())   # the world may have changed (elastic reset)
@@ -43,10 +56,15 @@ class VideoTask(Task):
         return dataset
 
     def evaluate(self) -> dict:
-        return evaluate(self.eval_step, self.inputs.eval_epoch()[0], self.config.eval.video_aggregate)
+        dataset, self.val_stream = self.inputs.eval_epoch()
+        return evaluate(self.eval_step, dataset, self.config.eval.video_aggregate)
 
     def epoch_fields(self) -> dict:
-        return data_report(self.stream.report, self.inputs.pool.restarts)
+        fields = data_report(self.stream.report, self.inputs.pool.restarts)
+        if self.val_stream is not None:   # validation's unreadable clips (scored as none: weight 0)
+            val_failed = [f for r in dist.gather_objects(self.val_stream.report) for f in r.failed]
+            fields |= {"val_clips_failed": len(val_failed), "val_failed": val_failed}
+        return fields
 
     def images(self, batch) -> dict:
         return visualize.clip_images(batch)
@@ -80,18 +98,66 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
         debug_lib.enable_determinism()
     check_workdir(workdir, collective=not config.train.elastic)   # before Ray starts
     if dist.is_chief():
-        config_lib.save(config, os.path.join(workdir, "config.yaml"))
-    task = VideoTask(config)
+        check_resume(config, workdir)            # before anything in the workdir changes
+    catch_interrupts()
+    task = None
     try:
+        task = VideoTask(config)
+        task.workdir = workdir
+        raise_if_interrupted()
         log.info("%d train / %d validation clips, %d classes %s; global batch %d over %d ranks, %d steps per epoch",
                  len(task.inputs.train_records), len(task.inputs.val_records), len(task.inputs.class_names),
                  list(task.inputs.class_names), config.train.global_batch, dist.size(), task.steps_per_epoch)
         metrics = loop.run(task, config.train, workdir)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(workdir)) from None
+    except DataError as error:   # raised in the data pipeline; its message names the files
+        raise RunError(str(error)) from None
     finally:
-        task.close()
+        if task is not None:
+            task.close()
     if dist.is_chief():                         # elastic: rank 0 may now be another process
         export_best_and_last(task.model, workdir, config, list(task.inputs.class_names))
     return metrics, task.model
+
+
+def check_resume(config: config_lib.Config, workdir: str) -> None:
+    """A ConfigError naming both models when `workdir` holds checkpoints of another model or clip shape than
+    `config`'s (from its config.yaml); nothing in the workdir is touched before this passes."""
+    saved_path = os.path.join(workdir, CONFIG_FILE)
+    if not (os.path.isfile(saved_path) and os.path.isfile(os.path.join(workdir, LATEST, "checkpoint"))):
+        return
+    try:
+        saved = config_lib.load(path=saved_path)
+    except config_lib.ConfigError as error:   # another version's config: restoring still checks the shapes
+        log.warning("%s cannot be compared with this run (%s)", saved_path, error)
+        return
+    settings = [(section, key) for section, keys in SHAPE_SETTINGS.items() for key in keys]
+    differ = [f"{s}.{k} {_shown(saved, s, k)} there, {_shown(config, s, k)} here" for s, k in settings
+              if _shown(saved, s, k) != _shown(config, s, k)]
+    if differ:
+        raise config_lib.ConfigError(
+            f"workdir {workdir!r} holds checkpoints of model {describe_model(saved)}, not of this run's "
+            f"{describe_model(config)} ({'; '.join(differ)}): resume with the settings in its {CONFIG_FILE}, or pass a "
+            "new --workdir to train the other model")
+
+
+def describe_model(config: config_lib.Config) -> str:
+    model = config.model
+    return f"{model.name} (width {model.width}, depth {model.depth}, fusion {model.fusion}, rgb clip " \
+           f"{'x'.join(map(str, config.clip.rgb_shape))})"
+
+
+def _shown(config: config_lib.Config, section: str, key: str) -> str:
+    value = getattr(getattr(config, section), key)
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def interrupted_message(workdir: str) -> str:
+    """The one line for a Ctrl-C: where the same command resumes from."""
+    checkpoint = Checkpoints.latest_on_disk(workdir)
+    where = f"its last checkpoint, {checkpoint}" if checkpoint else "scratch (no checkpoint was written yet)"
+    return f"interrupted (Ctrl-C); run the same command again to resume {workdir} from {where}"
 
 
 def export_best_and_last(model: keras.Model, workdir: str, config: config_lib.Config, class_names: list[str]) -> None:
