@@ -21,7 +21,7 @@ SPLITS = ("train", "val")            # an explicit split column may only say the
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "val", "training": "train", "": ""}
 DFDC_CLASSES = ("REAL", "FAKE")       # label 0 = REAL, 1 = FAKE
 MANIFEST_NAMES = ("manifest.csv", "metadata.json")   # auto-detected in data.root, in this order
-MIN_CLASS_VIDEOS = 2   # data.min_class_videos' default: a class of one video is most often a label typo
+MIN_CLASS_VIDEOS = 2   # data.min_class_videos default: a CSV label of one video is most often a typo
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,18 @@ def from_config(data) -> Manifest:
 
 def load_manifest(root: str, manifest_path: str = "", min_class_videos: int = MIN_CLASS_VIDEOS,
                   merge_duplicates: bool = True) -> Manifest:
-    """data.manifest when given (a .csv or .json), else ROOT/manifest.csv or ROOT/metadata.json, else folders."""
+    """data.manifest when given (a .csv or .json), else ROOT/manifest.csv or ROOT/metadata.json, else folders.
+    min_class_videos applies to a CSV's labels (typed by hand: a typo makes a class); a folder or DFDC class
+    needs one video."""
     if not manifest_path:
         found = [os.path.join(root, n) for n in MANIFEST_NAMES if os.path.isfile(os.path.join(root, n))]
         manifest_path = found[0] if found else ""
     if not manifest_path:
-        return from_folder(root, min_class_videos)
+        return from_folder(root)
     if manifest_path.endswith(".csv"):
         return from_csv(manifest_path, min_class_videos, merge_duplicates)
     if manifest_path.endswith(".json"):
-        return from_dfdc_json(manifest_path, min_class_videos)
+        return from_dfdc_json(manifest_path)
     raise ManifestError(f"data.manifest {manifest_path!r} must end in .csv (path,label[,split][,video_id]) "
                         "or .json (DFDC-style metadata.json)")
 
@@ -74,7 +76,7 @@ def _videos_below(folder: str) -> list[str]:
     return sorted(found)
 
 
-def from_folder(root: str, min_class_videos: int = MIN_CLASS_VIDEOS) -> Manifest:
+def from_folder(root: str) -> Manifest:
     """Reads ROOT/<class>/<video files>, sub-folders of a class folder included; classes are the non-hidden
     sub-folders of ROOT, in sorted order. A video's id is its path in the class folder without extension."""
     if not os.path.isdir(root):
@@ -93,7 +95,6 @@ def from_folder(root: str, min_class_videos: int = MIN_CLASS_VIDEOS) -> Manifest
     if nested:
         log.info("%d of %d videos are in sub-folders of their class folder (read as that class)", nested, len(records))
     problems = [f"class folder {folder!r} holds no video files ({', '.join(VIDEO_EXTENSIONS)})" for folder in empty]
-    problems += _small_classes(records, class_names, min_class_videos, lambda r: os.path.dirname(r.path))
     if len(class_names) < 2:
         problems.append(f"{root!r} has {len(class_names)} class sub-folder(s); a classifier needs at least 2")
     if problems:
@@ -163,11 +164,13 @@ def _small_classes(records, class_names, min_videos: int, where) -> list[str]:
             listed = sorted({where(r) for r in records if r.label == label})
             others = [n for n in class_names if n != name]
             same = [n for n in others if n.lower() == name.lower()]
-            hint = (f"; a typo of {same[0]!r}?" if same else f"; a typo? the other classes: {', '.join(others)}"
-                    if listed else "; add videos of it")
-            problems.append(f"class {name!r} has {counts[label]} video(s), fewer than data.min_class_videos="
-                            f"{min_videos}" + (f" ({', '.join(listed[:5])})" if listed else "") + hint
-                            + " (fix the label, or lower data.min_class_videos)")
+            if not listed:
+                problems.append(f"class {name!r} has no videos; a classifier needs videos of every class")
+                continue
+            hint = f"a typo of {same[0]!r}?" if same else f"a typo? the other classes: {', '.join(others)}"
+            problems.append(f"class {name!r} has {counts[label]} video(s) ({', '.join(listed[:5])}), fewer than "
+                            f"data.min_class_videos={min_videos}; {hint} (fix the label, or lower "
+                            f"data.min_class_videos)")
     return problems
 
 
@@ -183,7 +186,7 @@ def _read_csv(csv_path: str) -> list[dict]:
         return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
-def from_dfdc_json(json_path: str, min_class_videos: int = MIN_CLASS_VIDEOS) -> Manifest:
+def from_dfdc_json(json_path: str) -> Manifest:
     """Reads DFDC metadata.json; REAL is class 0, FAKE class 1; a fake's video id is its original's."""
     if not os.path.isfile(json_path):
         raise ManifestError(f"manifest {json_path!r} not found; set data.manifest to an existing metadata.json")
@@ -205,7 +208,7 @@ def from_dfdc_json(json_path: str, min_class_videos: int = MIN_CLASS_VIDEOS) -> 
         split = SPLIT_ALIASES.get(str(info.get("split", "")).lower(), "")
         records.append(VideoRecord(os.path.join(folder, name), DFDC_CLASSES.index(label),
                                   os.path.splitext(source or name)[0], split))
-    problems += _small_classes(records, DFDC_CLASSES, min_class_videos, lambda r: os.path.basename(r.path))
+    problems += _small_classes(records, DFDC_CLASSES, 1, lambda r: r.path)   # the labels are checked: none typed
     _check(json_path, records, DFDC_CLASSES, problems)
     return Manifest(tuple(records), DFDC_CLASSES)
 

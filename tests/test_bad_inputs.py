@@ -70,7 +70,7 @@ CASES = [
     ("dfdc-bad-json", {"d/metadata.json": '{"a.mp4": {"label": "REAL"},}'}, TRAIN, 2,
      ["metadata.json:1:29", "not valid JSON"]),
     ("dfdc-one-class", {"d/metadata.json": '{"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "REAL"}}',
-                        "d/a.mp4": VIDEO, "d/b.mp4": VIDEO}, TRAIN, 2, ["class 'FAKE' has 0 video(s)"]),
+                        "d/a.mp4": VIDEO, "d/b.mp4": VIDEO}, TRAIN, 2, ["class 'FAKE' has no videos"]),
     ("csv-label-typo", _csv(*_balanced(), "x.mp4,fkae"), TRAIN, 2,
      ["class 'fkae' has 1 video(s)", "manifest.csv:8", "data.min_class_videos=2", "fake, real"]),
     ("csv-label-case", _csv(*_balanced(), "x.mp4,Real"), TRAIN, 2, ["class 'Real'", "a typo of 'real'?"]),
