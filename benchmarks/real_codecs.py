@@ -5,7 +5,8 @@ read from the start: the truth), whether the file needed the sequential path (it
 read, so data/video.py marked its index sequential), CPU ms (this process) per clip of --frames frames plus
 the next one (what online flow reads) for
   indexed     decode_selected with the file's frame index already built (seek to a keyframe, decode on);
-  sequential  decoding from the start up to the clip's last frame (what a file without an index costs);
+  from start  decoding from the start up to the clip's last frame, converting only the clip's frames
+              (what a clip of a sequential file costs at least);
 and errors: a clip that raised, or a clip frame whose pixels differ from the same frame of the read from
 the start (checked by an MD5 of every RGB frame at native resolution). --clips clips spread evenly over the
 video. Prints a Markdown table and one summary line (files, codecs, sequential files, failures); exits 1
@@ -28,7 +29,7 @@ import av
 import numpy as np
 
 from twostream.data.frame_index import FrameIndexes
-from twostream.data.video import VideoError, build_index, decode_selected, iter_frames
+from twostream.data.video import DECODE_THREADS, VideoError, build_index, decode_selected, iter_frames
 
 
 def video_files(folder: str) -> list[str]:
@@ -71,12 +72,16 @@ def cpu_ms(work) -> tuple[object, float]:
 
 
 def sequential_clip(path: str, wanted: np.ndarray) -> dict[int, np.ndarray]:
-    """The wanted frames by decoding from the start up to the last of them (only those converted kept)."""
-    frames, last = {}, int(wanted.max())
-    chosen = set(int(i) for i in wanted)
-    for position, frame in enumerate(iter_frames(path, max_frames=last + 1)):
-        if position in chosen:
-            frames[position] = frame
+    """The wanted frames by decoding from the start up to the last of them, only those converted to RGB."""
+    frames, chosen = {}, set(int(i) for i in wanted)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = DECODE_THREADS
+        for position, frame in enumerate(container.decode(stream)):
+            if position in chosen:
+                frames[position] = frame.to_ndarray(format="rgb24")
+            if position >= int(wanted.max()):
+                break
     return frames
 
 

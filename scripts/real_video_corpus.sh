@@ -40,9 +40,9 @@ mkdir -p "$DIR" "$DEBS"
 copy_videos() {   # copy_videos PACKAGE ROOT: the package's video files, found under ROOT, into DIR/PACKAGE
     local package=$1 root=$2
     mkdir -p "$DIR/$package"
-    dpkg-deb -c "$DEBS/$package.deb" 2>/dev/null | awk '{print $6}' | sed 's|^\./||' | grep -iE "$PATTERN" \
-        | while read -r file; do   # a link is copied as the file it names
-            if [ -f "$root/$file" ]; then cp -fL "$root/$file" "$DIR/$package/"; fi
+    dpkg-deb -c "$DEBS/$package.deb" 2>/dev/null | awk '$1 !~ /^l/ {print $6}' | sed 's|^\./||' | grep -iE "$PATTERN" \
+        | while read -r file; do   # links skipped: the file each names is listed too
+            if [ -f "$root/$file" ]; then cp -f "$root/$file" "$DIR/$package/"; fi
         done
 }
 
