@@ -10,6 +10,7 @@ packed AVI by packing ffmpeg's MPEG-4 stream as DivX does. A clip must hold exac
 the start, and a file that needed the sequential path is marked so on disk and counted. When the Debian
 corpus exists (scripts/real_video_corpus.sh, TWOSTREAM_REAL_VIDEOS=DIR), every file in it is checked too.
 """
+import contextlib
 import fractions
 import os
 import re
@@ -154,3 +155,53 @@ def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path,
     printed = capsys.readouterr()
     assert printed.out.count("\treal\t") == 2
     assert "1 of 2 videos read from the start" in printed.err
+
+
+class _SeekCorrupts:
+    """A container whose frames after a seek come out black and marked corrupt, as cockatoo.mp4's (python3-imageio)
+    H.264 4:4:4 IDR frames do after a seek, though whole when read from the start."""
+
+    def __init__(self, container):
+        self.container, self.seeked = container, False
+
+    def seek(self, *args, **kwargs):
+        self.seeked = True
+        return self.container.seek(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+
+class _CorruptFrame:
+    def __init__(self, frame):
+        self.frame, self.is_corrupt = frame, True
+
+    def to_ndarray(self, **kwargs):
+        return np.zeros_like(self.frame.to_ndarray(**kwargs))
+
+    def __getattr__(self, name):
+        return getattr(self.frame, name)
+
+
+def test_frames_marked_corrupt_after_a_seek_are_read_from_the_start(tmp_path, monkeypatch):
+    path = write_coded(tmp_path / "h264.mp4", FRAMES, ["-c:v", "libx264", "-bf", "2", "-g", str(GOP),
+                                                        "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+    everything = list(iter_frames(path))
+    opened, decoded = video._opened, video._decoded
+
+    @contextlib.contextmanager
+    def opened_corrupting(name):
+        with opened(name) as (container, stream):
+            yield _SeekCorrupts(container), stream
+
+    def decoded_corrupting(container, stream):
+        for frame in decoded(container, stream):
+            yield _CorruptFrame(frame) if getattr(container, "seeked", False) else frame
+
+    monkeypatch.setattr(video, "_opened", opened_corrupting)
+    monkeypatch.setattr(video, "_decoded", decoded_corrupting)
+    indexes = FrameIndexes()
+    wanted = np.arange(2 * GOP + 3, 2 * GOP + 12)   # past two keyframes: both seeks come out corrupt
+    frames, _ = decode_selected(path, None, lambda n: wanted, indexes=indexes)
+    assert all(np.array_equal(frames[i], everything[i]) for i in wanted)
+    assert indexes.get(path, build_index).sequential
