@@ -69,6 +69,10 @@ def damage(path: str) -> str:
     return ""
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 // 10 else f"{count / 2**10:.0f} KiB"
+
+
 def files_of(path: str) -> list[str]:
     """The files of checkpoint `path` (its index and data shards)."""
     return glob.glob(glob.escape(path) + ".*")
@@ -128,8 +132,9 @@ class Checkpoints:
         problems = []
         for path in candidates:
             if not (problem := damage(path)):
-                if problems:
-                    log.warning("skipped damaged checkpoint(s) for %s: %s", path, "; ".join(problems))
+                if problems:   # the steps after it are trained again, and their epochs logged again
+                    log.warning("skipped damaged checkpoint(s) for %s, whose later steps are trained again: %s",
+                                path, "; ".join(problems))
                 return path
             problems.append(f"{path}: {problem}")
         raise ConfigError(f"every checkpoint in {manager.directory} is damaged ({'; '.join(problems)}); move the "
@@ -137,8 +142,10 @@ class Checkpoints:
 
     @staticmethod
     def latest_on_disk(workdir: str) -> str | None:
-        """WORKDIR's latest checkpoint as its state file names it (None for none), without building a model."""
-        return tf.train.latest_checkpoint(os.path.join(workdir, LATEST))
+        """WORKDIR's latest checkpoint as its state file names it (None for none), without building a model or
+        reading it (it may be damaged: restoring skips it then)."""
+        state = tf.train.get_checkpoint_state(os.path.join(workdir, LATEST))
+        return os.path.join(workdir, LATEST, os.path.basename(state.model_checkpoint_path)) if state else None
 
     @property
     def latest(self) -> str | None:
@@ -189,7 +196,7 @@ class Checkpoints:
         free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
         kept = f"the last good checkpoint {last} is kept" if last else "no earlier checkpoint exists"
         return (f"checkpoint {path} could not be written: {'the disk is full' if full else text} "
-                f"({free / 2**20:.1f} MiB free in {directory}, a checkpoint needs about {needed / 2**20:.1f} MiB); "
+                f"({_size(free)} free in {directory}, a checkpoint needs about {_size(needed)}); "
                 f"{kept}; free space (or pass a --workdir on another disk) and run the same command to resume")
 
     def variable_bytes(self) -> int:

@@ -9,6 +9,7 @@ import time
 import tensorflow as tf
 from tqdm import tqdm
 
+from twostream.trainer.errors import RunError
 from twostream.trainer.selection import is_number
 
 log = logging.getLogger("twostream")
@@ -52,8 +53,13 @@ class RunLog:
         """Appends {"kind": ..., "time": unix seconds, **fields} to metrics.jsonl."""
         if not self.enabled:
             return
-        self._jsonl.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **fields}) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **fields}) + "\n")
+            self._jsonl.flush()
+        except OSError as error:   # a full disk: the checkpoints written so far still resume the run
+            raise RunError(f"{self._path} could not be written ({error.strerror or error}); free space (or pass a "
+                           "--workdir on another disk) and run the same command to resume from the last "
+                           "checkpoint") from None
 
     def epoch(self, record: dict, metrics: dict) -> None:
         """The epoch's record in metrics.jsonl, its numbers in TensorBoard, and one log line."""
