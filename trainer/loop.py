@@ -107,6 +107,7 @@ class Loop:
                                          eager=train.eager)
         self.checkpoints = Checkpoints(workdir, task.model, optimizer, keep=train.keep_checkpoints)
         self.runlog = RunLog(workdir, enabled=self.chief)
+        self.progress: EpochProgress | None = None    # the current epoch's bar and clock
         self.intervals = [n for n in (train.log_every, train.checkpoint_every,
                                       train.elastic_commit_every if elastic is not None else 0) if n > 0]
 
@@ -123,6 +124,8 @@ class Loop:
                                **({"best": best} if state.best_epoch else {}))
             return metrics | ({"best": best} if state.best_epoch else {})
         finally:
+            if self.progress is not None:   # a stopped epoch's bar ends its line before the stop's message
+                self.progress.close()
             self.runlog.close()
 
     def train_epoch(self, state: LoopState) -> dict:

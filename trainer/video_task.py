@@ -97,8 +97,7 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     if config.train.debug:
         debug_lib.enable_determinism()
     check_workdir(workdir, collective=not config.train.elastic)   # before Ray starts
-    if dist.is_chief():
-        check_resume(config, workdir)            # before anything in the workdir changes
+    check_resume(config, workdir, collective=not config.train.elastic)   # before anything in the workdir changes
     catch_interrupts()
     task = None
     try:
@@ -121,23 +120,30 @@ def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
     return metrics, task.model
 
 
-def check_resume(config: config_lib.Config, workdir: str) -> None:
-    """A ConfigError naming both models when `workdir` holds checkpoints of another model or clip shape than
-    `config`'s (from its config.yaml); nothing in the workdir is touched before this passes."""
+def check_resume(config: config_lib.Config, workdir: str, collective: bool = True) -> None:
+    """A ConfigError on every rank (collective=False: on rank 0 alone) when rank 0 finds that `workdir` holds
+    checkpoints of another model or clip shape than `config`'s; nothing in the workdir is touched before."""
+    problem = resume_problem(config, workdir) if dist.is_chief() else ""
+    if not (dist.all_agree(not problem) if collective else not problem):
+        raise config_lib.ConfigError(problem or "rank 0 refused to resume this workdir: see its message")
+
+
+def resume_problem(config: config_lib.Config, workdir: str) -> str:
+    """Why `workdir`'s checkpoints cannot be resumed with `config` (from its config.yaml), or ""."""
     saved_path = os.path.join(workdir, CONFIG_FILE)
     if not (os.path.isfile(saved_path) and os.path.isfile(os.path.join(workdir, LATEST, "checkpoint"))):
-        return
+        return ""
     try:
         saved = config_lib.load(path=saved_path)
     except config_lib.ConfigError as error:   # another version's config: restoring still checks the shapes
         log.warning("%s cannot be compared with this run (%s)", saved_path, error)
-        return
+        return ""
     settings = [(section, key) for section, keys in SHAPE_SETTINGS.items() for key in keys]
     differ = [f"{s}.{k} {_shown(saved, s, k)} there, {_shown(config, s, k)} here" for s, k in settings
               if _shown(saved, s, k) != _shown(config, s, k)]
-    if differ:
-        raise config_lib.ConfigError(
-            f"workdir {workdir!r} holds checkpoints of model {describe_model(saved)}, not of this run's "
+    if not differ:
+        return ""
+    return (f"workdir {workdir!r} holds checkpoints of model {describe_model(saved)}, not of this run's "
             f"{describe_model(config)} ({'; '.join(differ)}): resume with the settings in its {CONFIG_FILE}, or pass a "
             "new --workdir to train the other model")
 
