@@ -1,8 +1,9 @@
-"""`twostream launch ray` on a real two-node Ray cluster: a head on host 1 and a worker on host 2, 2 CPUs each.
+"""`twostream launch ray` on a real Ray cluster of 2 CPUs per node: a head on host 1, worker nodes on hosts 2 and 3.
 
 The hosts are network namespaces (tests/helpers/hosts.py): each node has its own address, and the job's ranks and
 decode actors report which node they run on. Packed (the default), both ranks fill one node and their actors must
-go to the other; with --spread each rank has a node and its actors stay beside it.
+go elsewhere; with --spread each rank has a node and its actors stay beside it, though Ray's own scheduling would
+send them to the idle third node (a rank's node is half used).
 """
 import json
 import os
@@ -19,6 +20,7 @@ from conftest import VENV_BIN
 from helpers.hosts import make_hosts
 
 CPUS_PER_NODE = 2   # one rank (1 CPU) and one decode actor (1 CPU) per node at most
+NODES = 3
 # What each rank's DecoderPool logs (every rank under launch ray), behind Ray's "(BaseHorovodWorker pid=N ...)"
 PLACEMENT = re.compile(r"\(BaseHorovodWorker pid=(\d+).*?decode actors, \d+ of them on this process's Ray node "
                        r"\w+ at ([\d.]+)[^;]*; theirs at ([\d.,]+)")
@@ -26,22 +28,24 @@ PLACEMENT = re.compile(r"\(BaseHorovodWorker pid=(\d+).*?decode actors, \d+ of t
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """(hosts, head address, env): a Ray head on host 1 and a worker node on host 2, token authentication on."""
+    """(hosts, head address, env): a Ray head on host 1 and worker nodes on hosts 2 and 3, token authentication on."""
     logs = tmp_path_factory.mktemp("ray_hosts")
     temp_dir = tempfile.mkdtemp(prefix="tsrh", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
     env = {"PATH": f"{os.path.abspath(VENV_BIN)}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_TMPDIR": temp_dir,
            "RAY_DEDUP_LOGS": "0", "RAY_worker_niceness": "0", "PYTHONUNBUFFERED": "1"}
-    with make_hosts(2) as hosts:
+    with make_hosts(NODES) as hosts:
         head = f"{hosts.address(1)}:6379"
         common = ["--block", f"--num-cpus={CPUS_PER_NODE}", "--object-store-memory=200000000", "--disable-usage-stats"]
         hosts.start(1, ["ray", "start", "--head", f"--node-ip-address={hosts.address(1)}", "--port=6379",
                         "--include-dashboard=false", f"--temp-dir={temp_dir}/head", *common],
                     str(logs / "head.log"), env=env)
-        hosts.start(2, ["ray", "start", f"--address={head}", f"--node-ip-address={hosts.address(2)}", *common],
-                    str(logs / "worker.log"), env=env)
         try:
-            _wait_for_nodes(hosts, head, env, 2, logs)
+            _wait_for_nodes(hosts, head, env, 1, logs)
+            for host in range(2, NODES + 1):   # one at a time: the nodes share the head's session folder
+                hosts.start(host, ["ray", "start", f"--address={head}", f"--node-ip-address={hosts.address(host)}",
+                                   *common], str(logs / f"worker{host}.log"), env=env)
+                _wait_for_nodes(hosts, head, env, host, logs)
             yield hosts, head, env
         finally:
             hosts.down()   # the `ray start`s first (TERM), then every process left on the hosts, by PID
@@ -57,8 +61,8 @@ def _wait_for_nodes(hosts, head: str, env: dict, count: int, logs) -> None:
         if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
             return
         time.sleep(2)
-    pytest.fail("the 2-node Ray cluster did not form: " + (logs / "head.log").read_text()[-2000:]
-                + (logs / "worker.log").read_text()[-2000:])
+    pytest.fail(f"the {count}-node Ray cluster did not form: "
+                + " ".join((logs / name).read_text()[-1500:] for name in sorted(os.listdir(logs))))
 
 
 def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
@@ -78,13 +82,11 @@ def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
 
 @pytest.mark.timeout(900)
 def test_packed_ranks_train_with_their_actors_on_the_node_with_room(cluster, tiny_dataset, tmp_path):
-    """Both ranks fill one node's 2 CPUs; their actors wait there forever unless they spill to the free node."""
-    hosts, _, _ = cluster
+    """Both ranks fill one node's 2 CPUs; their actors wait there forever unless they spill to a node with room."""
     places, final = _launch(cluster, tiny_dataset, tmp_path / "packed")
     assert final["world_size"] == 2 and final["final"]["clips"] > 0
     (rank_node,) = {here for here, _ in places.values()}   # packed: one node holds both ranks
-    other = ({hosts.address(1), hosts.address(2)} - {rank_node}).pop()
-    assert all(theirs == [other] for _, theirs in places.values()), places
+    assert all(rank_node not in theirs for _, theirs in places.values()), places
 
 
 @pytest.mark.timeout(900)
@@ -92,5 +94,5 @@ def test_spread_puts_one_rank_per_node_and_its_actors_beside_it(cluster, tiny_da
     hosts, _, _ = cluster
     places, final = _launch(cluster, tiny_dataset, tmp_path / "spread", "--spread")
     assert final["world_size"] == 2
-    assert sorted(here for here, _ in places.values()) == sorted([hosts.address(1), hosts.address(2)])
+    assert len({here for here, _ in places.values()}) == 2   # two nodes of the three
     assert all(theirs == [here] for here, theirs in places.values()), places
