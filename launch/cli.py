@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     from twostream.data.manifest import ManifestError
     from twostream.data.sharding import ShardingError
     from twostream.trainer.config import ConfigError
-    from twostream.models.pretrained import WeightsFileError   # model.weights / model.pretrained not on disk
+    from twostream.models.spec import WeightsFileError   # model.weights / model.pretrained not on disk
     from twostream.trainer.errors import RunError   # a started run that cannot go on (bad clips, full disk)
     command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
     try:

@@ -8,12 +8,9 @@ import keras
 import numpy as np
 
 from twostream.models.applications import APPLICATIONS, IN_GRAPH_PREPROCESSING, plain_network
+from twostream.models.spec import WeightsFileError   # defined without Keras: the command line catches it
 
 IMAGENET = "imagenet"   # model.pretrained's value for Keras' own cache
-
-
-class WeightsFileError(FileNotFoundError):
-    """A weights file the config names (model.weights, model.pretrained) is not there; says how to get it."""
 
 
 def keras_cache() -> str:

@@ -1,8 +1,6 @@
 """The two-stream network: an RGB stream and an optical-flow stream on one backbone kind, fused into one prediction."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import keras
 from keras import layers
 
@@ -10,47 +8,7 @@ from twostream.models.backbones import BACKBONES
 from twostream.models.applications import APPLICATIONS, FREEZE_BN, application_features
 from twostream.models.layers import Blend, MaxConsensus, StackFrames, UInt8ToUnit
 from twostream.models.precision import pool3d_dtype
-
-FUSIONS = ("concat", "late", "late_learned", "conv")
-CONSENSUS = ("average", "max")   # how the frames' (segments') features become the clip's: see _pool
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-def model_names() -> tuple[str, ...]:
-    """The registry's model names (imported when called: the registry imports this module)."""
-    from twostream.models.registry import MODELS
-    return tuple(sorted(MODELS))
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The `model` config section; each field's metadata holds its accepted values (checked by trainer/config.py)."""
-    # a key of twostream.models.registry.MODELS (`twostream models` lists them)
-    name: str = field(default="two_stream_c3d", metadata={"one_of": model_names})
-    width: int = field(default=16, metadata={"min": 1})   # channels of the first backbone stage; doubles per stage
-    depth: int = field(default=3, metadata={"min": 1})    # backbone stages
-    # concat: features joined, one head | late: weighted logit average | late_learned: that weight is trained |
-    # conv: 3D conv on stacked feature maps
-    fusion: str = field(default="concat", metadata={"one_of": FUSIONS})
-    # late fusions: (initial) weight of the RGB logits; flow gets 1 - late_weight
-    late_weight: float = field(default=0.5, metadata={"above": 0, "below": 1})
-    # tsn backbones: consecutive flow fields stacked as channels of one 2D input (divides clip.num_frames)
-    flow_stack: int = field(default=2, metadata={"min": 1})
-    dropout: float = field(default=0.0, metadata={"min": 0, "below": 1})   # before each classifier head
-    # float32 | mixed_float16 | mixed_bfloat16 (logits and softmax stay float32)
-    precision: str = field(default="float32", metadata={"one_of": PRECISIONS})
-    weights: str = ""              # a local Keras weights file (*.weights.h5) loaded after building; "" = from scratch
-    # keras.applications backbones: "" = random init | imagenet = Keras' cache (~/.keras/models) | a weights file
-    # or a folder holding Keras' file; the flow stream gets TSN's cross-modality init (models/pretrained.py)
-    pretrained: str = ""
-    # keras.applications backbones: BatchNorm run on stored statistics, not trained: none | partial (all but
-    # each stream's first, TSN's partial BN) | all (then a clip's output is independent of its batch again)
-    freeze_bn: str = field(default="none", metadata={"one_of": FREEZE_BN})
-    # 2D backbones (tsn, keras.applications), RGB stream: share of channels shifted from the next frame, and
-    # as many from the previous one, before each block's first conv (TSM, Lin et al. 2019; 0.125 = theirs)
-    temporal_shift: float = field(default=0.0, metadata={"min": 0, "max": 0.5})
-    consensus: str = field(default="average", metadata={"one_of": CONSENSUS})   # over frames/time, see _pool
-
+from twostream.models.spec import CONSENSUS, FUSIONS, PRECISIONS, ModelSpec  # noqa: F401 (re-exported)
 
 def clip_inputs(rgb_shape, flow_shape):
     return {"rgb": keras.Input(rgb_shape, dtype="uint8", name="rgb"),

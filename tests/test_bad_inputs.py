@@ -139,11 +139,16 @@ NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
 
 
 def test_no_library_start_up_lines_unless_verbose(tmp_path):
-    quiet = run_cli("config", "--preset", "demo", cwd=str(tmp_path), timeout=120)
-    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
-    loud = run_cli("config", "--preset", "demo", "--verbose", cwd=str(tmp_path), timeout=120)
-    assert loud.returncode == 0 and loud.stdout == quiet.stdout
+    """A command that loads TensorFlow (predict does before it looks at the model) says only its own line."""
+    argv = ["predict", "x.mp4", "--model", str(tmp_path / "none")]
+    quiet = run_cli(*argv, cwd=str(tmp_path), timeout=120)
+    assert quiet.returncode == 2 and quiet.stderr.count("\n") == 1, quiet.stderr
+    assert quiet.stderr.startswith("twostream predict: error: ")
+    loud = run_cli("--verbose", *argv, cwd=str(tmp_path), timeout=120)
+    assert loud.returncode == 2 and loud.stderr.endswith(quiet.stderr)
     assert any(line in loud.stderr for line in NOISE), loud.stderr   # the filter, not TensorFlow, hid them
+    config = run_cli("config", "--preset", "demo", cwd=str(tmp_path), timeout=120)
+    assert config.returncode == 0 and config.stderr == "", config.stderr
 
 
 def test_the_select_metric_check_knows_the_fields_a_run_writes(trained):

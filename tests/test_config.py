@@ -77,3 +77,25 @@ def test_one_default_per_setting():
     assert inspect.signature(DecoderPool).parameters["clips_per_call"].default is inspect.Parameter.empty
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(CacheSettings))
     assert inspect.signature(WarmupDecay).parameters["kind"].default is inspect.Parameter.empty
+
+
+def test_reading_a_config_imports_no_heavy_library():
+    """`twostream config` and every preflight stay fast: the config and its checks import no TensorFlow, Keras,
+    Ray or Horovod (the accepted values live in plain modules: models/spec.py, models/application_table.py)."""
+    import subprocess
+    import sys
+    code = ("import sys, twostream.trainer.config as c; c.load('footage'); c.load('demo'); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'ray', 'horovod') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_the_plain_constants_match_what_the_registry_builds():
+    from twostream.models import applications, backbones, registry, spec
+    from twostream.trainer import schedule
+    assert spec.model_names() == tuple(sorted(registry.MODELS))
+    assert all((registry.MODELS[n].keywords["backbone"], registry.MODELS[n].keywords["streams"]) ==
+               (spec.backbone_of(n), spec.streams_of(n)) for n in registry.MODELS)
+    assert set(spec.FROM_SCRATCH) == set(backbones.BACKBONES)
+    assert spec.APPLICATIONS is applications.APPLICATIONS and spec.FREEZE_BN is applications.FREEZE_BN
+    assert config_lib.SCHEDULES is schedule.SCHEDULES

@@ -20,12 +20,11 @@ from twostream.data.clips import ClipSpec
 from twostream.data.flow import check_method
 from twostream.data.manifest import MIN_CLASS_VIDEOS
 from twostream.data.sharding import local_batch_size
-from twostream.models.two_stream import ModelSpec
-from twostream.models.registry import spec_problem
+from twostream.models.spec import MODEL_KINDS, ModelSpec, backbone_of, spec_problem, streams_of
 from twostream.trainer.metrics import AGGREGATES
-from twostream.trainer.schedule import SCHEDULES
 
 OPTIMIZERS = ("adamw", "sgd")          # what trainer/optimizer.py make_optimizer builds
+SCHEDULES = ("constant", "cosine", "step")   # what trainer/schedule.py WarmupDecay computes
 ON_NONFINITE = ("stop", "skip")        # what the loop does on a NaN/Inf loss or gradient
 RAY_MIN_OBJECT_STORE_MB = 75           # the smallest object store Ray starts with
 DEFAULT_FLOW_CACHE = ".flow_cache"     # in the dataset folder (hidden: not a class folder)
@@ -266,8 +265,7 @@ def _check_across(config: Config) -> Config:
 
 def _stacks_flow(model: ModelSpec) -> bool:
     """Whether model.flow_stack applies: only a tsn flow stream stacks flow fields as channels."""
-    from twostream.models.registry import MODELS, backbone_of, streams_of
-    return model.name not in MODELS or (backbone_of(model.name) == "tsn" and "flow" in streams_of(model.name))
+    return model.name not in MODEL_KINDS or (backbone_of(model.name) == "tsn" and "flow" in streams_of(model.name))
 
 
 RGB_CHANNELS, FLOW_CHANNELS = 3, 2   # uint8 per pixel of a clip's RGB frames and quantised flow fields

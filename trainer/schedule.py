@@ -6,7 +6,7 @@ import math
 import keras
 from keras import ops
 
-SCHEDULES = ("constant", "cosine", "step")   # train.schedule
+from twostream.trainer.config import SCHEDULES  # noqa: F401 (train.schedule's names, kept in the config)
 
 
 @keras.saving.register_keras_serializable(package="twostream")
