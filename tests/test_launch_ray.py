@@ -160,3 +160,21 @@ def test_joining_a_token_cluster_needs_its_token_and_works_with_it(ray_head, tmp
     refused = _listeners(address, env={**no_token, "HOME": str(tmp_path)})   # and no ~/.ray/auth_token
     assert refused.returncode != 0
     assert f"could not join the Ray cluster at {address}" in refused.stderr and "RAY_AUTH_TOKEN" in refused.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "launch"])
+def test_a_ray_address_that_does_not_answer_is_refused_in_one_line(command, tiny_dataset, tmp_path):
+    """Ray alone retries such an address for minutes, printing warnings; here the wait ends at the limit."""
+    (closed,) = _free_ports(1)   # nothing listens there
+    address = f"127.0.0.1:{closed}"
+    where = ["train", "--set", f"data.ray_address={address}"] if command == "train" else \
+        ["launch", "ray", "--address", address, "--num-workers", "2"]
+    done = subprocess.run(
+        [os.path.join(VENV_BIN, "twostream"), *where, "--preset", "tiny", "--data", tiny_dataset,
+         "--workdir", str(tmp_path / "run"), "--set", "data.ray_connect_timeout_s=5"],
+        capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    refusals = [line for line in done.stderr.splitlines() if address in line]
+    assert len(refusals) == 1 and "did not answer within 5s" in refusals[0] and \
+        "data.ray_connect_timeout_s" in refusals[0], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "gcs_client" not in done.stderr
