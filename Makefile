@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: setup demo test bench mutants clean
+.PHONY: setup system-deps demo test test-random bench mutants clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,16 @@ demo: setup
 		--set data.flow_cache_dir=$(WORKDIR)/flow_cache
 	$(VENV)/bin/twostream evaluate --workdir $(WORKDIR)
 
-test: setup
+# The Debian packages of the tests' real daemons (SLURM, munge, iproute2), installed before any test runs.
+system-deps:
+	scripts/test_system_deps.sh
+
+test: setup system-deps
 	$(PY) -m pytest tests
+
+# The suite in a random order of modules and of the tests in each (pytest-random-order; SEED=N repeats an order).
+test-random: setup system-deps
+	$(PY) -m pytest tests --random-order-bucket=module $(if $(SEED),--random-order-seed=$(SEED))
 
 # Mutation testing of the pure modules with their fast tests (scripts/mutants.sh; MODULES=data/sharding.py for one).
 mutants: setup

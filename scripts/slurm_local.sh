@@ -21,12 +21,11 @@ export SLURM_CONF=$CONF
 
 fail() { echo "slurm_local: $*" >&2; exit 1; }
 
-install_if_missing() {
+install_if_missing() {   # the packages and their install live in test_system_deps.sh
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && return
-  [ "$(id -u)" = 0 ] || fail "slurm-wlm and munge are not installed and this is not root: apt-get install slurm-wlm munge"
-  command -v apt-get >/dev/null || fail "slurm-wlm and munge are not installed and there is no apt-get"
-  echo "slurm_local: installing slurm-wlm and munge (about a minute)" >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+  "$(dirname "$0")/test_system_deps.sh"
+  command -v slurmctld >/dev/null && command -v munged >/dev/null \
+    || fail "slurm-wlm and munge are not installed (needs root and apt-get): apt-get install slurm-wlm munge"
 }
 
 write_conf() {
