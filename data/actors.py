@@ -7,7 +7,7 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -42,6 +42,7 @@ class ClipResult:
     error: str | None = None
     path: str = ""             # the clip this result is of, as the actor saw it (tests check none is lost)
     pid: int = 0               # the decoding process: a new one after Ray restarted a dead actor
+    sequential: bool = False   # the video had to be read from the start (its seeks disagree with such a read)
 
 
 @dataclass
@@ -54,11 +55,13 @@ class ClipBatch:
     paths: list[str]
     pid: int
     unknown_tracks: bool = False   # a request named a track this actor never received (it restarted): resend
+    sequential: list[bool] = field(default_factory=list)   # per clip: its video is read from the start
 
     def results(self) -> list[ClipResult]:
-        return [ClipResult(None, None, error, path, self.pid) if error is not None else
-                ClipResult(self.rgb[i], self.flow[i], None, path, self.pid)
-                for i, (error, path) in enumerate(zip(self.errors, self.paths))]
+        sequential = self.sequential or [False] * len(self.paths)
+        return [ClipResult(None, None, error, path, self.pid, from_start) if error is not None else
+                ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
+                for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, sequential))]
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,9 @@ class ClipDecoder:
                                                    request.crop, request.crops, track)
             except Exception as error:   # any bad file becomes a reported failure, never a dead actor
                 errors[i] = f"{request.path}: {error}"
-        return ClipBatch(rgb, flow, errors, [r.path for r in requests], os.getpid())
+        paths = [r.path for r in requests]
+        return ClipBatch(rgb, flow, errors, paths, os.getpid(),
+                         sequential=[self.loader.read_sequentially(path) for path in paths])
 
     def pid(self) -> int:
         return os.getpid()

@@ -45,8 +45,29 @@ class Manifest:
 
 
 def from_config(data) -> Manifest:
-    """The dataset the `data` config section describes, checked by its rules (data.min_class_videos, ...)."""
-    return load_manifest(data.root, data.manifest, data.min_class_videos, data.merge_duplicates)
+    """The dataset the `data` config section describes, checked by its rules (data.classes,
+    data.min_class_videos, ...)."""
+    manifest = load_manifest(data.root, data.manifest, data.min_class_videos, data.merge_duplicates)
+    named = [name.strip() for name in data.classes.split(",") if name.strip()]
+    if named:
+        check_classes(manifest, named, data.root)
+    return manifest
+
+
+def check_classes(manifest: Manifest, named: list[str], root: str = "") -> None:
+    """Refuses a dataset whose classes are not exactly the `named` ones (data.classes), naming the videos of
+    each label outside them (up to 5, relative to `root`) and each named class without videos."""
+    problems = []
+    for label, name in enumerate(manifest.class_names):
+        if name not in named:
+            paths = [os.path.relpath(r.path, root) if root else r.path for r in manifest.records if r.label == label]
+            problems.append(f"label {name!r} of {len(paths)} video(s) ({', '.join(paths[:5])}"
+                            f"{', ...' if len(paths) > 5 else ''}) is not one of data.classes ({', '.join(named)}); "
+                            "fix the label, or add it to data.classes")
+    problems += [f"class {name!r} of data.classes has no videos; add its videos, or remove it from data.classes"
+                 for name in named if name not in manifest.class_names]
+    if problems:
+        raise ManifestError("invalid dataset:\n  " + "\n  ".join(problems))
 
 
 def load_manifest(root: str, manifest_path: str = "", min_class_videos: int = MIN_CLASS_VIDEOS,

@@ -29,6 +29,7 @@ class EpochReport:
     failed: list[str] = field(default_factory=list)   # "path: reason", one per failure
     replaced: int = 0
     without_box: set[str] = field(default_factory=set)   # videos read at full frame: data.boxes has no track for them
+    sequential: set[str] = field(default_factory=set)    # videos read from the start: their seeks disagree
 
 
 def clip_seed(seed: int, epoch: int, position: int) -> int:
@@ -89,6 +90,8 @@ class EpochStream:
                 labels, kept = np.zeros(local_batch, np.int32), np.zeros(local_batch, np.float32)
                 where = np.zeros((local_batch, 2), np.int32)
             rgb[slot], flow[slot] = result.rgb, result.flow
+            if result.sequential:
+                self.report.sequential.add(result.path)
             labels[slot], kept[slot] = self.records[item // self.views].label, weight
             where[slot] = divmod(item, self.views)
             self.report.clips_read += 1

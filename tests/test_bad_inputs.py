@@ -78,6 +78,10 @@ CASES = [
      ["'r0.mp4' is listed with different labels", "line 2 ('real')", "line 8 ('fake')"]),
     ("csv-repeat-refused", _csv(*_balanced(), "r0.mp4,real"), TRAIN + ["--set", "data.merge_duplicates=false"], 2,
      ["'r0.mp4' is listed 2 times", "data.merge_duplicates=true"]),
+    ("csv-label-not-in-classes", _csv(*_balanced(), "x.mp4,fkae", "y.mp4,fkae"), TRAIN + ["--set",
+     "data.classes=real,fake"], 2, ["label 'fkae' of 2 video(s) (x.mp4, y.mp4)", "not one of data.classes (real, fake)"]),
+    ("classes-without-videos", _csv(*_balanced()), TRAIN + ["--set", "data.classes=real,fake,other"], 2,
+     ["class 'other' of data.classes has no videos"]),
     ("csv-missing-file", {**_csv(*_balanced()), "d/manifest.csv": "path,label\n" + "".join(
         f"{row}\n" for row in _balanced() + ["gone.mp4,real"])}, TRAIN, 2, ["missing file", "gone.mp4"]),
     ("folder-one-class", {"d/real/a.mp4": VIDEO, "d/real/b.mp4": VIDEO}, TRAIN, 2, ["1 class sub-folder"]),

@@ -157,6 +157,27 @@ def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path,
     assert "1 of 2 videos read from the start" in printed.err
 
 
+def test_an_epoch_record_counts_the_videos_its_actors_read_from_the_start(files, ray_session):
+    """Through the decode actors and the epoch stream: the packed AVI (seek disagrees) is counted, the program
+    stream (its seeks agree past the first keyframe) is not, and both clips are the frames a read from the start gives."""
+    from twostream.data.actors import DecoderPool
+    from twostream.data.manifest import VideoRecord
+    from twostream.data.pipeline import EpochStream
+    from twostream.data.sharding import plan_epoch
+    spec = ClipSpec(num_frames=4, size=32, resize="squash")
+    records = [VideoRecord(files[name], label, name) for label, name in
+               enumerate(["packed_b_frames_avi", "mpeg2_program_stream"])]
+    pool = DecoderPool(spec, num_actors=1, clips_per_call=2, cpus_per_actor=0)
+    try:
+        stream = EpochStream(records, pool, plan_epoch(6, 2, 0, 1, seed=0, epoch=0, train=False), seed=0, epoch=0,
+                             train=False, views=3)
+        batches = list(stream)
+    finally:
+        pool.shutdown()
+    assert stream.report.sequential == {files["packed_b_frames_avi"]} and stream.report.failed == []
+    assert sum(len(batch[0]) for batch in batches) == 6
+
+
 class _SeekCorrupts:
     """A container whose frames after a seek come out black and marked corrupt, as cockatoo.mp4's (python3-imageio)
     H.264 4:4:4 IDR frames do after a seek, though whole when read from the start."""

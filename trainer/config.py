@@ -56,6 +56,8 @@ class DataConfig:
     # regions of interest: a folder of <video>.csv (frame,x,y,w,h) or one .json (docs/data.md); empty: full frames
     boxes: str = ""
     box_margin: float = field(default=0.2, metadata={"min": 0})   # box widened by this share of its side, each side
+    # the class names the dataset's labels must be, comma-separated ("real,fake"); empty: whatever labels it has
+    classes: str = ""
     # a class with fewer videos is refused (a label typo in a manifest makes a class of one video)
     min_class_videos: int = field(default=MIN_CLASS_VIDEOS, metadata={"min": 1})
     # a manifest path listed twice with the same label: merged with a warning (true) or refused (false)

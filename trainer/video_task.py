@@ -83,7 +83,8 @@ def data_report(report, restarts: int = 0) -> dict:
     failed = [f for r in reports for f in r.failed]
     return {"clips_read": sum(r.clips_read for r in reports), "clips_failed": len(failed),
             "clips_replaced": sum(r.replaced for r in reports), "failed": failed, "restarts": sum(restarted),
-            "videos_without_box": len(set().union(*(r.without_box for r in reports)))}
+            "videos_without_box": len(set().union(*(r.without_box for r in reports))),
+            "videos_read_sequentially": len(set().union(*(r.sequential for r in reports)))}
 
 
 def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
