@@ -6,6 +6,7 @@ import os
 
 import keras
 
+from twostream.models.precision import BFLOAT16_ON_CPU, bfloat16_on_onednn_cpu
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
 from twostream.trainer import debug as debug_lib
@@ -40,6 +41,8 @@ class VideoTask(Task):
         keras.utils.set_random_seed(config.train.seed)
         self.model = build_model(config.model, len(self.inputs.class_names), config.clip.rgb_shape,
                                  config.clip.flow_shape)
+        if bfloat16_on_onednn_cpu(config.model.precision) and dist.is_chief():
+            log.warning(BFLOAT16_ON_CPU)
         self.eval_step = make_eval_step(self.model, eager=config.train.eager)
         self.stream = None   # this epoch's EpochStream, whose report says what was read, failed and replaced
         self.val_stream = None   # the last evaluation's EpochStream: its failures go in the epoch record
