@@ -109,16 +109,21 @@ def _unchanged(work):
         "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-5.data-00000-of-00001", "ckpt-5.index"]
 
 
-def _unreadable_val_video(work, data):
-    """Replaces the first validation video of the data copy with bytes no decoder reads."""
+def _unreadable(work, data, side: int = 1, count: int = 1) -> list[str]:
+    """Replaces the first `count` videos of one side of the split (0 training, 1 validation) in the data copy
+    with bytes no decoder reads; returns their names."""
     with open(os.path.join(work, "config.yaml")) as f:
         root = next(line.split(":", 1)[1].strip() for line in f if line.strip().startswith("root:"))
     from twostream.data.manifest import load_manifest, split_by_video
-    val = split_by_video(load_manifest(root, ""), 0.2)[1].records
-    name = os.path.relpath(val[0].path, root)
-    with open(os.path.join(data, name), "wb") as f:
-        f.write(os.urandom(3000))
-    return name
+    names = [os.path.relpath(r.path, root) for r in split_by_video(load_manifest(root, ""), 0.2)[side].records]
+    for name in names[:count]:
+        with open(os.path.join(data, name), "wb") as f:
+            f.write(os.urandom(3000))
+    return names[:count]
+
+
+def _unreadable_val_video(work, data):
+    return _unreadable(work, data)
 
 
 def _val_failures_recorded(work):
@@ -175,6 +180,9 @@ CASES = [
     Case("too many unreadable validation clips: the DataError in one message",
          EVALUATE + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
          damage=_unreadable_val_video),
+    Case("too many unreadable training clips: the DataError in one message",
+         TRAIN + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
+         damage=lambda w, d: _unreadable(w, d, side=0, count=3)),
     Case("Ctrl-C during start-up, before the first step",
          TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.inputs:start_ray",
          check=_resumable),
