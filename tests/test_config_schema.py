@@ -19,7 +19,7 @@ from twostream.trainer.config import Config
 # Free-form strings (paths, addresses, a metric name): no list of accepted values to check them against.
 FREE_TEXT = {"data.root", "data.manifest", "data.ray_address", "data.flow_cache_dir", "model.weights",
              "model.pretrained",
-             "train.select_metric", "data.boxes"}
+             "train.select_metric", "data.boxes", "data.classes"}   # data.classes: names checked against the dataset
 LISTS = {"clip.scale_jitter"}   # [] or [min, max]: ClipSpec.problem checks it (tests/test_transforms.py)
 
 
