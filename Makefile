@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: setup system-deps demo test test-random bench mutants clean
+.PHONY: setup system-deps demo lint test test-random bench mutants clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: setup
 	$(VENV)/bin/twostream train --preset demo --data $(WORKDIR)/videos --workdir $(WORKDIR) \
 		--set data.flow_cache_dir=$(WORKDIR)/flow_cache
 	$(VENV)/bin/twostream evaluate --workdir $(WORKDIR)
+
+# Lint and import order of the whole tree (rules in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
 
 # The Debian packages of the tests' real daemons (SLURM, munge, iproute2), installed before any test runs.
 system-deps:

@@ -59,7 +59,9 @@ def ready_batches(spec: ClipSpec, batch: int, make) -> list:
     for _ in range(READY):
         rgb, flow = make((batch, *spec.rgb_shape)), make((batch, *spec.flow_shape))
         rgb[:], flow[:] = rng.integers(0, 256, rgb.shape, np.uint8), rng.integers(0, 256, flow.shape, np.uint8)
-        batches.append((rgb, flow, np.zeros(batch, np.int32), np.ones(batch, np.float32), np.zeros((batch, 2), np.int32)))
+        batches.append(
+            (rgb, flow, np.zeros(batch, np.int32), np.ones(batch, np.float32), np.zeros((batch, 2), np.int32))
+        )
     return batches
 
 
@@ -132,8 +134,9 @@ def main() -> None:
     spec = ClipSpec(num_frames=args.frames, size=args.size)
     rates, setups = rounds(spec, args.batch, args.batches, args.rounds)
     nbytes = args.batch * (int(np.prod(spec.rgb_shape)) + int(np.prod(spec.flow_shape)))
-    print(f"local batch {args.batch} x {args.frames} frames x {args.size}x{args.size} (rgb + flow: {nbytes / 1e6:.1f} MB), "
-          f"{args.batches} batches x {args.rounds} rounds; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"local batch {args.batch} x {args.frames} frames x {args.size}x{args.size} "
+          f"(rgb + flow: {nbytes / 1e6:.1f} MB), {args.batches} batches x {args.rounds} rounds; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"{'variant':30s} {'GB/s':>6s} {'CPU ms/batch':>13s} {'set-up ms/epoch':>16s}   GB/s per round")
     median = {name: np.median(runs[1:] or runs, axis=0) for name, runs in rates.items()}   # round 1 warms up
     for name, runs in rates.items():

@@ -37,11 +37,11 @@ import ray  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from twostream.data.actors import DecoderPool  # noqa: E402
-from twostream.data.ray_node import start_ray  # noqa: E402
 from twostream.data.clips import ClipLoader, ClipSpec  # noqa: E402
 from twostream.data.flow_cache import FlowCache  # noqa: E402
 from twostream.data.manifest import from_folder  # noqa: E402
 from twostream.data.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
+from twostream.data.ray_node import start_ray  # noqa: E402
 from twostream.data.sharding import plan_epoch  # noqa: E402
 from twostream.data.synthetic import SynthSpec, synthesize  # noqa: E402
 
@@ -206,7 +206,12 @@ def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, open
     table.update({ray_name(n): (ray_epoch, (records, spec, pool, batch), set(actor_pids(pool)), True)
                   for n, pool in pools.items()})
     for stage, run in (("Ray map", ray_map_epoch), ("Ray EpochStream", ray_stream_epoch)):
-        table[f"{stage} ({min(pools)} actor)"] = (run, (records, spec, smallest, batch), set(actor_pids(smallest)), True)
+        table[f"{stage} ({min(pools)} actor)"] = (
+            run,
+            (records, spec, smallest, batch),
+            set(actor_pids(smallest)),
+            True,
+        )
     return table
 
 
@@ -270,8 +275,12 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
         print(f"{name:32s} {rate[name]:8.1f} {fastest[name]:8.1f} {total[name]:12.2f} {cpu[name]['driver']:7.2f} "
               f"{cpu[name]['workers']:8.2f} {daemons}   {[round(r, 1) for r, _ in runs]}")
     first, cached, bytes_per_pixel = cache
-    print(f"flow, first epoch {first:.3f}s vs cached epoch {cached:.3f}s; stored {bytes_per_pixel:.2f} bytes/pixel/frame")
-    print(f"RSS (driver + {max(actor_counts)} actors) after epoch 1 {rss[0]:.0f} MiB, epoch {len(rss)} {rss[-1]:.0f} MiB")
+    print(
+        f"flow, first epoch {first:.3f}s vs cached epoch {cached:.3f}s; stored {bytes_per_pixel:.2f} bytes/pixel/frame"
+    )
+    print(
+        f"RSS (driver + {max(actor_counts)} actors) after epoch 1 {rss[0]:.0f} MiB, epoch {len(rss)} {rss[-1]:.0f} MiB"
+    )
     breakdown(cpu, total, min(actor_counts))
     print("RATIOS (medians; in brackets, from each variant's fastest round)")
     tight = "tight loop"

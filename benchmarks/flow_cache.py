@@ -62,7 +62,9 @@ def measure(paths: list[str], size: int, folder: str, args) -> dict:
     for path in paths:
         flow_ms.append(cpu_ms(lambda: flows.__setitem__(path, loader.video_flow(path))) / len(flows[path]))
     pairs = sum(len(f) for f in flows.values())
-    caches = {fmt: FlowCache(os.path.join(folder, f"{fmt}_{size}"), 1 << 40, spec.flow_params(), fmt) for fmt in FORMATS}
+    caches = {
+        fmt: FlowCache(os.path.join(folder, f"{fmt}_{size}"), 1 << 40, spec.flow_params(), fmt) for fmt in FORMATS
+    }
     result = {"flow_ms": float(np.median(flow_ms))}
     for fmt, cache in caches.items():
         cache.clear()

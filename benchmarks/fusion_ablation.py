@@ -68,7 +68,7 @@ def main() -> None:
           f"{args.epochs} epochs each (demo preset otherwise)\n")
     print(f"| {'variant':28} | {'model':22} | held-out accuracy | train s |")
     print(f"|{'-' * 30}|{'-' * 24}|-------------------|---------|")
-    for label, name, fusion, accuracy, seconds in rows:
+    for label, name, _fusion, accuracy, seconds in rows:
         print(f"| {label:28} | {name:22} | {accuracy:17.3f} | {seconds:7.0f} |")
 
 

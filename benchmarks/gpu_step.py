@@ -98,7 +98,8 @@ def measure_model(name: str, size: int, args) -> dict:
 
 
 def measure_resnet50_images(args) -> dict:
-    """keras.applications ResNet50 on 224 px images, --reference-batch of them: images/s of a training step on this card."""
+    """keras.applications ResNet50 on 224 px images, --reference-batch of them: images/s of a training step on this
+    card."""
     with dtype_policy(args.precision):
         model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=1000,
                                             classifier_activation=None)

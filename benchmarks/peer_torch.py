@@ -29,14 +29,13 @@ import time
 import cv2
 import numpy as np
 import psutil
-
-from data_pipeline import py_function_epoch, ray_epoch, tight_loop   # benchmarks/data_pipeline.py
+from data_pipeline import py_function_epoch, ray_epoch, tight_loop  # benchmarks/data_pipeline.py
 
 from twostream.data.actors import DecoderPool
-from twostream.data.ray_node import start_ray
 from twostream.data.clips import ClipLoader, ClipSpec
 from twostream.data.manifest import from_folder
 from twostream.data.pipeline import clip_seed
+from twostream.data.ray_node import start_ray
 from twostream.data.synthetic import SynthSpec, synthesize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

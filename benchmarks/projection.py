@@ -16,7 +16,8 @@ What it assumes (every figure a flag; the defaults and their sources are in docs
   GPU time per clip = the training step measured on a GPU by benchmarks/gpu_step.py, for the models and sizes
   that --gpu-ms files hold; else training FLOPs (3 x forward) / a ResNet-50 training FLOP rate, i.e. the model
   runs at ResNet-50's achieved utilisation: the rate of those files' ResNet50 images/s, or else the one NVIDIA
-  published for one A100 80GB with mixed precision (2,470 images/s, 224 px); allreduce of fp32 gradients per step, ring model
+  published for one A100 80GB with mixed precision (2,470 images/s, 224 px); allreduce of fp32 gradients per step,
+  ring model
   2(N-1)/N x bytes / bus bandwidth + 2(N-1) x per-hop latency per fused buffer (Horovod's 64 MiB fusion),
   NVLink inside a node of 8 GPUs, InfiniBand between nodes; the allreduce hidden under the backward pass
   (2/3 of the step) up to --overlap of it; the data pipeline running on --cores-per-gpu cores beside the GPU.
@@ -215,8 +216,12 @@ def main() -> None:
     parser.add_argument("--cpu-ms", action="append", default=[], metavar="SIZE=DECODE,ONLINE,CACHED",
                         help="CPU ms per clip to use instead of measuring (per size)")
     parser.add_argument("--models", default="", help="comma-separated model names; default: every two_stream_*")
-    parser.add_argument("--overhead", type=float, default=1.0,
-                        help="pipeline CPU per clip / the loader's own (benchmarks/data_pipeline.py's Ray / tight loop)")
+    parser.add_argument(
+        "--overhead",
+        type=float,
+        default=1.0,
+        help="pipeline CPU per clip / the loader's own (benchmarks/data_pipeline.py's Ray / tight loop)",
+    )
     parser.add_argument("--gpu-ms", action="append", default=[], metavar="FILE.jsonl",
                         help="benchmarks/gpu_step.py output: its measured ms per clip replace the FLOP-scaled ones, "
                              "its ResNet50 images/s replaces --images-per-s")
@@ -230,8 +235,12 @@ def main() -> None:
     parser.add_argument("--nics-per-node", type=int, default=8)
     parser.add_argument("--net-efficiency", type=float, default=0.8, help="achieved share of the NICs' line rate")
     parser.add_argument("--hop-latency-us", type=float, default=5.0, help="latency of one ring step, microseconds")
-    parser.add_argument("--fusion-mib", type=float, default=64.0, help="Horovod's fusion buffer (HOROVOD_FUSION_THRESHOLD)")
-    parser.add_argument("--overlap", type=float, default=1.0, help="share of the backward pass the allreduce can hide under")
+    parser.add_argument(
+        "--fusion-mib", type=float, default=64.0, help="Horovod's fusion buffer (HOROVOD_FUSION_THRESHOLD)"
+    )
+    parser.add_argument(
+        "--overlap", type=float, default=1.0, help="share of the backward pass the allreduce can hide under"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     cpu = parse_cpu_ms(args.cpu_ms)

@@ -1,4 +1,5 @@
-"""Decodes every video in a folder of real files both ways, checks clip frames against a read from the start, and costs them.
+"""Decodes every video in a folder of real files both ways, checks clip frames against a read from the start, and
+costs them.
 
 Per file (any file FFmpeg opens with a video stream, searched recursively): codec, resolution, frames (a
 read from the start: the truth), whether the file needed the sequential path (its seeks disagree with that

@@ -1,4 +1,5 @@
-"""Real-footage choices side by side on the realistic synthetic set, split by source scene: frame handling, flow method, backbone.
+"""Real-footage choices side by side on the realistic synthetic set, split by source scene: frame handling, flow
+method, backbone.
 
 Every variant is the `footage` preset shrunk to CPU size (small() below; no ImageNet file here, so every backbone
 trains from scratch, with AdamW at 0.002 instead of the preset's SGD fine-tuning rate), run through the real
@@ -29,8 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-u
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from flow_methods import time_pairs, video_frames  # noqa: E402 (benchmarks/, the script's folder)
+
 from twostream.data.boxes import BoxTracks  # noqa: E402
 from twostream.data.flow import FlowEngine  # noqa: E402
 from twostream.data.flow_cache import FlowCache  # noqa: E402
@@ -72,7 +73,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", default="0", help="comma-separated train.seed values; each runs every variant")
     parser.add_argument("--only", default="", help=f"comma-separated runs (default: all): {', '.join(RUNS)}")
     parser.add_argument("--flow-only", action="store_true", help="print the flow methods' CPU ms only, train nothing")
-    parser.add_argument("--table-from", metavar="LOG", help="print the tables from an earlier run's output, train nothing")
+    parser.add_argument(
+        "--table-from", metavar="LOG", help="print the tables from an earlier run's output, train nothing"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="an extra override applied to every variant")
     return parser.parse_args()

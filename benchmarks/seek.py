@@ -1,4 +1,5 @@
-"""CPU per clip on long-GOP videos: the frame-index seek (data/video.py) vs the GOP-plus-clip floor vs the old OpenCV path.
+"""CPU per clip on long-GOP videos: the frame-index seek (data/video.py) vs the GOP-plus-clip floor vs the old OpenCV
+path.
 
 Writes 30 s test videos with ffmpeg (imageio-ffmpeg's binary; a noisy test pattern so frames cost what real
 footage costs to decode): H.264 with B-frames in MP4 and MPEG-4 Part 2 in AVI, keyframes every --gop frames,
@@ -67,7 +68,8 @@ def old_decoder(commit: str):
 
 
 def floor_clip(path: str, keyframe_pts: int, wanted_pts: list[int], size: int) -> int:
-    """Seek to the keyframe, decode forward to the last wanted frame, convert the wanted ones; returns frames decoded."""
+    """Seek to the keyframe, decode forward to the last wanted frame, convert the wanted ones; returns frames
+    decoded."""
     decoded, wanted = 0, set(wanted_pts)
     with av.open(path) as container:
         stream = container.streams.video[0]

@@ -1,4 +1,5 @@
-"""Step time of the loop with a host read of the loss every step vs every train.log_every steps vs several steps per call.
+"""Step time of the loop with a host read of the loss every step vs every train.log_every steps vs several steps per
+call.
 
 Usage: python benchmarks/step_time.py [--preset demo] [--steps 30] [--rounds 3] [--batch 16]
        horovodrun -np 2 -H localhost:2 --gloo python benchmarks/step_time.py --steps 20 --rounds 2 --batch 8

@@ -21,7 +21,6 @@ from twostream.data.sampling import SAMPLING_MODES, sample_by_time, sample_frame
 from twostream.data.transforms import RESIZE_MODES
 from twostream.data.video import VideoError, build_index, decode_by_time, decode_index, decode_selected, iter_frames
 
-
 MIN_SIZE = 16   # pixels: OpenCV's DIS flow refuses frames smaller than 12 x 12
 
 

@@ -1,4 +1,5 @@
-"""Optical flow between consecutive frames (OpenCV DIS by default); stored as uint8 in the format of data/flow_format.py."""
+"""Optical flow between consecutive frames (OpenCV DIS by default); stored as uint8 in the format of
+data/flow_format.py."""
 from __future__ import annotations
 
 import cv2

@@ -165,7 +165,8 @@ class ImageFlow:
         return (self.pairs, self.height, self.width, 2)
 
     def __getitem__(self, indices) -> np.ndarray:
-        """uint8 (len(indices), H, W, 2) for an array or slice of frame-pair indices (an int gives one (H, W, 2) field)."""
+        """uint8 (len(indices), H, W, 2) for an array or slice of frame-pair indices (an int gives one (H, W, 2)
+        field)."""
         if isinstance(indices, slice):
             indices = np.arange(self.pairs)[indices]
         single = np.ndim(indices) == 0

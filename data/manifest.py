@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 SPLITS = ("train", "val")            # an explicit split column may only say these (or be empty: hashed)
-SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "val", "training": "train", "": ""}
+SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "val",
+                 "training": "train", "": ""}
 DFDC_CLASSES = ("REAL", "FAKE")       # label 0 = REAL, 1 = FAKE
 MANIFEST_NAMES = ("manifest.csv", "metadata.json")   # auto-detected in data.root, in this order
 MIN_CLASS_VIDEOS = 2   # data.min_class_videos default: a CSV label of one video is most often a typo

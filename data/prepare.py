@@ -1,4 +1,5 @@
-"""Precomputes every video's flow and frame index into the flow cache, with a progress bar; a rerun skips what is cached.
+"""Precomputes every video's flow and frame index into the flow cache, with a progress bar; a rerun skips what is
+cached.
 
 Before it starts, it prints the disk use it projects for the dataset, from each video's frame index.
 """
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tqdm import tqdm
 

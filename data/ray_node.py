@@ -84,8 +84,8 @@ def start_private_ray(num_cpus: int, object_store_mb: int) -> None:
     it Ray joins the cluster a `ray start` on this machine recorded in /tmp/ray/ray_current_cluster (and fails
     when given num_cpus, or when that cluster has ended)."""
     with _loopback_node_address(), _ignoring_warning_signal():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
-                 configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024,
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
+                 log_to_driver=False, configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024,
                  _system_config={"worker_niceness": 0})   # Ray's default, nice 15, starved the decode actors
         #   beside the busy trainer: `make demo` waited 10-13% for data in 2 of 6 epochs, 0.8-1.6% with nice 0
 

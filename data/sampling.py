@@ -6,7 +6,7 @@ Variable-frame-rate files can be sampled by time instead: sample_by_time picks o
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

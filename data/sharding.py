@@ -28,7 +28,7 @@ class Plan:
     def steps(self) -> int:
         return len(self.indices)
 
-    def from_step(self, step: int) -> "Plan":
+    def from_step(self, step: int) -> Plan:
         """The rest of the epoch from `step` on: how a resumed run continues mid-epoch."""
         return Plan(self.indices[step:], self.weights[step:], self.positions[step:])
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import av
 import cv2
@@ -143,7 +143,8 @@ def decode_selected(path: str, size: int | None, choose: Callable[[int], np.ndar
                     indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
     """Decodes the frames `choose(num_frames)` asks for; returns ({index: RGB frame}, num_frames).
 
-    num_frames is the frame index's count; frames are size x size (None: native). seek_gap: also seek when a frame is more than this many frames
+    num_frames is the frame index's count; frames are size x size (None: native). seek_gap: also seek when a frame is
+    more than this many frames
     ahead within the same keyframe interval (0: seek for every frame; None: only when that saves decoding).
     """
     return _decode_chosen(path, size, lambda index: choose(len(index)), seek_gap, indexes)

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
                       evaluate=lambda: held_out_mae(model, x_test, y_test, target_mean, target_std))
     except Preempted as stopped:   # SIGTERM / SIGUSR1: checkpoint saved; run again to resume
         print(stopped)
-        raise SystemExit(EXIT_CODE)
+        raise SystemExit(EXIT_CODE) from None
     metrics["baseline_mae"] = float(np.abs(y_test - target_mean).mean())   # always predicting the training mean
     if dist.is_chief():
         print(json.dumps({"held_out": metrics}))

@@ -80,10 +80,18 @@ def quiet_start(argv: list[str]) -> None:
 
 quiet_start(sys.argv[1:])
 
-from twostream.launch import models_cmd  # noqa: E402 (after the env)
-from twostream.launch import config_args, doctor, horovod_cmd, k8s, ray_job, slurm  # noqa: E402
+# after the start-up chatter set-up above (E402 for all of them)
+from twostream.launch import (  # noqa: E402
+    config_args,
+    doctor,
+    horovod_cmd,
+    k8s,
+    models_cmd,
+    prepare_cmd,
+    ray_job,
+    slurm,
+)
 from twostream.launch.horovod_cmd import LaunchError  # noqa: E402
-from twostream.launch import prepare_cmd  # noqa: E402
 from twostream.trainer.metrics import AGGREGATES  # noqa: E402 (NumPy only)
 
 
@@ -94,7 +102,8 @@ def cmd_synth(args) -> int:
     spec = SynthSpec(num_videos=args.num_videos or 600, frames=args.frames or 20, size=args.size, codec=args.codec,
                      seed=args.seed)
     paths = synthesize(args.out_dir, spec)
-    print(f"wrote {len(paths)} videos ({spec.codec}, {spec.frames} frames of {spec.size}x{spec.size}) to {args.out_dir}")
+    print(f"wrote {len(paths)} videos ({spec.codec}, {spec.frames} frames of {spec.size}x{spec.size}) "
+          f"to {args.out_dir}")
     return 0
 
 
@@ -135,6 +144,7 @@ def cmd_train(args) -> int:
 def cmd_config(args) -> int:
     """Prints the resolved config as YAML: the same loader and checks as `twostream train`."""
     import yaml
+
     from twostream.trainer import config as config_lib
     config = config_args.load_config(args, need_data=False)
     if args.np:
@@ -199,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("-np", "--num-proc", dest="np", type=int, help="also check the config for this many ranks")
     config.set_defaults(run=cmd_config)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a workdir's best (or latest) checkpoint on held-out videos")
+    evaluate = commands.add_parser("evaluate",
+                                   help="evaluate a workdir's best (or latest) checkpoint on held-out videos")
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--data", help="dataset folder (default: the one the run trained on)")
     evaluate.add_argument("--checkpoint", choices=["best", "latest"], default="best",
@@ -238,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in argv if a != "--verbose"])
     from twostream.data.manifest import ManifestError
     from twostream.data.sharding import ShardingError
+    from twostream.models.spec import WeightsFileError  # model.weights / model.pretrained not on disk
     from twostream.trainer.config import ConfigError
-    from twostream.models.spec import WeightsFileError   # model.weights / model.pretrained not on disk
-    from twostream.trainer.errors import RunError   # a started run that cannot go on (bad clips, full disk)
+    from twostream.trainer.errors import RunError  # a started run that cannot go on (bad clips, full disk)
     command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
     try:
         return args.run(args)

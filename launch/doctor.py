@@ -1,9 +1,9 @@
 """`twostream doctor`: a preflight of versions, Horovod's build, optical-flow methods and GPUs, with fixes."""
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.metadata
-import glob
 import json
 import os
 import shutil

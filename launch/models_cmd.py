@@ -21,6 +21,7 @@ def model_rows(config, classes: int, match: str = "") -> list[tuple]:
     """(name, fusion, parameters, FLOPs per clip) for every model, two-stream models once per fusion; for a
     network whose minimum frame size is above clip.size: (name, fusion, None, why)."""
     import keras
+
     from twostream.models.cost import flops_per_clip, parameter_count
     from twostream.models.registry import MODELS, build_model, spec_problem
     from twostream.models.two_stream import FUSIONS

@@ -20,10 +20,10 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from twostream.data.flow_cache import FlowCache
-    from twostream.data.manifest import from_config
     from twostream.data.boxes import BoxError, BoxTracks
     from twostream.data.faces import FaceModelError
+    from twostream.data.flow_cache import FlowCache
+    from twostream.data.manifest import from_config
     from twostream.data.prepare import prepare
     from twostream.trainer import config as config_lib
     config = config_lib.load(args.preset, args.config, list(args.overrides) + [f"data.root={args.data}"])
@@ -57,6 +57,7 @@ def run(args) -> int:
 def _detect_faces(config, records, model: str):
     """Writes YuNet face tracks to data.boxes (DATA/.boxes when unset); returns the config reading them."""
     import dataclasses
+
     from twostream.data.faces import detect_faces
     folder = config.data.boxes or os.path.join(config.data.root, ".boxes")
     faces = detect_faces(records, model, folder)

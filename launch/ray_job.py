@@ -36,7 +36,6 @@ def run(args) -> int:
     config = _with_ray_address(config, address)
     workdir = os.path.abspath(args.workdir)   # a Ray job runs in a temporary copy of --working-dir
 
-    import ray
     from horovod.ray import RayExecutor
 
     from twostream.data.ray_node import join_ray

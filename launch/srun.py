@@ -57,7 +57,8 @@ def rendezvous_address(nodes: list[str]) -> str:
     try:
         peer = socket.gethostbyname(nodes[1])
     except OSError as error:
-        raise SrunError(f"cannot resolve node {nodes[1]!r} ({error}); the nodes must resolve each other's names")
+        raise SrunError(f"cannot resolve node {nodes[1]!r} ({error}); "
+                        "the nodes must resolve each other's names") from None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((peer, 9))   # UDP: no packet is sent; the kernel picks the route and its source address
         return probe.getsockname()[0]

@@ -20,7 +20,7 @@ class Application:
     options: dict = field(default_factory=dict)   # extra constructor arguments
 
     def constructor(self):
-        import keras   # here, not at the top: the config reads this table without TensorFlow
+        import keras  # here, not at the top: the config reads this table without TensorFlow
         return getattr(keras.applications, self.build)
 
 

@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from twostream.data.flow_format import to_unit   # the uint8 flow format's one home (NumPy only, no OpenCV)
+from twostream.data.flow_format import to_unit  # the uint8 flow format's one home (NumPy only, no OpenCV)
 
 # keras.applications.imagenet_utils.preprocess_input's modes, the input each ImageNet network was trained on:
 # caffe: RGB -> BGR, minus the ImageNet mean in 0..255 | tf: -1..1 | torch: 0..1, minus mean, over std (per channel)
@@ -85,7 +85,8 @@ class StackFrames(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="twostream")
 class Blend(keras.layers.Layer):
-    """weight * a + (1 - weight) * b; with learned=True the weight is sigmoid(alpha), alpha trained from logit(weight)."""
+    """weight * a + (1 - weight) * b; with learned=True the weight is sigmoid(alpha), alpha trained from
+    logit(weight)."""
 
     def __init__(self, weight: float = 0.5, learned: bool = False, **kwargs):
         super().__init__(**kwargs)

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from twostream.models.applications import APPLICATIONS, IN_GRAPH_PREPROCESSING, plain_network
-from twostream.models.spec import WeightsFileError   # defined without Keras: the command line catches it
+from twostream.models.spec import WeightsFileError  # defined without Keras: the command line catches it
 
 IMAGENET = "imagenet"   # model.pretrained's value for Keras' own cache
 

@@ -7,8 +7,7 @@ import os
 from twostream.models.applications import APPLICATIONS
 from twostream.models.precision import dtype_policy
 from twostream.models.pretrained import WeightsFileError, load_pretrained, weights_path
-from twostream.models.spec import (FROM_SCRATCH, MODEL_KINDS, STREAMS, backbone_of, spec_problem,  # noqa: F401
-                                   streams_of)
+from twostream.models.spec import FROM_SCRATCH, MODEL_KINDS, STREAMS, backbone_of, spec_problem, streams_of  # noqa: F401
 from twostream.models.two_stream import ModelSpec, build_two_stream
 
 # name -> builder(spec, num_classes, rgb_shape, flow_shape). two_stream_* fuse by spec.fusion; the

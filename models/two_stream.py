@@ -4,11 +4,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from twostream.models.applications import APPLICATIONS, application_features
 from twostream.models.backbones import BACKBONES
-from twostream.models.applications import APPLICATIONS, FREEZE_BN, application_features
 from twostream.models.layers import Blend, MaxConsensus, StackFrames, UInt8ToUnit
 from twostream.models.precision import pool3d_dtype
 from twostream.models.spec import CONSENSUS, FUSIONS, PRECISIONS, ModelSpec  # noqa: F401 (re-exported)
+
 
 def clip_inputs(rgb_shape, flow_shape):
     return {"rgb": keras.Input(rgb_shape, dtype="uint8", name="rgb"),

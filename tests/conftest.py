@@ -44,8 +44,9 @@ def copy_workdir(workdir: str, to: str) -> str:
 @pytest.fixture(scope="session")
 def ray_session():
     """One private local Ray for all in-process tests (starting Ray costs seconds)."""
-    from twostream.data.ray_node import start_ray
     import ray
+
+    from twostream.data.ray_node import start_ray
     start_ray(None, num_cpus=2, object_store_mb=256)
     yield ray
     ray.shutdown()

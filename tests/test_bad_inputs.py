@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import run_cli
+
 from twostream.launch import cli
 
 VIDEO = object()   # a file's content: an empty .mp4 (the manifest checks only that it exists)
@@ -37,61 +37,166 @@ CASES = [
     ("yaml-tab", {"c.yaml": "train:\n\tepochs: 1\n"}, CONFIG, 2, ["c.yaml:2:1", "not tabs"]),
     ("yaml-list", {"c.yaml": "- train\n- eval\n"}, CONFIG, 2, ["c.yaml", "must be a mapping of sections", "list"]),
     ("yaml-section-scalar", {"c.yaml": "train: 3\n"}, CONFIG, 2, ["config section 'train' must be a mapping"]),
-    ("yaml-duplicate-key", {"c.yaml": "train:\n  epochs: 1\n  epochs: 2\n"}, CONFIG, 2,
-     ["c.yaml:3:3", "'epochs' is given twice", "line 2"]),
-    ("yaml-duplicate-section", {"c.yaml": "train:\n  epochs: 1\neval:\n  views: 2\ntrain:\n  lr: 0.1\n"}, CONFIG, 2,
-     ["c.yaml:5:1", "'train' is given twice"]),
+    (
+        "yaml-duplicate-key",
+        {"c.yaml": "train:\n  epochs: 1\n  epochs: 2\n"},
+        CONFIG,
+        2,
+        ["c.yaml:3:3", "'epochs' is given twice", "line 2"],
+    ),
+    (
+        "yaml-duplicate-section",
+        {"c.yaml": "train:\n  epochs: 1\neval:\n  views: 2\ntrain:\n  lr: 0.1\n"},
+        CONFIG,
+        2,
+        ["c.yaml:5:1", "'train' is given twice"],
+    ),
     ("yaml-lr-1e-4", {"c.yaml": "train:\n  lr: 1e-4\n"}, CONFIG, 0, ["lr: 0.0001"]),
     ("set-lr-1e-4", {}, ["config", "--set", "train.lr=1e-4"], 0, ["lr: 0.0001"]),
     ("set-lr-3E-5", {}, ["config", "--set", "train.lr=3E-5"], 0, ["lr: 3.0e-05"]),
     ("set-value-syntax", {}, ["config", "--set", "train.lr=[1"], 2, ["--set train.lr:1:3", "not valid YAML"]),
     ("config-missing", {}, CONFIG, 2, ["config file", "not found"]),
     # ---- sizes against memory
-    ("clip-size-huge", {}, ["config", "--set", "clip.size=100000"], 2, ["clip.size=100000", "GiB", "memory",
-                                                                        "lower clip.size"]),
+    (
+        "clip-size-huge",
+        {},
+        ["config", "--set", "clip.size=100000"],
+        2,
+        ["clip.size=100000", "GiB", "memory", "lower clip.size"],
+    ),
     ("short-side-huge", {}, ["config", "--set", "clip.short_side=90000"], 2, ["clip.short_side=90000", "GiB"]),
-    ("clips-per-call-huge", {}, ["config", "--set", "data.clips_per_call=1000000000"], 2,
-     ["data.clips_per_call=1000000000", "one actor call", "GiB"]),
-    ("global-batch-huge", {}, ["config", "--set", "train.global_batch=100000000"], 2,
-     ["train.global_batch=100000000", "float32", "GiB"]),
+    (
+        "clips-per-call-huge",
+        {},
+        ["config", "--set", "data.clips_per_call=1000000000"],
+        2,
+        ["data.clips_per_call=1000000000", "one actor call", "GiB"],
+    ),
+    (
+        "global-batch-huge",
+        {},
+        ["config", "--set", "train.global_batch=100000000"],
+        2,
+        ["train.global_batch=100000000", "float32", "GiB"],
+    ),
     # ---- settings without effect together, and errors naming the right key
-    ("squash-short-side", {}, ["config", "--set", "clip.resize=squash", "--set", "clip.short_side=80"], 2,
-     ["clip.short_side has no effect with clip.resize=squash"]),
-    ("squash-spatial-crops", {}, ["config", "--set", "clip.resize=squash", "--set", "eval.spatial_crops=3"], 2,
-     ["eval.spatial_crops has no effect with clip.resize=squash"]),
-    ("c3d-one-frame", {}, ["config", "--set", "clip.num_frames=1", "--set", "model.name=two_stream_c3d"], 0,
-     ["num_frames: 1"]),
-    ("tsn-flow-stack", {}, ["config", "--set", "clip.num_frames=3", "--set", "model.name=two_stream_tsn"], 2,
-     ["model.flow_stack=2 must divide clip.num_frames=3"]),
-    ("select-metric", _csv(*_balanced()), TRAIN + ["--set", "train.select_metric=val_acc"], 2,
-     ["train.select_metric='val_acc'", "val_accuracy", "val_video_roc_auc"]),
+    (
+        "squash-short-side",
+        {},
+        ["config", "--set", "clip.resize=squash", "--set", "clip.short_side=80"],
+        2,
+        ["clip.short_side has no effect with clip.resize=squash"],
+    ),
+    (
+        "squash-spatial-crops",
+        {},
+        ["config", "--set", "clip.resize=squash", "--set", "eval.spatial_crops=3"],
+        2,
+        ["eval.spatial_crops has no effect with clip.resize=squash"],
+    ),
+    (
+        "c3d-one-frame",
+        {},
+        ["config", "--set", "clip.num_frames=1", "--set", "model.name=two_stream_c3d"],
+        0,
+        ["num_frames: 1"],
+    ),
+    (
+        "tsn-flow-stack",
+        {},
+        ["config", "--set", "clip.num_frames=3", "--set", "model.name=two_stream_tsn"],
+        2,
+        ["model.flow_stack=2 must divide clip.num_frames=3"],
+    ),
+    (
+        "select-metric",
+        _csv(*_balanced()),
+        TRAIN + ["--set", "train.select_metric=val_acc"],
+        2,
+        ["train.select_metric='val_acc'", "val_accuracy", "val_video_roc_auc"],
+    ),
     # ---- manifests
     ("dfdc-list", {"d/metadata.json": '[{"a.mp4": "REAL"}]'}, TRAIN, 2, ["metadata.json", "must be a JSON object"]),
-    ("dfdc-bad-json", {"d/metadata.json": '{"a.mp4": {"label": "REAL"},}'}, TRAIN, 2,
-     ["metadata.json:1:29", "not valid JSON"]),
-    ("dfdc-one-class", {"d/metadata.json": '{"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "REAL"}}',
-                        "d/a.mp4": VIDEO, "d/b.mp4": VIDEO}, TRAIN, 2, ["class 'FAKE' has no videos"]),
-    ("csv-label-typo", _csv(*_balanced(), "x.mp4,fkae"), TRAIN, 2,
-     ["class 'fkae' has 1 video(s)", "manifest.csv:8", "data.min_class_videos=2", "fake, real"]),
+    (
+        "dfdc-bad-json",
+        {"d/metadata.json": '{"a.mp4": {"label": "REAL"},}'},
+        TRAIN,
+        2,
+        ["metadata.json:1:29", "not valid JSON"],
+    ),
+    (
+        "dfdc-one-class",
+        {
+            "d/metadata.json": '{"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "REAL"}}',
+            "d/a.mp4": VIDEO,
+            "d/b.mp4": VIDEO,
+        },
+        TRAIN,
+        2,
+        ["class 'FAKE' has no videos"],
+    ),
+    (
+        "csv-label-typo",
+        _csv(*_balanced(), "x.mp4,fkae"),
+        TRAIN,
+        2,
+        ["class 'fkae' has 1 video(s)", "manifest.csv:8", "data.min_class_videos=2", "fake, real"],
+    ),
     ("csv-label-case", _csv(*_balanced(), "x.mp4,Real"), TRAIN, 2, ["class 'Real'", "a typo of 'real'?"]),
-    ("csv-two-labels", _csv(*_balanced(), "r0.mp4,fake"), TRAIN, 2,
-     ["'r0.mp4' is listed with different labels", "line 2 ('real')", "line 8 ('fake')"]),
-    ("csv-repeat-refused", _csv(*_balanced(), "r0.mp4,real"), TRAIN + ["--set", "data.merge_duplicates=false"], 2,
-     ["'r0.mp4' is listed 2 times", "data.merge_duplicates=true"]),
-    ("csv-label-not-in-classes", _csv(*_balanced(), "x.mp4,fkae", "y.mp4,fkae"), TRAIN + ["--set",
-     "data.classes=real,fake"], 2, ["label 'fkae' of 2 video(s) (x.mp4, y.mp4)", "not one of data.classes (real, fake)"]),
-    ("classes-without-videos", _csv(*_balanced()), TRAIN + ["--set", "data.classes=real,fake,other"], 2,
-     ["class 'other' of data.classes has no videos"]),
-    ("csv-missing-file", {**_csv(*_balanced()), "d/manifest.csv": "path,label\n" + "".join(
-        f"{row}\n" for row in _balanced() + ["gone.mp4,real"])}, TRAIN, 2, ["missing file", "gone.mp4"]),
+    (
+        "csv-two-labels",
+        _csv(*_balanced(), "r0.mp4,fake"),
+        TRAIN,
+        2,
+        ["'r0.mp4' is listed with different labels", "line 2 ('real')", "line 8 ('fake')"],
+    ),
+    (
+        "csv-repeat-refused",
+        _csv(*_balanced(), "r0.mp4,real"),
+        TRAIN + ["--set", "data.merge_duplicates=false"],
+        2,
+        ["'r0.mp4' is listed 2 times", "data.merge_duplicates=true"],
+    ),
+    (
+        "csv-label-not-in-classes",
+        _csv(*_balanced(), "x.mp4,fkae", "y.mp4,fkae"),
+        TRAIN + ["--set", "data.classes=real,fake"],
+        2,
+        ["label 'fkae' of 2 video(s) (x.mp4, y.mp4)", "not one of data.classes (real, fake)"],
+    ),
+    (
+        "classes-without-videos",
+        _csv(*_balanced()),
+        TRAIN + ["--set", "data.classes=real,fake,other"],
+        2,
+        ["class 'other' of data.classes has no videos"],
+    ),
+    (
+        "csv-missing-file",
+        {
+            **_csv(*_balanced()),
+            "d/manifest.csv": "path,label\n" + "".join(f"{row}\n" for row in _balanced() + ["gone.mp4,real"]),
+        },
+        TRAIN,
+        2,
+        ["missing file", "gone.mp4"],
+    ),
     ("folder-one-class", {"d/real/a.mp4": VIDEO, "d/real/b.mp4": VIDEO}, TRAIN, 2, ["1 class sub-folder"]),
     # ---- region boxes
-    ("boxes-bad-json", {**_csv(*_balanced()), "b.json": '{"r0": [[0, 1, 2, 3, 4]],'},
-     ["prepare", "--preset", "tiny", "--data", "{tmp}/d", "--set", "data.boxes={tmp}/b.json"], 2,
-     ["b.json:1:26", "not valid JSON"]),
-    ("boxes-not-object", {**_csv(*_balanced()), "b.json": '[1, 2]'},
-     ["prepare", "--preset", "tiny", "--data", "{tmp}/d", "--set", "data.boxes={tmp}/b.json"], 2,
-     ["b.json", "must be an object"]),
+    (
+        "boxes-bad-json",
+        {**_csv(*_balanced()), "b.json": '{"r0": [[0, 1, 2, 3, 4]],'},
+        ["prepare", "--preset", "tiny", "--data", "{tmp}/d", "--set", "data.boxes={tmp}/b.json"],
+        2,
+        ["b.json:1:26", "not valid JSON"],
+    ),
+    (
+        "boxes-not-object",
+        {**_csv(*_balanced()), "b.json": "[1, 2]"},
+        ["prepare", "--preset", "tiny", "--data", "{tmp}/d", "--set", "data.boxes={tmp}/b.json"],
+        2,
+        ["b.json", "must be an object"],
+    ),
 ]
 INSTALLED = {"yaml-syntax", "yaml-lr-1e-4", "csv-label-typo", "clip-size-huge"}   # also through the installed command
 
@@ -158,6 +263,7 @@ def test_no_library_start_up_lines_unless_verbose(tmp_path):
 def test_the_select_metric_check_knows_the_fields_a_run_writes(trained):
     """The names train.select_metric is checked against are the val_* numbers of a real run's epoch record."""
     import json
+
     from twostream.trainer.select_check import validation_fields
     with open(os.path.join(trained.workdir, "metrics.jsonl")) as f:
         record = next(r for r in map(json.loads, f) if r["kind"] == "epoch")

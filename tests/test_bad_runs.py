@@ -13,11 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
-
 from conftest import copy_workdir, run_cli
 
 CHECKPOINTS = "checkpoints"

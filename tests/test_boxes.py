@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from test_transforms import _RecordingPool
 
 from twostream.data.boxes import BoxError, BoxTracks, read_csv, region_boxes
 from twostream.data.clips import ClipLoader, ClipSpec
@@ -23,8 +24,6 @@ from twostream.data.transforms import resize
 from twostream.data.video import decode_frames
 from twostream.trainer.config import ConfigError, load
 from twostream.trainer.inputs import load_boxes
-
-from test_transforms import _RecordingPool
 
 SPEC = SceneSpec(num_videos=8, scenes=2, val_scenes=1, frames=10)   # 160x120 frames, a 32 px region
 

@@ -1,4 +1,5 @@
-"""Clip assembly: seeking decode = full decode, sampling modes, one-frame and miscounted videos, augmentation, flow cache."""
+"""Clip assembly: seeking decode = full decode, sampling modes, one-frame and miscounted videos, augmentation, flow
+cache."""
 import os
 import shutil
 import subprocess

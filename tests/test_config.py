@@ -10,7 +10,9 @@ from twostream.trainer.config import ConfigError
 
 def test_presets_load_and_overrides_apply():
     assert {"demo", "tiny"} <= set(config_lib.preset_names())
-    config = config_lib.load("tiny", overrides=["train.epochs=3", "train.lr=1", "data.root=/x", "clip.flow_method=farneback"])
+    config = config_lib.load(
+        "tiny", overrides=["train.epochs=3", "train.lr=1", "data.root=/x", "clip.flow_method=farneback"]
+    )
     assert config.train.epochs == 3 and config.train.lr == 1.0 and isinstance(config.train.lr, float)
     assert config.data.root == "/x" and config.clip.flow_method == "farneback"
     assert config.clip.size == 32   # from the preset
@@ -48,6 +50,7 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_it(tiny_dataset, tmp_path, capsys):
     import shutil
+
     from twostream.data.flow_cache import FlowCache
     from twostream.launch import cli
     from twostream.trainer.inputs import cache_settings
@@ -72,6 +75,7 @@ def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_i
 def test_one_default_per_setting():
     """Module defaults that the config also sets are gone: the pool's clips per call and the cache bound."""
     import inspect
+
     from twostream.data.actors import CacheSettings, DecoderPool
     from twostream.trainer.schedule import WarmupDecay
     assert inspect.signature(DecoderPool).parameters["clips_per_call"].default is inspect.Parameter.empty

@@ -10,8 +10,8 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import REPO, run_cli
+
 from twostream.launch import cli
 from twostream.trainer import config as config_lib
 from twostream.trainer.config import Config

@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, run_cli
 
-from conftest import REPO, VENV_BIN, run_cli
 from twostream.launch import cli, config_args
 from twostream.trainer import config as config_lib
 
@@ -166,7 +166,7 @@ def test_cluster_examples_run_without_starting_a_job(where, args, tmp_path, tiny
 def test_the_shell_launcher_example_prints_its_command(tmp_path):
     for where, tokens in examples():
         if tokens and tokens[0] == "launch/horovodrun.sh":
-            line = next(l for n, l in shell_blocks(os.path.join(REPO, where.split(":")[0]))
+            line = next(text for n, text in shell_blocks(os.path.join(REPO, where.split(":")[0]))
                         if n == int(where.split(":")[1]))
             env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", line.split("launch/horovodrun.sh")[0]))
             done = subprocess.run(["bash", os.path.join(REPO, "launch", "horovodrun.sh"), *tokens[1:]], cwd=REPO,
@@ -219,6 +219,6 @@ def test_first_run_on_your_own_videos_runs_at_tiny_size(tiny_dataset, tmp_path):
     assert os.path.isfile(tmp_path / "runs" / "mine" / "eval.json")
     assert os.listdir(tmp_path / "runs" / "mine" / "flow_cache")   # prepare filled the cache train read
     lines = done.stdout.strip().splitlines()
-    assert [line.split("\t")[0] for line in lines] == videos and all(len(l.split("\t")) >= 3 for l in lines)
-    final = [json.loads(l) for l in open(tmp_path / "runs" / "mine" / "metrics.jsonl")]
+    assert [line.split("\t")[0] for line in lines] == videos and all(len(row.split("\t")) >= 3 for row in lines)
+    final = [json.loads(row) for row in open(tmp_path / "runs" / "mine" / "metrics.jsonl")]
     assert [r["kind"] for r in final].count("final") == 1

@@ -8,9 +8,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO, VENV_BIN, copy_workdir, run_cli
 from sklearn import metrics as sk
 
-from conftest import REPO, VENV_BIN, copy_workdir, run_cli
 from twostream.trainer import metrics
 
 HELPER = os.path.join(REPO, "tests", "helpers", "eval_and_dump.py")
@@ -99,7 +99,9 @@ def test_predict_names_each_bad_video_and_exits_nonzero(evaluated, tmp_path):
     assert len(errors) == 2 and str(garbage) in errors[0] and missing in errors[1] and "not found" in errors[1]
 
     no_model = run_cli("predict", good, "--model", str(tmp_path))
-    assert no_model.returncode == 2 and "not an exported model" in no_model.stderr and "Traceback" not in no_model.stderr
+    assert (
+        no_model.returncode == 2 and "not an exported model" in no_model.stderr and "Traceback" not in no_model.stderr
+    )
 
 
 # Enough held-out videos for both classes; 2 views each, so some video's views land on different ranks;
@@ -152,6 +154,7 @@ def test_metrics_from_two_ranks_equal_metrics_on_the_union_in_one_process(tiny_d
 def test_export_is_the_best_checkpoint_and_export_last_the_model_as_it_ends(tmp_path):
     """WORKDIR/export serves the weights saved in WORKDIR/best, export_last the final ones; the model keeps its own."""
     import keras
+
     from twostream.trainer import config as config_lib
     from twostream.trainer import dist
     from twostream.trainer.checkpoint import Checkpoints

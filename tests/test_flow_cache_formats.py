@@ -1,4 +1,5 @@
-"""Compact flow cache: lossless PNG/WebP entries round-trip bit-exactly, read lazily; format in the key; eviction; projection."""
+"""Compact flow cache: lossless PNG/WebP entries round-trip bit-exactly, read lazily; format in the key; eviction;
+projection."""
 import os
 
 import numpy as np

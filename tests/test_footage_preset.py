@@ -5,8 +5,8 @@ import os
 
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes
 from twostream.trainer.config import load
 

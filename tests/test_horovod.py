@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, VENV_BIN
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")

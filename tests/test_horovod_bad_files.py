@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, VENV_BIN
+
 from twostream.data.clips import ClipLoader
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.data.pipeline import clip_seed

@@ -222,7 +222,9 @@ def test_a_retried_launcher_stops_the_ranks_left_on_the_workers_before_it_starts
         TEST_WORKER_PIDS=f"w0={worker.pid}"))
     lines = job.lines()
     assert code == 0, err
-    assert _index(lines, "exits 75") < _index(lines, "daemon w0 saw its rank exit 75") < _index(lines, "command started")
+    assert (
+        _index(lines, "exits 75") < _index(lines, "daemon w0 saw its rank exit 75") < _index(lines, "command started")
+    )
 
 
 @pytest.mark.parametrize("argv", [[], ["launcher"], ["serve"]])

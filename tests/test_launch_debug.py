@@ -3,8 +3,8 @@ import json
 import os
 
 import pytest
-
 from conftest import run_cli
+
 from twostream.launch import cli
 
 

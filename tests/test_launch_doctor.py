@@ -2,6 +2,7 @@
 import json
 
 from conftest import run_cli
+
 from twostream.launch import doctor
 
 

@@ -4,8 +4,8 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import REPO, VENV_BIN, run_cli
+
 from twostream.launch import cli
 from twostream.launch.horovod_cmd import LaunchError, build_command, host_slots, hostfile_slots
 

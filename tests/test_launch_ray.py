@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import REPO, VENV_BIN
 
 RAY = os.path.join(VENV_BIN, "ray")

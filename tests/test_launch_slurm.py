@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, VENV_BIN
+
 from twostream.launch import cli, srun
 from twostream.trainer.preemption import EXIT_CODE
 
@@ -110,7 +110,9 @@ def test_tasks_per_node_and_node_names(tmp_path, monkeypatch):
         pytest.skip("no scontrol (apt-get install slurm-client)")
     # scontrol reads a slurm.conf even to expand names (a site has one; here the daemons may not be running)
     conf = tmp_path / "slurm.conf"
-    conf.write_text("ClusterName=t\nSlurmctldHost=localhost\nNodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n")
+    conf.write_text(
+        "ClusterName=t\nSlurmctldHost=localhost\nNodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n"
+    )
     monkeypatch.setenv("SLURM_CONF", str(conf))
     assert srun.node_names("node[1-2],gpu7") == ["node1", "node2", "gpu7"]   # SLURM's own expansion, offline
 

@@ -122,7 +122,9 @@ def _csv_dataset(tmp_path, rows: list[str]) -> str:
 
 
 def test_a_path_listed_twice_with_one_label_is_merged_with_a_warning(tmp_path, caplog):
-    path = _csv_dataset(tmp_path, ["a.mp4,real", "b.mp4,real", "c.mp4,fake", "d.mp4,fake", "a.mp4,real", "./c.mp4,fake"])
+    path = _csv_dataset(
+        tmp_path, ["a.mp4,real", "b.mp4,real", "c.mp4,fake", "d.mp4,fake", "a.mp4,real", "./c.mp4,fake"]
+    )
     manifest = from_csv(path)
     assert len(manifest.records) == 4   # not 6: each video scored once
     assert "2 repeated row(s)" in caplog.text

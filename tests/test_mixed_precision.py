@@ -33,7 +33,10 @@ def _batch(n=8, seed=0):
     return tf.constant(rng.normal(size=(n, 6)), tf.float32), tf.constant(rng.integers(0, 3, n), tf.int32), tf.ones(n)
 
 
-def _trained(precision: str, steps=3, options=StepOptions()):
+PLAIN = StepOptions()
+
+
+def _trained(precision: str, steps=3, options=PLAIN):
     model = _model(precision)
     optimizer = make_optimizer(SGD, 0.5, loss_scale=computes_in_float16(model))
     optimizer.build(model.trainable_variables)

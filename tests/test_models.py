@@ -4,9 +4,9 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 
 from twostream.data.clips import ClipSpec

@@ -216,6 +216,7 @@ def test_an_unknown_aggregation_names_the_accepted_ones():
 
 def test_schedule_values_exactly():
     import keras
+
     from twostream.trainer.schedule import SCHEDULES, WarmupDecay
     assert SCHEDULES == ("constant", "cosine", "step")
     rate = lambda schedule, steps: [round(float(schedule(s)), 6) for s in steps]   # noqa: E731

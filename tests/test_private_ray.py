@@ -9,7 +9,6 @@ import tempfile
 import time
 
 import pytest
-
 from conftest import VENV_BIN, run_cli
 from test_launch_ray import _free_ports, _our_processes
 

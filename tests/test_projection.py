@@ -15,8 +15,12 @@ def load_projection():
 
 def test_measured_gpu_ms_replace_the_scaled_estimate_and_set_the_reference_rate(tmp_path):
     projection = load_projection()
-    lines = [{"device": "cuda:0"}, {"model": "keras.applications.ResNet50 (images)", "size": 224, "images_per_s": 5000.0},
-             {"model": "two_stream_c3d", "size": 224, "ms_per_clip": 0.35}, {"error": "OOM"}]
+    lines = [
+        {"device": "cuda:0"},
+        {"model": "keras.applications.ResNet50 (images)", "size": 224, "images_per_s": 5000.0},
+        {"model": "two_stream_c3d", "size": 224, "ms_per_clip": 0.35},
+        {"error": "OOM"},
+    ]
     path = tmp_path / "gpu.jsonl"
     path.write_text("\n".join(map(json.dumps, lines)) + "\n\n")
     measured, images_per_s = projection.load_gpu_ms([str(path)])

@@ -10,12 +10,10 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 
 import pytest
-
 from conftest import VENV_BIN
 from helpers.hosts import make_hosts
 
@@ -53,8 +51,8 @@ def cluster(tmp_path_factory):
 
 
 def _wait_for_nodes(hosts, head: str, env: dict, count: int, logs) -> None:
-    count_nodes = ("import ray; ray.init(address='%s', log_to_driver=False); "
-                   "print(sum(n['Alive'] for n in ray.nodes()))" % head)
+    count_nodes = (f"import ray; ray.init(address='{head}', log_to_driver=False); "
+                   "print(sum(n['Alive'] for n in ray.nodes()))")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         done = hosts.run(1, [os.path.join(VENV_BIN, "python"), "-c", count_nodes], timeout=120, env=env)

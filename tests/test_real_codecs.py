@@ -1,4 +1,5 @@
-"""Clips from files with the properties of real videos whose seeks disagree with a read from the start: each frame checked.
+"""Clips from files with the properties of real videos whose seeks disagree with a read from the start: each frame
+checked.
 
 The properties, found on Debian's sample videos (benchmarks/real_codecs.py, docs/data.md):
 - an MPEG-4 Part 2 AVI with packed B-frames (DivX "packed bitstream": opencv-doc's Megamind.avi): the decoder
@@ -18,8 +19,8 @@ import re
 import av
 import numpy as np
 import pytest
-
 from test_seek import HEIGHT, WIDTH, read_code, write_coded
+
 from twostream.data import video
 from twostream.data.clips import ClipSpec
 from twostream.data.frame_index import FrameIndexes
@@ -67,10 +68,15 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real_codecs")
     elementary = write_coded(folder / "packed.m4v", FRAMES, ["-c:v", "mpeg4", "-q:v", "4", "-bf", "1", "-g", str(GOP),
                                                              "-sc_threshold", "1000000000", "-f", "m4v"])
-    return {"packed_b_frames_avi": pack_divx(elementary, str(folder / "packed.avi")),
-            # 200 kb/s: several frames share a 2 KiB program-stream pack, as in a DVD menu's still frames
-            "mpeg2_program_stream": write_coded(folder / "menu.mpg", FRAMES, ["-c:v", "mpeg2video", "-b:v", "200k",
-                                                                               "-bf", "2", "-g", str(GOP), "-f", "mpeg"])}
+    return {
+        "packed_b_frames_avi": pack_divx(elementary, str(folder / "packed.avi")),
+        # 200 kb/s: several frames share a 2 KiB program-stream pack, as in a DVD menu's still frames
+        "mpeg2_program_stream": write_coded(
+            folder / "menu.mpg",
+            FRAMES,
+            ["-c:v", "mpeg2video", "-b:v", "200k", "-bf", "2", "-g", str(GOP), "-f", "mpeg"],
+        ),
+    }
 
 
 def test_the_files_have_the_failing_properties(files):
@@ -159,7 +165,8 @@ def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path,
 
 def test_an_epoch_record_counts_the_videos_its_actors_read_from_the_start(files, ray_session):
     """Through the decode actors and the epoch stream: the packed AVI (seek disagrees) is counted, the program
-    stream (its seeks agree past the first keyframe) is not, and both clips are the frames a read from the start gives."""
+    stream (its seeks agree past the first keyframe) is not, and both clips are the frames a read from the start
+    gives."""
     from twostream.data.actors import DecoderPool
     from twostream.data.manifest import VideoRecord
     from twostream.data.pipeline import EpochStream

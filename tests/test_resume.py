@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import REPO
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")

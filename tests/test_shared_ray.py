@@ -10,7 +10,6 @@ import sys
 
 import psutil
 import pytest
-
 from conftest import REPO, VENV_BIN
 
 INPUTS_HELPER = os.path.join(REPO, "tests", "helpers", "node_ray_inputs.py")

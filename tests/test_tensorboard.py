@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-
 from conftest import REPO
+
 from twostream.data.clips import ClipLoader
 from twostream.data.flow import quantize
 from twostream.data.manifest import load_manifest, split_by_video

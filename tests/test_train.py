@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import copy_workdir, run_cli
 
 

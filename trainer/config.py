@@ -37,7 +37,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     root: str = ""                    # dataset folder: sub-folder per class, or holding manifest.csv / metadata.json
-    manifest: str = ""                # a .csv (path,label[,split][,video_id]) or DFDC metadata.json; empty = auto-detect
+    # a .csv (path,label[,split][,video_id]) or DFDC metadata.json; empty = auto-detect
+    manifest: str = ""
     val_fraction: float = field(default=0.2, metadata={"above": 0, "below": 1})   # share of videos held out
     num_actors: int = field(default=0, metadata={"min": 0})   # Ray decode actors per rank; 0 = one per spare core
     cpus_per_actor: float = field(default=1.0, metadata={"above": 0})   # Ray CPU reservation per actor

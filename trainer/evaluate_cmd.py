@@ -1,4 +1,5 @@
-"""`twostream evaluate`: a workdir's best (or latest) checkpoint on its held-out videos; eval.json, roc.png, confusion.png.
+"""`twostream evaluate`: a workdir's best (or latest) checkpoint on its held-out videos; eval.json, roc.png,
+confusion.png.
 
 The workdir's config.yaml says what was trained on and how to evaluate (the `eval` section); --set overrides
 it. The checkpoint is WORKDIR/best (the epoch train.select_metric chose) when there is one, else the latest.
@@ -35,7 +36,9 @@ def evaluate_workdir(workdir: str, overrides: list[str] = (), checkpoint: str = 
 
     config_path = os.path.join(workdir, "config.yaml")
     if not os.path.isfile(config_path):
-        raise config_lib.ConfigError(f"{workdir!r} holds no config.yaml: is it the --workdir of a `twostream train` run?")
+        raise config_lib.ConfigError(
+            f"{workdir!r} holds no config.yaml: is it the --workdir of a `twostream train` run?"
+        )
     config = config_lib.load(path=config_path, overrides=list(overrides))
     dist.init()
     # before Ray starts: every rank stops, none hangs

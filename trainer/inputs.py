@@ -7,11 +7,11 @@ import os
 import secrets
 
 from twostream.data.actors import CacheSettings, DecoderPool
-from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
 from twostream.data.boxes import BoxError, BoxTracks
 from twostream.data.manifest import from_config, split_by_video
-from twostream.data.resources import cores_per_rank
 from twostream.data.pipeline import DataError, EpochStream, to_dataset
+from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
+from twostream.data.resources import cores_per_rank
 from twostream.data.sharding import plan_epoch
 from twostream.trainer.config import Config, ConfigError
 

@@ -25,7 +25,7 @@ class Scores:
     losses: np.ndarray          # float64 (N,): cross-entropy of the clip (from the logits)
 
     @staticmethod
-    def concatenate(parts: list["Scores"]) -> "Scores":
+    def concatenate(parts: list[Scores]) -> Scores:
         """All parts as one, sorted by (video, view): the same rows in the same order however they were split."""
         joined = [np.concatenate([getattr(p, name) for p in parts]) for name in Scores.__dataclass_fields__]
         order = np.lexsort((joined[1], joined[0]))   # by record, then view
@@ -34,7 +34,7 @@ class Scores:
 
 def gather(local: Scores) -> Scores:
     """Every rank's scored clips, on every rank (a collective: every rank calls it)."""
-    from twostream.trainer import dist   # here: the metrics above need neither TensorFlow nor Horovod
+    from twostream.trainer import dist  # here: the metrics above need neither TensorFlow nor Horovod
     return Scores.concatenate(dist.gather_objects(local))
 
 

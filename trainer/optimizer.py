@@ -8,7 +8,9 @@ from twostream.trainer.schedule import WarmupDecay
 from twostream.trainer.step import StepOptions
 
 
-def make_optimizer(train: config_lib.TrainConfig, learning_rate, loss_scale: bool = False) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    train: config_lib.TrainConfig, learning_rate, loss_scale: bool = False
+) -> keras.optimizers.Optimizer:
     """train.optimizer (the config accepts adamw | sgd); with loss_scale (a model computing in float16) wrapped in a
     dynamic LossScaleOptimizer, whose scale (2^15 to start) halves on a step with Inf/NaN gradients, which it
     skips, and doubles after 2000 good steps. The model's variables stay float32 (the master weights)."""

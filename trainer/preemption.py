@@ -86,7 +86,7 @@ class StopListener:
         self.signalled = False
         self._previous = {}
 
-    def __enter__(self) -> "StopListener":
+    def __enter__(self) -> StopListener:
         if threading.current_thread() is threading.main_thread():   # Python allows handlers only there
             for number in SIGNALS:
                 self._previous[number] = signal.signal(number, self._on_signal)

@@ -100,7 +100,7 @@ def check_accumulation(labels, k: int) -> None:
     """The k micro-batches must split this rank's batch (of these labels) evenly; the loop checks its first batch."""
     batch = len(labels)
     if batch % k:
-        from twostream.trainer.config import ConfigError   # here: step.py is used without the config too
+        from twostream.trainer.config import ConfigError  # here: step.py is used without the config too
         raise ConfigError(f"train.accumulate_steps={k} must divide the per-rank batch ({batch} = "
                           "train.global_batch / processes)")
 

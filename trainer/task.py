@@ -7,7 +7,7 @@ two-stream video task; `FunctionTask` wraps plain functions, which is what `loop
 from __future__ import annotations
 
 import abc
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import keras
 
@@ -27,7 +27,7 @@ class Task(abc.ABC):
         mid-epoch): exactly steps_per_epoch - from_step of them. Called again after an elastic reset, so it
         must shard by the current dist.rank() / dist.size()."""
 
-    def begin(self, step: int) -> None:
+    def begin(self, step: int) -> None:   # noqa: B027 (an optional hook: a task may have nothing to do here)
         """Called on every rank once the checkpoint (if any) is restored, before the first step: the run can start."""
 
     def train_step(self, optimizer: keras.optimizers.Optimizer, options: StepOptions) -> Callable:

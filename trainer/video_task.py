@@ -1,4 +1,5 @@
-"""The two-stream video task and `train`, the `twostream train` command's body: config -> inputs, model, loop, export."""
+"""The two-stream video task and `train`, the `twostream train` command's body: config -> inputs, model, loop,
+export."""
 from __future__ import annotations
 
 import logging
@@ -6,13 +7,13 @@ import os
 
 import keras
 
+from twostream.data.pipeline import DataError
 from twostream.models.precision import BFLOAT16_ON_CPU, bfloat16_on_onednn_cpu
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
 from twostream.trainer import debug as debug_lib
 from twostream.trainer import dist, loop, visualize
 from twostream.trainer.checkpoint import LATEST, Checkpoints, check_workdir
-from twostream.data.pipeline import DataError
 from twostream.trainer.errors import RunError
 from twostream.trainer.evaluate import evaluate
 from twostream.trainer.export import export

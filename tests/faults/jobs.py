@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import REPO, VENV_BIN
 
 HELPER = os.path.join(REPO, "tests", "helpers", "fault_job.py")

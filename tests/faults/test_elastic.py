@@ -6,7 +6,6 @@ killed rank blacklists only its own name, and appending a name to the hosts file
 import json
 
 import pytest
-
 from jobs import GLOBAL_BATCH, STEPS, batches_by_process, discovery, global_batch, horovodrun, records, tail
 
 
@@ -94,6 +93,7 @@ def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
 def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, tiny_dataset):
     """What `train` does on every elastic reset: Inputs.reshard(rank, size), then the epoch from its step."""
     import numpy as np
+
     from twostream.trainer import config as config_lib
     from twostream.trainer.inputs import Inputs
     config = config_lib.load("tiny", overrides=[f"data.root={tiny_dataset}", "data.num_actors=1"])

@@ -1,7 +1,6 @@
 """Without elastic mode a SIGKILLed rank ends the whole job with a non-zero exit (no hang), and starting the
 same job again resumes from the last checkpoint."""
 import pytest
-
 from jobs import STEPS, batches_by_process, horovodrun, records, tail
 
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]

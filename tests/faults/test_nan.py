@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-
 from jobs import STEPS, batches_by_process, horovodrun, records, tail
 
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]

@@ -7,9 +7,9 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import VENV_BIN
 from jobs import STEPS, batches_by_process, horovodrun, records, tail
+
 from twostream.trainer.preemption import EXIT_CODE
 
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]
@@ -26,7 +26,9 @@ def test_sigterm_on_one_rank_stops_both_at_the_same_step_and_the_rerun_resumes_t
     assert first.returncode != 0, tail(first)
     assert "sends itself SIGTERM before step 11" in first.stdout
     assert "PREEMPTED rank 0 step 12" in first.stdout and "PREEMPTED rank 1 step 12" in first.stdout, tail(first)
-    assert f"exit with status code {EXIT_CODE}" in first.stdout or f"Exit code: {EXIT_CODE}" in first.stdout, tail(first)
+    assert f"exit with status code {EXIT_CODE}" in first.stdout or f"Exit code: {EXIT_CODE}" in first.stdout, tail(
+        first
+    )
     before = batches_by_process(str(ids))
     assert [rows[-1]["step"] for rows in before.values()] == [12, 12]          # neither rank went further
     assert [(r["step"], r["epoch"]) for r in records(workdir, "preempted")] == [(12, 2)]

@@ -3,8 +3,8 @@ import subprocess
 
 import keras
 import pytest
-
 from conftest import run_cli
+
 from twostream.trainer.config import ConfigError, TrainConfig
 from twostream.trainer.loop import fit
 

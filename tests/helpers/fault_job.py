@@ -5,7 +5,8 @@ Usage: fault_job.py --workdir W [--steps 8 --epochs 3 --global-batch 4] [--elast
        --add-at S] [--ids-dir D] [--set K=V]
 --signal-*: that rank (or every rank) sends itself SIGTERM before step S, as a scheduler preempting the job would;
 the job then exits with preemption.EXIT_CODE.
-Until an added host has joined, steps are slowed (0.5 s each). Every scheduled event fires once per job (a marker file in the workdir's parent remembers it), so a rank
+Until an added host has joined, steps are slowed (0.5 s each). Every scheduled event fires once per job (a marker file
+in the workdir's parent remembers it), so a rank
 that is restarted, or a job that is started again, does not repeat it. Each process writes the record ids
 of every batch it trains on to IDS_DIR/ids-<pid>.jsonl, so a test can check what each rank read.
 """
@@ -124,7 +125,7 @@ def main() -> None:
         metrics = fit(model, train, args.workdir, make_batches(args, x, y), args.steps, loss=squared_error)
     except Preempted as stopped:
         print(f"PREEMPTED rank {dist.rank()} step {stopped.step}", flush=True)
-        raise SystemExit(EXIT_CODE)
+        raise SystemExit(EXIT_CODE) from None
     weights = [float(np.asarray(w).sum()) for w in model.weights]
     print("DONE", json.dumps({"rank": dist.rank(), "size": dist.size(), "metrics": metrics, "weights": weights}),
           flush=True)

@@ -1,4 +1,5 @@
-"""Several hosts on this machine for a test (scripts/hosts.sh): make them, run processes on them, tear down what was made.
+"""Several hosts on this machine for a test (scripts/hosts.sh): make them, run processes on them, tear down what was
+made.
 
     with make_hosts(2) as hosts:              # pytest.skip when network namespaces cannot be made here
         head = hosts.start(1, ["ray", "start", "--head", ...], log_path)

@@ -30,6 +30,8 @@ if len(sys.argv) == 1:   # a private Ray: its processes are this one's descendan
         child.send_signal(signal.SIGUSR1)
     time.sleep(2)
     killed = [" ".join(c.cmdline())[:200] for c in children if not c.is_running()]
-print(json.dumps({"listening": listening, "node": pool.node, "actor_nodes": pool.actor_nodes, "killed_by_usr1": killed}))
+print(
+    json.dumps({"listening": listening, "node": pool.node, "actor_nodes": pool.actor_nodes, "killed_by_usr1": killed})
+)
 pool.shutdown()
 ray.shutdown()

@@ -18,8 +18,8 @@ import sys
 import keras
 import numpy as np
 
-from twostream.trainer import config as config_lib
 from twostream.models import registry
+from twostream.trainer import config as config_lib
 from twostream.trainer import loop, video_task
 
 STOPPED = 3   # exit code of a run stopped by --stop-after-step
