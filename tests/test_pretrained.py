@@ -46,6 +46,7 @@ def _shift_layers(network):
 
 @pytest.mark.parametrize("backbone", sorted(APPLICATIONS))
 def test_every_backbone_trains_in_both_streams_and_every_variable_gets_a_gradient(backbone):
+    keras.utils.set_random_seed(0)   # unseeded, the weights depended on earlier tests: a zero gradient in some orders
     model = _build(f"two_stream_{backbone}", temporal_shift=0.125)
     assert len(_shift_layers(model.get_layer(f"rgb_{backbone}"))) == BLOCKS[backbone]   # one per block
     assert not _shift_layers(model.get_layer(f"flow_{backbone}"))                      # RGB stream only
