@@ -58,10 +58,9 @@ class ClipBatch:
     sequential: list[bool] = field(default_factory=list)   # per clip: its video is read from the start
 
     def results(self) -> list[ClipResult]:
-        sequential = self.sequential or [False] * len(self.paths)
         return [ClipResult(None, None, error, path, self.pid, from_start) if error is not None else
                 ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
-                for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, sequential))]
+                for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, self.sequential))]
 
 
 @dataclass(frozen=True)

@@ -121,10 +121,6 @@ def _unreadable(work, data, side: int = 1, count: int = 1) -> list[str]:
     return names[:count]
 
 
-def _unreadable_val_video(work, data):
-    return _unreadable(work, data)
-
-
 def _val_failures_recorded(work):
     (last,) = _records(work)[-1:]
     assert last["epoch"] == 3 and last["val_clips_failed"] >= 1
@@ -172,13 +168,13 @@ CASES = [
          damage=lambda w, d: [shutil.rmtree(os.path.join(w, sub)) for sub in (CHECKPOINTS, "best")]),
     Case("an unreadable validation video: counted and named in the epoch record",
          TRAIN + ["--data", "DATA", "--set", "data.max_failed_fraction=0.5"], 0, ['"final"'],
-         damage=_unreadable_val_video, check=_val_failures_recorded),
+         damage=_unreadable, check=_val_failures_recorded),
     Case("an unreadable validation video: counted and named in eval.json",
          EVALUATE + ["--data", "DATA", "--set", "data.max_failed_fraction=0.5"], 0, ['"clips_failed": '],
-         damage=_unreadable_val_video, check=_eval_failures_reported),
+         damage=_unreadable, check=_eval_failures_reported),
     Case("too many unreadable validation clips: the DataError in one message",
          EVALUATE + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
-         damage=_unreadable_val_video),
+         damage=_unreadable),
     Case("too many unreadable training clips: the DataError in one message",
          TRAIN + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
          damage=lambda w, d: _unreadable(w, d, side=0, count=3)),
