@@ -178,17 +178,19 @@ def test_epoch_record_lost_between_checkpoint_and_log_line_is_written_on_resume(
     assert [r["epoch"] for r in records(tmp_path)] == [1, 2]
 
 
-def test_sigterm_stops_after_the_agreed_step_with_a_checkpoint_and_the_rerun_continues(tmp_path):
+def test_sigterm_checkpoints_the_next_step_stops_at_the_agreed_one_and_the_rerun_continues(tmp_path):
     previous = signal.getsignal(signal.SIGTERM)
+    source = Source({7: "sigterm"})
     with pytest.raises(Preempted) as stopped:
-        train(tmp_path, Source({7: "sigterm"}), epochs=3, log_every=2)
-    assert (stopped.value.step, stopped.value.epoch) == (8, 2)     # the first host read after the signal
+        train(tmp_path, source, epochs=3, log_every=2)
+    assert source.served[-1] == 8                                  # stopped at the first host read after the signal
+    assert (stopped.value.step, stopped.value.epoch) == (7, 2)     # rank 0 checkpointed the step after the signal
     assert signal.getsignal(signal.SIGTERM) is previous            # the loop's handler is removed again
-    assert saved_steps(tmp_path)[-1] == 8
-    assert [(r["step"], r["epoch"]) for r in records(tmp_path, "preempted")] == [(8, 2)]
+    assert saved_steps(tmp_path)[-1] == 7                          # not 8: that one stays the latest
+    assert [(r["step"], r["epoch"]) for r in records(tmp_path, "preempted")] == [(7, 2)]
     resumed = Source()
     train(tmp_path, resumed, epochs=3, log_every=2)
-    assert resumed.served == list(range(9, 16))
+    assert resumed.served == list(range(8, 16))
     assert [r["epoch"] for r in records(tmp_path)] == [1, 2, 3]
 
 

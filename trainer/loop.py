@@ -108,6 +108,7 @@ class Loop:
         self.checkpoints = Checkpoints(workdir, task.model, optimizer, keep=train.keep_checkpoints)
         self.runlog = RunLog(workdir, enabled=self.chief)
         self.progress: EpochProgress | None = None    # the current epoch's bar and clock
+        self.stop_checkpoint: tuple[int, int] | None = None   # rank 0: (step, epoch) it checkpointed for a stop signal
         self.intervals = [n for n in (train.log_every, train.checkpoint_every,
                                       train.elastic_commit_every if elastic is not None else 0) if n > 0]
 
@@ -143,6 +144,8 @@ class Loop:
             self.progress.advance(len(chunk))
             if state.step < end and any(state.step % n == 0 for n in self.intervals):
                 self.periodic_actions(state, epoch)
+            if state.step < end:
+                self.checkpoint_for_stop(state, epoch)
         self.progress.close()
         if state.step != end or self.progress.take(batches, 1):   # the last take runs the source to its end
             given = f"{'more than ' if state.step == end else ''}{self.progress.ran}"
@@ -165,7 +168,8 @@ class Loop:
     def periodic_actions(self, state: LoopState, epoch: int) -> None:
         """At every multiple of train.log_every, checkpoint_every and (elastic) elastic_commit_every steps."""
         self.read_totals(state)                        # first: nothing is saved or committed past a NaN
-        if self.train.checkpoint_every and state.step % self.train.checkpoint_every == 0:
+        if self.train.checkpoint_every and state.step % self.train.checkpoint_every == 0 \
+                and self.stop_checkpoint is None:      # a stop's checkpoint stays the latest: the run resumes there
             self.checkpoints.save(state.step, state.saved())
         if self.elastic is not None and state.step % self.train.elastic_commit_every == 0:
             self.commit(state)   # a point to roll back to and to take host changes
@@ -198,16 +202,38 @@ class Loop:
         self.elastic.loop = dataclasses.replace(state)
         self.elastic.commit()
 
-    def preempted(self, state: LoopState, epoch: int, saved: bool) -> None:
+    # ------------------------------------------------------------------ stopping on a signal
+    def checkpoint_for_stop(self, state: LoopState, epoch: int) -> None:
+        """Rank 0, at its first step boundary after a stop signal: checkpoints this step at once, without a collective.
+        A scheduler's SIGTERM (scancel, a time limit) also reaches the node's Ray, so the decoders may be gone
+        before the agreed step comes; the ranks still stop there, and the run resumes from this checkpoint."""
+        if not (self.chief and self.stop.signalled) or self.stop_checkpoint is not None:
+            return
+        self.read_totals(state)   # nothing saved past a NaN, and the saved totals hold every step so far
+        self.save_stop_checkpoint(state, epoch)
+        log.warning("checkpoint of step %d saved for the stop; the ranks stop at the next agreed step", state.step)
+
+    def save_stop_checkpoint(self, state: LoopState, epoch: int, saved: bool = False) -> None:
         if not saved:
             self.checkpoints.save(state.step, state.saved())
         self.runlog.record("preempted", step=state.step, epoch=epoch + 1)
-        dist.all_agree(True)   # a barrier: no rank exits (and horovodrun cuts the rest) before rank 0 has saved
-        raise Preempted(state.step, epoch + 1)
+        self.stop_checkpoint = (state.step, epoch + 1)
+
+    def preempted(self, state: LoopState, epoch: int, saved: bool) -> None:
+        """Every rank, at the agreed step: rank 0 checkpoints it unless it already saved for the stop, then all exit
+        with Preempted naming the checkpoint the run resumes from."""
+        if self.chief and self.stop_checkpoint is None:
+            self.save_stop_checkpoint(state, epoch, saved)
+        # A barrier too: no rank exits (and horovodrun cuts the rest) before rank 0 has saved.
+        step, stopped_epoch = dist.broadcast_object(self.stop_checkpoint)
+        raise Preempted(step, stopped_epoch)
 
     # ------------------------------------------------------------------ the epoch's end
     def end_epoch(self, state: LoopState, epoch: int) -> dict:
-        """Evaluates, selects the best, checkpoints with the epoch's record, then rank 0 logs that record."""
+        """Evaluates, selects the best, checkpoints with the epoch's record, then rank 0 logs that record; when
+        rank 0 has already checkpointed an earlier step for a stop, every rank stops there first."""
+        if dist.broadcast_object(self.stop_checkpoint) is not None:
+            self.preempted(state, epoch, saved=True)
         self.read_totals(state)
         speed = self.progress.rates()   # the epoch's training alone, before the evaluation
         metrics = self.task.evaluate()

@@ -3,9 +3,11 @@ to stop at an agreed step; SIGINT (Ctrl-C) stops it at once.
 
 A signal only sets a flag on the rank that received it; the loop asks every rank at its regular host
 reads (every train.log_every steps, and at checkpoints and epoch ends) whether any rank was signalled (one
-tiny allreduce), so every rank stops after the same step. Rank 0 then checkpoints that step, writes a
-`preempted` record to metrics.jsonl, and the process exits with EXIT_CODE, which tells a scheduler
-(e.g. the sbatch script) to requeue the job; the requeued job resumes from that step.
+tiny allreduce), so every rank stops after the same step. Rank 0 checkpoints at its first step boundary after
+its own signal, without waiting for that agreement (a scheduler's SIGTERM also stops the node's Ray, so the
+decoders may not feed the ranks to the agreed step), or else at the agreed step; it writes a `preempted`
+record with the checkpoint's step to metrics.jsonl, and the process exits with EXIT_CODE, which tells a
+scheduler (e.g. the sbatch script) to requeue the job; the requeued job resumes from that checkpoint.
 
 Ctrl-C raises KeyboardInterrupt at once (no checkpoint: the step in flight is lost), except while a checkpoint
 is written, which finishes first (`interrupts_deferred`); the run stops with Interrupted, one line and exit status
@@ -30,11 +32,11 @@ _interrupted = False          # set by on_interrupt: Ctrl-C came, even if its Ke
 
 
 class Preempted(Exception):
-    """Every rank stopped after `step` (in `epoch`, 1-based) on a preemption signal; the checkpoint is saved."""
+    """Every rank stopped on a preemption signal; the checkpoint of `step` (in `epoch`, 1-based) is saved."""
 
     def __init__(self, step: int, epoch: int):
-        super().__init__(f"preempted: stopped after step {step} (epoch {epoch}); checkpoint saved, "
-                         f"start the same job again to resume (exit code {EXIT_CODE})")
+        super().__init__(f"preempted: stopped with the checkpoint of step {step} (epoch {epoch}) saved; "
+                         f"start the same job again to resume from it (exit code {EXIT_CODE})")
         self.step, self.epoch = step, epoch
 
 

@@ -13,12 +13,17 @@ HELPER = os.path.join(REPO, "tests", "helpers", "fault_job.py")
 STEPS, GLOBAL_BATCH = 8, 4   # the helper's defaults: 8 steps per epoch of 4 examples
 
 
+def horovodrun_command(where: list[str], job_args: list[str]) -> tuple[list[str], dict]:
+    """(command, env) of horovodrun WHERE --gloo python fault_job.py JOB_ARGS."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return [os.path.join(VENV_BIN, "horovodrun"), *where, "--gloo", sys.executable, HELPER, *job_args], env
+
+
 def horovodrun(where: list[str], job_args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     """horovodrun WHERE --gloo python fault_job.py JOB_ARGS; stdout and stderr together in .stdout."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([os.path.join(VENV_BIN, "horovodrun"), *where, "--gloo", sys.executable, HELPER,
-                           *job_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, env=env)
+    command, env = horovodrun_command(where, job_args)
+    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                          env=env)
 
 
 def discovery(folder, hosts: list[str]) -> tuple[str, str]:

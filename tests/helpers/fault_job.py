@@ -1,10 +1,11 @@
 """Test helper: a tiny regression job on `fit` whose faults (SIGKILL, NaN, a host added) happen at a scheduled step.
 
 Usage: fault_job.py --workdir W [--steps 8 --epochs 3 --global-batch 4] [--elastic] [--kill-rank R --kill-at S]
-       [--nan-rank R --nan-at S] [--signal-rank R|all --signal-at S] [--add-host NAME:SLOTS --discovery-file F
-       --add-at S] [--ids-dir D] [--set K=V]
+       [--nan-rank R --nan-at S] [--signal-rank R|all --signal-at S [--starve]]
+       [--add-host NAME:SLOTS --discovery-file F --add-at S] [--ids-dir D] [--set K=V]
 --signal-*: that rank (or every rank) sends itself SIGTERM before step S, as a scheduler preempting the job would;
-the job then exits with preemption.EXIT_CODE.
+the job then exits with preemption.EXIT_CODE. --starve: after its signal a rank gets no batch after step S (it
+waits forever), as when SLURM's SIGTERM has also stopped the node's Ray decoders.
 Until an added host has joined, steps are slowed (0.5 s each). Every scheduled event fires once per job (a marker file
 in the workdir's parent remembers it), so a rank
 that is restarted, or a job that is started again, does not repeat it. Each process writes the record ids
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,6 +44,9 @@ def once(args, event: str) -> bool:
         return False
 
 
+starving: list[int] = []   # the step before which this process sent itself its signal, with --starve
+
+
 def scheduled(args, step: int):
     """Fires this process's events scheduled for global step `step` (1-based), before it is trained."""
     if step == args.kill_at and dist.rank() == args.kill_rank and once(args, "kill"):
@@ -53,6 +58,10 @@ def scheduled(args, step: int):
     if step == args.signal_at and args.signal_rank in ("all", str(dist.rank())) and once(args, f"signal{dist.rank()}"):
         print(f"FAULT rank {dist.rank()} (pid {os.getpid()}) sends itself SIGTERM before step {step}", flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
+        starving.append(step)
+    if starving and step > starving[0] and args.starve:
+        print(f"FAULT rank {dist.rank()} gets no batch for step {step}: its data source is gone", flush=True)
+        threading.Event().wait()
     if step == args.add_at and dist.rank() == 0 and once(args, "add"):
         with open(args.discovery_file, "a") as f:
             f.write(args.add_host + "\n")
@@ -104,6 +113,7 @@ def main() -> None:
     parser.add_argument("--nan-at", type=int, default=-1)
     parser.add_argument("--signal-rank", default="")
     parser.add_argument("--signal-at", type=int, default=-1)
+    parser.add_argument("--starve", action="store_true")
     parser.add_argument("--add-host", default="")
     parser.add_argument("--add-at", type=int, default=-1)
     parser.add_argument("--discovery-file", default="")
