@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Builds Horovod 0.28.1 from source against the venv's TensorFlow, once per TensorFlow version, and installs it.
+# Builds Horovod (the version setup.cfg pins) from source against the venv's TensorFlow, once per TensorFlow version, and installs it.
 #
-# Why from source: Horovod's last release predates TensorFlow 2.21 and ships no wheels. Two fixes are needed
+# Why from source: Horovod's last release (setup.cfg: horovod==...) predates TensorFlow 2.21 and ships no wheels. Two fixes are needed
 # (see ../shared/notes/horovod-on-tf2.21.md): CMake >= 4 rejects its bundled gloo (CMAKE_POLICY_VERSION_MINIMUM),
 # and xla_mpi_ops.cc includes XLA headers the TF wheel lacks (dropped from the build; only used with XLA ops).
 # The built wheel is kept in $TWOSTREAM_WHEEL_CACHE, keyed by TensorFlow version, so a second set-up skips the build.
 set -euo pipefail
 
 PY=${PY:-.venv/bin/python}
-HVD_VERSION=0.28.1
+HVD_VERSION=$(sed -n 's/^ *horovod==\([0-9.]*\).*/\1/p' "$(dirname "$0")/../setup.cfg")   # the one place it is written
+if [ "${1:-}" = "--print-version" ]; then
+  echo "$HVD_VERSION"
+  exit 0
+fi
 TF_VERSION=$("$PY" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)
 CACHE=${TWOSTREAM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/twostream/wheels}/horovod-$HVD_VERSION-tf$TF_VERSION
 
 installed_ok() {
-  "$PY" - <<'PY' 2>/dev/null
-import horovod, horovod.tensorflow as hvd
-assert horovod.__version__ == "0.28.1" and hvd.gloo_built()
+  HVD_VERSION=$HVD_VERSION "$PY" - <<'PY' 2>/dev/null
+import os, horovod, horovod.tensorflow as hvd
+assert horovod.__version__ == os.environ["HVD_VERSION"] and hvd.gloo_built()
 PY
 }
 
