@@ -2,7 +2,7 @@
 # The image every pod of a `twostream launch k8s` MPIJob runs: Python 3.11, twostream with Horovod 0.28.1 built from
 # source against its TensorFlow (scripts/build_horovod.sh), and OpenSSH set up as the Kubeflow MPI operator's own
 # images set it up, as root (the MPIJob mounts the operator's SSH key at /root/.ssh; sshd listens on port 22), and
-# launch/k8s_entrypoint.sh, every pod's first process, which passes Kubernetes' SIGTERM on to the training ranks.
+# launch/jobs/k8s_entrypoint.sh, every pod's first process, which passes Kubernetes' SIGTERM on to the training ranks.
 #   CPU: docker build -t registry.example.com/twostream:0.1.0 .
 #   GPU: docker build --build-arg VARIANT=gpu -t registry.example.com/twostream:0.1.0-gpu .
 # The GPU variant installs tensorflow[and-cuda] and builds Horovod's allreduce on NCCL (no GPU needed to build).
@@ -68,7 +68,7 @@ RUN mkdir -p /var/run/sshd \
       > /etc/ssh/ssh_config.d/twostream.conf \
  && ssh-keygen -A
 COPY --from=build /usr/local /usr/local
-COPY --chmod=0755 launch/k8s_entrypoint.sh /usr/local/bin/twostream-k8s-entrypoint
+COPY --chmod=0755 launch/jobs/k8s_entrypoint.sh /usr/local/bin/twostream-k8s-entrypoint
 # Ranks started over SSH do not see the image's ENV; the loader finds the GPU variant's NCCL and CUDA runtime here.
 RUN if [ "$VARIANT" = gpu ]; then \
       printf '%s\n' /usr/local/lib/python3.11/site-packages/nvidia/nccl/lib "/usr/local/cuda-$CUDA_VERSION/lib64" \

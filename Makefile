@@ -44,7 +44,7 @@ test: setup system-deps
 test-random: setup system-deps
 	$(PY) -m pytest tests --random-order-bucket=module $(if $(SEED),--random-order-seed=$(SEED))
 
-# Mutation testing of the pure modules with their fast tests (scripts/mutants.sh; MODULES=data/sharding.py for one).
+# Mutation testing of the pure modules with their fast tests (scripts/mutants.sh; MODULES=data/distributed/sharding.py for one).
 mutants: setup
 	scripts/mutants.sh $(MODULES)
 

@@ -21,11 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from twostream.data.actors import ClipResult  # noqa: E402
-from twostream.data.clips import ClipSpec  # noqa: E402
+from twostream.data.decode.clips import ClipSpec  # noqa: E402
+from twostream.data.distributed.actors import ClipResult  # noqa: E402
+from twostream.data.distributed.pipeline import EpochStream, aligned_empty, to_dataset  # noqa: E402
+from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
 from twostream.data.manifest import VideoRecord  # noqa: E402
-from twostream.data.pipeline import EpochStream, aligned_empty, to_dataset  # noqa: E402
-from twostream.data.sharding import plan_epoch  # noqa: E402
 
 READY = 4   # distinct ready batches, cycled (together larger than any CPU cache at 224 px)
 

@@ -36,19 +36,19 @@ import psutil  # noqa: E402
 import ray  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from twostream.data.actors import DecoderPool  # noqa: E402
-from twostream.data.clips import ClipLoader, ClipSpec  # noqa: E402
-from twostream.data.flow_cache import FlowCache  # noqa: E402
+from twostream.data.decode.clips import ClipLoader, ClipSpec  # noqa: E402
+from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
+from twostream.data.distributed.actors import DecoderPool  # noqa: E402
+from twostream.data.distributed.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
+from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
+from twostream.data.make.synthetic import SynthSpec, synthesize  # noqa: E402
 from twostream.data.manifest import from_folder  # noqa: E402
-from twostream.data.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
-from twostream.data.ray_node import start_ray  # noqa: E402
-from twostream.data.sharding import plan_epoch  # noqa: E402
-from twostream.data.synthetic import SynthSpec, synthesize  # noqa: E402
+from twostream.trainer.runtime.ray_node import start_ray  # noqa: E402
 
 GROUPS = ("driver", "workers", "ray daemons")
 FRESH_WORKER = """
 import json, sys, cv2
-from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clips import ClipLoader, ClipSpec
 cv2.setNumThreads(1)
 loader = ClipLoader(ClipSpec(**json.loads(sys.argv[1])))
 for line in sys.stdin:

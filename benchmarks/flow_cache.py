@@ -1,6 +1,6 @@
 """Flow cache formats side by side: stored bytes per pixel per frame pair, CPU to read a clip's flow, exactness.
 
-Flow (DIS fast, bound 20, uint8) of three kinds of video, each stored in every format of data/flow_cache.py:
+Flow (DIS fast, bound 20, uint8) of three kinds of video, each stored in every format of data/decode/flow_cache.py:
 the demo's synthetic set (64 px), the realistic synthetic set (`twostream synth --realistic`, 112 px) and a
 noisy 640x480 H.264 test pattern (112 and 224 px; the hardest to compress). Per format: bytes on disk per
 pixel per frame pair, CPU ms (this process) to read an 8-pair clip's flow from a warm page cache (median over
@@ -22,16 +22,16 @@ import time
 import cv2
 import numpy as np
 
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.flow_cache import FORMATS, FlowCache
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow_cache import FORMATS, FlowCache
 
 CLIP = 8   # frame pairs per clip
 
 
 def sets(folder: str) -> list[tuple[str, list[str], int]]:
     """(name, video paths, size): written once into `folder`, reused afterwards."""
-    from twostream.data.synthetic import SynthSpec, synthesize
-    from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes
+    from twostream.data.make.synthetic import SynthSpec, synthesize
+    from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
     demo, scenes = os.path.join(folder, "demo"), os.path.join(folder, "scenes")
     if not os.path.isdir(demo):
         synthesize(demo, SynthSpec(num_videos=12, frames=20))

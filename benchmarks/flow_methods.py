@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/flow_methods.py [--sizes 112,224] [--methods dis:fast,dis:medium,farneback,tvl1,...]
                                          [--pairs 3] [--rounds 3]
-Frames come from the realistic synthetic set (data/synthetic_scenes.py: a 4:3 scene with a moving camera and a
+Frames come from the realistic synthetic set (data/make/synthetic_scenes.py: a 4:3 scene with a moving camera and a
 face-like region), resized so that the short side is each size (112 -> 149x112, 224 -> 299x224), as the
 shape-keeping pipeline computes flow. OpenCV runs single-threaded (the decode actors' setting), so CPU ms per pair is
 one core's cost. Methods run interleaved, `pairs` consecutive frame pairs each per round, in a rotating order, so a
@@ -18,8 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from twostream.data.flow import FlowEngine, available_methods
-from twostream.data.synthetic_scenes import SceneSpec, make_scene, render_pair
+from twostream.data.decode.flow import FlowEngine, available_methods
+from twostream.data.make.synthetic_scenes import SceneSpec, make_scene, render_pair
 
 DEFAULT_METHODS = "dis:ultrafast,dis:fast,dis:medium,farneback,tvl1,deepflow,pcaflow"
 SHIFT, ZOOM, ROTATION_DEG = (1.6, -0.9), 1.02, 1.0   # the known motion of the EPE pair

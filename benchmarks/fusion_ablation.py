@@ -1,7 +1,7 @@
 """Fusion ablation: RGB-only, flow-only and every two-stream fusion, trained for the same budget on synthetic video.
 
-The synthetic clips are motion-defined (twostream.data.synthetic): a single frame does not tell real from
-fake, the flow does. Each variant runs the real training path (twostream.trainer.video_task.train) from the `demo`
+The synthetic clips are motion-defined (twostream.data.make.synthetic): a single frame does not tell real from
+fake, the flow does. Each variant runs the real training path (twostream.trainer.video.video_task.train) from the `demo`
 preset with the same overrides, in its own workdir, and the held-out accuracies are printed side by side.
 
     .venv/bin/python benchmarks/fusion_ablation.py --out runs/fusion_ablation
@@ -15,9 +15,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-up chatter out of the table
 
-from twostream.data.synthetic import SynthSpec, synthesize  # noqa: E402 (after the env)
+from twostream.data.make.synthetic import SynthSpec, synthesize  # noqa: E402 (after the env)
 from twostream.trainer import config as config_lib  # noqa: E402
-from twostream.trainer.video_task import train  # noqa: E402
+from twostream.trainer.video.video_task import train  # noqa: E402
 
 # (row label, model.name, model.fusion); the single-stream ablations ignore the fusion
 VARIANTS = [("rgb only", "rgb_only_{backbone}", "concat"),

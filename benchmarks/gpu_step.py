@@ -3,7 +3,7 @@
 Usage (on a machine with a GPU and JAX; TensorFlow is not needed, the models are pure Keras 3):
   KERAS_BACKEND=jax python benchmarks/gpu_step.py [--sizes 112,224] [--batch 16] [--precision mixed_bfloat16]
                                                   [--models two_stream_c3d,...] [--steps 20] [--out FILE.jsonl]
-A step is what trainer/step.py runs per batch: forward in training mode, softmax cross-entropy on the logits,
+A step is what trainer/engine/step.py runs per batch: forward in training mode, softmax cross-entropy on the logits,
 gradients of every trainable weight, and an SGD update (jitted as one XLA program, donated buffers).
 Inputs are random uint8 clips of 8 frames ({"rgb": (B,8,S,S,3), "flow": (B,8,S,S,2)}), 101 classes (UCF101).
 The first steps compile and are not timed; the median of --steps timed steps is reported, divided by the batch.

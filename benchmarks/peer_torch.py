@@ -31,12 +31,12 @@ import numpy as np
 import psutil
 from data_pipeline import py_function_epoch, ray_epoch, tight_loop  # benchmarks/data_pipeline.py
 
-from twostream.data.actors import DecoderPool
-from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.distributed.actors import DecoderPool
+from twostream.data.distributed.pipeline import clip_seed
+from twostream.data.make.synthetic import SynthSpec, synthesize
 from twostream.data.manifest import from_folder
-from twostream.data.pipeline import clip_seed
-from twostream.data.ray_node import start_ray
-from twostream.data.synthetic import SynthSpec, synthesize
+from twostream.trainer.runtime.ray_node import start_ray
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

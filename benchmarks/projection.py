@@ -40,12 +40,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from twostream.data import transforms  # noqa: E402
-from twostream.data.clips import ClipLoader, ClipSpec  # noqa: E402
-from twostream.data.flow_cache import FlowCache  # noqa: E402
-from twostream.data.frame_index import FrameIndexes  # noqa: E402
-from twostream.data.sampling import sample_frames  # noqa: E402
-from twostream.data.video import decode_selected  # noqa: E402
+from twostream.data.decode import transforms  # noqa: E402
+from twostream.data.decode.clips import ClipLoader, ClipSpec  # noqa: E402
+from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
+from twostream.data.decode.frame_index import FrameIndexes  # noqa: E402
+from twostream.data.decode.sampling import sample_frames  # noqa: E402
+from twostream.data.decode.video import decode_selected  # noqa: E402
 
 GPU_COUNTS = (8, 16, 32, 64, 128, 256, 512)
 NUM_FRAMES = 8

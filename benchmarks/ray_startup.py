@@ -2,9 +2,10 @@
 
 Usage: python benchmarks/ray_startup.py [--ranks 2] [--rounds 3] [--object-store-mb 1024]
 
-Each round starts RANKS rank processes on this machine the way `twostream train` ranks start Ray (data/ray_node.py
-`start_ray`): `private` (every rank its own Ray, as a rank alone on its node) and `shared` (local rank 0 starts one
-Ray for all, the others join). Each rank builds a one-actor DecoderPool and decodes one clip. Measured per round:
+Each round starts RANKS rank processes on this machine the way `twostream train` ranks start Ray
+(trainer/runtime/ray_node.py `start_ray`): `private` (every rank its own Ray, as a rank alone on its node) and
+`shared` (local rank 0 starts one Ray for all, the others join). Each rank builds a one-actor DecoderPool and
+decodes one clip. Measured per round:
 seconds from the ranks' process start to the first decoded clip (the slowest rank's: the job waits for it), and,
 while every rank holds its first clip, the memory of the ranks and every process they started (Ray's GCS, raylet,
 agents, workers, decode actors): summed RSS, which counts shared pages once per process, and summed PSS, which
@@ -30,9 +31,9 @@ VARIANTS = ("private", "shared")
 def rank_main(variant: str, local_rank: int, ranks: int, key: str, video: str, object_store_mb: int) -> None:
     """One rank: Ray as the variant says, one decoder actor, one clip; reports, then waits for a line on stdin."""
     started = psutil.Process().create_time()   # wall clock at this process's start (before its imports)
-    from twostream.data.actors import ClipRequest, DecoderPool
-    from twostream.data.clips import ClipSpec
-    from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
+    from twostream.data.decode.clips import ClipSpec
+    from twostream.data.distributed.actors import ClipRequest, DecoderPool
+    from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
     node = NodeRanks(local_rank, ranks, key) if variant == "shared" else None
     start_ray(None, num_cpus=1, object_store_mb=object_store_mb, node=node)
     pool = DecoderPool(ClipSpec(num_frames=4, size=32), num_actors=1, clips_per_call=1)
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--object-store-mb", type=int, default=1024, help="per rank (data.object_store_mb)")
     args = parser.parse_args()
-    from twostream.data.synthetic import SynthSpec, synthesize
+    from twostream.data.make.synthetic import SynthSpec, synthesize
     folder = tempfile.mkdtemp(prefix="ray_startup")
     synthesize(folder, SynthSpec(num_videos=2, frames=10, size=32, patch=12, seed=1))
     video = next(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in sorted(fs) if f.endswith(".avi"))

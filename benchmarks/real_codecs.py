@@ -3,7 +3,7 @@ costs them.
 
 Per file (any file FFmpeg opens with a video stream, searched recursively): codec, resolution, frames (a
 read from the start: the truth), whether the file needed the sequential path (its seeks disagree with that
-read, so data/video.py marked its index sequential), CPU ms (this process) per clip of --frames frames plus
+read, so data/decode/video.py marked its index sequential), CPU ms (this process) per clip of --frames frames plus
 the next one (what online flow reads) for
   indexed     decode_selected with the file's frame index already built (seek to a keyframe, decode on);
   from start  decoding from the start up to the clip's last frame, converting only the clip's frames
@@ -29,8 +29,8 @@ import time
 import av
 import numpy as np
 
-from twostream.data.frame_index import FrameIndexes
-from twostream.data.video import DECODE_THREADS, VideoError, build_index, decode_selected, iter_frames
+from twostream.data.decode.frame_index import FrameIndexes
+from twostream.data.decode.video import DECODE_THREADS, VideoError, build_index, decode_selected, iter_frames
 
 
 def video_files(folder: str) -> list[str]:

@@ -3,14 +3,14 @@ method, backbone.
 
 Every variant is the `footage` preset shrunk to CPU size (small() below; no ImageNet file here, so every backbone
 trains from scratch, with AdamW at 0.002 instead of the preset's SGD fine-tuning rate), run through the real
-training path (twostream.trainer.video_task.train) for the same epochs, on the same videos, from the same seed:
+training path (twostream.trainer.video.video_task.train) for the same epochs, on the same videos, from the same seed:
 
 - frames: squash to size x size | short side + crop (shape kept) | region crop (the set's box tracks);
 - flow: DIS fast | DIS medium | Farneback | TV-L1, on region crops; CPU ms per frame pair comes from
   benchmarks/flow_methods.py's timing at the variants' base resolution;
 - backbone: the preset's ImageNet path is not run (no weights file); c3d vs mobilenetv3small, both from scratch.
 
-The held-out videos are whole scenes the model never saw (data/synthetic_scenes.py). Each variant's flow is
+The held-out videos are whole scenes the model never saw (data/make/synthetic_scenes.py). Each variant's flow is
 computed once into a shared flow cache before it trains (`prepare`, timed), so training reads cached flow.
 Reported: the last epoch's held-out video-level ROC-AUC and accuracy (no selection on the held-out set), the
 best epoch's AUC (optimistic: chosen on the same videos), seconds (prepare s: the whole set's flow, one process).
@@ -32,14 +32,14 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from flow_methods import time_pairs, video_frames  # noqa: E402 (benchmarks/, the script's folder)
 
-from twostream.data.boxes import BoxTracks  # noqa: E402
-from twostream.data.flow import FlowEngine  # noqa: E402
-from twostream.data.flow_cache import FlowCache  # noqa: E402
+from twostream.data.decode.boxes import BoxTracks  # noqa: E402
+from twostream.data.decode.flow import FlowEngine  # noqa: E402
+from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
+from twostream.data.make.prepare import prepare  # noqa: E402
+from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes  # noqa: E402
 from twostream.data.manifest import load_manifest  # noqa: E402
-from twostream.data.prepare import prepare  # noqa: E402
-from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes  # noqa: E402
 from twostream.trainer import config as config_lib  # noqa: E402
-from twostream.trainer.video_task import train  # noqa: E402
+from twostream.trainer.video.video_task import train  # noqa: E402
 
 PRESET = "footage"
 REGION = "data.boxes={videos}/boxes"

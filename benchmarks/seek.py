@@ -1,5 +1,5 @@
-"""CPU per clip on long-GOP videos: the frame-index seek (data/video.py) vs the GOP-plus-clip floor vs the old OpenCV
-path.
+"""CPU per clip on long-GOP videos: the frame-index seek (data/decode/video.py) vs the GOP-plus-clip floor vs the old
+OpenCV path.
 
 Writes 30 s test videos with ffmpeg (imageio-ffmpeg's binary; a noisy test pattern so frames cost what real
 footage costs to decode): H.264 with B-frames in MP4 and MPEG-4 Part 2 in AVI, keyframes every --gop frames,
@@ -8,7 +8,7 @@ clip of --frames frames plus the next one (what online flow reads), for:
   new    decode_selected with the video's frame index already built (it is built once per video and kept);
   floor  the sequential decode of the GOP before the clip plus the clip's frames: seek to the keyframe
          (known from the file), decode forward, convert only the clip's frames; no index, no checks;
-  old    data/video.py as of --old-commit (OpenCV: CAP_PROP_POS_FRAMES seek, timestamp check, whole-video
+  old    data/decode/video.py as of --old-commit (OpenCV: CAP_PROP_POS_FRAMES seek, timestamp check, whole-video
          fallback), loaded from git history.
 Prints medians, the ratios new/floor and old/new, frames decoded per clip, and the index's one-off cost.
 
@@ -28,9 +28,9 @@ import av
 import cv2
 import numpy as np
 
-from twostream.data import video
-from twostream.data.frame_index import FrameIndexes
-from twostream.data.video import build_index, decode_index, decode_selected
+from twostream.data.decode import video
+from twostream.data.decode.frame_index import FrameIndexes
+from twostream.data.decode.video import build_index, decode_index, decode_selected
 
 CODECS = {"h264": (".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-pix_fmt", "yuv420p"]),
           "mpeg4": (".avi", ["-c:v", "mpeg4", "-q:v", "5"])}
@@ -52,7 +52,7 @@ def write_video(folder: str, codec: str, size: str, seconds: int, gop: int) -> s
 
 
 def old_decoder(commit: str):
-    """data/video.py as of `commit`, as a module (None when git cannot show it)."""
+    """data/decode/video.py as of `commit`, as a module (None when git cannot show it)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     shown = subprocess.run(["git", "-C", root, "show", f"{commit}:data/video.py"], capture_output=True, text=True)
     if shown.returncode != 0:
@@ -135,7 +135,7 @@ def main() -> None:
     cv2.setNumThreads(1)   # as in every decode actor
     old = old_decoder(args.old_commit)
     if old is None:
-        print(f"(old path left out: git cannot show data/video.py at {args.old_commit})", file=sys.stderr)
+        print(f"(old path left out: git cannot show data/decode/video.py at {args.old_commit})", file=sys.stderr)
     print(f"{args.frames}+1-frame clips at {args.size} px, {args.clips} clips x {args.rounds} rounds, GOP {args.gop}, "
           f"CPU ms per clip (median), {args.seconds} s videos")
     print(f"{'video':<12}{'frames':>7}{'index ms':>10}{'decode-idx ms':>14}{'floor':>9}{'new':>9}{'old':>9}"

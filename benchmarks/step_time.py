@@ -28,11 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from twostream.data.sharding import local_batch_size  # noqa: E402
+from twostream.data.distributed.sharding import local_batch_size  # noqa: E402
 from twostream.models.registry import build_model  # noqa: E402
 from twostream.trainer import config as config_lib  # noqa: E402
-from twostream.trainer import dist  # noqa: E402
-from twostream.trainer.loop import fit  # noqa: E402
+from twostream.trainer.engine.loop import fit  # noqa: E402
+from twostream.trainer.runtime import dist  # noqa: E402
 
 VARIANTS = {"every_step": ["train.log_every=1"], "log_every": ["train.log_every=10"],
             "per_call": ["train.log_every=10", "train.steps_per_call=4"]}

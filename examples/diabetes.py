@@ -18,12 +18,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402  (bundled with scikit-learn: no download)
 
-from twostream.data.sharding import local_batch_size  # noqa: E402
-from twostream.trainer import dist  # noqa: E402
+from twostream.data.distributed.sharding import local_batch_size  # noqa: E402
 from twostream.trainer.config import TrainConfig  # noqa: E402
-from twostream.trainer.loop import fit  # noqa: E402
-from twostream.trainer.preemption import EXIT_CODE, Preempted  # noqa: E402
-from twostream.trainer.runlog import setup_logging  # noqa: E402
+from twostream.trainer.engine.loop import fit  # noqa: E402
+from twostream.trainer.engine.runlog import setup_logging  # noqa: E402
+from twostream.trainer.runtime import dist  # noqa: E402
+from twostream.trainer.runtime.preemption import EXIT_CODE, Preempted  # noqa: E402
 
 
 def split(seed: int = 0, held_out: float = 0.2):

@@ -81,24 +81,17 @@ def quiet_start(argv: list[str]) -> None:
 quiet_start(sys.argv[1:])
 
 # after the start-up chatter set-up above (E402 for all of them)
-from twostream.launch import (  # noqa: E402
-    config_args,
-    doctor,
-    horovod_cmd,
-    k8s,
-    models_cmd,
-    prepare_cmd,
-    ray_job,
-    slurm,
-)
-from twostream.launch.horovod_cmd import LaunchError  # noqa: E402
-from twostream.trainer.metrics import AGGREGATES  # noqa: E402 (NumPy only)
+from twostream.launch import config_args  # noqa: E402
+from twostream.launch.commands import doctor, models_cmd, prepare_cmd  # noqa: E402
+from twostream.launch.jobs import horovod_cmd, k8s, ray_job, slurm  # noqa: E402
+from twostream.launch.jobs.horovod_cmd import LaunchError  # noqa: E402
+from twostream.trainer.video.metrics import AGGREGATES  # noqa: E402 (NumPy only)
 
 
 def cmd_synth(args) -> int:
     if args.kind == "realistic":
         return _synth_realistic(args)
-    from twostream.data.synthetic import SynthSpec, synthesize
+    from twostream.data.make.synthetic import SynthSpec, synthesize
     spec = SynthSpec(num_videos=args.num_videos or 600, frames=args.frames or 20, size=args.size, codec=args.codec,
                      seed=args.seed)
     paths = synthesize(args.out_dir, spec)
@@ -108,7 +101,7 @@ def cmd_synth(args) -> int:
 
 
 def _synth_realistic(args) -> int:
-    from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes
+    from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
     given = {"num_videos": args.num_videos, "frames": args.frames, "width": args.width, "height": args.height,
              "scenes": args.scenes, "val_scenes": args.val_scenes, "region": args.region, "jitter": args.jitter,
              "flicker": args.flicker}
@@ -126,11 +119,11 @@ def _synth_realistic(args) -> int:
 def cmd_train(args) -> int:
     config = config_args.load_config(args)   # every value checked before TensorFlow, Ray or Horovod start
     from twostream.data.manifest import from_config
-    from twostream.trainer.select_check import check_select_metric
+    from twostream.trainer.video.select_check import check_select_metric
     check_select_metric(config, len(from_config(config.data).class_names))   # the dataset too, before Ray starts
-    from twostream.trainer import dist
-    from twostream.trainer.preemption import EXIT_CODE, Preempted
-    from twostream.trainer.video_task import train
+    from twostream.trainer.runtime import dist
+    from twostream.trainer.runtime.preemption import EXIT_CODE, Preempted
+    from twostream.trainer.video.video_task import train
     try:
         metrics, _ = train(config, args.workdir)
     except Preempted as stopped:   # checkpoint saved; a scheduler requeues on this exit status
@@ -154,7 +147,7 @@ def cmd_config(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from twostream.trainer.evaluate_cmd import evaluate_workdir
+    from twostream.launch.commands.evaluate_cmd import evaluate_workdir
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
     metrics = evaluate_workdir(args.workdir, overrides, checkpoint=args.checkpoint)
     print(json.dumps({"eval": metrics}))
@@ -162,7 +155,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from twostream.trainer.predict import PredictError, run
+    from twostream.launch.commands.predict import PredictError, run
     try:
         return run(args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json,
                    boxes=args.boxes)
@@ -247,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_start(argv)
     args = build_parser().parse_args([a for a in argv if a != "--verbose"])
+    from twostream.data.distributed.sharding import ShardingError
     from twostream.data.manifest import ManifestError
-    from twostream.data.sharding import ShardingError
     from twostream.models.spec import WeightsFileError  # model.weights / model.pretrained not on disk
     from twostream.trainer.config import ConfigError
-    from twostream.trainer.errors import RunError  # a started run that cannot go on (bad clips, full disk)
+    from twostream.trainer.engine.errors import RunError  # a started run that cannot go on (bad clips, full disk)
     command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
     try:
         return args.run(args)

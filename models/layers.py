@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from twostream.data.flow_format import to_unit  # the uint8 flow format's one home (NumPy only, no OpenCV)
+from twostream.data.decode.flow_format import to_unit  # the uint8 flow format's one home (NumPy only, no OpenCV)
 
 # keras.applications.imagenet_utils.preprocess_input's modes, the input each ImageNet network was trained on:
 # caffe: RGB -> BGR, minus the ImageNet mean in 0..255 | tf: -1..1 | torch: 0..1, minus mean, over std (per channel)
@@ -24,7 +24,7 @@ FLOW_RANGE = {"caffe": 127.5, "tf": 1.0, "torch": 0.5 / (sum(TORCH_STD_RGB) / 3)
 class UInt8ToUnit(keras.layers.Layer):
     """Maps uint8 0..255 linearly onto [-1, 1].
 
-    For RGB this is the usual centring; for flow quantised with bound b (data/flow_format.py) it is the
+    For RGB this is the usual centring; for flow quantised with bound b (data/decode/flow_format.py) it is the
     dequantised flow divided by b, i.e. flow in units of the clipping bound, so no bound is needed here.
     """
 

@@ -3,7 +3,7 @@
 # module's fast tests against every mutant; prints each module's killed/total and the surviving mutants.
 #
 #   scripts/mutants.sh                      every module below
-#   scripts/mutants.sh data/sharding.py     one module (its tests from the table below)
+#   scripts/mutants.sh data/distributed/sharding.py     one module (its tests from the table below)
 #
 # The copy (runs/mutants/tree, or MUTANTS_DIR/tree) keeps the working tree untouched while mutmut edits files in
 # place; `twostream.*` imports resolve to the copy through a shim package on PYTHONPATH, ahead of the editable
@@ -19,12 +19,12 @@ deselect() { printf -- '--deselect=%s ' "$@"; }   # tests that start processes: 
 # module | its fast tests (pytest arguments without spaces: files, node ids, --deselect=ID)
 CLIPS=tests/test_clips.py
 TABLE=(
-    "data/sampling.py|$CLIPS::test_sampling_modes $CLIPS::test_sample_by_time_picks_the_frame_on_screen_at_each_tick"
-    "data/sharding.py|tests/test_sharding.py"
-    "data/augment.py|$CLIPS::test_flip_negates_horizontal_flow_exactly $CLIPS::test_crop_and_flip_are_the_same_for_both_streams"
-    "data/flow_format.py|$CLIPS::test_flip_negates_horizontal_flow_exactly $CLIPS::test_crop_and_flip_are_the_same_for_both_streams tests/test_video_flow.py"
-    "trainer/metrics.py|tests/test_metrics.py"
-    "trainer/schedule.py|tests/test_step.py::test_schedules"
+    "data/decode/sampling.py|$CLIPS::test_sampling_modes $CLIPS::test_sample_by_time_picks_the_frame_on_screen_at_each_tick"
+    "data/distributed/sharding.py|tests/test_sharding.py"
+    "data/decode/augment.py|$CLIPS::test_flip_negates_horizontal_flow_exactly $CLIPS::test_crop_and_flip_are_the_same_for_both_streams"
+    "data/decode/flow_format.py|$CLIPS::test_flip_negates_horizontal_flow_exactly $CLIPS::test_crop_and_flip_are_the_same_for_both_streams tests/test_video_flow.py"
+    "trainer/video/metrics.py|tests/test_metrics.py"
+    "trainer/engine/schedule.py|tests/test_step.py::test_schedules"
     "trainer/config.py|tests/test_config.py tests/test_config_schema.py $(deselect tests/test_config.py::test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_it tests/test_config_schema.py::test_the_installed_command_exits_2_with_one_line tests/test_config_schema.py::test_the_shell_launcher_runs_the_same_checks)"
 )
 

@@ -16,7 +16,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
     """32 two-class synthetic clips (MJPG/AVI), 10 frames of 32x32: enough for a few tiny-preset steps."""
-    from twostream.data.synthetic import SynthSpec, synthesize
+    from twostream.data.make.synthetic import SynthSpec, synthesize
     root = str(tmp_path_factory.mktemp("tiny_dataset"))
     synthesize(root, SynthSpec(num_videos=32, frames=10, size=32, patch=12, seed=1))
     return root
@@ -46,7 +46,7 @@ def ray_session():
     """One private local Ray for all in-process tests (starting Ray costs seconds)."""
     import ray
 
-    from twostream.data.ray_node import start_ray
+    from twostream.trainer.runtime.ray_node import start_ray
     start_ray(None, num_cpus=2, object_store_mb=256)
     yield ray
     ray.shutdown()

@@ -264,7 +264,7 @@ def test_the_select_metric_check_knows_the_fields_a_run_writes(trained):
     """The names train.select_metric is checked against are the val_* numbers of a real run's epoch record."""
     import json
 
-    from twostream.trainer.select_check import validation_fields
+    from twostream.trainer.video.select_check import validation_fields
     with open(os.path.join(trained.workdir, "metrics.jsonl")) as f:
         record = next(r for r in map(json.loads, f) if r["kind"] == "epoch")
     written = {k for k, v in record.items() if k.startswith("val_") and isinstance(v, (int, float, type(None)))

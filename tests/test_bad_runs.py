@@ -91,7 +91,7 @@ def _latest(work):
 
 
 def _whole(work, name):
-    from twostream.trainer.checkpoint import damage
+    from twostream.trainer.engine.checkpoint import damage
     return damage(os.path.join(work, CHECKPOINTS, name)) == ""
 
 
@@ -179,13 +179,13 @@ CASES = [
          TRAIN + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
          damage=lambda w, d: _unreadable(w, d, side=0, count=3)),
     Case("Ctrl-C during start-up, before the first step",
-         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.inputs:start_ray",
+         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.video.inputs:start_ray",
          check=_resumable),
     Case("Ctrl-C mid-epoch",
-         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.runlog:EpochProgress.advance",
+         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.engine.runlog:EpochProgress.advance",
          check=_resumable),
     Case("Ctrl-C during validation",
-         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="before:twostream.trainer.evaluate:local_scores",
+         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="before:twostream.trainer.video.evaluate:local_scores",
          check=_resumable),
 ]
 

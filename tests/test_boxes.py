@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 from test_transforms import _RecordingPool
 
-from twostream.data.boxes import BoxError, BoxTracks, read_csv, region_boxes
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.faces import FaceModelError, detect_faces, load_detector
-from twostream.data.flow import FlowEngine
-from twostream.data.flow_cache import FlowCache
-from twostream.data.flow_format import quantize
+from twostream.data.decode.boxes import BoxError, BoxTracks, read_csv, region_boxes
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow import FlowEngine
+from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.flow_format import quantize
+from twostream.data.decode.sampling import sample_frames
+from twostream.data.decode.transforms import resize
+from twostream.data.decode.video import decode_frames
+from twostream.data.distributed.pipeline import EpochStream
+from twostream.data.distributed.sharding import plan_epoch
+from twostream.data.make.faces import FaceModelError, detect_faces, load_detector
+from twostream.data.make.prepare import prepare
+from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
 from twostream.data.manifest import load_manifest
-from twostream.data.pipeline import EpochStream
-from twostream.data.prepare import prepare
-from twostream.data.sampling import sample_frames
-from twostream.data.sharding import plan_epoch
-from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes
-from twostream.data.transforms import resize
-from twostream.data.video import decode_frames
 from twostream.trainer.config import ConfigError, load
-from twostream.trainer.inputs import load_boxes
+from twostream.trainer.video.inputs import load_boxes
 
 SPEC = SceneSpec(num_videos=8, scenes=2, val_scenes=1, frames=10)   # 160x120 frames, a 32 px region
 

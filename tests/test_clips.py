@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data import augment
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.flow import dequantize, quantize
-from twostream.data.flow_cache import FlowCache
-from twostream.data.sampling import sample_by_time, sample_frames
-from twostream.data.synthetic import random_texture, write_video
-from twostream.data.video import VideoError, decode_frames, decode_selected
+from twostream.data.decode import augment
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow import dequantize, quantize
+from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.sampling import sample_by_time, sample_frames
+from twostream.data.decode.video import VideoError, decode_frames, decode_selected
+from twostream.data.make.synthetic import random_texture, write_video
 
 CODECS = [("mjpg", ".avi"), ("mp4v", ".mp4")]
 
@@ -60,7 +60,7 @@ NOBODY = 65534   # the unprivileged uid/gid the permission check runs as when th
 READ_UNREADABLE = """
 import sys
 import numpy as np
-from twostream.data.video import VideoError, decode_selected
+from twostream.data.decode.video import VideoError, decode_selected
 try:
     open(sys.argv[1], "rb")
     sys.exit("this process can read a file of mode 0: not an unprivileged user")
@@ -195,8 +195,8 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
 
 
 def test_prepare_fills_the_cache_reports_bad_files_and_resumes(tmp_path):
+    from twostream.data.make.prepare import prepare
     from twostream.data.manifest import load_manifest
-    from twostream.data.prepare import prepare
     for label in ("a", "b"):
         os.makedirs(tmp_path / "d" / label)
         _video(tmp_path / "d" / label, 6 if label == "a" else 7)

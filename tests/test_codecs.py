@@ -4,10 +4,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.flow_cache import FlowCache
-from twostream.data.synthetic import random_texture
-from twostream.data.video import decode_frames, decode_selected, frame_times, to_rgb
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.video import decode_frames, decode_selected, frame_times, to_rgb
+from twostream.data.make.synthetic import random_texture
 
 SIZE = 32            # decode size; the files are 64x48 (an odd aspect, even sides as yuv420p needs)
 SLOW, FAST = 10, 40  # the VFR file: SLOW frames 100 ms apart, then FAST frames 25 ms apart

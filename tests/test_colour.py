@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.video import decode_frames
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.video import decode_frames
 
 RGB = (200, 40, 90)      # distinct channels: any swap or drop moves each by >= 50
 FRAMES, HEIGHT, WIDTH, SIZE = 12, 48, 64, 32

@@ -51,9 +51,9 @@ def test_saved_config_round_trips(tmp_path):
 def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_it(tiny_dataset, tmp_path, capsys):
     import shutil
 
-    from twostream.data.flow_cache import FlowCache
+    from twostream.data.decode.flow_cache import FlowCache
     from twostream.launch import cli
-    from twostream.trainer.inputs import cache_settings
+    from twostream.trainer.video.inputs import cache_settings
     root = str(tmp_path / "videos")
     shutil.copytree(tiny_dataset, root)
     config = config_lib.load("tiny", overrides=[f"data.root={root}"])
@@ -76,8 +76,8 @@ def test_one_default_per_setting():
     """Module defaults that the config also sets are gone: the pool's clips per call and the cache bound."""
     import inspect
 
-    from twostream.data.actors import CacheSettings, DecoderPool
-    from twostream.trainer.schedule import WarmupDecay
+    from twostream.data.distributed.actors import CacheSettings, DecoderPool
+    from twostream.trainer.engine.schedule import WarmupDecay
     assert inspect.signature(DecoderPool).parameters["clips_per_call"].default is inspect.Parameter.empty
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(CacheSettings))
     assert inspect.signature(WarmupDecay).parameters["kind"].default is inspect.Parameter.empty
@@ -96,7 +96,7 @@ def test_reading_a_config_imports_no_heavy_library():
 
 def test_the_plain_constants_match_what_the_registry_builds():
     from twostream.models import applications, backbones, registry, spec
-    from twostream.trainer import schedule
+    from twostream.trainer.engine import schedule
     assert spec.model_names() == tuple(sorted(registry.MODELS))
     assert all((registry.MODELS[n].keywords["backbone"], registry.MODELS[n].keywords["streams"]) ==
                (spec.backbone_of(n), spec.streams_of(n)) for n in registry.MODELS)

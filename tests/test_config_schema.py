@@ -192,7 +192,7 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path, argv):
 
 def test_the_shell_launcher_runs_the_same_checks(tmp_path):
     env = {**os.environ, "DRY_RUN": "1", "NP": "2"}
-    result = subprocess.run([os.path.join(REPO, "launch", "horovodrun.sh"), "--data", "D", "--workdir", "W",
+    result = subprocess.run([os.path.join(REPO, "launch", "jobs", "horovodrun.sh"), "--data", "D", "--workdir", "W",
                              "--set", "train.lr=-1"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     assert "train.lr must be greater than 0, got -1.0" in result.stderr

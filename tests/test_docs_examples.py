@@ -165,16 +165,16 @@ def test_cluster_examples_run_without_starting_a_job(where, args, tmp_path, tiny
 
 def test_the_shell_launcher_example_prints_its_command(tmp_path):
     for where, tokens in examples():
-        if tokens and tokens[0] == "launch/horovodrun.sh":
+        if tokens and tokens[0] == "launch/jobs/horovodrun.sh":
             line = next(text for n, text in shell_blocks(os.path.join(REPO, where.split(":")[0]))
                         if n == int(where.split(":")[1]))
-            env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", line.split("launch/horovodrun.sh")[0]))
-            done = subprocess.run(["bash", os.path.join(REPO, "launch", "horovodrun.sh"), *tokens[1:]], cwd=REPO,
-                                  env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+            env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", line.split("launch/jobs/horovodrun.sh")[0]))
+            done = subprocess.run(["bash", os.path.join(REPO, "launch", "jobs", "horovodrun.sh"), *tokens[1:]],
+                                  cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"{where}: {done.stderr[-2000:]}"
             assert env.get("DRY_RUN") and "horovodrun -np 2" in done.stdout, where
             return
-    pytest.fail("no launch/horovodrun.sh example found")
+    pytest.fail("no launch/jobs/horovodrun.sh example found")
 
 
 def test_benchmark_and_example_scripts_take_the_flags_shown(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, VENV_BIN, copy_workdir, run_cli
 from sklearn import metrics as sk
 
-from twostream.trainer import metrics
+from twostream.trainer.video import metrics
 
 HELPER = os.path.join(REPO, "tests", "helpers", "eval_and_dump.py")
 
@@ -156,10 +156,10 @@ def test_export_is_the_best_checkpoint_and_export_last_the_model_as_it_ends(tmp_
     import keras
 
     from twostream.trainer import config as config_lib
-    from twostream.trainer import dist
-    from twostream.trainer.checkpoint import Checkpoints
-    from twostream.trainer.export import load
-    from twostream.trainer.video_task import export_best_and_last
+    from twostream.trainer.engine.checkpoint import Checkpoints
+    from twostream.trainer.runtime import dist
+    from twostream.trainer.video.export import load
+    from twostream.trainer.video.video_task import export_best_and_last
 
     dist.init()
     config = config_lib.load("tiny")

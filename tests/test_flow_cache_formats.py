@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.flow_cache import FORMATS, FlowCache
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow_cache import FORMATS, FlowCache
+from twostream.data.make.prepare import BYTES_PER_PIXEL, prepare
+from twostream.data.make.synthetic import random_texture, write_video
 from twostream.data.manifest import load_manifest
-from twostream.data.prepare import BYTES_PER_PIXEL, prepare
-from twostream.data.synthetic import random_texture, write_video
 
 SIZE = 16
 PARAMS = ClipSpec(size=SIZE).flow_params()

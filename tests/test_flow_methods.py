@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data.flow import CONTRIB_METHODS, METHODS, FlowEngine, available_methods, check_method
-from twostream.data.synthetic import random_texture
-from twostream.launch import doctor
+from twostream.data.decode.flow import CONTRIB_METHODS, METHODS, FlowEngine, available_methods, check_method
+from twostream.data.make.synthetic import random_texture
+from twostream.launch.commands import doctor
 
 HAS_OPTFLOW = hasattr(cv2, "optflow")
 
@@ -23,7 +23,7 @@ def _translated_pair(dx: int, dy: int, size: int = 96) -> np.ndarray:
 def test_each_method_finds_a_known_translation(method, dx, dy):
     if method not in available_methods():
         pytest.skip(f"{method} needs cv2.optflow (opencv-contrib-python-headless), not installed here")
-    # 96 px: pcaflow's smallest reliable size (data/flow.py)
+    # 96 px: pcaflow's smallest reliable size (data/decode/flow.py)
     flow = FlowEngine(method, "medium").between_frames(_translated_pair(dx, dy))
     assert flow.shape == (1, 96, 96, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
     median = np.median(flow[0, 16:-16, 16:-16].reshape(-1, 2), axis=0)   # borders: content enters or leaves

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from twostream.data.synthetic_scenes import SceneSpec, synthesize_scenes
+from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
 from twostream.trainer.config import load
 
 # 4 scenes of 2 real/fake pairs, the last scene held out: 12 training and 4 validation videos

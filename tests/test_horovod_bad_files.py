@@ -10,10 +10,10 @@ import sys
 import pytest
 from conftest import REPO, VENV_BIN
 
-from twostream.data.clips import ClipLoader
+from twostream.data.decode.clips import ClipLoader
+from twostream.data.distributed.pipeline import clip_seed
+from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest, split_by_video
-from twostream.data.pipeline import clip_seed
-from twostream.data.sharding import plan_epoch
 from twostream.trainer import config as config_lib
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
@@ -22,7 +22,7 @@ GLOBAL_BATCH = 4
 
 RECORDER = """
 import hashlib, json, os, runpy, sys
-from twostream.data import pipeline
+from twostream.data.distributed import pipeline
 
 out, helper = sys.argv[1], sys.argv[2]
 original = pipeline.EpochStream._batches

@@ -1,4 +1,4 @@
-"""launch/k8s_entrypoint.sh, run for real: Kubernetes' SIGTERM to the pod's first process reaches the training
+"""launch/jobs/k8s_entrypoint.sh, run for real: Kubernetes' SIGTERM to the pod's first process reaches the training
 ranks (SIGTERM, once, never SIGKILL), the script waits for them to checkpoint and exit 75, and only then stops
 the daemon; on the launcher horovodrun is never signalled and its status is the pod's.
 
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-ENTRYPOINT = os.path.join(os.path.dirname(__file__), "..", "launch", "k8s_entrypoint.sh")
+ENTRYPOINT = os.path.join(os.path.dirname(__file__), "..", "launch", "jobs", "k8s_entrypoint.sh")
 WAIT_S = 120   # a guard against a hang, not a measurement
 
 RANK = r'''

@@ -3,7 +3,7 @@ import json
 
 from conftest import run_cli
 
-from twostream.launch import doctor
+from twostream.launch.commands import doctor
 
 
 def test_doctor_on_this_machine():

@@ -1,4 +1,4 @@
-"""`twostream launch horovod` and launch/horovodrun.sh: the command built, checked, and -np 2 run for real."""
+"""`twostream launch horovod` and launch/jobs/horovodrun.sh: the command built, checked, and -np 2 run for real."""
 import json
 import os
 import subprocess
@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO, VENV_BIN, run_cli
 
 from twostream.launch import cli
-from twostream.launch.horovod_cmd import LaunchError, build_command, host_slots, hostfile_slots
+from twostream.launch.jobs.horovod_cmd import LaunchError, build_command, host_slots, hostfile_slots
 
 TRAIN = ["--preset", "tiny", "--data", "D", "--workdir", "W"]
 
@@ -48,8 +48,9 @@ def test_bad_input_is_one_clear_line_not_a_traceback(capsys):
 
 
 def _script(*args, **env):
-    return subprocess.run([os.path.join(REPO, "launch", "horovodrun.sh"), *args], capture_output=True, text=True,
-                          env={**os.environ, "DRY_RUN": "1", "NP": "2", **env}, timeout=120)
+    return subprocess.run([os.path.join(REPO, "launch", "jobs", "horovodrun.sh"), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "DRY_RUN": "1", "NP": "2", **env})
 
 
 def test_shell_script_builds_the_same_command_after_the_same_checks():

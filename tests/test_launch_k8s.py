@@ -13,7 +13,7 @@ from twostream.launch import cli, horovod_cmd, k8s
 CRD = os.path.join(os.path.dirname(__file__), "k8s", "kubeflow.org_mpijobs.yaml")
 DOCKERFILE = os.path.join(os.path.dirname(__file__), "..", "Dockerfile")
 DOCKERIGNORE = os.path.join(os.path.dirname(__file__), "..", ".dockerignore")
-ENTRYPOINT_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "launch", "k8s_entrypoint.sh")
+ENTRYPOINT_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "launch", "jobs", "k8s_entrypoint.sh")
 ARGS = ["--name", "deepfake-a", "--workers", "2", "--slots-per-worker", "4", "--preset", "tiny",
         "--set", "train.epochs=7", "--set", "train.global_batch=40",   # 40: splits over 2, 8 and 10 ranks
         "--data", "/mnt/twostream/videos", "--workdir", "/mnt/twostream/runs/a",
@@ -347,7 +347,7 @@ def test_the_dockerfile_builds_what_the_manifests_expect():
     assert f"Port {k8s.SSH_PORT}" in text and f"EXPOSE {k8s.SSH_PORT}" in text
     assert not re.search(r"^USER\s+(?!root\b|0\b)", text, re.M)   # sshAuthMountPath /root/.ssh assumes root
     # every pod's first process is the entrypoint the manifests name, which runs sshd on the workers
-    assert f"COPY --chmod=0755 launch/k8s_entrypoint.sh {k8s.ENTRYPOINT}\n" in text
+    assert f"COPY --chmod=0755 launch/jobs/k8s_entrypoint.sh {k8s.ENTRYPOINT}\n" in text
     assert f'CMD ["{k8s.ENTRYPOINT}", "worker"]' in text
     assert "/usr/sbin/sshd -De" in open(ENTRYPOINT_SCRIPT).read()
 
@@ -356,7 +356,7 @@ def test_every_path_the_dockerfile_copies_exists_and_reaches_the_build():
     root = os.path.dirname(DOCKERFILE)
     sources = [src for line in open(DOCKERFILE) if line.startswith("COPY ") and "--from=" not in line
                for src in line.split()[1:-1] if not src.startswith("--")]
-    assert "launch" in sources and "requirements.txt" in sources and "launch/k8s_entrypoint.sh" in sources
+    assert "launch" in sources and "requirements.txt" in sources and "launch/jobs/k8s_entrypoint.sh" in sources
     allowed = [line[1:].strip().rstrip("/") for line in open(DOCKERIGNORE) if line.startswith("!")]
     for src in sources:
         assert os.path.exists(os.path.join(root, src)), src

@@ -12,8 +12,9 @@ import time
 import pytest
 from conftest import REPO, VENV_BIN
 
-from twostream.launch import cli, srun
-from twostream.trainer.preemption import EXIT_CODE
+from twostream.launch import cli
+from twostream.launch.jobs import srun
+from twostream.trainer.runtime.preemption import EXIT_CODE
 
 SLURM_LOCAL = os.path.join(REPO, "scripts", "slurm_local.sh")
 EPOCHS, STEPS_PER_EPOCH = 4, 5   # of the jobs below: tiny preset on the test's 22 training clips, global batch 4
@@ -41,7 +42,7 @@ def test_srun_script_starts_ranks_with_srun_asks_for_a_warning_and_requeues(tiny
         assert f"#SBATCH {directive}\n" in text
     assert "horovodrun" not in text and "ssh" not in text
     twostream = os.path.join(os.path.abspath(VENV_BIN), "twostream")
-    assert (f"{sys.executable} -m twostream.launch.srun rendezvous -- {twostream} train --preset tiny "
+    assert (f"{sys.executable} -m twostream.launch.jobs.srun rendezvous -- {twostream} train --preset tiny "
             f"--set train.global_batch=8 --set train.epochs=3 --data {tiny_dataset} --workdir {tmp_path / 'run'}"
             ) in text
     assert f'if [ "$status" -eq {EXIT_CODE} ]; then' in text and 'scontrol requeue "$SLURM_JOB_ID"' in text

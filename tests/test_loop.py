@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from twostream.trainer import dist
-from twostream.trainer.checkpoint import Checkpoints
 from twostream.trainer.config import ConfigError, TrainConfig
-from twostream.trainer.loop import NonFiniteLossError, fit
-from twostream.trainer.preemption import Preempted
-from twostream.trainer.runlog import RunLog
-from twostream.trainer.step import StepTotals
+from twostream.trainer.engine.checkpoint import Checkpoints
+from twostream.trainer.engine.loop import NonFiniteLossError, fit
+from twostream.trainer.engine.runlog import RunLog
+from twostream.trainer.engine.step import StepTotals
+from twostream.trainer.runtime import dist
+from twostream.trainer.runtime.preemption import Preempted
 
 STEPS, BATCH = 5, 4   # steps per epoch, global batch (= the local batch: a world of one)
 RNG = np.random.default_rng(0)

@@ -1,10 +1,10 @@
-"""trainer/metrics.py against scikit-learn, and the video aggregation and order-independence of the union."""
+"""trainer/video/metrics.py against scikit-learn, and the video aggregation and order-independence of the union."""
 import numpy as np
 import pytest
 from scipy.optimize import brentq
 from sklearn import metrics as sk
 
-from twostream.trainer import metrics
+from twostream.trainer.video import metrics
 
 
 def _binary(seed: int, n: int = 200, ties: bool = True):

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from twostream.data.clips import ClipSpec
+from twostream.data.decode.clips import ClipSpec
 from twostream.models.cost import flops_per_clip
 from twostream.models.layers import StackFrames
 from twostream.models.precision import bfloat16_on_onednn_cpu
 from twostream.models.registry import FROM_SCRATCH, MODELS, backbone_of, build_model
 from twostream.models.two_stream import FUSIONS, ModelSpec
-from twostream.trainer import export as export_lib
+from twostream.trainer.video import export as export_lib
 
 CLIP = ClipSpec(num_frames=4, size=32)
 RGB, FLOW = CLIP.rgb_shape, CLIP.flow_shape

@@ -5,14 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from twostream.data import augment, flow_format
-from twostream.data.sampling import SAMPLING_MODES, sample_by_time, sample_frames
-from twostream.data.sharding import Plan, ShardingError, local_batch_size, plan_epoch
+from twostream.data.decode import augment, flow_format
+from twostream.data.decode.sampling import SAMPLING_MODES, sample_by_time, sample_frames
+from twostream.data.distributed.sharding import Plan, ShardingError, local_batch_size, plan_epoch
 
 SEEDS = range(300)
 
 
-# ---------------------------------------------------------------- data/sampling.py
+# ---------------------------------------------------------------- data/decode/sampling.py
 
 def test_sampling_modes_and_the_default():
     assert SAMPLING_MODES == ("dense", "segments")
@@ -65,7 +65,7 @@ def test_the_last_tick_keeps_a_successor_frame():
     assert sample_by_time(np.arange(6) * 100.0, 10.0, last).tolist() == [4]   # frame 5 has no successor
 
 
-# ---------------------------------------------------------------- data/sharding.py
+# ---------------------------------------------------------------- data/distributed/sharding.py
 
 def test_plans_are_frozen():
     plan = plan_epoch(8, 4, 0, 1, seed=0, epoch=0, train=True)
@@ -92,7 +92,7 @@ def test_too_few_clips_for_one_batch_says_what_to_change():
     assert str(error.value) == "5 training clips make no full global batch of 8; lower train.global_batch or add videos"
 
 
-# ---------------------------------------------------------------- data/augment.py and data/flow_format.py
+# ---------------------------------------------------------------- data/decode/augment.py and data/decode/flow_format.py
 
 def _draws(size, crop_scale_min, flip):
     return [augment.draw(np.random.default_rng(s), size, crop_scale_min, flip) for s in SEEDS]
@@ -137,10 +137,10 @@ def test_scaled_flow_clips_at_both_ends():
     assert flow_format.LEVELS == 255 and flow_format.ZERO == 127.5
 
 
-# ---------------------------------------------------------------- trainer/metrics.py
+# ---------------------------------------------------------------- trainer/video/metrics.py
 
 def test_aggregates_and_top_k_thresholds():
-    from twostream.trainer import metrics
+    from twostream.trainer.video import metrics
     assert metrics.AGGREGATES == ("mean", "max") and metrics.TOP_K == (3, 5)
     rng = np.random.default_rng(0)
     for classes, reported in [(3, []), (4, ["top3_accuracy"]), (5, ["top3_accuracy"]),
@@ -151,20 +151,20 @@ def test_aggregates_and_top_k_thresholds():
 
 
 def test_scores_are_frozen():
-    from twostream.trainer.metrics import Scores
+    from twostream.trainer.video.metrics import Scores
     scores = Scores(*(np.zeros(1) for _ in range(5)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         scores.labels = None
 
 
 def test_log_loss_clips_a_certain_right_answer_below_one():
-    from twostream.trainer.metrics import log_loss
+    from twostream.trainer.video.metrics import log_loss
     eps = np.finfo(np.float64).eps
     assert log_loss(np.array([0]), np.array([[1.0, 0.0]])) == float(-np.log(1 - eps))   # 2.2e-16, not 0
 
 
 def test_roc_curve_points_and_one_class_only():
-    from twostream.trainer.metrics import roc_curve
+    from twostream.trainer.video.metrics import roc_curve
     fpr, tpr, thresholds = roc_curve(np.array([1, 0, 1]), np.array([0.9, 0.5, 0.1]))
     assert fpr.tolist() == [0, 0, 1, 1] and tpr.tolist() == [0, 0.5, 0.5, 1]
     assert thresholds.tolist() == [np.inf, 0.9, 0.5, 0.1]
@@ -173,18 +173,18 @@ def test_roc_curve_points_and_one_class_only():
 
 
 def test_equal_error_rate_on_a_curve_point_takes_that_points_threshold():
-    from twostream.trainer.metrics import equal_error_rate, roc_curve
+    from twostream.trainer.video.metrics import equal_error_rate, roc_curve
     assert equal_error_rate(*roc_curve(np.array([1, 0]), np.array([0.8, 0.2]))) == (0.0, 0.8)
 
 
 def test_no_examples_summarise_to_a_count_of_zero():
-    from twostream.trainer.metrics import summarize
+    from twostream.trainer.video.metrics import summarize
     assert summarize(np.zeros(0, int), np.zeros((0, 2))) == {"count": 0}
     assert summarize(np.array([1]), np.array([[0.2, 0.8]]))["count"] == 1
 
 
 def test_report_and_its_flat_form_exactly():
-    from twostream.trainer import metrics as m
+    from twostream.trainer.video import metrics as m
     probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55], [0.2, 0.8]])
     labels = np.array([0, 0, 1, 1, 0])
     scores = m.Scores(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 1, 0]), labels, probabilities,
@@ -206,18 +206,18 @@ def test_report_and_its_flat_form_exactly():
 
 
 def test_an_unknown_aggregation_names_the_accepted_ones():
-    from twostream.trainer.metrics import aggregate_views
+    from twostream.trainer.video.metrics import aggregate_views
     with pytest.raises(ValueError) as error:
         aggregate_views(np.ones((2, 2)) / 2, "median")
     assert str(error.value) == "video aggregation must be one of ('mean', 'max'), got 'median'"
 
 
-# ---------------------------------------------------------------- trainer/schedule.py
+# ---------------------------------------------------------------- trainer/engine/schedule.py
 
 def test_schedule_values_exactly():
     import keras
 
-    from twostream.trainer.schedule import SCHEDULES, WarmupDecay
+    from twostream.trainer.engine.schedule import SCHEDULES, WarmupDecay
     assert SCHEDULES == ("constant", "cosine", "step")
     rate = lambda schedule, steps: [round(float(schedule(s)), 6) for s in steps]   # noqa: E731
     assert rate(WarmupDecay(2.0, 100, 4, kind="constant"), [0, 1, 3, 4, 99]) == [0.5, 1.0, 2.0, 2.0, 2.0]

@@ -6,12 +6,12 @@ import signal
 import numpy as np
 import pytest
 
-from twostream.data.actors import ClipRequest, DecoderPool
-from twostream.data.boxes import Track
-from twostream.data.clips import ClipLoader, ClipSpec
+from twostream.data.decode.boxes import Track
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.distributed.actors import ClipRequest, DecoderPool
+from twostream.data.distributed.pipeline import DataError, EpochStream, aligned_empty, clip_seed, to_dataset
+from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import from_folder
-from twostream.data.pipeline import DataError, EpochStream, aligned_empty, clip_seed, to_dataset
-from twostream.data.sharding import plan_epoch
 
 SPEC = ClipSpec(num_frames=4, size=32, flow_bound=8.0)
 

@@ -1,5 +1,6 @@
 """The Ray `twostream train` starts is its own: a `ray start` on the machine, or the stale address file one leaves,
-never makes it join another cluster (data/ray_node.py); and a pool that cannot start says how many actors did."""
+never makes it join another cluster (trainer/runtime/ray_node.py); and a pool that cannot start says how many actors
+did."""
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ from conftest import VENV_BIN, run_cli
 from test_launch_ray import _free_ports, _our_processes
 
 RAY = os.path.join(VENV_BIN, "ray")
-START_RAY = ("import ray; from twostream.data.ray_node import start_ray; start_ray(None, num_cpus=1, "
+START_RAY = ("import ray; from twostream.trainer.runtime.ray_node import start_ray; start_ray(None, num_cpus=1, "
              "object_store_mb=100); print(ray.get_runtime_context().gcs_address)")
 
 
@@ -94,7 +95,7 @@ def test_a_stale_ray_current_cluster_is_ignored(ray_tmpdir):
 
 def test_a_pool_that_cannot_start_names_its_real_count(ray_session):
     """3 CPUs per actor on a 2-CPU Ray: none can start; the error counts the actors asked for, not an emptied list."""
-    from twostream.data.actors import DecoderPool
+    from twostream.data.distributed.actors import DecoderPool
     from twostream.trainer import config as config_lib
     with pytest.raises(RuntimeError, match=r"only 0 of 2 decode actors \(3.0 CPU each\) started within 1s; the "
                                            r"Ray cluster has 2 CPUs"):
@@ -104,7 +105,7 @@ def test_a_pool_that_cannot_start_names_its_real_count(ray_session):
 
 def test_waiting_for_a_silent_address_obeys_sigterm():
     (closed,) = _free_ports(1)
-    script = ("from twostream.data.ray_node import join_ray; print('waiting', flush=True); "
+    script = ("from twostream.trainer.runtime.ray_node import join_ray; print('waiting', flush=True); "
               f"join_ray('127.0.0.1:{closed}', connect_timeout_s=300)")
     waiting = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from test_seek import HEIGHT, WIDTH, read_code, write_coded
 
-from twostream.data import video
-from twostream.data.clips import ClipSpec
-from twostream.data.frame_index import FrameIndexes
-from twostream.data.video import build_index, decode_selected, iter_frames
+from twostream.data.decode import video
+from twostream.data.decode.clips import ClipSpec
+from twostream.data.decode.frame_index import FrameIndexes
+from twostream.data.decode.video import build_index, decode_selected, iter_frames
 
 FRAMES = 60
 GOP = 12
@@ -141,10 +141,10 @@ def test_real_corpus_clips_match_a_read_from_the_start(path):
 
 
 def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path, monkeypatch, capsys):
-    from twostream.data.flow_cache import FlowCache
+    from twostream.data.decode.flow_cache import FlowCache
+    from twostream.data.make.prepare import prepare
     from twostream.data.manifest import VideoRecord
-    from twostream.data.prepare import prepare
-    from twostream.trainer import predict as predict_lib
+    from twostream.launch.commands import predict as predict_lib
     spec = ClipSpec(num_frames=4, size=32, resize="squash")
     records = [VideoRecord(path, 0, name) for name, path in sorted(files.items())]
     summary = prepare(records, spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()), progress=False)
@@ -167,10 +167,10 @@ def test_an_epoch_record_counts_the_videos_its_actors_read_from_the_start(files,
     """Through the decode actors and the epoch stream: the packed AVI (seek disagrees) is counted, the program
     stream (its seeks agree past the first keyframe) is not, and both clips are the frames a read from the start
     gives."""
-    from twostream.data.actors import DecoderPool
+    from twostream.data.distributed.actors import DecoderPool
+    from twostream.data.distributed.pipeline import EpochStream
+    from twostream.data.distributed.sharding import plan_epoch
     from twostream.data.manifest import VideoRecord
-    from twostream.data.pipeline import EpochStream
-    from twostream.data.sharding import plan_epoch
     spec = ClipSpec(num_frames=4, size=32, resize="squash")
     records = [VideoRecord(files[name], label, name) for label, name in
                enumerate(["packed_b_frames_avi", "mpeg2_program_stream"])]

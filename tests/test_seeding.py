@@ -4,8 +4,8 @@ import random
 import numpy as np
 
 from twostream.trainer import config as config_lib
-from twostream.trainer import dist
-from twostream.trainer.video_task import VideoTask
+from twostream.trainer.runtime import dist
+from twostream.trainer.video.video_task import VideoTask
 
 
 def first_weights(config) -> list[np.ndarray]:

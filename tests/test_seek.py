@@ -12,12 +12,12 @@ import av
 import numpy as np
 import pytest
 
-from twostream.data import video
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.flow_cache import FlowCache
-from twostream.data.frame_index import FrameIndex, FrameIndexes
-from twostream.data.sampling import sample_frames
-from twostream.data.video import build_index, decode_by_time, decode_selected, frame_times
+from twostream.data.decode import video
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.frame_index import FrameIndex, FrameIndexes
+from twostream.data.decode.sampling import sample_frames
+from twostream.data.decode.video import build_index, decode_by_time, decode_selected, frame_times
 
 GOP = 24           # frames from one keyframe to the next
 FRAMES = 120       # frames per test video (5 GOPs)

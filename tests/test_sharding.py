@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from twostream.data.sharding import ShardingError, local_batch_size, plan_epoch
+from twostream.data.distributed.sharding import ShardingError, local_batch_size, plan_epoch
 
 
 @pytest.mark.parametrize("world", [1, 2, 4])

@@ -1,4 +1,5 @@
-"""One Ray per node: the ranks of a job on one machine share the Ray its local rank 0 starts (data/ray_node.py)."""
+"""One Ray per node: the ranks of a job on one machine share the Ray its local rank 0 starts
+(trainer/runtime/ray_node.py)."""
 import ipaddress
 import json
 import os
@@ -78,12 +79,12 @@ def test_a_joined_rank_stops_with_one_message_when_local_rank_0_is_killed(tiny_d
     error = (tmp_path / "rank1.err").read_text()
     assert f"local rank 1 stops: local rank 0 (pid {first['pid']}), which ran this node's Ray, ended" in error
     assert _still_running([pid for pid, _ in first["descendants"]]) == []   # Ray's processes died with rank 0
-    from twostream.data.ray_node import node_folder
+    from twostream.trainer.runtime.ray_node import node_folder
     shutil.rmtree(node_folder(key), ignore_errors=True)   # rank 0 was killed before removing it
 
 
 def test_a_rank_whose_local_rank_0_never_starts_gets_a_clear_error(monkeypatch, tmp_path):
-    from twostream.data import ray_node
+    from twostream.trainer.runtime import ray_node
     monkeypatch.setattr(ray_node, "MEET_TIMEOUT_S", 0.3)
     monkeypatch.setattr(ray_node.tempfile, "gettempdir", lambda: str(tmp_path))
     with pytest.raises(RuntimeError, match="local rank 1 waited 0s for local rank 0 in .*every one of the 2 local"):
@@ -91,12 +92,12 @@ def test_a_rank_whose_local_rank_0_never_starts_gets_a_clear_error(monkeypatch, 
 
 
 def test_each_job_meets_in_its_own_folder():
-    from twostream.data.ray_node import node_folder
+    from twostream.trainer.runtime.ray_node import node_folder
     assert node_folder("a") != node_folder("b") and os.path.basename(node_folder("a")).startswith("a-")
 
 
 def test_a_new_job_removes_the_folders_of_jobs_whose_local_rank_0_was_killed(tmp_path):
-    from twostream.data.ray_node import _remove_ended_jobs
+    from twostream.trainer.runtime.ray_node import _remove_ended_jobs
     host = socket.gethostname()
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     for name, pid in [(f"ended-{host}", int(ended.stdout)), (f"running-{host}", os.getpid()),

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from twostream.trainer import dist
-from twostream.trainer.schedule import WarmupDecay
-from twostream.trainer.step import StepOptions, make_train_step, weighted_cross_entropy
+from twostream.trainer.engine.schedule import WarmupDecay
+from twostream.trainer.engine.step import StepOptions, make_train_step, weighted_cross_entropy
+from twostream.trainer.runtime import dist
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from twostream.data.flow import FlowEngine
-from twostream.data.synthetic import CLASSES, SynthSpec, render_clip, synthesize
-from twostream.data.video import decode_frames
+from twostream.data.decode.flow import FlowEngine
+from twostream.data.decode.video import decode_frames
+from twostream.data.make.synthetic import CLASSES, SynthSpec, render_clip, synthesize
 
 
 def test_same_seed_gives_identical_clips_and_other_seed_differs():

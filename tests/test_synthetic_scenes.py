@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data.flow import FlowEngine
+from twostream.data.decode.flow import FlowEngine
+from twostream.data.make.synthetic_scenes import SceneSpec, make_scene, render_pair, synthesize_scenes
 from twostream.data.manifest import load_manifest, split_by_video
-from twostream.data.synthetic_scenes import SceneSpec, make_scene, render_pair, synthesize_scenes
 from twostream.launch.cli import build_parser
 
 SPEC = SceneSpec(num_videos=48, scenes=4, val_scenes=1, frames=8, width=160, height=120, seed=3)

@@ -8,13 +8,13 @@ import numpy as np
 import tensorflow as tf
 from conftest import REPO
 
-from twostream.data.clips import ClipLoader
-from twostream.data.flow import quantize
+from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.flow import quantize
+from twostream.data.distributed.pipeline import clip_seed
+from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest, split_by_video
-from twostream.data.pipeline import clip_seed
-from twostream.data.sharding import plan_epoch
 from twostream.trainer import config as config_lib
-from twostream.trainer.visualize import clip_images, flow_to_rgb
+from twostream.trainer.video.visualize import clip_images, flow_to_rgb
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 

@@ -5,20 +5,20 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data import transforms
-from twostream.data.actors import ClipResult
-from twostream.data.clips import ClipLoader, ClipSpec
-from twostream.data.flow import FlowEngine
-from twostream.data.flow_cache import FlowCache
-from twostream.data.flow_format import dequantize, quantize
+from twostream.data.decode import transforms
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow import FlowEngine
+from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.flow_format import dequantize, quantize
+from twostream.data.decode.sampling import sample_frames
+from twostream.data.decode.video import decode_frames
+from twostream.data.distributed.actors import ClipResult
+from twostream.data.distributed.pipeline import EpochStream
+from twostream.data.distributed.sharding import plan_epoch
+from twostream.data.make.synthetic import random_texture, write_video
 from twostream.data.manifest import VideoRecord
-from twostream.data.pipeline import EpochStream
-from twostream.data.sampling import sample_frames
-from twostream.data.sharding import plan_epoch
-from twostream.data.synthetic import random_texture, write_video
-from twostream.data.video import decode_frames
-from twostream.trainer import metrics
 from twostream.trainer.config import ConfigError, load
+from twostream.trainer.video import metrics
 
 
 def _circle_video(folder, height=48, width=96, radius=12, frames=6) -> str:

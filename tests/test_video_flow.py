@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data.flow import FlowEngine, dequantize, quantize
-from twostream.data.synthetic import random_texture, write_video
-from twostream.data.video import VideoError, decode_frames
+from twostream.data.decode.flow import FlowEngine, dequantize, quantize
+from twostream.data.decode.video import VideoError, decode_frames
+from twostream.data.make.synthetic import random_texture, write_video
 
 
 def _frames(n=6, height=40, width=56):

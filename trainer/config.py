@@ -16,15 +16,15 @@ from importlib import resources
 
 import yaml
 
-from twostream.data.clips import ClipSpec
-from twostream.data.flow import check_method
+from twostream.data.decode.clips import ClipSpec
+from twostream.data.decode.flow import check_method
+from twostream.data.distributed.sharding import local_batch_size
 from twostream.data.manifest import MIN_CLASS_VIDEOS
-from twostream.data.sharding import local_batch_size
 from twostream.models.spec import MODEL_KINDS, ModelSpec, backbone_of, spec_problem, streams_of
-from twostream.trainer.metrics import AGGREGATES
+from twostream.trainer.video.metrics import AGGREGATES
 
-OPTIMIZERS = ("adamw", "sgd")          # what trainer/optimizer.py make_optimizer builds
-SCHEDULES = ("constant", "cosine", "step")   # what trainer/schedule.py WarmupDecay computes
+OPTIMIZERS = ("adamw", "sgd")          # what trainer/engine/optimizer.py make_optimizer builds
+SCHEDULES = ("constant", "cosine", "step")   # what trainer/engine/schedule.py WarmupDecay computes
 ON_NONFINITE = ("stop", "skip")        # what the loop does on a NaN/Inf loss or gradient
 RAY_MIN_OBJECT_STORE_MB = 75           # the smallest object store Ray starts with
 DEFAULT_FLOW_CACHE = ".flow_cache"     # in the dataset folder (hidden: not a class folder)

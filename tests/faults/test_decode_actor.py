@@ -6,10 +6,10 @@ import os
 import pytest
 import ray
 
-from twostream.data.actors import DecoderPool
+from twostream.data.distributed.actors import DecoderPool
+from twostream.data.distributed.pipeline import EpochStream
+from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest
-from twostream.data.pipeline import EpochStream
-from twostream.data.sharding import plan_epoch
 from twostream.trainer import config as config_lib
 
 
@@ -48,7 +48,7 @@ def test_killed_actor_restarts_and_no_clip_is_lost_or_repeated(ray_session, tiny
 
 @pytest.mark.timeout(300)
 def test_epoch_record_counts_actor_restarts_and_failed_clips(ray_session, tiny_dataset, tmp_path, monkeypatch):
-    from twostream.trainer.video_task import train
+    from twostream.trainer.video.video_task import train
     original, killed = DecoderPool.map, []
 
     def map_then_kill(pool, requests):   # kills a decode actor once, 6 clips into the first epoch

@@ -73,7 +73,7 @@ def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
 
 
 def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
-    from twostream.launch.horovod_cmd import Elastic, LaunchError, build_command
+    from twostream.launch.jobs.horovod_cmd import Elastic, LaunchError, build_command
     script, _ = discovery(tmp_path, ["localhost:1"])
     elastic = Elastic(1, 2, script, "lo")
     command = build_command(2, None, None, ["--preset", "tiny", "--data", "D", "--workdir", "W"], elastic=elastic)
@@ -95,7 +95,7 @@ def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, ti
     import numpy as np
 
     from twostream.trainer import config as config_lib
-    from twostream.trainer.inputs import Inputs
+    from twostream.trainer.video.inputs import Inputs
     config = config_lib.load("tiny", overrides=[f"data.root={tiny_dataset}", "data.num_actors=1"])
     inputs = Inputs(config, 0, 1, 1)
     try:

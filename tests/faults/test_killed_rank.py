@@ -32,7 +32,7 @@ def test_killed_rank_fails_the_job_then_a_rerun_resumes_from_the_checkpoint(tmp_
 def test_hung_rank_ends_the_job_when_a_stall_shutdown_is_set(tmp_path):
     """A rank that hangs (SIGSTOP: alive, silent) would leave the other waiting in its allreduce forever;
     with `launch horovod --stall-shutdown-s 10` Horovod's stall check shuts down and the job exits non-zero."""
-    from twostream.launch.horovod_cmd import stall_args
+    from twostream.launch.jobs.horovod_cmd import stall_args
     workdir, ids = tmp_path / "w", tmp_path / "ids"
     ids.mkdir()
     done = horovodrun(TWO_RANKS + stall_args(10), ["--workdir", str(workdir), "--ids-dir", str(ids),

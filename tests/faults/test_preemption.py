@@ -12,7 +12,7 @@ import pytest
 from conftest import VENV_BIN
 from jobs import STEPS, batches_by_process, horovodrun, horovodrun_command, records, tail
 
-from twostream.trainer.preemption import EXIT_CODE
+from twostream.trainer.runtime.preemption import EXIT_CODE
 
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]
 

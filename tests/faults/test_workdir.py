@@ -6,7 +6,7 @@ import pytest
 from conftest import run_cli
 
 from twostream.trainer.config import ConfigError, TrainConfig
-from twostream.trainer.loop import fit
+from twostream.trainer.engine.loop import fit
 
 
 def _fit(workdir: str) -> None:

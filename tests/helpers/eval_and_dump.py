@@ -14,10 +14,10 @@ import numpy as np
 
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
-from twostream.trainer import dist
-from twostream.trainer.evaluate import local_scores, over_ranks
-from twostream.trainer.inputs import Inputs
-from twostream.trainer.step import make_eval_step
+from twostream.trainer.engine.step import make_eval_step
+from twostream.trainer.runtime import dist
+from twostream.trainer.video.evaluate import local_scores, over_ranks
+from twostream.trainer.video.inputs import Inputs
 
 
 def main() -> None:

@@ -26,12 +26,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from twostream.data.sharding import local_batch_size  # noqa: E402
+from twostream.data.distributed.sharding import local_batch_size  # noqa: E402
 from twostream.trainer import config as config_lib  # noqa: E402
-from twostream.trainer import dist  # noqa: E402
-from twostream.trainer.loop import fit  # noqa: E402
-from twostream.trainer.preemption import EXIT_CODE, Preempted  # noqa: E402
-from twostream.trainer.runlog import setup_logging  # noqa: E402
+from twostream.trainer.engine.loop import fit  # noqa: E402
+from twostream.trainer.engine.runlog import setup_logging  # noqa: E402
+from twostream.trainer.runtime import dist  # noqa: E402
+from twostream.trainer.runtime.preemption import EXIT_CODE, Preempted  # noqa: E402
 
 
 def once(args, event: str) -> bool:

@@ -11,10 +11,9 @@ import sys
 import psutil
 import ray
 
-from twostream.data import ray_node
 from twostream.trainer import config as config_lib
-from twostream.trainer import dist
-from twostream.trainer.inputs import Inputs
+from twostream.trainer.runtime import dist, ray_node
+from twostream.trainer.video.inputs import Inputs
 
 
 def main() -> None:

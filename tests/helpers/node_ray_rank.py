@@ -12,9 +12,9 @@ import time
 import psutil
 import ray
 
-from twostream.data.actors import ClipRequest, DecoderPool
-from twostream.data.ray_node import NodeRanks, start_ray, stop_ray
+from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.trainer import config as config_lib
+from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
 
 local_rank, local_size, key, video = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 start_ray(None, num_cpus=1, object_store_mb=100, node=NodeRanks(local_rank, local_size, key))

@@ -9,9 +9,9 @@ import time
 import psutil
 import ray
 
-from twostream.data.actors import DecoderPool
-from twostream.data.ray_node import start_ray
+from twostream.data.distributed.actors import DecoderPool
 from twostream.trainer import config as config_lib
+from twostream.trainer.runtime.ray_node import start_ray
 
 start_ray(sys.argv[1] if len(sys.argv) > 1 else None, num_cpus=1, object_store_mb=128)
 pool = DecoderPool(config_lib.load("tiny").clip, num_actors=1, clips_per_call=1)

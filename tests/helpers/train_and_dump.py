@@ -20,7 +20,8 @@ import numpy as np
 
 from twostream.models import registry
 from twostream.trainer import config as config_lib
-from twostream.trainer import loop, video_task
+from twostream.trainer.engine import loop
+from twostream.trainer.video import video_task
 
 STOPPED = 3   # exit code of a run stopped by --stop-after-step
 

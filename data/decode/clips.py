@@ -1,0 +1,233 @@
+"""Turns one clip record into the two stream inputs: uint8 RGB frames and uint8 quantised flow.
+
+Per video: frames cropped to the record's region of interest (data/decode/boxes.py; the full frame without one) at
+native resolution, resized to their base resolution (data/decode/transforms.py), flow computed there (each frame
+pair with the first frame's box, so the crop's own motion adds none). Per clip: frames sampled, a Window cut
+from both streams alike (random at training, crop k of N at evaluation), then data/decode/augment.py.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from twostream.data.decode import augment, transforms
+from twostream.data.decode.boxes import Track, region_boxes
+from twostream.data.decode.flow import DIS_PRESETS, METHODS, FlowEngine, quantize
+from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.frame_index import FrameIndexes
+from twostream.data.decode.sampling import SAMPLING_MODES, sample_by_time, sample_frames
+from twostream.data.decode.transforms import RESIZE_MODES
+from twostream.data.decode.video import (
+    VideoError,
+    build_index,
+    decode_by_time,
+    decode_index,
+    decode_selected,
+    iter_frames,
+)
+
+MIN_SIZE = 16   # pixels: OpenCV's DIS flow refuses frames smaller than 12 x 12
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """The `clip` config section; each field's metadata holds its accepted values (checked by trainer/config.py)."""
+    num_frames: int = field(default=8, metadata={"min": 1})   # RGB frames per clip; one flow field per frame
+    size: int = field(default=64, metadata={"min": MIN_SIZE})   # clips are size x size pixels (cropped or squashed)
+    # short_side: the short side resized to short_side (aspect kept), then a size x size crop | squash: resized
+    # to size x size (aspect lost)
+    resize: str = field(default="short_side", metadata={"one_of": RESIZE_MODES})
+    short_side: int = field(default=0, metadata={"min": 0})   # pixels, >= size; 0: = size (a crop of the long side)
+    # training: rescale to a short side drawn from [min, max] pixels (both >= size) before the crop; []: off
+    scale_jitter: list = field(default_factory=list)
+    flow_method: str = field(default="dis", metadata={"one_of": METHODS})   # dis | farneback | tvl1
+    dis_preset: str = field(default="fast", metadata={"one_of": tuple(DIS_PRESETS)})   # ultrafast | fast | medium
+    flow_bound: float = field(default=20.0, metadata={"above": 0})   # flow clipped to +-bound px, then uint8
+    # dense: num_frames frames `frame_stride` apart | segments: TSN, one per segment
+    sampling: str = field(default="dense", metadata={"one_of": SAMPLING_MODES})
+    # dense sampling: frames between sampled frames (flow is always to the next frame)
+    frame_stride: int = field(default=1, metadata={"min": 1})
+    # training, after the crop: random crop of side size x U(this, 1), resized back (1.0 = off)
+    crop_scale_min: float = field(default=1.0, metadata={"above": 0, "max": 1})
+    flip: bool = False          # training: horizontal flip with probability 1/2 (negates horizontal flow)
+    # 0: sample by frame index; >0: sample on the timeline resampled at this rate, from frame timestamps
+    # (variable-frame-rate files), read from the frame index. Strides count ticks of 1/sample_fps s;
+    # flow is still to the next decoded frame.
+    sample_fps: float = field(default=0.0, metadata={"min": 0})
+
+    @property
+    def rgb_shape(self) -> tuple[int, int, int, int]:
+        return (self.num_frames, self.size, self.size, 3)
+
+    @property
+    def flow_shape(self) -> tuple[int, int, int, int]:
+        return (self.num_frames, self.size, self.size, 2)
+
+    @property
+    def base_side(self) -> int:
+        """The short side of the base resolution in short_side mode (pixels)."""
+        return self.short_side or self.size
+
+    def base_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) frames (or a region) of this shape are resized to; flow is computed at this resolution."""
+        return transforms.base_shape(height, width, self.resize, self.base_side, self.size)
+
+    def flow_params(self) -> dict:
+        """What changes a video's flow (its region aside, keyed per video): the flow cache's key includes these."""
+        resolution = {"size": self.size} if self.resize == "squash" else {"short_side": self.base_side}
+        return {"method": self.flow_method, "preset": self.dis_preset, "bound": self.flow_bound,
+                "resize": self.resize, **resolution}
+
+    def problem(self) -> str:
+        """What is wrong across this section's fields, in words ("" when nothing); trainer/config.py raises it."""
+        if self.resize == "short_side" and self.short_side and self.short_side < self.size:
+            return (f"clip.short_side={self.short_side} must be at least clip.size={self.size} (the crop is cut "
+                    "from the resized frame), or 0 for clip.size")
+        jitter = self.scale_jitter
+        if jitter and (len(jitter) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in jitter)
+                       or not self.size <= jitter[0] <= jitter[1]):
+            return (f"clip.scale_jitter must be [] or [min, max] short sides in pixels with clip.size={self.size} "
+                    f"<= min <= max, got {jitter!r}")
+        return ""
+
+
+class ClipLoader:
+    """Decodes a clip and computes (or reads cached) flow; one instance per worker (it holds the estimator).
+
+    Frame indexes (where each frame and keyframe is) are kept in memory, and beside the flow cache when there is one.
+    """
+
+    def __init__(self, spec: ClipSpec, cache: FlowCache | None = None):
+        self.spec, self.cache = spec, cache
+        FlowEngine(spec.flow_method, spec.dis_preset)   # an unknown or unavailable method fails here, at start
+        self.indexes = FrameIndexes(os.path.join(cache.folder, "index") if cache is not None else None)
+
+    def _choose(self, rng, view: int, views: int):
+        """Picks the clip's frames: from the frame count, or (sample_fps > 0) from the frame timestamps."""
+        spec = self.spec
+
+        def by_index(num_frames: int) -> np.ndarray:
+            return sample_frames(num_frames, spec.num_frames, spec.sampling, spec.frame_stride, rng, view, views)
+
+        if spec.sample_fps > 0:
+            return lambda timestamps_ms: sample_by_time(timestamps_ms, spec.sample_fps, by_index)
+        return by_index
+
+    def _decode(self, path: str, choose, with_successors: bool) -> tuple[dict[int, np.ndarray], np.ndarray, int]:
+        """Decodes the chosen frames (and, for online flow, each one's successor) at native resolution.
+
+        Returns ({index: RGB frame}, the chosen indices in clip order, the number of frames in the video).
+        """
+        chosen = []
+
+        def wanted(frame_count_or_times) -> np.ndarray:
+            chosen[:] = [choose(frame_count_or_times)]   # decode_selected may choose again from the true count
+            return np.concatenate([chosen[0], chosen[0] + 1]) if with_successors else chosen[0]
+
+        decode = decode_by_time if self.spec.sample_fps > 0 else decode_selected
+        frames, count = decode(path, None, wanted, indexes=self.indexes)
+        return frames, chosen[0], count
+
+    def load(self, path: str, seed: int | None, view: int = 0, views: int = 1, crop: int = 0, crops: int = 1,
+             track: Track | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """seed=None: deterministic temporal view `view` of `views` and spatial crop `crop` of `crops`
+        (evaluation); an int seeds sampling, the crop and augmentation. `track`: the video's region of interest."""
+        rng = None if seed is None else np.random.default_rng(seed)
+        if self.cache is not None:
+            rgb, flow = self._load_cached(path, rng, view, views, track)
+        else:
+            rgb, flow = self._load_online(path, rng, view, views, track)
+        base, spec = rgb.shape[1:3], self.spec
+        window = (transforms.train_window(rng, base, spec.size, spec.scale_jitter) if rng is not None
+                  else transforms.eval_window(base, spec.size, crop, crops))
+        rgb, flow = transforms.apply(rgb, flow, window)
+        if rng is not None and (spec.crop_scale_min < 1.0 or spec.flip):
+            rgb, flow = augment.apply(rgb, flow, augment.draw(rng, spec.size, spec.crop_scale_min, spec.flip))
+        return rgb, flow
+
+    @staticmethod
+    def _regions(track: Track | None, height: int, width: int):
+        """box(i) -> (x0, y0, x1, y1) of frame i's region (the full frame without a track)."""
+        if track is None:
+            return lambda i: (0, 0, width, height)
+        boxes = region_boxes(track, height, width)
+        return lambda i: tuple(int(v) for v in boxes[min(i, len(boxes) - 1)])
+
+    def _base(self, frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """A native frame cut to `box` and resized to the base resolution."""
+        x0, y0, x1, y1 = box
+        region = frame[y0:y1, x0:x1]
+        return transforms.resize(region, self.spec.base_shape(*region.shape[:2]))
+
+    def _flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow from one base frame to the next, with an estimator of its own: OpenCV's DIS, reused, gives at some
+        widths (40-45 px, not 32 or 48) results that depend on the pairs it saw before, so a clip's flow would
+        differ between online and cached reads. A new estimator costs ~50 us against ~2 ms for the flow."""
+        return FlowEngine(self.spec.flow_method, self.spec.dis_preset).between_frames(np.stack([first, second]))[0]
+
+    def _load_online(self, path: str, rng, view: int, views: int, track: Track | None):
+        """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
+        frames, indices, _ = self._decode(path, self._choose(rng, view, views), with_successors=True)
+        box = self._regions(track, *frames[int(indices[0])].shape[:2])
+        pairs = [(self._base(frames[int(i)], box(int(i))), self._base(frames[int(i) + 1], box(int(i))))
+                 for i in indices]
+        flow = np.stack([self._flow(*pair) for pair in pairs])
+        return np.stack([first for first, _ in pairs]), quantize(flow, self.spec.flow_bound)
+
+    def _load_cached(self, path: str, rng, view: int, views: int, track: Track | None):
+        """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""
+        flow_all = self.video_flow(path, track)
+        self.agree_with_cache(path, len(flow_all) + 1)
+        choose = self._choose(rng, view, views)
+        if self.spec.sample_fps <= 0:
+            fixed = choose(len(flow_all) + 1)   # the frame count the cached flow was decoded from
+            choose = lambda hint: fixed   # noqa: E731
+        frames, indices, _ = self._decode(path, choose, with_successors=False)
+        if any(int(i) not in frames for i in indices) or int(np.max(indices)) >= len(flow_all):
+            raise VideoError(f"{path}: frames {indices.tolist()} not decodable although flow was cached for "
+                             f"{len(flow_all) + 1} frames; if the file changed in place, clear the flow cache")
+        box = self._regions(track, *frames[int(indices[0])].shape[:2])
+        rgb = np.stack([self._base(frames[int(i)], box(int(i))) for i in indices])
+        return rgb, np.asarray(flow_all[indices])
+
+    def sequential_videos(self) -> int:
+        """Videos this loader found must be read from the start (their seeks disagree with such a read)."""
+        return len(self.indexes.sequential_paths)
+
+    def read_sequentially(self, path: str) -> bool:
+        """Whether this loader found that `path` must be read from the start."""
+        return os.path.abspath(path) in self.indexes.sequential_paths
+
+    def agree_with_cache(self, path: str, frame_count: int) -> None:
+        """A frame index read from packets that counts other frames than the cached flow's is rebuilt by decoding."""
+        index = self.indexes.get(path, build_index)
+        if len(index) != frame_count and not index.decoded:
+            self.indexes.replace(path, decode_index(path))
+
+    def video_flow(self, path: str, track: Track | None = None) -> np.ndarray:
+        """Quantised flow of every consecutive frame pair of the video, from the cache or computed and stored."""
+        variant = track.digest() if track is not None else ""
+        cached = self.cache.get(path, variant) if self.cache is not None else None
+        if cached is not None:
+            return cached
+        flow = self._video_flow(path, track)
+        if self.cache is not None:
+            self.cache.put(path, flow, variant)
+        return flow
+
+    def _video_flow(self, path: str, track: Track | None) -> np.ndarray:
+        """Reads the video through once (two native frames in memory), flow of each pair at the base resolution."""
+        fields, previous, box = [], None, None
+        for position, frame in enumerate(iter_frames(path, indexes=self.indexes)):   # also stores the frame index
+            if box is None:
+                box = self._regions(track, *frame.shape[:2])
+            if previous is not None:
+                pair = self._base(previous, box(position - 1)), self._base(frame, box(position - 1))
+                fields.append(quantize(self._flow(*pair), self.spec.flow_bound))
+            previous = frame
+        if len(fields) < 1:
+            decoded = 0 if previous is None else 1
+            raise VideoError(f"{path}: only {decoded} frame decoded; optical flow needs at least 2")
+        return np.stack(fields)

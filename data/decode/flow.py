@@ -1,0 +1,61 @@
+"""Optical flow between consecutive frames (OpenCV DIS by default); stored as uint8 in the format of
+data/decode/flow_format.py."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from twostream.data.decode.flow_format import dequantize, quantize  # noqa: F401  (re-exported for callers of data.flow)
+
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+# Dense methods of OpenCV's contrib module cv2.optflow (opencv-contrib-python-headless): name -> its factory, run at
+# OpenCV's defaults. tvl1 is the two-stream literature's method (Zach et al. 2007; TSN, I3D). deepflow needs frames of
+# 64 px or more and pcaflow 96 px or more (smaller, both miss a 2 px shift by over 1 px). SparseToDense is left out:
+# in OpenCV 5.0.0 it returns all-NaN fields for some 64 px frame pairs.
+CONTRIB_METHODS = {"tvl1": "DualTVL1OpticalFlow_create",
+                   "deepflow": "createOptFlow_DeepFlow",
+                   "pcaflow": "createOptFlow_PCAFlow"}
+METHODS = ("dis", "farneback") + tuple(CONTRIB_METHODS)
+
+
+def available_methods() -> tuple[str, ...]:
+    """The flow methods this OpenCV build provides (the contrib ones only where cv2.optflow exists)."""
+    optflow = getattr(cv2, "optflow", None)
+    return ("dis", "farneback") + tuple(name for name, factory in CONTRIB_METHODS.items() if hasattr(optflow, factory))
+
+
+def check_method(method: str, dis_preset: str = "fast") -> None:
+    """Raises ValueError naming the problem and the fix when `method` (or its DIS preset) cannot run here."""
+    if method not in METHODS:
+        raise ValueError(f"unknown flow method {method!r}; choose one of {METHODS}")
+    if method == "dis" and dis_preset not in DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {dis_preset!r}; choose one of {sorted(DIS_PRESETS)}")
+    if method not in available_methods():
+        raise ValueError(f"flow method {method!r} needs cv2.optflow, which this OpenCV lacks: pip install "
+                         "opencv-contrib-python-headless (after pip uninstall opencv-python-headless: the two "
+                         f"must not be installed together), or use one of {available_methods()}")
+
+
+class FlowEngine:
+    """Computes flow fields (H, W, 2), in pixels per frame, with one reusable OpenCV estimator."""
+
+    def __init__(self, method: str = "dis", dis_preset: str = "fast"):
+        check_method(method, dis_preset)
+        self.method = method
+        if method == "dis":
+            self._estimator = cv2.DISOpticalFlow_create(DIS_PRESETS[dis_preset])
+        elif method in CONTRIB_METHODS:
+            self._estimator = getattr(cv2.optflow, CONTRIB_METHODS[method])()
+
+    def pair(self, previous_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
+        if self.method == "farneback":
+            return cv2.calcOpticalFlowFarneback(previous_gray, next_gray, None, pyr_scale=0.5, levels=3,
+                                                winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+        return self._estimator.calc(previous_gray, next_gray, None)
+
+    def between_frames(self, rgb_frames: np.ndarray) -> np.ndarray:
+        """Flow between each pair of consecutive frames: (T, H, W, 3) uint8 -> (T-1, H, W, 2) float32."""
+        gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in rgb_frames]
+        return np.stack([self.pair(a, b) for a, b in zip(gray[:-1], gray[1:])]).astype(np.float32)

@@ -1,0 +1,263 @@
+"""Ray actors that decode clips and compute their flow, and an ordered, bounded dispatcher over them."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from twostream.data.decode.boxes import Track
+from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.flow_cache import FlowCache
+
+log = logging.getLogger(__name__)
+ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    path: str
+    seed: int | None   # None: deterministic centred window (evaluation)
+    view: int = 0      # evaluation: which of `views` evenly spread deterministic clips
+    views: int = 1
+    crop: int = 0      # evaluation: which of `crops` spatial crops along the long side (data/decode/transforms.py)
+    crops: int = 1
+    track: Track | str | None = None   # the video's region of interest (data/decode/boxes.py); None: the full frame. On
+    #                                    the way to an actor, the key (path) of a track it was sent once before
+
+
+@dataclass
+class ClipResult:
+    """One clip, as DecoderPool.map yields it; rgb and flow are views into its call's ClipBatch."""
+    rgb: np.ndarray | None     # uint8 (T, H, W, 3), None when the clip failed
+    flow: np.ndarray | None    # uint8 (T, H, W, 2)
+    error: str | None = None
+    path: str = ""             # the clip this result is of, as the actor saw it (tests check none is lost)
+    pid: int = 0               # the decoding process: a new one after Ray restarted a dead actor
+    sequential: bool = False   # the video had to be read from the start (its seeks disagree with such a read)
+
+
+@dataclass
+class ClipBatch:
+    """What one actor call returns: its clips in two contiguous arrays, so Ray moves two buffers per call (read
+    in place from the object store) instead of two per clip. A failed clip's slot is zeros, its error set."""
+    rgb: np.ndarray            # uint8 (n, T, H, W, 3)
+    flow: np.ndarray           # uint8 (n, T, H, W, 2)
+    errors: list               # str | None per clip
+    paths: list[str]
+    pid: int
+    unknown_tracks: bool = False   # a request named a track this actor never received (it restarted): resend
+    sequential: list[bool] = field(default_factory=list)   # per clip: its video is read from the start
+
+    def results(self) -> list[ClipResult]:
+        return [ClipResult(None, None, error, path, self.pid, from_start) if error is not None else
+                ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
+                for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, self.sequential))]
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    folder: str               # empty: no flow cache, flow computed online every time
+    max_bytes: int            # the cache's size bound (config: data.flow_cache_gb)
+
+
+NO_CACHE = CacheSettings("", 0)
+
+
+def make_loader(spec: ClipSpec, cache: CacheSettings = NO_CACHE) -> ClipLoader:
+    flow_cache = FlowCache(cache.folder, cache.max_bytes, spec.flow_params()) if cache.folder else None
+    return ClipLoader(spec, flow_cache)
+
+
+# Ray restarts a dead actor (e.g. a decoder crashed in native code); DecoderPool re-sends its lost work.
+@ray.remote(max_restarts=-1)
+class ClipDecoder:
+    """One decoding worker: several clips per call, returned as one ClipBatch of uint8 arrays."""
+
+    def __init__(self, spec: ClipSpec, cache: CacheSettings = NO_CACHE):
+        import cv2
+        cv2.setNumThreads(1)   # one core per actor; parallelism comes from the number of actors
+        self.spec = spec
+        self.loader = make_loader(spec, cache)
+        self.tracks: dict[str, Track] = {}   # by video path, each sent once (DecoderPool._submit)
+
+    def load(self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None) -> ClipBatch:
+        self.tracks.update(tracks or {})
+        if any(isinstance(r.track, str) and r.track not in self.tracks for r in requests):
+            return ClipBatch(np.empty(0, np.uint8), np.empty(0, np.uint8), [], [], os.getpid(), unknown_tracks=True)
+        rgb = np.zeros((len(requests), *self.spec.rgb_shape), np.uint8)
+        flow = np.zeros((len(requests), *self.spec.flow_shape), np.uint8)
+        errors = [None] * len(requests)
+        for i, request in enumerate(requests):
+            track = self.tracks[request.track] if isinstance(request.track, str) else request.track
+            try:
+                rgb[i], flow[i] = self.loader.load(request.path, request.seed, request.view, request.views,
+                                                   request.crop, request.crops, track)
+            except Exception as error:   # any bad file becomes a reported failure, never a dead actor
+                errors[i] = f"{request.path}: {error}"
+        paths = [r.path for r in requests]
+        return ClipBatch(rgb, flow, errors, paths, os.getpid(),
+                         sequential=[self.loader.read_sequentially(path) for path in paths])
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def where(self) -> tuple[int, str]:
+        """(process id, Ray node id) of this actor."""
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+
+class DecoderPool:
+    """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
+
+    def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int, cpus_per_actor: float = 1.0,
+                 start_timeout_s: float = 120.0, cache: CacheSettings = NO_CACHE):
+        self.clips_per_call = clips_per_call
+        self.start_timeout_s = start_timeout_s
+        self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
+        # On this process's node while it has room: decoded frames then never cross the network. Soft alone
+        # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
+        # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
+        self.node = ray.get_runtime_context().get_node_id()
+        here = NodeAffinitySchedulingStrategy(self.node, soft=True, _spill_on_unavailable=True)
+        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache)
+                       for _ in range(num_actors)]
+        self._next_actor = 0
+        self._tracks_sent: list[dict[str, Track]] = [{} for _ in self.actors]   # see `_submit`
+        self._wait_until_placed(cpus_per_actor, start_timeout_s)
+        places = ray.get([actor.where.remote() for actor in self.actors])
+        self.actor_nodes = [node for _, node in places]
+        self._pids = {pid for pid, _ in places}   # see `restarts`
+        self._first_pids = len(self._pids)
+        elsewhere = sum(node != self.node for node in self.actor_nodes)
+        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}   # node id -> its IP
+        (log.warning if elsewhere else log.info)(
+            "%d decode actors, %d of them on this process's Ray node %s at %s%s; theirs at %s", num_actors,
+            num_actors - elsewhere, self.node[:12], address.get(self.node, "?"),
+            " (no room left there: their frames cross the network)" if elsewhere else "",
+            ",".join(address.get(node, "?") for node in self.actor_nodes))
+
+    def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
+        """Fails loudly, instead of waiting forever, when the cluster has no room for the actors."""
+        ready, _ = ray.wait([a.__ray_ready__.remote() for a in self.actors], num_returns=len(self.actors),
+                            timeout=timeout_s)
+        if len(ready) < len(self.actors):
+            started, wanted = len(ready), len(self.actors)   # counted before shutdown() empties the list
+            self.shutdown()
+            raise RuntimeError(
+                f"only {started} of {wanted} decode actors ({cpus_per_actor} CPU each) started within "
+                f"{timeout_s:.0f}s; the Ray cluster has {ray.cluster_resources().get('CPU', 0):g} CPUs. "
+                "Lower data.num_actors or data.cpus_per_actor, or add nodes.")
+        ray.get(ready)   # re-raises an actor's constructor error (e.g. an unknown flow method)
+
+    def map(self, requests: Iterable[ClipRequest]) -> Iterator[ClipResult]:
+        """An iterator over one result per request, in request order; memory stays bounded by calls_in_flight.
+
+        The first calls_in_flight calls are sent now, before the first next(): the actors start decoding
+        while the caller is still setting up (e.g. TensorFlow building the epoch's iterator).
+        """
+        chunks = _chunks(iter(requests), self.clips_per_call)
+        first = itertools.islice(chunks, self.calls_in_flight)
+        pending = collections.deque((self._submit(chunk), chunk) for chunk in first)
+        return self._in_order(pending, chunks)
+
+    def _in_order(self, pending: collections.deque, chunks: Iterator[list]) -> Iterator[ClipResult]:
+        """Collects the oldest call and sends the next chunk before yielding its results, so every actor keeps
+        a call queued behind the running one while the consumer works through the results."""
+        while pending:
+            results = self._collect(*pending.popleft())
+            chunk = next(chunks, None)
+            if chunk is not None:
+                pending.append((self._submit(chunk), chunk))
+            yield from results
+
+    def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> tuple[ray.ObjectRef, int]:
+        """(the call, its actor's number), round-robin over the actors. A request's track travels once per actor
+        (by video path; `all_tracks`: with this call whatever was sent before), the request names it after."""
+        number = self._next_actor
+        self._next_actor = (self._next_actor + 1) % len(self.actors)
+        sent, new, wire = self._tracks_sent[number], {}, []
+        for request in chunk:
+            if isinstance(request.track, Track):
+                if all_tracks or sent.get(request.path) is not request.track:
+                    new[request.path] = sent[request.path] = request.track
+                request = dataclasses.replace(request, track=request.path)
+            wire.append(request)
+        return self.actors[number].load.remote(wire, new), number
+
+    def _collect(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
+        """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then
+        clip by clip, so a clip that kills its decoder becomes one reported failure and no other clip is lost."""
+        try:
+            return self._results(call, chunk)
+        except ACTOR_DEATH_ERRORS as error:
+            log.warning("decode actor died (%s); re-sending its %d clips", type(error).__name__, len(chunk))
+            self._await_restart(call[1])
+        try:
+            return self._results(self._submit(chunk), chunk)
+        except ACTOR_DEATH_ERRORS:
+            return [self._one_by_one(request) for request in chunk]
+
+    def _results(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
+        """Waits for one call. An actor that restarted has lost the tracks sent to it: the chunk goes again, its
+        tracks with it."""
+        ref, number = call
+        try:
+            batch = ray.get(ref)
+        except ACTOR_DEATH_ERRORS:
+            self._tracks_sent[number].clear()   # Ray restarts it empty
+            raise
+        if batch.unknown_tracks:
+            self._tracks_sent[number].clear()
+            batch = ray.get(self._submit(chunk, all_tracks=True)[0])
+        self._pids.add(batch.pid)
+        return batch.results()
+
+    def _await_restart(self, number: int) -> None:
+        """Waits until Ray has restarted actor `number` (calls sent meanwhile fail as unavailable), for at most
+        the start timeout; on a loaded machine a restart takes seconds."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self.actors[number].pid.remote(), timeout=self.start_timeout_s)
+                return
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.2)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return   # gone for good, or not back in time: the re-sent calls report it
+
+    def _one_by_one(self, request: ClipRequest) -> ClipResult:
+        try:
+            return self._results(self._submit([request]), [request])[0]
+        except ACTOR_DEATH_ERRORS as error:
+            return ClipResult(None, None, f"{request.path}: its decode actor died twice ({type(error).__name__})")
+
+    @property
+    def restarts(self) -> int:
+        """Decode actors Ray has restarted so far (after a crash or a kill), counted as the new worker
+        processes seen returning results (an actor restarted after its last call is counted later)."""
+        return len(self._pids) - self._first_pids
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,158 @@
+"""One rank's epoch of batches: sharding plan -> Ray decode actors -> failed clips replaced -> tf.data."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from twostream.data.decode.boxes import BoxTracks
+from twostream.data.decode.clips import ClipSpec
+from twostream.data.distributed.actors import ClipRequest, DecoderPool
+from twostream.data.distributed.sharding import Plan
+from twostream.data.manifest import VideoRecord
+
+log = logging.getLogger(__name__)
+MAX_REPLACEMENT_TRIES = 8   # a failed clip is swapped for up to this many other clips of the same shard
+
+
+class DataError(RuntimeError):
+    """Too many clips failed to load; the message names them."""
+
+
+@dataclass
+class EpochReport:
+    """What one rank read in one epoch; the trainer sums these over ranks for the epoch log."""
+    clips_read: int = 0
+    failed: list[str] = field(default_factory=list)   # "path: reason", one per failure
+    replaced: int = 0
+    without_box: set[str] = field(default_factory=set)   # videos read at full frame: data.boxes has no track for them
+    sequential: set[str] = field(default_factory=set)    # videos read from the start: their seeks disagree
+
+
+def clip_seed(seed: int, epoch: int, position: int) -> int:
+    """Sampling seed of the clip at global `position` of the epoch: the same whichever rank loads it."""
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
+
+
+class EpochStream:
+    """Iterates one rank's local batches (rgb, flow, labels, weights, index) for one epoch, in plan order.
+
+    Evaluation scores each record (video) `views` x `crops` times: `views` evenly spread clips in time, each
+    cut at `crops` places along the long side. The plan then indexes records x (views x crops): index i is
+    view v = i % (views x crops) of record i // (views x crops), and view v is clip v // crops, crop v % crops.
+    `index` says which: int32 (batch, 2) rows of (record, view), so metrics aggregate crops per video as they
+    do clips. In evaluation a failed clip's stand-in gets weight 0, so no video is scored twice; in training
+    it counts (the step still needs a full batch). `boxes`: the videos' regions of interest (data/decode/boxes.py).
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
+                 train: bool, max_failed_fraction: float = 0.05, views: int = 1, crops: int = 1,
+                 boxes: BoxTracks | None = None):
+        self.records, self.pool, self.plan = records, pool, plan
+        self.seed, self.epoch, self.train = seed, epoch, train
+        self.max_failed_fraction = max_failed_fraction
+        self.crops = 1 if train else crops
+        self.views = 1 if train else views * crops   # views per record in the plan: clips x crops
+        self.boxes = boxes
+        self.report = EpochReport()
+
+    def _request(self, index: int, position: int) -> ClipRequest:
+        record, view = divmod(index, self.views)
+        clip, crop = divmod(view, self.crops)
+        seed = clip_seed(self.seed, self.epoch, position) if self.train else None
+        path = self.records[record].path
+        track = self.boxes.for_record(self.records[record]) if self.boxes is not None else None
+        if self.boxes is not None and track is None:
+            self.report.without_box.add(path)
+        return ClipRequest(path, seed, clip, self.views // self.crops, crop, self.crops, track)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""
+        indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
+        return self._batches(self.pool.map(self._request(i, p) for i, p in zip(indices, positions)))
+
+    def _batches(self, results: Iterator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
+        indices = self.plan.indices.reshape(-1)
+        local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
+        for index, result in enumerate(results):
+            item, weight = int(indices[index]), weights[index]
+            if result.error is not None:
+                item, result = self._replace(index, result.error)
+                weight = weight if self.train else 0.0
+            slot = index % local_batch
+            if slot == 0:   # a new batch each time: tf.data may still hold the previous one
+                rgb = aligned_empty((local_batch, *result.rgb.shape))
+                flow = aligned_empty((local_batch, *result.flow.shape))
+                labels, kept = np.zeros(local_batch, np.int32), np.zeros(local_batch, np.float32)
+                where = np.zeros((local_batch, 2), np.int32)
+            rgb[slot], flow[slot] = result.rgb, result.flow
+            if result.sequential:
+                self.report.sequential.add(result.path)
+            labels[slot], kept[slot] = self.records[item // self.views].label, weight
+            where[slot] = divmod(item, self.views)
+            self.report.clips_read += 1
+            if slot == local_batch - 1:
+                yield rgb, flow, labels, kept, where
+
+    def _replace(self, index: int, error: str):
+        """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
+        self._record_failure(error)
+        indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
+        for offset in range(1, MAX_REPLACEMENT_TRIES + 1):
+            candidate = (index + offset) % len(indices)
+            (result,) = self.pool.map([self._request(int(indices[candidate]), int(positions[index]))])
+            if result.error is None:
+                self.report.replaced += 1
+                return int(indices[candidate]), result
+            self._record_failure(result.error)
+        raise DataError(f"no loadable replacement found for a failed clip after {MAX_REPLACEMENT_TRIES} tries; "
+                        "failures so far:\n  " + "\n  ".join(self.report.failed))
+
+    def _record_failure(self, error: str) -> None:
+        log.warning("skipping unreadable clip %s", error)
+        self.report.failed.append(error)
+        allowed = max(1, int(self.max_failed_fraction * self.plan.indices.size))
+        if len(self.report.failed) > allowed:
+            raise DataError(f"{len(self.report.failed)} clips failed to load in epoch {self.epoch} (more than "
+                            f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
+                            f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
+
+
+def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
+    """An uninitialised uint8 array whose data starts on an `align`-byte boundary: tf.data's from_generator
+    wraps such an array as a tensor in place, and copies any other (at about a tenth of np.copy's speed:
+    benchmarks/bridge.py)."""
+    size = int(np.prod(shape))
+    raw = np.empty(size + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + size].reshape(shape)
+
+
+def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2,
+               with_index: bool = False) -> tf.data.Dataset:
+    """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched; EpochStream's
+    batches (64-byte aligned) become tensors without a copy.
+
+    Elements are (inputs, labels, weights), plus each clip's (record, view) when `with_index` (evaluation)."""
+    signature = (
+        {"rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
+         "flow": tf.TensorSpec((local_batch, *spec.flow_shape), tf.uint8)},
+        tf.TensorSpec((local_batch,), tf.int32),
+        tf.TensorSpec((local_batch,), tf.float32),
+    ) + ((tf.TensorSpec((local_batch, 2), tf.int32),) if with_index else ())
+
+    started = [iter(stream)]   # the actors decode the first clips while TensorFlow builds its iterator
+
+    def generate():
+        for rgb, flow, labels, weights, index in (started.pop() if started else iter(stream)):
+            yield ({"rgb": rgb, "flow": flow}, labels, weights) + ((index,) if with_index else ())
+
+    options = tf.data.Options()
+    options.autotune.enabled = False   # nothing to tune here, and with it on, deleting a finished iterator (at
+    #                                    each epoch's end) waited ~0.5 s (up to 1.2 s) in about 1 epoch of 3
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(prefetch)
+    return dataset.with_options(options)

@@ -1,0 +1,1 @@
+"""Offline data tools: the flow-cache precompute (prepare), face tracks, and the synthetic dataset writers."""

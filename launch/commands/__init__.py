@@ -1,0 +1,1 @@
+"""The bodies of the one-shot commands: doctor, models, prepare, evaluate and predict."""

@@ -1,0 +1,1 @@
+"""The ways to start a job across processes and machines: horovodrun, a Ray cluster, SLURM (srun), Kubernetes."""

@@ -1,0 +1,144 @@
+"""The data side of a run: manifest and split, the Ray decoder pool, and each epoch's tf.data dataset."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+
+from twostream.data.decode.boxes import BoxError, BoxTracks
+from twostream.data.distributed.actors import CacheSettings, DecoderPool
+from twostream.data.distributed.pipeline import DataError, EpochStream, to_dataset
+from twostream.data.distributed.sharding import plan_epoch
+from twostream.data.manifest import from_config, split_by_video
+from twostream.trainer.config import Config, ConfigError
+from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
+from twostream.trainer.runtime.resources import cores_per_rank
+
+log = logging.getLogger(__name__)
+
+
+def default_num_actors(local_size: int) -> int:
+    """One decode actor per core left after giving each local rank one core for TensorFlow."""
+    return max(1, cores_per_rank(local_size) - 1)
+
+
+def cache_settings(config: Config) -> CacheSettings:
+    return CacheSettings(config.data.flow_cache_folder(), config.data.flow_cache_bytes)   # where prepare put it
+
+
+def load_boxes(config: Config, records) -> BoxTracks | None:
+    """data.boxes' tracks, every record's read now so that a malformed file stops the run before it starts."""
+    if not config.data.boxes:
+        return None
+    try:
+        boxes = BoxTracks(config.data.boxes, config.data.box_margin)
+        missing = sum(boxes.for_record(record) is None for record in records)
+    except BoxError as error:
+        raise ConfigError(f"data.boxes: {error}") from None
+    if missing:
+        log.warning("data.boxes: %d of %d videos have no box track and are read at full frame", missing, len(records))
+    return boxes
+
+
+def node_ranks(config: Config, world_size: int, local_size: int) -> NodeRanks | None:
+    """This rank's place among its node's ranks, for the Ray they share; None for a private Ray (alone on the node,
+    or elastic: a lost rank must not take the survivors' decoders with it) or a cluster to join. A collective when
+    several ranks share Ray: every rank calls it at the same point (Inputs' constructor)."""
+    if world_size == 1 or config.train.elastic or config.data.ray_address or os.environ.get("RAY_ADDRESS"):
+        return None
+    from twostream.trainer.runtime import dist
+    job_key = dist.broadcast_object(secrets.token_hex(8))   # rank 0's: the same on every rank, new for every job
+    return NodeRanks(dist.local_rank(), local_size, job_key)
+
+
+class RaisesDataError:
+    """An epoch's stream whose DataError (too many unreadable clips) is remembered, so that iterating its dataset
+    (`DataErrorDataset`) raises it as itself, not inside the TensorFlow error of the tf.data thread that met it."""
+
+    def __init__(self, stream: EpochStream):
+        self.stream, self.error = stream, None
+
+    def __iter__(self):
+        return self._remembering(iter(self.stream))   # iter now: the stream sends its first decode calls at once
+
+    def _remembering(self, batches):
+        try:
+            yield from batches
+        except DataError as error:
+            self.error = error
+            raise
+
+
+class DataErrorDataset:
+    """A tf.data.Dataset made from a RaisesDataError stream (its attributes pass through); iterating it raises
+    the stream's DataError where TensorFlow's error says the generator failed."""
+
+    def __init__(self, dataset, guarded: RaisesDataError):
+        self._dataset, self._guarded = dataset, guarded
+
+    def __getattr__(self, name):
+        return getattr(self._dataset, name)
+
+    def __iter__(self):
+        import tensorflow as tf
+        try:
+            yield from self._dataset
+        except tf.errors.OpError:
+            if self._guarded.error is not None:
+                raise self._guarded.error from None
+            raise
+
+
+class Inputs:
+    """Holds the train and validation records and the decoder pool of this rank."""
+
+    def __init__(self, config: Config, rank: int, world_size: int, local_size: int):
+        self.config, self.rank, self.world_size = config, rank, world_size
+        manifest = from_config(config.data)
+        self.class_names = manifest.class_names
+        self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
+        self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
+        self.boxes = load_boxes(config, manifest.records)
+        num_actors = config.data.num_actors or default_num_actors(local_size)
+        start_ray(config.data.ray_address or None, num_cpus=math.ceil(num_actors * config.data.cpus_per_actor),
+                  object_store_mb=config.data.object_store_mb, node=node_ranks(config, world_size, local_size),
+                  connect_timeout_s=config.data.ray_connect_timeout_s)
+        self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
+                                cache=cache_settings(config))
+
+    def reshard(self, rank: int, world_size: int) -> None:
+        """Takes this process's place in a new world (after an elastic reset): later epochs are split over
+        `world_size` ranks; the global batch, so the steps per epoch, stay the same."""
+        self.rank, self.world_size = rank, world_size
+
+    def _plan(self, epoch: int, train: bool):
+        clips = len(self.train_records) if train else \
+            len(self.val_records) * self.config.eval.views * self.config.eval.spatial_crops
+        return plan_epoch(clips, self.config.train.global_batch, self.rank, self.world_size,
+                          seed=self.config.train.seed, epoch=epoch, train=train)
+
+    def train_epoch(self, epoch: int, from_step: int = 0):
+        """(dataset, stream) for one training epoch, starting at `from_step` when resuming mid-epoch."""
+        plan = self._plan(epoch, train=True).from_step(from_step)
+        return self._dataset(self.train_records, plan, epoch, train=True)
+
+    def eval_epoch(self):
+        """(dataset, stream) scoring eval.views evenly spread clips of every validation video exactly once
+        across ranks (padding weighted 0); its elements carry each clip's (record, view) for video-level metrics."""
+        return self._dataset(self.val_records, self._plan(0, train=False), 0, train=False)
+
+    def _dataset(self, records, plan, epoch: int, train: bool):
+        stream = EpochStream(records, self.pool, plan, seed=self.config.train.seed, epoch=epoch, train=train,
+                             max_failed_fraction=self.config.data.max_failed_fraction,
+                             views=self.config.eval.views, crops=self.config.eval.spatial_crops, boxes=self.boxes)
+        local_batch = plan.indices.shape[1]  # this rank's share of the global batch (sharding.py divides it)
+        guarded = RaisesDataError(stream)
+        dataset = to_dataset(guarded, self.config.clip, local_batch, with_index=not train)
+        return DataErrorDataset(dataset, guarded), stream
+
+    def close(self) -> None:
+        """Ends this rank's actors and its part in the node's shared Ray (a collective-free wait: local rank 0
+        stops that Ray once the node's other ranks have closed)."""
+        self.pool.shutdown()
+        stop_ray()
