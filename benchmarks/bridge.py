@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from twostream.data.decode.clips import ClipSpec  # noqa: E402
+from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
 from twostream.data.distributed.actors import ClipResult  # noqa: E402
 from twostream.data.distributed.pipeline import EpochStream, aligned_empty, to_dataset  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402

@@ -36,7 +36,8 @@ import psutil  # noqa: E402
 import ray  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from twostream.data.decode.clips import ClipLoader, ClipSpec  # noqa: E402
+from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
+from twostream.data.decode.clips import ClipLoader  # noqa: E402
 from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
 from twostream.data.distributed.actors import DecoderPool  # noqa: E402
 from twostream.data.distributed.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
@@ -48,7 +49,8 @@ from twostream.trainer.runtime.ray_node import start_ray  # noqa: E402
 GROUPS = ("driver", "workers", "ray daemons")
 FRESH_WORKER = """
 import json, sys, cv2
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 cv2.setNumThreads(1)
 loader = ClipLoader(ClipSpec(**json.loads(sys.argv[1])))
 for line in sys.stdin:

@@ -22,7 +22,8 @@ import time
 import cv2
 import numpy as np
 
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FORMATS, FlowCache
 
 CLIP = 8   # frame pairs per clip

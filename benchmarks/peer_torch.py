@@ -31,7 +31,8 @@ import numpy as np
 import psutil
 from data_pipeline import py_function_epoch, ray_epoch, tight_loop  # benchmarks/data_pipeline.py
 
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.distributed.actors import DecoderPool
 from twostream.data.distributed.pipeline import clip_seed
 from twostream.data.make.synthetic import SynthSpec, synthesize

@@ -41,7 +41,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from twostream.data.decode import transforms  # noqa: E402
-from twostream.data.decode.clips import ClipLoader, ClipSpec  # noqa: E402
+from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
+from twostream.data.decode.clips import ClipLoader  # noqa: E402
 from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
 from twostream.data.decode.frame_index import FrameIndexes  # noqa: E402
 from twostream.data.decode.sampling import sample_frames  # noqa: E402

@@ -31,7 +31,7 @@ VARIANTS = ("private", "shared")
 def rank_main(variant: str, local_rank: int, ranks: int, key: str, video: str, object_store_mb: int) -> None:
     """One rank: Ray as the variant says, one decoder actor, one clip; reports, then waits for a line on stdin."""
     started = psutil.Process().create_time()   # wall clock at this process's start (before its imports)
-    from twostream.data.decode.clips import ClipSpec
+    from twostream.data.decode.clip_spec import ClipSpec
     from twostream.data.distributed.actors import ClipRequest, DecoderPool
     from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
     node = NodeRanks(local_rank, ranks, key) if variant == "shared" else None

@@ -9,7 +9,8 @@ import pytest
 from test_transforms import _RecordingPool
 
 from twostream.data.decode.boxes import BoxError, BoxTracks, read_csv, region_boxes
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import FlowEngine
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.flow_format import quantize

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from twostream.data.decode import augment
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import dequantize, quantize
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.sampling import sample_by_time, sample_frames

@@ -4,7 +4,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.video import decode_frames, decode_selected, frame_times, to_rgb
 from twostream.data.make.synthetic import random_texture

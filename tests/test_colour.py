@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.video import decode_frames
 
 RGB = (200, 40, 90)      # distinct channels: any swap or drop moves each by >= 50

@@ -84,12 +84,13 @@ def test_one_default_per_setting():
 
 
 def test_reading_a_config_imports_no_heavy_library():
-    """`twostream config` and every preflight stay fast: the config and its checks import no TensorFlow, Keras,
-    Ray or Horovod (the accepted values live in plain modules: models/spec.py, models/application_table.py)."""
+    """`twostream config` and every preflight stay fast: the command line, the config and its checks import no
+    TensorFlow, Keras, Ray, Horovod, OpenCV or PyAV (the accepted values live in plain modules:
+    data/decode/clip_spec.py, models/spec.py, models/application_table.py)."""
     import subprocess
     import sys
-    code = ("import sys, twostream.trainer.config as c; c.load('footage'); c.load('demo'); "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'ray', 'horovod') if m in sys.modules))")
+    code = ("import sys, twostream.launch.cli, twostream.trainer.config as c; c.load('footage'); c.load('demo'); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'ray', 'horovod', 'cv2', 'av') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 

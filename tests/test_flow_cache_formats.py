@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FORMATS, FlowCache
 from twostream.data.make.prepare import BYTES_PER_PIXEL, prepare
 from twostream.data.make.synthetic import random_texture, write_video

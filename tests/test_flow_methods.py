@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from twostream.data.decode.flow import CONTRIB_METHODS, METHODS, FlowEngine, available_methods, check_method
+from twostream.data.decode.clip_spec import CONTRIB_METHODS, FLOW_METHODS
+from twostream.data.decode.flow import FlowEngine, available_methods, check_method
 from twostream.data.make.synthetic import random_texture
 from twostream.launch.commands import doctor
 
@@ -18,7 +19,7 @@ def _translated_pair(dx: int, dy: int, size: int = 96) -> np.ndarray:
     return np.stack([a, b])
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", FLOW_METHODS)
 @pytest.mark.parametrize("dx,dy", [(2, 0), (-1, 2), (0, 3)])
 def test_each_method_finds_a_known_translation(method, dx, dy):
     if method not in available_methods():
@@ -33,7 +34,7 @@ def test_each_method_finds_a_known_translation(method, dx, dy):
 def test_the_pinned_opencv_has_every_contrib_method():
     # requirements.txt pins opencv-contrib-python-headless; with the plain wheel this fails and says so.
     assert HAS_OPTFLOW, "cv2.optflow missing: install opencv-contrib-python-headless (see requirements.txt)"
-    assert available_methods() == METHODS
+    assert available_methods() == FLOW_METHODS
 
 
 def test_unknown_method_and_preset_name_the_choices():

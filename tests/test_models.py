@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from twostream.data.decode.clips import ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
 from twostream.models.cost import flops_per_clip
 from twostream.models.layers import StackFrames
 from twostream.models.precision import bfloat16_on_onednn_cpu

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from twostream.data.decode.boxes import Track
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.data.distributed.pipeline import DataError, EpochStream, aligned_empty, clip_seed, to_dataset
 from twostream.data.distributed.sharding import plan_epoch

@@ -22,7 +22,7 @@ import pytest
 from test_seek import HEIGHT, WIDTH, read_code, write_coded
 
 from twostream.data.decode import video
-from twostream.data.decode.clips import ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.frame_index import FrameIndexes
 from twostream.data.decode.video import build_index, decode_selected, iter_frames
 

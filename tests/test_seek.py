@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from twostream.data.decode import video
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.frame_index import FrameIndex, FrameIndexes
 from twostream.data.decode.sampling import sample_frames

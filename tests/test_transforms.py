@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from twostream.data.decode import transforms
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import FlowEngine
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.flow_format import dequantize, quantize

@@ -16,8 +16,7 @@ from importlib import resources
 
 import yaml
 
-from twostream.data.decode.clips import ClipSpec
-from twostream.data.decode.flow import check_method
+from twostream.data.decode.clip_spec import CONTRIB_METHODS, ClipSpec
 from twostream.data.distributed.sharding import local_batch_size
 from twostream.data.manifest import MIN_CLASS_VIDEOS
 from twostream.models.spec import MODEL_KINDS, ModelSpec, backbone_of, spec_problem, streams_of
@@ -256,10 +255,12 @@ def _check_across(config: Config) -> Config:
     problem = memory_problem(config)
     if problem:
         raise ConfigError(problem)
-    try:
-        check_method(config.clip.flow_method, config.clip.dis_preset)   # e.g. tvl1 without cv2.optflow
-    except ValueError as error:
-        raise ConfigError(f"clip.flow_method: {error}") from None
+    if config.clip.flow_method in CONTRIB_METHODS:   # dis and farneback are in every OpenCV build
+        from twostream.data.decode.flow import check_method  # OpenCV: imported only to check a contrib method
+        try:
+            check_method(config.clip.flow_method, config.clip.dis_preset)   # e.g. tvl1 without cv2.optflow
+        except ValueError as error:
+            raise ConfigError(f"clip.flow_method: {error}") from None
     problem = spec_problem(config.model, min(config.clip.rgb_shape[1:3]))   # backbone, pretrained, BN, shift
     if problem:
         raise ConfigError(problem)

@@ -5,19 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from twostream.data.decode.flow_format import dequantize, quantize  # noqa: F401  (re-exported for callers of data.flow)
+from twostream.data.decode.clip_spec import CONTRIB_METHODS, DIS_PRESETS, FLOW_METHODS
+from twostream.data.decode.flow_format import dequantize, quantize  # noqa: F401  (re-exported: flow's callers)
 
-DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-# Dense methods of OpenCV's contrib module cv2.optflow (opencv-contrib-python-headless): name -> its factory, run at
-# OpenCV's defaults. tvl1 is the two-stream literature's method (Zach et al. 2007; TSN, I3D). deepflow needs frames of
-# 64 px or more and pcaflow 96 px or more (smaller, both miss a 2 px shift by over 1 px). SparseToDense is left out:
-# in OpenCV 5.0.0 it returns all-NaN fields for some 64 px frame pairs.
-CONTRIB_METHODS = {"tvl1": "DualTVL1OpticalFlow_create",
-                   "deepflow": "createOptFlow_DeepFlow",
-                   "pcaflow": "createOptFlow_PCAFlow"}
-METHODS = ("dis", "farneback") + tuple(CONTRIB_METHODS)
+# preset name -> OpenCV's constant (cv2.DISOPTICAL_FLOW_PRESET_FAST for "fast")
+DIS_PRESET_CODES = {name: getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}") for name in DIS_PRESETS}
 
 
 def available_methods() -> tuple[str, ...]:
@@ -28,10 +20,10 @@ def available_methods() -> tuple[str, ...]:
 
 def check_method(method: str, dis_preset: str = "fast") -> None:
     """Raises ValueError naming the problem and the fix when `method` (or its DIS preset) cannot run here."""
-    if method not in METHODS:
-        raise ValueError(f"unknown flow method {method!r}; choose one of {METHODS}")
+    if method not in FLOW_METHODS:
+        raise ValueError(f"unknown flow method {method!r}; choose one of {FLOW_METHODS}")
     if method == "dis" and dis_preset not in DIS_PRESETS:
-        raise ValueError(f"unknown DIS preset {dis_preset!r}; choose one of {sorted(DIS_PRESETS)}")
+        raise ValueError(f"unknown DIS preset {dis_preset!r}; choose one of {DIS_PRESETS}")
     if method not in available_methods():
         raise ValueError(f"flow method {method!r} needs cv2.optflow, which this OpenCV lacks: pip install "
                          "opencv-contrib-python-headless (after pip uninstall opencv-python-headless: the two "
@@ -45,7 +37,7 @@ class FlowEngine:
         check_method(method, dis_preset)
         self.method = method
         if method == "dis":
-            self._estimator = cv2.DISOpticalFlow_create(DIS_PRESETS[dis_preset])
+            self._estimator = cv2.DISOpticalFlow_create(DIS_PRESET_CODES[dis_preset])
         elif method in CONTRIB_METHODS:
             self._estimator = getattr(cv2.optflow, CONTRIB_METHODS[method])()
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-SAMPLING_MODES = ("dense", "segments")
+from twostream.data.decode.clip_spec import SAMPLING_MODES
 
 
 def sample_frames(num_frames: int, length: int, mode: str = "dense", stride: int = 1,

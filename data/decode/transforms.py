@@ -16,18 +16,7 @@ import cv2
 import numpy as np
 
 from twostream.data.decode import flow_format
-
-RESIZE_MODES = ("short_side", "squash")
-
-
-def base_shape(height: int, width: int, mode: str, short_side: int, size: int) -> tuple[int, int]:
-    """(height, width) a frame of this shape is resized to before any crop."""
-    if mode == "squash":
-        return size, size
-    scale = short_side / min(height, width)
-    if height <= width:
-        return short_side, max(short_side, int(round(width * scale)))
-    return max(short_side, int(round(height * scale))), short_side
+from twostream.data.decode.clip_spec import base_shape
 
 
 def resize(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from twostream.data.decode.boxes import BoxTracks
-from twostream.data.decode.clips import ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.data.distributed.sharding import Plan
 from twostream.data.manifest import VideoRecord

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from twostream.data.decode.boxes import BoxTracks, region_boxes
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.video import build_index, frame_shape
 from twostream.data.manifest import VideoRecord

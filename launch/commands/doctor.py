@@ -86,7 +86,8 @@ def _built(library: str) -> bool:
 
 def check_flow() -> list[Check]:
     try:
-        from twostream.data.decode.flow import CONTRIB_METHODS, available_methods
+        from twostream.data.decode.clip_spec import CONTRIB_METHODS
+        from twostream.data.decode.flow import available_methods
     except Exception:
         return []   # cv2 itself is reported by check_packages
     available = available_methods()

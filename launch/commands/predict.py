@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from twostream.data.decode.boxes import BoxError, BoxTracks
-from twostream.data.decode.clips import ClipLoader, ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.clips import ClipLoader
 from twostream.data.manifest import VideoRecord
 from twostream.trainer.video import export as export_lib
 from twostream.trainer.video import metrics

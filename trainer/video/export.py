@@ -7,7 +7,7 @@ import os
 import keras
 import tensorflow as tf
 
-from twostream.data.decode.clips import ClipSpec
+from twostream.data.decode.clip_spec import ClipSpec
 
 META_FILE = "twostream.json"   # beside saved_model.pb: class names and the clip spec the model expects
 
