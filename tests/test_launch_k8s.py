@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 import yaml
 
-from twostream.launch import cli, horovod_cmd, k8s
+from twostream.launch import cli
+from twostream.launch.jobs import horovod_cmd, k8s
 
 CRD = os.path.join(os.path.dirname(__file__), "k8s", "kubeflow.org_mpijobs.yaml")
 DOCKERFILE = os.path.join(os.path.dirname(__file__), "..", "Dockerfile")
