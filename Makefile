@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: setup system-deps demo lint test test-random bench mutants clean
+.PHONY: setup system-deps demo lint typecheck test test-random bench mutants clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ demo: setup
 # Lint and import order of the whole tree (rules in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Types of the product's code (mypy; pyproject.toml [tool.mypy]), checked as the installed namespace twostream.*.
+typecheck: setup
+	mkdir -p build/typecheck/twostream && touch build/typecheck/twostream/__init__.py
+	for folder in data trainer models launch; do ln -sfn ../../../$$folder build/typecheck/twostream/$$folder; done
+	$(VENV)/bin/mypy -p twostream
 
 # The Debian packages of the tests' real daemons (SLURM, munge, iproute2), installed before any test runs.
 system-deps:
