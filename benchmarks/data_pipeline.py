@@ -39,6 +39,7 @@ import tensorflow as tf  # noqa: E402
 from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
 from twostream.data.decode.clips import ClipLoader  # noqa: E402
 from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
+from twostream.data.decode.sampling import TrainView  # noqa: E402
 from twostream.data.distributed.actors import DecoderPool  # noqa: E402
 from twostream.data.distributed.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
@@ -51,12 +52,13 @@ FRESH_WORKER = """
 import json, sys, cv2
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.sampling import TrainView
 cv2.setNumThreads(1)
 loader = ClipLoader(ClipSpec(**json.loads(sys.argv[1])))
 for line in sys.stdin:
     clips = json.loads(line)
     for path, seed in clips:
-        loader.load(path, seed)
+        loader.load(path, TrainView(seed))
     print(len(clips), flush=True)
 """
 
@@ -102,7 +104,7 @@ def tight_loop(records, spec, epoch: int) -> int:
     """The same decode+flow work in this process, no Ray, no tf.data."""
     loader = ClipLoader(spec)
     for slot, record in enumerate(records):
-        loader.load(record.path, clip_seed(0, epoch, slot))
+        loader.load(record.path, TrainView(clip_seed(0, epoch, slot)))
     return len(records)
 
 
@@ -122,7 +124,7 @@ def py_function_epoch(records, spec, batch: int, epoch: int) -> int:
     def load(path, slot):
         if not hasattr(local, "loader"):
             local.loader = ClipLoader(spec)
-        return local.loader.load(path.numpy().decode(), clip_seed(0, epoch, int(slot)))
+        return local.loader.load(path.numpy().decode(), TrainView(clip_seed(0, epoch, int(slot))))
 
     def mapped(path, slot):
         rgb, flow = tf.py_function(load, [path, slot], [tf.uint8, tf.uint8])

@@ -33,6 +33,7 @@ from data_pipeline import py_function_epoch, ray_epoch, tight_loop  # benchmarks
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.sampling import TrainView
 from twostream.data.distributed.actors import DecoderPool
 from twostream.data.distributed.pipeline import clip_seed
 from twostream.data.make.synthetic import SynthSpec, synthesize
@@ -81,7 +82,7 @@ class ClipDataset:
         epoch, slot = index
         if self.loader is None:
             self.loader = ClipLoader(self.spec)
-        return self.loader.load(self.paths[slot], clip_seed(0, epoch, slot))
+        return self.loader.load(self.paths[slot], TrainView(clip_seed(0, epoch, slot)))
 
 
 def single_threaded_worker(_worker_id: int) -> None:

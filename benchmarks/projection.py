@@ -45,7 +45,7 @@ from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
 from twostream.data.decode.clips import ClipLoader  # noqa: E402
 from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
 from twostream.data.decode.frame_index import FrameIndexes  # noqa: E402
-from twostream.data.decode.sampling import sample_frames  # noqa: E402
+from twostream.data.decode.sampling import TrainView, sample_frames  # noqa: E402
 from twostream.data.decode.video import decode_selected  # noqa: E402
 
 GPU_COUNTS = (8, 16, 32, 64, 128, 256, 512)
@@ -73,7 +73,7 @@ def cpu_ms(call) -> float:
 def decode_clip(path: str, spec: ClipSpec, indexes: FrameIndexes, seed: int) -> None:
     """The RGB half of a clip: sampled frames decoded at native size through the index, resized to the base."""
     rng = np.random.default_rng(seed)
-    frames, _ = decode_selected(path, None, lambda n: sample_frames(n, NUM_FRAMES, "dense", 1, rng, 0, 1),
+    frames, _ = decode_selected(path, None, lambda n: sample_frames(n, NUM_FRAMES, "dense", 1, rng),
                                 indexes=indexes)
     for frame in frames.values():
         transforms.resize(frame, spec.base_shape(*frame.shape[:2]))
@@ -85,15 +85,15 @@ def measure_cpu(size: int, clips: int, videos: list[str], folder: str) -> dict[s
     online = ClipLoader(spec)
     cached = ClipLoader(spec, FlowCache(os.path.join(folder, f"cache{size}"), 1 << 32, spec.flow_params()))
     for path in videos:   # one-off work kept out of the per-clip figures: frame indexes, the flow cache
-        online.load(path, 0)
+        online.load(path, TrainView(0))
         cached.video_flow(path)
-        cached.load(path, 0)
+        cached.load(path, TrainView(0))
     times = {"decode": [], "online": [], "cached": []}
     for clip in range(clips):   # interleaved, so a busy neighbour slows the three alike
         path, seed = videos[clip % len(videos)], 1000 + clip
         times["decode"].append(cpu_ms(lambda: decode_clip(path, spec, online.indexes, seed)))
-        times["online"].append(cpu_ms(lambda: online.load(path, seed)))
-        times["cached"].append(cpu_ms(lambda: cached.load(path, seed)))
+        times["online"].append(cpu_ms(lambda: online.load(path, TrainView(seed))))
+        times["cached"].append(cpu_ms(lambda: cached.load(path, TrainView(seed))))
     return {name: float(np.median(values)) for name, values in times.items()}
 
 

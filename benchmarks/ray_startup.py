@@ -32,12 +32,13 @@ def rank_main(variant: str, local_rank: int, ranks: int, key: str, video: str, o
     """One rank: Ray as the variant says, one decoder actor, one clip; reports, then waits for a line on stdin."""
     started = psutil.Process().create_time()   # wall clock at this process's start (before its imports)
     from twostream.data.decode.clip_spec import ClipSpec
+    from twostream.data.decode.sampling import TrainView
     from twostream.data.distributed.actors import ClipRequest, DecoderPool
     from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
     node = NodeRanks(local_rank, ranks, key) if variant == "shared" else None
     start_ray(None, num_cpus=1, object_store_mb=object_store_mb, node=node)
     pool = DecoderPool(ClipSpec(num_frames=4, size=32), num_actors=1, clips_per_call=1)
-    clip = next(pool.map([ClipRequest(video, seed=local_rank)]))
+    clip = next(pool.map([ClipRequest(video, TrainView(local_rank))]))
     assert clip.error is None, clip.error
     print(json.dumps({"seconds": time.time() - started}), flush=True)
     sys.stdin.readline()

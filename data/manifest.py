@@ -157,7 +157,8 @@ def _repeated_paths(csv_path: str, rows: list[dict], folder: str, merge: bool) -
     for line, row in enumerate(rows, start=2):
         if row["path"]:
             seen.setdefault(os.path.normpath(os.path.join(folder, row["path"])), []).append((line, row["label"]))
-    problems, skip = [], set()
+    problems: list[str] = []
+    skip: set[int] = set()
     for path, listed in seen.items():
         if len(listed) < 2:
             continue

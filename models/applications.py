@@ -28,7 +28,7 @@ def plain_network(name: str, input_shape, model_name: str | None = None) -> kera
 
 def shift_points(network: keras.Model, name: str) -> set[str]:
     """The first convolution of every block (in graph order), whose input the temporal shift goes on."""
-    first = {}
+    first: dict[str, str] = {}   # block -> its first convolution's layer name
     for layer in network.layers:
         match = re.match(APPLICATIONS[name].block, layer.name)
         if match:

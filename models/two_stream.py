@@ -5,7 +5,7 @@ import keras
 from keras import layers
 
 from twostream.models.applications import APPLICATIONS, application_features
-from twostream.models.backbones import BACKBONES
+from twostream.models.backbones import BACKBONES, tsn_resnet2d
 from twostream.models.layers import Blend, MaxConsensus, StackFrames, UInt8ToUnit
 from twostream.models.precision import pool3d_dtype
 from twostream.models.spec import CONSENSUS, FUSIONS, PRECISIONS, ModelSpec  # noqa: F401 (re-exported)
@@ -24,7 +24,7 @@ def stream_features(clip, stream: str, backbone: str, spec: ModelSpec):
     if backbone == "tsn" and stream == "flow" and spec.flow_stack > 1:
         x = StackFrames(spec.flow_stack, name="flow_stack")(x)   # TSN's flow input: L fields as 2L channels
     if backbone == "tsn" and stream == "rgb":
-        return BACKBONES[backbone](x, spec.width, spec.depth, name=stream, shift=spec.temporal_shift)
+        return tsn_resnet2d(x, spec.width, spec.depth, name=stream, shift=spec.temporal_shift)   # only TSN shifts
     return BACKBONES[backbone](x, spec.width, spec.depth, name=stream)
 
 

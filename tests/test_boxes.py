@@ -14,7 +14,7 @@ from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import FlowEngine
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.flow_format import quantize
-from twostream.data.decode.sampling import sample_frames
+from twostream.data.decode.sampling import EvalView, sample_frames
 from twostream.data.decode.transforms import resize
 from twostream.data.decode.video import decode_frames
 from twostream.data.distributed.pipeline import EpochStream
@@ -25,6 +25,8 @@ from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
 from twostream.data.manifest import load_manifest
 from twostream.trainer.config import ConfigError, load
 from twostream.trainer.video.inputs import load_boxes
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 SPEC = SceneSpec(num_videos=8, scenes=2, val_scenes=1, frames=10)   # 160x120 frames, a 32 px region
 
@@ -52,7 +54,7 @@ def test_both_streams_are_of_the_region_cut_at_native_resolution(scenes, tmp_pat
     record = load_manifest(scenes).records[0]
     track = BoxTracks(os.path.join(scenes, "boxes")).for_record(record)
     spec = ClipSpec(num_frames=3, size=32, sampling="segments")   # short side 32: the whole region, no crop
-    rgb, flow = ClipLoader(spec).load(record.path, seed=None, track=track)
+    rgb, flow = ClipLoader(spec).load(record.path, EvalView(), track=track)
     native = decode_frames(record.path, None)
     crops = region_boxes(track, *native.shape[1:3])
     frames = [int(i) for i in sample_frames(len(native), 3, "segments")]
@@ -63,9 +65,9 @@ def test_both_streams_are_of_the_region_cut_at_native_resolution(scenes, tmp_pat
         expected = FlowEngine().between_frames(np.stack([first, second]))[0]
         assert np.array_equal(flow[t], quantize(expected, spec.flow_bound))
     cache = FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params())
-    cached = ClipLoader(spec, cache).load(record.path, seed=None, track=track)
+    cached = ClipLoader(spec, cache).load(record.path, EvalView(), track=track)
     assert np.array_equal(cached[0], rgb) and np.array_equal(cached[1], flow)   # the cache holds the region's flow
-    full = ClipLoader(spec, cache).load(record.path, seed=None)
+    full = ClipLoader(spec, cache).load(record.path, EvalView())
     assert not np.array_equal(full[1], flow)   # the full frame's flow is another cache entry
 
 
@@ -84,7 +86,7 @@ def test_videos_without_a_track_fall_back_to_the_full_frame_and_are_counted(scen
     assert stream.report.without_box == missing
     assert all((r.track is None) == (r.path in missing) for r in pool.requests)
     spec = ClipSpec(num_frames=2, size=32)
-    rgb, _ = ClipLoader(spec).load(records[1].path, seed=None, track=None)   # the whole 160x120 frame, centre crop
+    rgb, _ = ClipLoader(spec).load(records[1].path, EvalView(), track=None)   # the whole 160x120 frame, centre crop
     assert rgb.shape == (2, 32, 32, 3)
 
 

@@ -15,7 +15,7 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import dequantize, quantize
 from twostream.data.decode.flow_cache import FlowCache
-from twostream.data.decode.sampling import sample_by_time, sample_frames
+from twostream.data.decode.sampling import EvalView, TrainView, sample_by_time, sample_frames
 from twostream.data.decode.video import VideoError, decode_frames, decode_selected
 from twostream.data.make.synthetic import random_texture, write_video
 
@@ -54,7 +54,7 @@ def test_wrong_frame_count_falls_back_to_the_true_count(tmp_path):
 def test_one_frame_video_is_bad_input(tmp_path):
     path = _video(tmp_path, 1)
     with pytest.raises(VideoError, match="at least 2"):
-        ClipLoader(ClipSpec(num_frames=4, size=16)).load(path, seed=None)
+        ClipLoader(ClipSpec(num_frames=4, size=16)).load(path, EvalView())
 
 
 NOBODY = 65534   # the unprivileged uid/gid the permission check runs as when the tests run as root
@@ -102,11 +102,11 @@ def test_sampling_modes():
     assert sample_frames(11, 4, "dense").tolist() == [3, 4, 5, 6]                  # centred, as before
     assert sample_frames(21, 3, "dense", stride=4).tolist() == [5, 9, 13]
     assert sample_frames(3, 5, "dense").tolist() == [0, 1, 0, 1, 0]                 # short: looped
-    views = [sample_frames(21, 4, "dense", view=v, views=3)[0] for v in range(3)]
+    views = [sample_frames(21, 4, "dense", placement=EvalView(v, 3))[0] for v in range(3)]
     assert views == [0, 8, 16]                                                      # uniform eval views
     assert sample_frames(41, 4, "segments").tolist() == [5, 15, 25, 35]             # segment centres
     for seed in range(20):
-        picks = sample_frames(41, 4, "segments", rng=np.random.default_rng(seed))
+        picks = sample_frames(41, 4, "segments", placement=np.random.default_rng(seed))
         assert all(10 * k <= p < 10 * (k + 1) for k, p in enumerate(picks))
     with pytest.raises(ValueError, match="clip.sampling"):
         sample_frames(10, 2, "magic")
@@ -135,15 +135,15 @@ def test_sample_fps_is_a_config_key_and_must_not_be_negative():
 def test_loader_shapes_and_determinism(tmp_path, sampling):
     path = _video(tmp_path, 30)
     loader = ClipLoader(ClipSpec(num_frames=4, size=16, sampling=sampling, frame_stride=2, resize="squash"))
-    rgb, flow = loader.load(path, seed=7)
+    rgb, flow = loader.load(path, TrainView(7))
     assert rgb.shape == (4, 16, 16, 3) and flow.shape == (4, 16, 16, 2) and flow.dtype == np.uint8
-    again = loader.load(path, seed=7)
+    again = loader.load(path, TrainView(7))
     assert np.array_equal(rgb, again[0]) and np.array_equal(flow, again[1])
     full = decode_frames(path, 16)
     picked = {}
     for seed in range(6):   # the clip is the seed's frames: a different seed gives a different clip
-        frames = sample_frames(30, 4, sampling, stride=2, rng=np.random.default_rng(seed))
-        assert np.array_equal(loader.load(path, seed=seed)[0], full[frames]), seed
+        frames = sample_frames(30, 4, sampling, stride=2, placement=np.random.default_rng(seed))
+        assert np.array_equal(loader.load(path, TrainView(seed))[0], full[frames]), seed
         picked[tuple(frames.tolist())] = seed
     assert len(picked) > 1
 
@@ -177,11 +177,11 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
     spec = ClipSpec(num_frames=4, size=16)
     cache = FlowCache(str(tmp_path / "cache"), max_bytes=1 << 20, params=spec.flow_params())
     cached, online = ClipLoader(spec, cache), ClipLoader(spec)
-    first = cached.load(path, seed=None)
+    first = cached.load(path, EvalView())
     assert cache.get(path) is not None and cache.get(path).shape == (11, 19, 16, 2)   # 24x20 frames, short side 16
     assert cache.total_bytes() <= 11 * 16 * 16 * 2 + 256     # 2 bytes per pixel per frame (+ .npy header)
-    second = cached.load(path, seed=None)
-    reference = online.load(path, seed=None)
+    second = cached.load(path, EvalView())
+    reference = online.load(path, EvalView())
     for a, b, c in zip(first, second, reference):
         assert np.array_equal(a, b) and np.array_equal(a, c)
     os.utime(path, ns=(1, 1))                                # the video changed: a new key, a miss

@@ -7,6 +7,7 @@ import pytest
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.sampling import EvalView, TrainView
 from twostream.data.decode.video import decode_frames, decode_selected, frame_times, to_rgb
 from twostream.data.make.synthetic import random_texture
 
@@ -92,14 +93,14 @@ def test_time_sampling_picks_frames_by_timestamp(videos, tmp_path, cached):
     frames, _, vfr = videos
     spec = ClipSpec(num_frames=8, size=SIZE, frame_stride=2, sample_fps=10.0)   # a frame every 200 ms of video
     cache = FlowCache(str(tmp_path / "cache"), 1 << 24, spec.flow_params()) if cached else None
-    rgb, flow = ClipLoader(spec, cache).load(vfr, seed=None)
+    rgb, flow = ClipLoader(spec, cache).load(vfr, EvalView())
     picked = _identify(rgb, frames)
     # timeline 0..1900 ms, ticks every 100 ms; the centred 8 ticks 2 apart are 200, 400, ... 1600 ms
     assert VFR_TIMES_MS[picked].tolist() == [200, 400, 600, 800, 1000, 1200, 1400, 1600]
-    by_index = _identify(ClipLoader(ClipSpec(num_frames=8, size=SIZE, frame_stride=2)).load(vfr, seed=None)[0], frames)
+    by_index = _identify(ClipLoader(ClipSpec(num_frames=8, size=SIZE, frame_stride=2)).load(vfr, EvalView())[0], frames)
     assert by_index == list(range(17, 33, 2))   # 25 ms apart in the fast part: what time sampling avoids
     if cached:   # the cache holds flow of every frame pair; picked by time, it is the online flow exactly
-        online = ClipLoader(spec).load(vfr, seed=None)
+        online = ClipLoader(spec).load(vfr, EvalView())
         assert np.array_equal(rgb, online[0]) and np.array_equal(flow, online[1])
 
 
@@ -107,5 +108,5 @@ def test_time_sampling_with_a_seed_stays_on_the_tick_grid(videos):
     frames, _, vfr = videos
     loader = ClipLoader(ClipSpec(num_frames=4, size=SIZE, frame_stride=3, sample_fps=10.0))
     for seed in range(3):
-        times = VFR_TIMES_MS[_identify(loader.load(vfr, seed=seed)[0], frames)]
+        times = VFR_TIMES_MS[_identify(loader.load(vfr, TrainView(seed))[0], frames)]
         assert np.all(times % 100 == 0) and np.allclose(np.diff(times), 300), times   # every 3 ticks of 100 ms

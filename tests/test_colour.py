@@ -8,6 +8,7 @@ import pytest
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.sampling import TrainView
 from twostream.data.decode.video import decode_frames
 
 RGB = (200, 40, 90)      # distinct channels: any swap or drop moves each by >= 50
@@ -60,6 +61,6 @@ def test_whole_video_decodes_to_rgb(solid_video):
 
 
 def test_training_clip_is_rgb(solid_video):
-    rgb, _ = ClipLoader(ClipSpec(num_frames=4, size=SIZE)).load(solid_video, seed=3)
+    rgb, _ = ClipLoader(ClipSpec(num_frames=4, size=SIZE)).load(solid_video, TrainView(3))
     assert rgb.shape == (4, SIZE, SIZE, 3)
     _assert_colour(rgb)

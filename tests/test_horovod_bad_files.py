@@ -11,10 +11,13 @@ import pytest
 from conftest import REPO, VENV_BIN
 
 from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.sampling import TrainView
 from twostream.data.distributed.pipeline import clip_seed
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.trainer import config as config_lib
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 GLOBAL_BATCH = 4
@@ -107,7 +110,7 @@ def test_corrupt_files_on_one_rank_are_replaced_and_reported(tiny_dataset, tmp_p
         replacement = train_records[order[slot + 1]]
         assert where[slot] == [order[slot + 1], 0]
         assert labels[slot] == replacement.label != train_records[order[slot]].label
-        rgb, flow = loader.load(replacement.path, clip_seed(0, 0, int(positions[slot])))
+        rgb, flow = loader.load(replacement.path, TrainView(clip_seed(0, 0, int(positions[slot]))))
         assert pixels[slot] == hashlib.sha1(rgb.tobytes() + flow.tobytes()).hexdigest()
     others = [s for s in range(len(order)) if s not in slots]
     assert [where[s][0] for s in others] == [order[s] for s in others]

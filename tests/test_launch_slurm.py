@@ -16,6 +16,8 @@ from twostream.launch import cli
 from twostream.launch.jobs import srun
 from twostream.trainer.runtime.preemption import EXIT_CODE
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 SLURM_LOCAL = os.path.join(REPO, "scripts", "slurm_local.sh")
 EPOCHS, STEPS_PER_EPOCH = 4, 5   # of the jobs below: tiny preset on the test's 22 training clips, global batch 4
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")

@@ -18,6 +18,8 @@ from twostream.trainer.engine.step import StepTotals
 from twostream.trainer.runtime import dist
 from twostream.trainer.runtime.preemption import Preempted
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 STEPS, BATCH = 5, 4   # steps per epoch, global batch (= the local batch: a world of one)
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(STEPS * BATCH, 3)).astype("float32")

@@ -12,6 +12,8 @@ from twostream.trainer.engine.optimizer import make_optimizer
 from twostream.trainer.engine.step import StepOptions, make_train_step
 from twostream.trainer.runtime import dist
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 SGD = TrainConfig(optimizer="sgd", momentum=0.0, weight_decay=0.0)
 
 

@@ -17,6 +17,8 @@ from twostream.models.registry import FROM_SCRATCH, MODELS, backbone_of, build_m
 from twostream.models.two_stream import FUSIONS, ModelSpec
 from twostream.trainer.video import export as export_lib
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 CLIP = ClipSpec(num_frames=4, size=32)
 RGB, FLOW = CLIP.rgb_shape, CLIP.flow_shape
 SMALL = [name for name in sorted(MODELS) if backbone_of(name) in FROM_SCRATCH]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twostream.data.decode import augment, flow_format
-from twostream.data.decode.sampling import SAMPLING_MODES, sample_by_time, sample_frames
+from twostream.data.decode.sampling import SAMPLING_MODES, EvalView, sample_by_time, sample_frames
 from twostream.data.distributed.sharding import Plan, ShardingError, local_batch_size, plan_epoch
 
 SEEDS = range(300)
@@ -24,29 +24,29 @@ def test_sampling_modes_and_the_default():
 
 def test_dense_random_starts_cover_exactly_the_slack():
     # 21 frames -> 20 usable; 4 frames 2 apart span 7 -> slack 13: starts 0..13, each possible
-    starts = {int(sample_frames(21, 4, "dense", stride=2, rng=np.random.default_rng(s))[0]) for s in SEEDS}
+    starts = {int(sample_frames(21, 4, "dense", stride=2, placement=np.random.default_rng(s))[0]) for s in SEEDS}
     assert starts == set(range(14))
     # slack 1 (usable 5, span 4): both starts occur
-    assert {int(sample_frames(6, 4, "dense", rng=np.random.default_rng(s))[0]) for s in SEEDS} == {0, 1}
+    assert {int(sample_frames(6, 4, "dense", placement=np.random.default_rng(s))[0]) for s in SEEDS} == {0, 1}
 
 
 def test_dense_views_spread_from_first_to_last_start():
-    assert [sample_frames(21, 4, "dense", view=v, views=2)[0] for v in range(2)] == [0, 16]
-    assert [sample_frames(6, 4, "dense", view=v, views=2)[0] for v in range(2)] == [0, 1]   # slack 1
+    assert [sample_frames(21, 4, "dense", placement=EvalView(v, 2))[0] for v in range(2)] == [0, 16]
+    assert [sample_frames(6, 4, "dense", placement=EvalView(v, 2))[0] for v in range(2)] == [0, 1]   # slack 1
 
 
 def test_segments_random_picks_cover_each_segment_exactly():
-    picks = np.stack([sample_frames(41, 4, "segments", rng=np.random.default_rng(s)) for s in SEEDS])
+    picks = np.stack([sample_frames(41, 4, "segments", placement=np.random.default_rng(s)) for s in SEEDS])
     for k in range(4):
         assert set(picks[:, k].tolist()) == set(range(10 * k, 10 * (k + 1))), k
     # usable 5 over 4 segments: widths 1, 1, 1, 2 -> the first three picks are fixed
-    narrow = np.stack([sample_frames(6, 4, "segments", rng=np.random.default_rng(s)) for s in SEEDS])
+    narrow = np.stack([sample_frames(6, 4, "segments", placement=np.random.default_rng(s)) for s in SEEDS])
     assert [set(narrow[:, k].tolist()) for k in range(4)] == [{0}, {1}, {2}, {3, 4}]
 
 
 def test_segment_views_are_offsets_within_each_segment():
-    assert sample_frames(41, 4, "segments", view=0, views=2).tolist() == [2, 12, 22, 32]
-    assert sample_frames(41, 4, "segments", view=1, views=2).tolist() == [7, 17, 27, 37]
+    assert sample_frames(41, 4, "segments", placement=EvalView(0, 2)).tolist() == [2, 12, 22, 32]
+    assert sample_frames(41, 4, "segments", placement=EvalView(1, 2)).tolist() == [7, 17, 27, 37]
 
 
 def test_short_videos_loop_as_integers():

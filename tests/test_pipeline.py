@@ -9,10 +9,13 @@ import pytest
 from twostream.data.decode.boxes import Track
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.sampling import EvalView, TrainView
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.data.distributed.pipeline import DataError, EpochStream, aligned_empty, clip_seed, to_dataset
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import from_folder
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 SPEC = ClipSpec(num_frames=4, size=32, flow_bound=8.0)
 
@@ -26,11 +29,11 @@ def pool(ray_session):
 
 def test_pool_returns_results_in_request_order(pool, tiny_dataset):
     records = from_folder(tiny_dataset).records[:7]
-    results = list(pool.map(ClipRequest(r.path, seed=None) for r in records))
+    results = list(pool.map(ClipRequest(r.path, EvalView()) for r in records))
     assert len(results) == 7 and all(r.error is None for r in results)
     assert results[0].rgb.shape == SPEC.rgb_shape and results[0].flow.shape == SPEC.flow_shape
     # Same request twice gives the same clip: order is kept and evaluation clips are deterministic.
-    again = list(pool.map([ClipRequest(records[5].path, None)]))[0]
+    again = list(pool.map([ClipRequest(records[5].path, EvalView())]))[0]
     assert np.array_equal(again.rgb, results[5].rgb) and np.array_equal(again.flow, results[5].flow)
 
 
@@ -38,18 +41,19 @@ def test_one_call_returns_its_clips_as_one_batch_and_a_failed_clip_leaves_the_ot
     records = from_folder(tiny_dataset).records[:3]
     broken = str(tmp_path / "broken.avi")
     open(broken, "wb").close()
-    requests = [ClipRequest(records[0].path, None), ClipRequest(broken, None), ClipRequest(records[1].path, None)]
+    requests = [ClipRequest(records[0].path, EvalView()), ClipRequest(broken, EvalView()),
+                ClipRequest(records[1].path, EvalView())]
     import ray
     batch = ray.get(pool.actors[0].load.remote(requests))
     assert batch.rgb.shape == (3, *SPEC.rgb_shape) and batch.flow.shape == (3, *SPEC.flow_shape)
     assert batch.errors[0] is None and batch.errors[2] is None and batch.errors[1].startswith(broken)
     assert not batch.rgb[1].any() and batch.paths == [r.path for r in requests]
-    results = list(pool.map(requests + [ClipRequest(records[2].path, None)]))   # 3 clips per call: two calls
+    results = list(pool.map(requests + [ClipRequest(records[2].path, EvalView())]))   # 3 clips per call: two calls
     assert [r.path for r in results] == [r.path for r in requests] + [records[2].path]
     assert [r.error is None for r in results] == [True, False, True, True] and results[1].rgb is None
     loader = ClipLoader(SPEC)
     for result, record in zip([results[0], results[2], results[3]], records):
-        assert np.array_equal(result.rgb, loader.load(record.path, None)[0])
+        assert np.array_equal(result.rgb, loader.load(record.path, EvalView())[0])
 
 
 class _RecordingActor:
@@ -59,17 +63,17 @@ class _RecordingActor:
         self.actor, self.sent = actor, sent
         self.load = self
 
-    def remote(self, requests, tracks):
-        self.sent.append((list(tracks), [r.track for r in requests]))
-        return self.actor.load.remote(requests, tracks)
+    def remote(self, requests, tracks, keys):
+        self.sent.append((list(tracks), list(keys)))
+        return self.actor.load.remote(requests, tracks, keys)
 
 
 def test_each_track_travels_once_per_actor_and_again_after_a_restart(ray_session, tiny_dataset):
     records = from_folder(tiny_dataset).records[:4]
     tracks = {r.path: Track(np.array([0]), np.array([[2.0, 3.0, 18.0, 18.0 + i]])) for i, r in enumerate(records)}
-    requests = [ClipRequest(r.path, seed, track=tracks[r.path]) for seed in (1, 2, 3) for r in records]
+    requests = [ClipRequest(r.path, TrainView(seed), track=tracks[r.path]) for seed in (1, 2, 3) for r in records]
     loader = ClipLoader(SPEC)
-    expected = [loader.load(r.path, r.seed, track=r.track) for r in requests]
+    expected = [loader.load(r.path, r.view, track=r.track) for r in requests]
     pool = DecoderPool(SPEC, num_actors=1, clips_per_call=4, cpus_per_actor=0)   # the module's pool holds the CPUs
     try:
         actor, sent = pool.actors[0], []
@@ -134,7 +138,7 @@ def test_bad_clips_are_replaced_counted_and_named(pool, tiny_dataset, tmp_path):
     for slot in slots:   # the slot holds the next clip of the shard, its pixels and its label, at the slot's seed
         replacement = records[order[slot + 1]]
         assert where[slot].tolist() == [order[slot + 1], 0] and labels[slot] == replacement.label == 1
-        expected_rgb, expected_flow = loader.load(replacement.path, clip_seed(0, 0, int(positions[slot])))
+        expected_rgb, expected_flow = loader.load(replacement.path, TrainView(clip_seed(0, 0, int(positions[slot]))))
         assert np.array_equal(rgb[slot], expected_rgb) and np.array_equal(flow[slot], expected_flow)
     kept = [s for s in range(len(order)) if s not in slots]
     assert labels[kept].tolist() == [records[order[s]].label for s in kept] and weights.tolist() == [1.0] * 32
@@ -166,13 +170,13 @@ def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_datase
     """The actor is stopped (SIGSTOP) before the calls are sent, so none can finish, then killed (SIGKILL) as a
     crash in native code would: its calls are lost for certain, and every clip comes back from the restart."""
     records = from_folder(tiny_dataset).records[:6]
-    expected = [ClipLoader(SPEC).load(r.path, seed=None)[0] for r in records]
+    expected = [ClipLoader(SPEC).load(r.path, EvalView())[0] for r in records]
     pool = DecoderPool(SPEC, num_actors=1, clips_per_call=3, cpus_per_actor=0)   # the module's pool holds the CPUs
     try:
         import ray
         dead = ray.get(pool.actors[0].pid.remote())
         os.kill(dead, signal.SIGSTOP)
-        results = pool.map(ClipRequest(r.path, seed=None) for r in records)   # both calls sent to the stopped actor
+        results = pool.map(ClipRequest(r.path, EvalView()) for r in records)   # both calls sent to the stopped actor
         os.kill(dead, signal.SIGKILL)
         results = list(results)
         assert [r.error for r in results] == [None] * 6

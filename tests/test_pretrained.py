@@ -20,6 +20,8 @@ from twostream.models.registry import build_model
 from twostream.models.two_stream import ModelSpec
 from twostream.trainer.config import ConfigError, load
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 FRAMES = 2
 # blocks whose first conv gets the temporal shift, as the architectures are published
 BLOCKS = {"resnet50": 16, "efficientnetb0": 16, "xception": 12, "mobilenetv3small": 11, "mobilenetv3large": 15}

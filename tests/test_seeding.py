@@ -2,10 +2,13 @@
 import random
 
 import numpy as np
+import pytest
 
 from twostream.trainer import config as config_lib
 from twostream.trainer.runtime import dist
 from twostream.trainer.video.video_task import VideoTask
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 
 def first_weights(config) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.frame_index import FrameIndex, FrameIndexes
-from twostream.data.decode.sampling import sample_frames
+from twostream.data.decode.sampling import EvalView, TrainView, sample_frames
 from twostream.data.decode.video import build_index, decode_by_time, decode_selected, frame_times
 
 GOP = 24           # frames from one keyframe to the next
@@ -147,14 +147,14 @@ def test_loader_clips_online_and_cached(videos, codec, tmp_path):
     online = ClipLoader(spec)
     for seed in range(3):
         expected = sample_frames(FRAMES, 8, "dense", 1, np.random.default_rng(seed))
-        (rgb, _), work = _decoded_work(lambda: online.load(path, seed=seed))
+        (rgb, _), work = _decoded_work(lambda: online.load(path, TrainView(seed)))
         assert [read_code(f) for f in rgb] == expected.tolist()
         assert work <= _cost_bound(np.append(expected, expected[-1] + 1))
     cache = FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params())
     ClipLoader(spec, cache).video_flow(path)   # fills the cache; the same pass stores the decoded index
     assert os.listdir(tmp_path / "cache" / "index")
     later = ClipLoader(spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()))
-    (rgb, flow), work = _decoded_work(lambda: later.load(path, seed=None))
+    (rgb, flow), work = _decoded_work(lambda: later.load(path, EvalView()))
     centred = sample_frames(FRAMES, 8, "dense")
     assert [read_code(f) for f in rgb] == centred.tolist() and flow.shape == (8, SIZE, SIZE, 2)
     assert work <= _cost_bound(centred)
@@ -186,7 +186,7 @@ def test_cached_flow_and_a_contradicting_index_are_reconciled(videos, tmp_path):
     loader = ClipLoader(spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()))
     loader.video_flow(path)
     loader.indexes.replace(path, _with_phantom_frame(loader.indexes.get(path, build_index), 10))
-    rgb, _ = loader.load(path, seed=None)
+    rgb, _ = loader.load(path, EvalView())
     assert [read_code(f) for f in rgb] == sample_frames(FRAMES, 8, "segments").tolist()
     assert loader.indexes.get(path, build_index).decoded
 

@@ -8,6 +8,8 @@ from twostream.trainer.engine.schedule import WarmupDecay
 from twostream.trainer.engine.step import StepOptions, make_train_step, weighted_cross_entropy
 from twostream.trainer.runtime import dist
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 
 @pytest.fixture(scope="module", autouse=True)
 def world_of_one():

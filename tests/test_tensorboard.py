@@ -5,16 +5,20 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import REPO
 
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import quantize
+from twostream.data.decode.sampling import TrainView
 from twostream.data.distributed.pipeline import clip_seed
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.trainer import config as config_lib
 from twostream.trainer.video.visualize import clip_images, flow_to_rgb
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 
@@ -69,7 +73,8 @@ def test_training_writes_sample_frames_and_flow_at_each_epoch_start(tiny_dataset
     train_records = split_by_video(load_manifest(tiny_dataset), config.data.val_fraction)[0].records
     first = plan_epoch(len(train_records), config.train.global_batch, 0, 1, seed=0, epoch=0, train=True).indices[0]
     loader = ClipLoader(config.clip)
-    clips = [loader.load(train_records[i].path, clip_seed(0, 0, position)) for position, i in enumerate(first)]
+    clips = [loader.load(train_records[i].path, TrainView(clip_seed(0, 0, position)))
+             for position, i in enumerate(first)]
     expected = clip_images(({"rgb": np.stack([c[0] for c in clips]), "flow": np.stack([c[1] for c in clips])},))
     for tag in ("samples/rgb", "samples/flow"):
         np.testing.assert_array_equal(np.stack(events[(tag, 0)]), expected[tag])

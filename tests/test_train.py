@@ -7,6 +7,8 @@ import pytest
 import tensorflow as tf
 from conftest import copy_workdir, run_cli
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 
 def _jsonl(path):
     with open(path) as f:

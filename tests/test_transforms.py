@@ -11,7 +11,7 @@ from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow import FlowEngine
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.flow_format import dequantize, quantize
-from twostream.data.decode.sampling import sample_frames
+from twostream.data.decode.sampling import EvalView, TrainView, sample_frames
 from twostream.data.decode.video import decode_frames
 from twostream.data.distributed.actors import ClipResult
 from twostream.data.distributed.pipeline import EpochStream
@@ -20,6 +20,8 @@ from twostream.data.make.synthetic import random_texture, write_video
 from twostream.data.manifest import VideoRecord
 from twostream.trainer.config import ConfigError, load
 from twostream.trainer.video import metrics
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 
 def _circle_video(folder, height=48, width=96, radius=12, frames=6) -> str:
@@ -48,11 +50,11 @@ def _panning_video(folder, height=48, width=72, frames=8, shift=3) -> str:
 
 def test_short_side_resize_keeps_a_circle_round_and_squash_does_not(tmp_path):
     path = _circle_video(tmp_path)
-    kept, _ = ClipLoader(ClipSpec(num_frames=2, size=32)).load(path, seed=None)   # 48x96 -> 32x64, centre crop
+    kept, _ = ClipLoader(ClipSpec(num_frames=2, size=32)).load(path, EvalView())   # 48x96 -> 32x64, centre crop
     height, width = _extent(kept[0])
     assert kept.shape == (2, 32, 32, 3)
     assert abs(height - width) <= 1 and abs(height - 16) <= 2   # radius 12 x 32/48: a disc of ~16 px
-    squashed, _ = ClipLoader(ClipSpec(num_frames=2, size=32, resize="squash")).load(path, seed=None)
+    squashed, _ = ClipLoader(ClipSpec(num_frames=2, size=32, resize="squash")).load(path, EvalView())
     height, width = _extent(squashed[0])
     assert width < 0.65 * height   # 48x96 -> 32x32 halves the width against the height: an ellipse
 
@@ -60,7 +62,7 @@ def test_short_side_resize_keeps_a_circle_round_and_squash_does_not(tmp_path):
 def test_flow_is_scaled_with_the_image_and_computed_at_the_base_resolution(tmp_path):
     path = _panning_video(tmp_path, shift=3)
     spec = ClipSpec(num_frames=4, size=32, flow_bound=8.0)   # 48x72 -> 32x48: 3 px/frame becomes 2 px/frame
-    _, flow = ClipLoader(spec).load(path, seed=None)
+    _, flow = ClipLoader(spec).load(path, EvalView())
     motion = dequantize(flow, spec.flow_bound)[:, 8:-8, 8:-8]   # away from the borders
     assert abs(np.median(motion[..., 0]) - 2.0) < 0.3 and abs(np.median(motion[..., 1])) < 0.3
 
@@ -87,14 +89,14 @@ def test_random_crop_differs_by_seed_and_the_centre_crop_is_deterministic(tmp_pa
     windows = {transforms.train_window(np.random.default_rng(seed), (32, 96), 32) for seed in range(8)}
     assert len({w.left for w in windows}) > 1 and {w.top for w in windows} == {0}
     assert transforms.eval_window((32, 96), 32) == transforms.Window(0, 32, 32)   # centred on the long side
-    assert [transforms.eval_window((96, 40), 32, k, 3) for k in range(3)] == \
+    assert [transforms.eval_window((96, 40), 32, EvalView(crop=k, crops=3)) for k in range(3)] == \
         [transforms.Window(0, 4, 32), transforms.Window(32, 4, 32), transforms.Window(64, 4, 32)]   # ThreeCrop
     path = _panning_video(tmp_path, height=32, width=96)
     loader = ClipLoader(ClipSpec(num_frames=2, size=32, sampling="segments"))
-    first, again = loader.load(path, seed=None), loader.load(path, seed=None)
+    first, again = loader.load(path, EvalView()), loader.load(path, EvalView())
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     # segments sampling of 2 frames from 8: the seeds below differ in the crop as well as in time
-    crops = {loader.load(path, seed=seed)[0].tobytes() for seed in range(4)}
+    crops = {loader.load(path, TrainView(seed))[0].tobytes() for seed in range(4)}
     assert len(crops) == 4
 
 
@@ -108,7 +110,7 @@ def test_square_frames_at_clip_size_draw_no_crop_randomness(tmp_path):
 def test_squash_reproduces_the_old_pipeline(tmp_path):
     path = _panning_video(tmp_path)
     spec = ClipSpec(num_frames=3, size=32, resize="squash", flow_bound=8.0)
-    rgb, flow = ClipLoader(spec).load(path, seed=4)
+    rgb, flow = ClipLoader(spec).load(path, TrainView(4))
     frames = sample_frames(8, 3, "dense", 1, np.random.default_rng(4))
     squashed = decode_frames(path, 32)   # every frame squashed to 32x32, as the decoder used to
     expected = [quantize(FlowEngine().between_frames(squashed[[i, i + 1]])[0], 8.0) for i in frames]
@@ -166,7 +168,8 @@ def test_spatial_crops_are_views_aggregated_per_video():
     index = np.concatenate([r[0] for r in rows])
     labels = np.concatenate([r[1] for r in rows])
     # every (video, temporal view, crop) requested exactly once
-    asked = sorted((r.path, r.view, r.views, r.crop, r.crops) for r in pool.requests[:len(records) * views * crops])
+    asked = sorted((r.path, r.view.clip, r.view.clips, r.view.crop, r.view.crops)
+                   for r in pool.requests[:len(records) * views * crops])
     everything = [(rec.path, v, views, c, crops) for rec in records for v in range(views) for c in range(crops)]
     assert asked == sorted(everything)
     probabilities = np.tile([[0.3, 0.7]], (len(index), 1))

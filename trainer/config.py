@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -189,7 +190,7 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load(preset: str | None = None, path: str | None = None, overrides: list[str] = ()) -> Config:
+def load(preset: str | None = None, path: str | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults <- preset (a shipped YAML) <- file at `path` <- overrides ("section.key=value")."""
     tree: dict = {}
     if preset:
@@ -252,7 +253,7 @@ def _check_across(config: Config) -> Config:
                 raise ConfigError(f"{key} has no effect with clip.resize=squash (frames become clip.size x "
                                   f"clip.size, with no long side to keep or crop along); set clip.resize=short_side "
                                   f"or drop {key}")
-    problem = memory_problem(config)
+    problem: str | None = memory_problem(config)
     if problem:
         raise ConfigError(problem)
     if config.clip.flow_method in CONTRIB_METHODS:   # dis and farneback are in every OpenCV build

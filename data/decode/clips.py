@@ -17,7 +17,7 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.flow import FlowEngine, quantize
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.frame_index import FrameIndexes
-from twostream.data.decode.sampling import sample_by_time, sample_frames
+from twostream.data.decode.sampling import EvalView, Placement, TrainView, View, sample_by_time, sample_frames
 from twostream.data.decode.video import (
     VideoError,
     build_index,
@@ -39,12 +39,12 @@ class ClipLoader:
         FlowEngine(spec.flow_method, spec.dis_preset)   # an unknown or unavailable method fails here, at start
         self.indexes = FrameIndexes(os.path.join(cache.folder, "index") if cache is not None else None)
 
-    def _choose(self, rng, view: int, views: int):
+    def _choose(self, placement: Placement):
         """Picks the clip's frames: from the frame count, or (sample_fps > 0) from the frame timestamps."""
         spec = self.spec
 
         def by_index(num_frames: int) -> np.ndarray:
-            return sample_frames(num_frames, spec.num_frames, spec.sampling, spec.frame_stride, rng, view, views)
+            return sample_frames(num_frames, spec.num_frames, spec.sampling, spec.frame_stride, placement)
 
         if spec.sample_fps > 0:
             return lambda timestamps_ms: sample_by_time(timestamps_ms, spec.sample_fps, by_index)
@@ -55,7 +55,7 @@ class ClipLoader:
 
         Returns ({index: RGB frame}, the chosen indices in clip order, the number of frames in the video).
         """
-        chosen = []
+        chosen: list[np.ndarray] = []
 
         def wanted(frame_count_or_times) -> np.ndarray:
             chosen[:] = [choose(frame_count_or_times)]   # decode_selected may choose again from the true count
@@ -65,21 +65,21 @@ class ClipLoader:
         frames, count = decode(path, None, wanted, indexes=self.indexes)
         return frames, chosen[0], count
 
-    def load(self, path: str, seed: int | None, view: int = 0, views: int = 1, crop: int = 0, crops: int = 1,
-             track: Track | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """seed=None: deterministic temporal view `view` of `views` and spatial crop `crop` of `crops`
-        (evaluation); an int seeds sampling, the crop and augmentation. `track`: the video's region of interest."""
-        rng = None if seed is None else np.random.default_rng(seed)
+    def load(self, path: str, view: View, track: Track | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The clip `view` asks for: a TrainView's seed draws its frames, crop and augmentation; an EvalView is the
+        same clip every time (clip k of N in time, crop k of M in space). `track`: the video's region of interest."""
+        # one generator for the whole training clip: frames, window and augmentation draw from it in that order
+        placement = np.random.default_rng(view.seed) if isinstance(view, TrainView) else view
         if self.cache is not None:
-            rgb, flow = self._load_cached(path, rng, view, views, track)
+            rgb, flow = self._load_cached(path, placement, track)
         else:
-            rgb, flow = self._load_online(path, rng, view, views, track)
+            rgb, flow = self._load_online(path, placement, track)
         base, spec = rgb.shape[1:3], self.spec
-        window = (transforms.train_window(rng, base, spec.size, spec.scale_jitter) if rng is not None
-                  else transforms.eval_window(base, spec.size, crop, crops))
-        rgb, flow = transforms.apply(rgb, flow, window)
-        if rng is not None and (spec.crop_scale_min < 1.0 or spec.flip):
-            rgb, flow = augment.apply(rgb, flow, augment.draw(rng, spec.size, spec.crop_scale_min, spec.flip))
+        if isinstance(placement, EvalView):
+            return transforms.apply(rgb, flow, transforms.eval_window(base, spec.size, placement))
+        rgb, flow = transforms.apply(rgb, flow, transforms.train_window(placement, base, spec.size, spec.scale_jitter))
+        if spec.crop_scale_min < 1.0 or spec.flip:
+            rgb, flow = augment.apply(rgb, flow, augment.draw(placement, spec.size, spec.crop_scale_min, spec.flip))
         return rgb, flow
 
     @staticmethod
@@ -102,20 +102,20 @@ class ClipLoader:
         differ between online and cached reads. A new estimator costs ~50 us against ~2 ms for the flow."""
         return FlowEngine(self.spec.flow_method, self.spec.dis_preset).between_frames(np.stack([first, second]))[0]
 
-    def _load_online(self, path: str, rng, view: int, views: int, track: Track | None):
+    def _load_online(self, path: str, placement: Placement, track: Track | None):
         """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
-        frames, indices, _ = self._decode(path, self._choose(rng, view, views), with_successors=True)
+        frames, indices, _ = self._decode(path, self._choose(placement), with_successors=True)
         box = self._regions(track, *frames[int(indices[0])].shape[:2])
         pairs = [(self._base(frames[int(i)], box(int(i))), self._base(frames[int(i) + 1], box(int(i))))
                  for i in indices]
         flow = np.stack([self._flow(*pair) for pair in pairs])
         return np.stack([first for first, _ in pairs]), quantize(flow, self.spec.flow_bound)
 
-    def _load_cached(self, path: str, rng, view: int, views: int, track: Track | None):
+    def _load_cached(self, path: str, placement: Placement, track: Track | None):
         """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""
         flow_all = self.video_flow(path, track)
         self.agree_with_cache(path, len(flow_all) + 1)
-        choose = self._choose(rng, view, views)
+        choose = self._choose(placement)
         if self.spec.sample_fps <= 0:
             fixed = choose(len(flow_all) + 1)   # the frame count the cached flow was decoded from
             choose = lambda hint: fixed   # noqa: E731

@@ -37,15 +37,18 @@ class FlowEngine:
         check_method(method, dis_preset)
         self.method = method
         if method == "dis":
-            self._estimator = cv2.DISOpticalFlow_create(DIS_PRESET_CODES[dis_preset])
+            self._estimator = cv2.DISOpticalFlow.create(DIS_PRESET_CODES[dis_preset])
         elif method in CONTRIB_METHODS:
             self._estimator = getattr(cv2.optflow, CONTRIB_METHODS[method])()
 
     def pair(self, previous_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
         if self.method == "farneback":
-            return cv2.calcOpticalFlowFarneback(previous_gray, next_gray, None, pyr_scale=0.5, levels=3,
-                                                winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
-        return self._estimator.calc(previous_gray, next_gray, None)
+            # flow None (OpenCV allocates the output) is valid; OpenCV's stubs type that argument as non-optional
+            return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
+                previous_gray, next_gray, None, pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
+                poly_sigma=1.2, flags=0)
+        # flow None here too: the same non-optional output argument in OpenCV's stubs
+        return self._estimator.calc(previous_gray, next_gray, None)  # type: ignore[call-overload]
 
     def between_frames(self, rgb_frames: np.ndarray) -> np.ndarray:
         """Flow between each pair of consecutive frames: (T, H, W, 3) uint8 -> (T-1, H, W, 2) float32."""

@@ -64,7 +64,7 @@ class FrameIndex:
         return found if found < len(self.pts) and self.pts[found] == pts else None
 
 
-def from_stamps(stamps: list[tuple[int, bool]], time_base: float, decoded: bool) -> FrameIndex | None:
+def from_stamps(stamps: list[tuple[int | None, bool]], time_base: float, decoded: bool) -> FrameIndex | None:
     """(pts, is_keyframe) per frame in any order -> FrameIndex; None when timestamps are missing or repeat."""
     if not stamps or not time_base > 0 or any(pts is None for pts, _ in stamps):
         return None
@@ -77,7 +77,7 @@ def from_stamps(stamps: list[tuple[int, bool]], time_base: float, decoded: bool)
     return FrameIndex(pts, keyframes, time_base, decoded)
 
 
-def from_decoded(stamps: list[tuple[int, bool]], time_base: float) -> FrameIndex:
+def from_decoded(stamps: list[tuple[int | None, bool]], time_base: float) -> FrameIndex:
     """(pts, is_keyframe) of every frame in the order a decoder produced them from the start -> FrameIndex.
 
     Increasing timestamps: a seekable index. Unique but out of order (packed B-frames): sequential, with the
@@ -86,7 +86,8 @@ def from_decoded(stamps: list[tuple[int, bool]], time_base: float) -> FrameIndex
     index = from_stamps(stamps, time_base, decoded=True)
     if index is None:
         return in_decoding_order(len(stamps))
-    in_order = all(a[0] < b[0] for a, b in zip(stamps, stamps[1:]))
+    # The index holds every timestamp (none missing) sorted and unique: increasing iff decoded in that order.
+    in_order = [pts for pts, _ in stamps] == index.pts.tolist()
     return index if in_order else as_sequential(index)
 
 
@@ -147,6 +148,7 @@ class FrameIndexes:
             self._memory.popitem(last=False)
 
     def _file(self, key: str) -> str:
+        assert self.folder, "disk entries exist only with a folder: _load and _save return before without one"
         return os.path.join(self.folder, key + ".index.npz")
 
     def _load(self, key: str) -> FrameIndex | None:

@@ -10,6 +10,7 @@ its values by the same factor as the image (data/decode/flow_format.py scale, pe
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -17,6 +18,7 @@ import numpy as np
 
 from twostream.data.decode import flow_format
 from twostream.data.decode.clip_spec import base_shape
+from twostream.data.decode.sampling import CENTRED, EvalView
 
 
 def resize(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -37,7 +39,7 @@ class Window:
 
 
 def train_window(rng: np.random.Generator, base: tuple[int, int], size: int,
-                 scale_jitter: tuple[int, int] | list = ()) -> Window:
+                 scale_jitter: Sequence[int] = ()) -> Window:
     """A random crop of `size` (after rescaling to a short side drawn from scale_jitter [min, max], if given).
 
     Draws nothing from `rng` where there is no choice (a base of size x size and no jitter), so square
@@ -52,10 +54,11 @@ def train_window(rng: np.random.Generator, base: tuple[int, int], size: int,
     return Window(top, left, size, shape)
 
 
-def eval_window(base: tuple[int, int], size: int, crop: int = 0, crops: int = 1) -> Window:
-    """Crop `crop` of `crops`, evenly spread along the long side (1 crop: centred), centred on the short side."""
+def eval_window(base: tuple[int, int], size: int, view: EvalView = CENTRED) -> Window:
+    """The view's crop k of N, evenly spread along the long side (1 crop: centred), centred on the short side."""
     height, width = base
-    along = (crop * (max(height, width) - size) // (crops - 1)) if crops > 1 else (max(height, width) - size) // 2
+    slack = max(height, width) - size
+    along = view.crop * slack // (view.crops - 1) if view.crops > 1 else slack // 2
     across = (min(height, width) - size) // 2
     return Window(along, across, size) if height > width else Window(across, along, size)
 

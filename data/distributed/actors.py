@@ -7,7 +7,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +18,7 @@ from twostream.data.decode.boxes import Track
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
+from twostream.data.decode.sampling import View
 
 log = logging.getLogger(__name__)
 ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
@@ -26,13 +27,8 @@ ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavaila
 @dataclass(frozen=True)
 class ClipRequest:
     path: str
-    seed: int | None   # None: deterministic centred window (evaluation)
-    view: int = 0      # evaluation: which of `views` evenly spread deterministic clips
-    views: int = 1
-    crop: int = 0      # evaluation: which of `crops` spatial crops along the long side (data/decode/transforms.py)
-    crops: int = 1
-    track: Track | str | None = None   # the video's region of interest (data/decode/boxes.py); None: the full frame. On
-    #                                    the way to an actor, the key (path) of a track it was sent once before
+    view: View                   # TrainView(seed) or EvalView(clip k of N, crop k of M): data/decode/sampling.py
+    track: Track | None = None   # the video's region of interest (data/decode/boxes.py); None: the full frame
 
 
 @dataclass
@@ -52,7 +48,7 @@ class ClipBatch:
     in place from the object store) instead of two per clip. A failed clip's slot is zeros, its error set."""
     rgb: np.ndarray            # uint8 (n, T, H, W, 3)
     flow: np.ndarray           # uint8 (n, T, H, W, 2)
-    errors: list               # str | None per clip
+    errors: list[str | None]   # per clip: why it failed, None when it loaded
     paths: list[str]
     pid: int
     unknown_tracks: bool = False   # a request named a track this actor never received (it restarted): resend
@@ -90,18 +86,21 @@ class ClipDecoder:
         self.loader = make_loader(spec, cache)
         self.tracks: dict[str, Track] = {}   # by video path, each sent once (DecoderPool._submit)
 
-    def load(self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None) -> ClipBatch:
+    def load(self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None,
+             keys: Sequence[str | None] = ()) -> ClipBatch:
+        """The requests' clips, in order. A request's track comes with it, or is one this actor keeps (`tracks`
+        adds to them): keys[i], where given and not None, names request i's (DecoderPool._submit sends each once)."""
         self.tracks.update(tracks or {})
-        if any(isinstance(r.track, str) and r.track not in self.tracks for r in requests):
+        keys = list(keys) or [None] * len(requests)
+        if any(key is not None and key not in self.tracks for key in keys):
             return ClipBatch(np.empty(0, np.uint8), np.empty(0, np.uint8), [], [], os.getpid(), unknown_tracks=True)
         rgb = np.zeros((len(requests), *self.spec.rgb_shape), np.uint8)
         flow = np.zeros((len(requests), *self.spec.flow_shape), np.uint8)
-        errors = [None] * len(requests)
-        for i, request in enumerate(requests):
-            track = self.tracks[request.track] if isinstance(request.track, str) else request.track
+        errors: list[str | None] = [None] * len(requests)
+        for i, (request, key) in enumerate(zip(requests, keys)):
+            track = self.tracks[key] if key is not None else request.track
             try:
-                rgb[i], flow[i] = self.loader.load(request.path, request.seed, request.view, request.views,
-                                                   request.crop, request.crops, track)
+                rgb[i], flow[i] = self.loader.load(request.path, request.view, track)
             except Exception as error:   # any bad file becomes a reported failure, never a dead actor
                 errors[i] = f"{request.path}: {error}"
         paths = [r.path for r in requests]
@@ -129,8 +128,9 @@ class DecoderPool:
         # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
         self.node = ray.get_runtime_context().get_node_id()
         here = NodeAffinitySchedulingStrategy(self.node, soft=True, _spill_on_unavailable=True)
-        self.actors = [ClipDecoder.options(num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache)
-                       for _ in range(num_actors)]
+        # mypy keeps a decorated class's own type, so ray.remote's ActorClass (and its options) is hidden from it
+        self.actors = [ClipDecoder.options(  # type: ignore[attr-defined]
+            num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache) for _ in range(num_actors)]
         self._next_actor = 0
         self._tracks_sent: list[dict[str, Track]] = [{} for _ in self.actors]   # see `_submit`
         self._wait_until_placed(cpus_per_actor, start_timeout_s)
@@ -182,17 +182,22 @@ class DecoderPool:
 
     def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> tuple[ray.ObjectRef, int]:
         """(the call, its actor's number), round-robin over the actors. A request's track travels once per actor
-        (by video path; `all_tracks`: with this call whatever was sent before), the request names it after."""
+        (by video path; `all_tracks`: with this call whatever was sent before); the request then goes without it,
+        its key (the path) beside it, so a call carries no track twice."""
         number = self._next_actor
         self._next_actor = (self._next_actor + 1) % len(self.actors)
-        sent, new, wire = self._tracks_sent[number], {}, []
+        sent, new = self._tracks_sent[number], {}
+        wire: list[ClipRequest] = []
+        keys: list[str | None] = []
         for request in chunk:
-            if isinstance(request.track, Track):
+            key = None
+            if request.track is not None:
                 if all_tracks or sent.get(request.path) is not request.track:
                     new[request.path] = sent[request.path] = request.track
-                request = dataclasses.replace(request, track=request.path)
+                request, key = dataclasses.replace(request, track=None), request.path
             wire.append(request)
-        return self.actors[number].load.remote(wire, new), number
+            keys.append(key)
+        return self.actors[number].load.remote(wire, new, keys), number
 
     def _collect(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
         """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,12 +10,14 @@ import tensorflow as tf
 
 from twostream.data.decode.boxes import BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.decode.sampling import EvalView, TrainView, View
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.data.distributed.sharding import Plan
 from twostream.data.manifest import VideoRecord
 
 log = logging.getLogger(__name__)
 MAX_REPLACEMENT_TRIES = 8   # a failed clip is swapped for up to this many other clips of the same shard
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # rgb, flow, labels, weights, index
 
 
 class DataError(RuntimeError):
@@ -55,26 +57,31 @@ class EpochStream:
         self.seed, self.epoch, self.train = seed, epoch, train
         self.max_failed_fraction = max_failed_fraction
         self.crops = 1 if train else crops
-        self.views = 1 if train else views * crops   # views per record in the plan: clips x crops
+        self.per_record = 1 if train else views * crops   # plan entries per record: clips x crops
         self.boxes = boxes
         self.report = EpochReport()
 
     def _request(self, index: int, position: int) -> ClipRequest:
-        record, view = divmod(index, self.views)
-        clip, crop = divmod(view, self.crops)
-        seed = clip_seed(self.seed, self.epoch, position) if self.train else None
-        path = self.records[record].path
-        track = self.boxes.for_record(self.records[record]) if self.boxes is not None else None
+        record = self.records[index // self.per_record]
+        track = self.boxes.for_record(record) if self.boxes is not None else None
         if self.boxes is not None and track is None:
-            self.report.without_box.add(path)
-        return ClipRequest(path, seed, clip, self.views // self.crops, crop, self.crops, track)
+            self.report.without_box.add(record.path)
+        return ClipRequest(record.path, self._view(index, position), track)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _view(self, index: int, position: int) -> View:
+        """What plan entry `index` at global `position` asks of its record: at training a seed of the position
+        (the same on any rank), at evaluation clip k of N and crop k of M (the class docstring's layout)."""
+        if self.train:
+            return TrainView(clip_seed(self.seed, self.epoch, position))
+        clip, crop = divmod(int(index) % self.per_record, self.crops)   # int: the plan's entries are numpy's
+        return EvalView(clip, self.per_record // self.crops, crop, self.crops)
+
+    def __iter__(self) -> Iterator[Batch]:
         """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""
         indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
         return self._batches(self.pool.map(self._request(i, p) for i, p in zip(indices, positions)))
 
-    def _batches(self, results: Iterator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _batches(self, results: Iterator) -> Iterator[Batch]:
         """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
@@ -92,8 +99,8 @@ class EpochStream:
             rgb[slot], flow[slot] = result.rgb, result.flow
             if result.sequential:
                 self.report.sequential.add(result.path)
-            labels[slot], kept[slot] = self.records[item // self.views].label, weight
-            where[slot] = divmod(item, self.views)
+            labels[slot], kept[slot] = self.records[item // self.per_record].label, weight
+            where[slot] = divmod(item, self.per_record)
             self.report.clips_read += 1
             if slot == local_batch - 1:
                 yield rgb, flow, labels, kept, where
@@ -132,7 +139,7 @@ def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
     return raw[start:start + size].reshape(shape)
 
 
-def to_dataset(stream: EpochStream, spec: ClipSpec, local_batch: int, prefetch: int = 2,
+def to_dataset(stream: Iterable[Batch], spec: ClipSpec, local_batch: int, prefetch: int = 2,
                with_index: bool = False) -> tf.data.Dataset:
     """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched; EpochStream's
     batches (64-byte aligned) become tensors without a copy.

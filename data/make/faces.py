@@ -65,7 +65,8 @@ def track_faces(path: str, detector) -> Iterator[tuple[int, float, float, float,
             centres = faces[:, :2] + faces[:, 2:4] / 2
             chosen = faces[np.argmin(np.linalg.norm(centres - (previous[:2] + previous[2:4] / 2), axis=1))]
         previous = chosen
-        yield position, *(float(v) for v in chosen[:4])
+        x, y, w, h = (float(v) for v in chosen[:4])
+        yield position, x, y, w, h
 
 
 def write_track(rows, path: str) -> int:
@@ -85,17 +86,17 @@ def detect_faces(records, model_path: str, out_dir: str, progress: bool = True) 
     from tqdm import tqdm
     detector = load_detector(model_path)
     os.makedirs(out_dir, exist_ok=True)
-    summary = {"tracks": 0, "no_face": [], "failed": []}
+    tracks, no_face, failed = 0, [], []
     for path in tqdm(sorted({r.path for r in records}), desc="faces", unit="video", disable=not progress):
         target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".csv")
         try:
             rows = list(track_faces(path, detector))
         except Exception as error:   # a bad file is reported; the others go on
-            summary["failed"].append(f"{path}: {error}")
+            failed.append(f"{path}: {error}")
             continue
         if rows:
             write_track(rows, target)
-            summary["tracks"] += 1
+            tracks += 1
         else:
-            summary["no_face"].append(path)
-    return summary
+            no_face.append(path)
+    return {"tracks": tracks, "no_face": no_face, "failed": failed}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -36,8 +37,9 @@ def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, pr
     projected = projected_bytes(paths, spec, cache, loader, tracks)
     if progress:
         print(describe(projected, cache), file=sys.stderr, flush=True)
-    summary = {"computed": 0, "cached": 0, "failed": [], "projected_bytes": [projected["low"], projected["high"]],
-               "without_box": sum(track is None for track in tracks.values()) if boxes is not None else 0}
+    without_box = sum(track is None for track in tracks.values()) if boxes is not None else 0
+    summary: dict[str, Any] = {"computed": 0, "cached": 0, "failed": [],
+                               "projected_bytes": [projected["low"], projected["high"]], "without_box": without_box}
     for path in tqdm(paths, desc="flow", unit="video", disable=not progress, dynamic_ncols=True):
         try:
             track = tracks[path]

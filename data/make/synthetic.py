@@ -78,13 +78,13 @@ def render_clip(rng: np.random.Generator, label: str, spec: SynthSpec) -> np.nda
 
 def _shifted_crop(image: np.ndarray, top_left_xy: np.ndarray, size: int) -> np.ndarray:
     """Crops size x size at a sub-pixel offset (bilinear), so motion is smooth rather than integer steps."""
-    matrix = np.float32([[1, 0, -top_left_xy[0]], [0, 1, -top_left_xy[1]]])
+    matrix = np.array([[1, 0, -top_left_xy[0]], [0, 1, -top_left_xy[1]]], np.float32)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def _paste(frame: np.ndarray, patch: np.ndarray, centre_xy: np.ndarray) -> None:
     side = patch.shape[0]
-    matrix = np.float32([[1, 0, centre_xy[0] - side / 2], [0, 1, centre_xy[1] - side / 2]])
+    matrix = np.array([[1, 0, centre_xy[0] - side / 2], [0, 1, centre_xy[1] - side / 2]], np.float32)
     size = (frame.shape[1], frame.shape[0])
     moved = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0)
     mask = cv2.warpAffine(np.ones(patch.shape[:2], np.float32), matrix, size, flags=cv2.INTER_LINEAR)[..., None]
@@ -95,7 +95,7 @@ def write_video(path: str, frames: np.ndarray, fps: float, codec: str = "mjpg") 
     """Encodes uint8 BGR frames (T, H, W, 3) to `path` with OpenCV; raises if the codec cannot be opened."""
     fourcc, _ = CODECS[codec]
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*fourcc), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {codec!r} video to {path}; try --codec mjpg")
     for frame in frames:

@@ -83,7 +83,7 @@ class Scene:
 
 def _bgr(hue: float, saturation: float, value: float) -> np.ndarray:
     """One BGR colour from OpenCV's HSV ranges (hue 0..180)."""
-    hsv = np.uint8([[[hue % 180, np.clip(saturation, 0, 255), np.clip(value, 0, 255)]]])
+    hsv = np.array([[[hue % 180, np.clip(saturation, 0, 255), np.clip(value, 0, 255)]]], np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
@@ -108,9 +108,9 @@ def face_texture(rng: np.random.Generator, height: int) -> tuple[np.ndarray, np.
                 0, 0, 360, lips, -1)
     small = (w // 2, h // 2)
     texture = cv2.resize(face, small, interpolation=cv2.INTER_AREA).astype(np.uint8)
-    alpha = np.zeros((h, w), np.float32)
-    cv2.ellipse(alpha, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 1.0, -1)
-    alpha = cv2.GaussianBlur(cv2.resize(alpha, small, interpolation=cv2.INTER_AREA), (0, 0), 1.0)
+    ellipse = np.zeros((h, w), np.float32)
+    cv2.ellipse(ellipse, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(cv2.resize(ellipse, small, interpolation=cv2.INTER_AREA), (0, 0), 1.0)
     return texture, alpha
 
 
@@ -185,7 +185,7 @@ def _paste(frame: np.ndarray, face: tuple[np.ndarray, np.ndarray], centre: np.nd
     """Alpha-blends the face (in place) centred at `centre` at `scale`; returns its bounding box x, y, w, h."""
     texture, alpha = face
     h, w = alpha.shape
-    matrix = np.float32([[scale, 0, centre[0] - scale * w / 2], [0, scale, centre[1] - scale * h / 2]])
+    matrix = np.array([[scale, 0, centre[0] - scale * w / 2], [0, scale, centre[1] - scale * h / 2]], np.float32)
     size = (frame.shape[1], frame.shape[0])
     moved = cv2.warpAffine(texture, matrix, size, flags=cv2.INTER_LINEAR).astype(np.float32) + brightness
     weight = cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR)[..., None]
@@ -209,12 +209,12 @@ def render_pair(scene: Scene, spec: SceneSpec, index: int) -> dict:
                       np.arange(spec.frames) // 2 * 2 if rng.random() < 0.5 else np.arange(spec.frames))}
     noise = rng.normal(0, scene.noise, (spec.frames, spec.height, spec.width, 3)).astype(np.float32)
     half = np.array([spec.width, spec.height]) / 2
-    out = {label: ([], []) for label in CLASSES}
+    out: dict[str, tuple[list[np.ndarray], list[tuple[int, int, int, int]]]] = {label: ([], []) for label in CLASSES}
     for t in range(spec.frames):
         # Screen = zoom x (world - camera) + frame centre; the inverse map samples the world for each frame pixel.
         camera = scene.margin + half + pan[t] + shake[t]
-        inverse = np.float32([[1 / zoom[t], 0, camera[0] - half[0] / zoom[t]],
-                              [0, 1 / zoom[t], camera[1] - half[1] / zoom[t]]])
+        inverse = np.array([[1 / zoom[t], 0, camera[0] - half[0] / zoom[t]],
+                            [0, 1 / zoom[t], camera[1] - half[1] / zoom[t]]], np.float32)
         background = cv2.warpAffine(scene.world, inverse, (spec.width, spec.height), flags=cv2.INTER_LINEAR |
                                     cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         for label, (face, offsets, shown) in looks.items():

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,7 +25,7 @@ log = logging.getLogger("twostream")
 REPORT_FILE, ROC_FILE, CONFUSION_FILE = "eval.json", "roc.png", "confusion.png"
 
 
-def evaluate_workdir(workdir: str, overrides: list[str] = (), checkpoint: str = "best") -> dict:
+def evaluate_workdir(workdir: str, overrides: Sequence[str] = (), checkpoint: str = "best") -> dict:
     """Evaluates WORKDIR's `checkpoint` ("best", falling back to the latest when none was selected, or
     "latest"). Rank 0 writes eval.json (the flat metrics, then clip and video sections with confusion
     matrices, then every video's scores), roc.png and confusion.png. Returns the flat metrics, the

@@ -25,7 +25,7 @@ def model_rows(config, classes: int, match: str = "") -> list[tuple]:
     from twostream.models.cost import flops_per_clip, parameter_count
     from twostream.models.registry import MODELS, build_model, spec_problem
     from twostream.models.two_stream import FUSIONS
-    rows = []
+    rows: list[tuple[str, str, int | None, int | str]] = []   # FLOPs, or why the network does not fit
     for name in sorted(name for name in MODELS if match in name):
         for fusion in FUSIONS if name.startswith("two_stream") else ("-",):
             spec = dataclasses.replace(config.model, name=name, fusion=fusion if fusion != "-" else "concat",

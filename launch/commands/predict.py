@@ -17,6 +17,7 @@ import numpy as np
 from twostream.data.decode.boxes import BoxError, BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
+from twostream.data.decode.sampling import EvalView
 from twostream.data.manifest import VideoRecord
 from twostream.trainer.video import export as export_lib
 from twostream.trainer.video import metrics
@@ -85,8 +86,8 @@ def predict(paths: list[str], model_folder: str, views: int = 1, aggregate: str 
     for path in paths:
         try:
             track = boxes.for_record(VideoRecord(path, 0, "")) if boxes is not None else None
-            clips = [loader.load(path, seed=None, view=view, views=views, crop=crop, crops=crops, track=track)
-                     for view in range(views) for crop in range(crops)]
+            clips = [loader.load(path, EvalView(clip, views, crop, crops), track)
+                     for clip in range(views) for crop in range(crops)]
         except Exception as error:   # any unreadable file is reported for this video; the others still run
             message = str(error) if path in str(error) else f"{path}: {error}"
             results.append(VideoPrediction(path, error=message))
@@ -127,6 +128,7 @@ def run(paths: list[str], model: str | None = None, workdir: str | None = None, 
         if result.error:
             print(f"twostream predict: error: {result.error}", file=sys.stderr)
         elif not as_json:
+            assert result.probabilities is not None, "predict gives each video an error or its scores"
             scores = "  ".join(f"{name} {p:.4f}" for name, p in result.probabilities.items())
             print(f"{result.path}\t{result.prediction}\t{scores}")
     sequential = sum(r.sequential for r in results)

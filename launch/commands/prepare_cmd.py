@@ -39,8 +39,9 @@ def run(args) -> int:
         if args.detect_faces:
             config = _detect_faces(config, records, args.detect_faces)
         boxes = BoxTracks(config.data.boxes, config.data.box_margin) if config.data.boxes else None
-        for record in records if boxes else ():
-            boxes.for_record(record)
+        if boxes:
+            for record in records:
+                boxes.for_record(record)
     except (BoxError, FaceModelError) as error:
         raise config_lib.ConfigError(str(error)) from None
     summary = prepare(records, config.clip, cache, boxes=boxes)

@@ -6,6 +6,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from twostream.launch import config_args
@@ -83,7 +84,7 @@ class Elastic:
 
 
 def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: list[str],
-                  controller: str = "gloo", extra: list[str] = (), elastic: Elastic | None = None) -> list[str]:
+                  controller: str = "gloo", extra: Sequence[str] = (), elastic: Elastic | None = None) -> list[str]:
     """horovodrun -np N (-H hosts | --hostfile F | elastic flags) --gloo|--mpi twostream train ARGS, checked."""
     if np < 1:
         raise LaunchError(f"-np must be at least 1, got {np}")

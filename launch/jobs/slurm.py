@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 
 from twostream.launch import config_args
 from twostream.launch.jobs.horovod_cmd import LaunchError, tool
@@ -91,7 +92,8 @@ def time_seconds(value: str) -> int:
     if days:   # after a day count the fields are hours[:minutes[:seconds]]
         parts += [0] * (3 - len(parts))
         return int(days) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
-    to_seconds = {1: lambda m: m * 60, 2: lambda m, s: m * 60 + s, 3: lambda h, m, s: h * 3600 + m * 60 + s}
+    to_seconds: dict[int, Callable[..., int]] = {   # by field count: each lambda takes that many fields
+        1: lambda m: m * 60, 2: lambda m, s: m * 60 + s, 3: lambda h, m, s: h * 3600 + m * 60 + s}
     return to_seconds[len(parts)](*parts)
 
 

@@ -12,6 +12,8 @@ from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest
 from twostream.trainer import config as config_lib
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 
 class KillAfter:
     """Stands in for a DecoderPool: passes map() through, recording each result's clip, and kills decode

@@ -14,6 +14,8 @@ from jobs import STEPS, batches_by_process, horovodrun, horovodrun_command, reco
 
 from twostream.trainer.runtime.preemption import EXIT_CODE
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]
 
 

@@ -8,6 +8,8 @@ from conftest import run_cli
 from twostream.trainer.config import ConfigError, TrainConfig
 from twostream.trainer.engine.loop import fit
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 
 def _fit(workdir: str) -> None:
     """fit() whose data source fails the test if training ever starts."""

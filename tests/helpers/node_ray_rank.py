@@ -12,6 +12,7 @@ import time
 import psutil
 import ray
 
+from twostream.data.decode.sampling import TrainView
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.trainer import config as config_lib
 from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
@@ -19,7 +20,7 @@ from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
 local_rank, local_size, key, video = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 start_ray(None, num_cpus=1, object_store_mb=100, node=NodeRanks(local_rank, local_size, key))
 pool = DecoderPool(config_lib.load("tiny").clip, num_actors=1, clips_per_call=1)
-clip = next(pool.map([ClipRequest(video, seed=local_rank)]))
+clip = next(pool.map([ClipRequest(video, TrainView(local_rank))]))
 descendants = [(p.pid, p.name()) for p in psutil.Process().children(recursive=True)]
 listening = []   # every listening TCP socket of this process and the Ray processes it started
 for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:

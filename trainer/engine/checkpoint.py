@@ -129,7 +129,7 @@ class Checkpoints:
     def newest_whole(manager) -> str:
         """The newest of `manager`'s checkpoints that reads back whole, warning about each damaged one skipped."""
         candidates = list(dict.fromkeys([manager.latest_checkpoint, *reversed(manager.checkpoints)]))
-        problems = []
+        problems: list[str] = []
         for path in candidates:
             if not (problem := damage(path)):
                 if problems:   # the steps after it are trained again, and their epochs logged again

@@ -134,7 +134,8 @@ class Loop:
         end = (epoch + 1) * self.steps_per_epoch
         self.progress = EpochProgress(epoch, self.train.epochs, self.steps_per_epoch, first, self.train.global_batch,
                                       shown=self.chief)
-        batches = iter(self.task.batches(epoch, first))
+        source = self.task.batches(epoch, first)   # handed back to the task at the epoch's end (its report)
+        batches = iter(source)
         while chunk := self.progress.take(batches, min(self.train.steps_per_call, self.steps_to_action(state, end))):
             if self.progress.ran == 0:
                 self.first_batch(state, chunk[0])
@@ -151,7 +152,7 @@ class Loop:
             given = f"{'more than ' if state.step == end else ''}{self.progress.ran}"
             raise RuntimeError(f"epoch {epoch + 1} gave {given} batches, expected {self.steps_per_epoch - first}: "
                                "every rank must yield exactly steps_per_epoch batches")
-        return self.end_epoch(state, epoch)
+        return self.end_epoch(state, epoch, source)
 
     def steps_to_action(self, state: LoopState, end: int) -> int:
         """Steps until the next periodic action or the epoch's end: a call of several steps stops there."""
@@ -196,6 +197,7 @@ class Loop:
         if window["finite"]:
             loss = window["loss_sum"] / window["finite"]
             self.runlog.scalars(state.step, {"train/loss": loss, "train/lr": float(self.optimizer.learning_rate)})
+            assert self.progress is not None, "totals are read only within train_epoch, which starts the progress"
             self.progress.show(loss)
 
     def commit(self, state: LoopState) -> None:
@@ -229,19 +231,21 @@ class Loop:
         raise Preempted(step, stopped_epoch)
 
     # ------------------------------------------------------------------ the epoch's end
-    def end_epoch(self, state: LoopState, epoch: int) -> dict:
-        """Evaluates, selects the best, checkpoints with the epoch's record, then rank 0 logs that record; when
-        rank 0 has already checkpointed an earlier step for a stop, every rank stops there first."""
+    def end_epoch(self, state: LoopState, epoch: int, source: Iterable) -> dict:
+        """Evaluates, selects the best, checkpoints with the epoch's record (the task's fields for `source`, the
+        epoch's batches), then rank 0 logs that record; when rank 0 has already checkpointed an earlier step for
+        a stop, every rank stops there first."""
         if dist.broadcast_object(self.stop_checkpoint) is not None:
             self.preempted(state, epoch, saved=True)
         self.read_totals(state)
+        assert self.progress is not None, "train_epoch, the only caller, starts the epoch's progress"
         speed = self.progress.rates()   # the epoch's training alone, before the evaluation
         metrics = self.task.evaluate()
         record = {"epoch": epoch + 1, "step": state.step, "steps": self.steps_per_epoch, "world_size": dist.size(),
                   "resets": state.resets,
                   "train_loss": state.loss_sum / state.finite_steps if state.finite_steps else None,
                   "skipped_steps": state.skipped_steps, **{f"val_{k}": v for k, v in metrics.items()},
-                  **speed, **self.task.epoch_fields()}
+                  **speed, **self.task.epoch_fields(source)}
         state.loss_sum, state.finite_steps, state.skipped_steps = 0.0, 0, 0   # the next epoch's totals
         state.last_record = record
         if is_better(self.train.select_metric, record, state.best_value):

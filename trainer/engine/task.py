@@ -38,8 +38,9 @@ class Task(abc.ABC):
         """Held-out metrics, exact over ranks (a collective: every rank calls it); {} for none."""
         return {}
 
-    def epoch_fields(self) -> dict:
-        """Extra fields for the epoch's record (a collective: every rank calls it)."""
+    def epoch_fields(self, batches: Iterable) -> dict:
+        """Extra fields for the record of the epoch just trained on `batches`, what batches() returned for it (so
+        a task reads that epoch's own report there); a collective: every rank calls it."""
         return {}
 
     def images(self, batch) -> dict:

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from typing import TextIO
 
 import ray
 
@@ -170,7 +171,7 @@ class SharedRay:
     def __init__(self, node: NodeRanks, num_cpus: int, object_store_mb: int):
         self.node, self.folder = node, node_folder(node.job_key)
         self.starter = node.local_rank == 0
-        self._members = None   # the open `members` file whose lock this rank holds (a joined rank)
+        self._members: TextIO | None = None   # the open `members` file whose lock this rank holds (a joined rank)
         self._left = threading.Event()
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         _write_json(self._path(f"rank.{node.local_rank}"), {
@@ -251,6 +252,7 @@ class SharedRay:
         if not self.starter:
             self._left.set()
             ray.shutdown()
+            assert self._members is not None, "__init__ (_join) opens it: a rank whose join failed has no object"
             self._members.close()   # releases the lock
             return
         with open(self._path("members"), "a") as members:
@@ -333,7 +335,8 @@ def _affinity(cpus: set[int]):
 def _set_auth_mode(mode: str) -> None:
     """Ray reads RAY_AUTH_MODE into its config when imported; a joined driver takes the starter's mode (Ray turns
     token authentication on for a new local Ray by itself) and reloads the config and token as Ray does."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    # Ray's _raylet.pyi stub lists only part of the compiled module; both names exist in it at run time
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
     os.environ["RAY_AUTH_MODE"] = mode
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

@@ -19,9 +19,9 @@ def _vertical_text(image, text: str, centre_x: int, centre_y: int) -> None:
     (width, height), _ = cv2.getTextSize(text, FONT, 0.5, 1)
     strip = np.full((height + 8, width + 4, 3), 255, np.uint8)
     _text(strip, text, (2, height + 2), 0.5)
-    strip = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    top, left = centre_y - strip.shape[0] // 2, centre_x - strip.shape[1] // 2
-    image[top:top + strip.shape[0], left:left + strip.shape[1]] = strip
+    rotated = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    top, left = centre_y - rotated.shape[0] // 2, centre_x - rotated.shape[1] // 2
+    image[top:top + rotated.shape[0], left:left + rotated.shape[1]] = rotated
 
 
 def draw_roc(path: str, curves: list, positive: str, size: int = 480) -> None:

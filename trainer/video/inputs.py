@@ -8,7 +8,7 @@ import secrets
 
 from twostream.data.decode.boxes import BoxError, BoxTracks
 from twostream.data.distributed.actors import CacheSettings, DecoderPool
-from twostream.data.distributed.pipeline import DataError, EpochStream, to_dataset
+from twostream.data.distributed.pipeline import DataError, EpochReport, EpochStream, to_dataset
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import from_config, split_by_video
 from twostream.trainer.config import Config, ConfigError
@@ -79,6 +79,11 @@ class DataErrorDataset:
 
     def __getattr__(self, name):
         return getattr(self._dataset, name)
+
+    @property
+    def report(self) -> EpochReport:
+        """What reading this dataset read, failed and replaced: complete once it has been read to its end."""
+        return self._guarded.stream.report
 
     def __iter__(self):
         import tensorflow as tf

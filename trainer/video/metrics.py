@@ -7,6 +7,7 @@ functions are plain NumPy on (labels, probabilities) and are checked against sci
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def summarize(labels: np.ndarray, probabilities: np.ndarray, losses: np.ndarray 
     num_classes = probabilities.shape[1]
     if len(labels) == 0:
         return {"count": 0}
-    result = {"count": len(labels)}
+    result: dict[str, Any] = {"count": len(labels)}   # counts, rates, None (one class) and the confusion rows
     if losses is not None:
         result["loss"] = float(np.mean(losses))
     result["accuracy"] = accuracy(labels, probabilities)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 
 import keras
 
@@ -23,7 +24,7 @@ from twostream.trainer.runtime.preemption import Interrupted, catch_interrupts, 
 from twostream.trainer.video import visualize
 from twostream.trainer.video.evaluate import evaluate
 from twostream.trainer.video.export import export
-from twostream.trainer.video.inputs import Inputs
+from twostream.trainer.video.inputs import DataErrorDataset, Inputs
 
 log = logging.getLogger("twostream")
 EXPORT, EXPORT_LAST = "export", "export_last"   # under the workdir: the best model (or the last), and the last
@@ -47,7 +48,6 @@ class VideoTask(Task):
         if bfloat16_on_onednn_cpu(config.model.precision) and dist.is_chief():
             log.warning(BFLOAT16_ON_CPU)
         self.eval_step = make_eval_step(self.model, eager=config.train.eager)
-        self.stream = None   # this epoch's EpochStream, whose report says what was read, failed and replaced
         self.val_stream = None   # the last evaluation's EpochStream: its failures go in the epoch record
         self.workdir = ""        # where begin() writes config.yaml; "" for none
 
@@ -56,17 +56,18 @@ class VideoTask(Task):
         if self.workdir and dist.is_chief():
             config_lib.save(self.config, os.path.join(self.workdir, CONFIG_FILE))
 
-    def batches(self, epoch: int, from_step: int):
+    def batches(self, epoch: int, from_step: int) -> DataErrorDataset:
         self.inputs.reshard(dist.rank(), dist.size())   # the world may have changed (elastic reset)
-        dataset, self.stream = self.inputs.train_epoch(epoch, from_step)
-        return dataset
+        dataset, _ = self.inputs.train_epoch(epoch, from_step)
+        return dataset   # it carries the epoch's report, which the loop hands back to epoch_fields
 
     def evaluate(self) -> dict:
         dataset, self.val_stream = self.inputs.eval_epoch()
         return evaluate(self.eval_step, dataset, self.config.eval.video_aggregate)
 
-    def epoch_fields(self) -> dict:
-        fields = data_report(self.stream.report, self.inputs.pool.restarts)
+    def epoch_fields(self, batches: Iterable) -> dict:
+        assert isinstance(batches, DataErrorDataset), "the loop hands back what this task's batches() returned"
+        fields = data_report(batches.report, self.inputs.pool.restarts)
         if self.val_stream is not None:   # validation's unreadable clips (scored as none: weight 0)
             val_failed = [f for r in dist.gather_objects(self.val_stream.report) for f in r.failed]
             fields |= {"val_clips_failed": len(val_failed), "val_failed": val_failed}
