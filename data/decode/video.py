@@ -126,7 +126,7 @@ def iter_frames(path: str, max_frames: int = 100_000, indexes: FrameIndexes | No
         time_base = float(stream.time_base or 0)
         for frame in _decoded(container, stream):
             stamps.append((frame.pts, frame.key_frame))
-            yield frame.to_ndarray(format="rgb24")
+            yield frame_rgb(frame)
             if len(stamps) >= max_frames:
                 return
     if indexes is not None and stamps:
@@ -281,8 +281,15 @@ def _position_of(frame: av.VideoFrame, index: FrameIndex) -> int:
     return position
 
 
+def frame_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as uint8 RGB (H, W, 3), converted on this thread. PyAV's default (threads=0) starts and stops
+    a pool of slice threads, one per core, for every frame: the decoding thread then sleeps on them, and they fight
+    the trainer for cores (benchmarks/frame_convert.py measures it)."""
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
 def _rgb(frame: av.VideoFrame, size: int | None) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
+    rgb = frame_rgb(frame)
     return rgb if size is None else _square(rgb, size)
 
 
