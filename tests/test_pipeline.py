@@ -102,6 +102,24 @@ def test_local_batches_are_aligned_for_tf_data_to_use_in_place(pool, tiny_datase
     assert len({b[0].ctypes.data for b in batches}) == len(batches)   # a new array per batch: tf.data holds them
 
 
+def test_an_epoch_reports_where_its_time_went(pool, tiny_dataset):
+    """The epoch record's data-path fields: the actors' calls are timed and counted, shares lie in [0, 1]."""
+    records = from_folder(tiny_dataset).records
+    plan = plan_epoch(len(records), 4, 0, 1, seed=0, epoch=0, train=True)
+    stream = EpochStream(records, pool, plan, seed=0, epoch=0, train=True)
+    assert len(list(stream)) == plan.steps
+    report, calls = stream.report, -(-plan.indices.size // pool.clips_per_call)
+    assert report.actors == 2 and report.pool.calls == calls and report.seconds > 0
+    assert 0 < report.pool.actor_cpu_s <= report.pool.actor_busy_s * 1.05   # 5%: two clocks read apart
+    timings = report.timings()
+    assert 0 < timings["actor_busy_share"] <= 1 and 0 < timings["actor_cpu_share"] <= 1.05
+    assert 0 <= timings["driver_share"] <= 1 and 0 <= timings["driver_wait_share"] <= 1
+    assert 0 <= timings["calls_in_flight_min"] <= timings["calls_in_flight_mean"] <= pool.calls_in_flight
+    again = EpochStream(records, pool, plan, seed=0, epoch=1, train=True)
+    list(again)
+    assert again.report.pool.calls == calls   # each epoch counts its own calls, not the pool's total
+
+
 def _fake_before_real(records, plan, count: int) -> list[int]:
     """Slots of the plan holding a `fake` clip whose next clip in the shard is `real` (and not itself chosen):
     breaking those files makes every replacement change the label."""

@@ -29,6 +29,10 @@ def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
     assert len(epochs) == 1 and epochs[0]["clips_failed"] == 0
     assert epochs[0]["val_accuracy"] == final["accuracy"]
+    # where the epoch's time went: the step's time, the actors' and the driver's shares, the calls in flight
+    assert epochs[0]["step_ms"] > 0 and 0 < epochs[0]["actor_busy_share"] <= 1 and epochs[0]["actor_cpu_share"] > 0
+    assert all(0 <= epochs[0][k] <= 1 for k in ("data_wait_share", "driver_share", "driver_wait_share"))
+    assert epochs[0]["calls_in_flight_min"] is None or epochs[0]["calls_in_flight_min"] >= 0
     steps_per_epoch = epochs[0]["step"]
 
     # Started again with more epochs on the same workdir: it resumes after epoch 1, not from scratch.

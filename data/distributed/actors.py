@@ -53,11 +53,40 @@ class ClipBatch:
     pid: int
     unknown_tracks: bool = False   # a request named a track this actor never received (it restarted): resend
     sequential: list[bool] = field(default_factory=list)   # per clip: its video is read from the start
+    busy_s: float = 0.0    # wall seconds the actor spent on this call
+    cpu_s: float = 0.0     # CPU seconds of its decoding thread in them (less: asleep, or queued for a core)
 
     def results(self) -> list[ClipResult]:
         return [ClipResult(None, None, error, path, self.pid, from_start) if error is not None else
                 ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
                 for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, self.sequential))]
+
+
+@dataclass
+class PoolStats:
+    """What a DecoderPool's calls cost, summed since it started; EpochStream reports an epoch's difference."""
+    calls: int = 0
+    actor_busy_s: float = 0.0    # ClipBatch.busy_s, summed
+    actor_cpu_s: float = 0.0     # ClipBatch.cpu_s, summed
+    driver_wait_s: float = 0.0   # time the driver blocked in ray.get on a call's result (the actors were behind)
+    # Calls the actors still had to finish (sent, result not ready) when the driver came for the oldest, counted
+    # while the pool was full (not in an epoch's last calls): 0 means the actors had run dry, waiting for the driver.
+    in_flight_sum: int = 0
+    in_flight_samples: int = 0
+    in_flight_min: int | None = None   # since the last new_window()
+
+    def since(self, earlier: PoolStats) -> PoolStats:
+        """The calls collected after `earlier` (a copy taken then)."""
+        return PoolStats(self.calls - earlier.calls, self.actor_busy_s - earlier.actor_busy_s,
+                         self.actor_cpu_s - earlier.actor_cpu_s, self.driver_wait_s - earlier.driver_wait_s,
+                         self.in_flight_sum - earlier.in_flight_sum,
+                         self.in_flight_samples - earlier.in_flight_samples, self.in_flight_min)
+
+    def new_window(self) -> PoolStats:
+        """A copy of the totals so far (for since()), and in_flight_min restarted."""
+        copied = dataclasses.replace(self)
+        self.in_flight_min = None
+        return copied
 
 
 @dataclass(frozen=True)
@@ -90,8 +119,13 @@ class ClipDecoder:
              keys: Sequence[str | None] = ()) -> ClipBatch:
         """The requests' clips, in order. A request's track comes with it, or is one this actor keeps (`tracks`
         adds to them): keys[i], where given and not None, names request i's (DecoderPool._submit sends each once)."""
-        self.tracks.update(tracks or {})
-        keys = list(keys) or [None] * len(requests)
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        batch = self._load(requests, tracks or {}, list(keys) or [None] * len(requests))
+        batch.busy_s, batch.cpu_s = time.perf_counter() - started, time.thread_time() - cpu_started
+        return batch
+
+    def _load(self, requests: list[ClipRequest], tracks: dict[str, Track], keys: list[str | None]) -> ClipBatch:
+        self.tracks.update(tracks)
         if any(key is not None and key not in self.tracks for key in keys):
             return ClipBatch(np.empty(0, np.uint8), np.empty(0, np.uint8), [], [], os.getpid(), unknown_tracks=True)
         rgb = np.zeros((len(requests), *self.spec.rgb_shape), np.uint8)
@@ -122,6 +156,7 @@ class DecoderPool:
                  start_timeout_s: float = 120.0, cache: CacheSettings = NO_CACHE):
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
+        self.stats = PoolStats()
         self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
@@ -174,11 +209,20 @@ class DecoderPool:
         """Collects the oldest call and sends the next chunk before yielding its results, so every actor keeps
         a call queued behind the running one while the consumer works through the results."""
         while pending:
+            if len(pending) == self.calls_in_flight:
+                self._count_in_flight([ref for (ref, _), _ in pending])
             results = self._collect(*pending.popleft())
             chunk = next(chunks, None)
             if chunk is not None:
                 pending.append((self._submit(chunk), chunk))
             yield from results
+
+    def _count_in_flight(self, refs: list[ray.ObjectRef]) -> None:
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        stats, in_flight = self.stats, len(refs) - len(ready)
+        stats.in_flight_min = in_flight if stats.in_flight_min is None else min(stats.in_flight_min, in_flight)
+        stats.in_flight_sum += in_flight
+        stats.in_flight_samples += 1
 
     def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> tuple[ray.ObjectRef, int]:
         """(the call, its actor's number), round-robin over the actors. A request's track travels once per actor
@@ -217,15 +261,27 @@ class DecoderPool:
         tracks with it."""
         ref, number = call
         try:
-            batch = ray.get(ref)
+            batch = self._get(ref)
         except ACTOR_DEATH_ERRORS:
             self._tracks_sent[number].clear()   # Ray restarts it empty
             raise
         if batch.unknown_tracks:
             self._tracks_sent[number].clear()
-            batch = ray.get(self._submit(chunk, all_tracks=True)[0])
+            batch = self._get(self._submit(chunk, all_tracks=True)[0])
         self._pids.add(batch.pid)
         return batch.results()
+
+    def _get(self, ref: ray.ObjectRef) -> ClipBatch:
+        """One call's ClipBatch, its cost and the driver's wait for it counted in `stats`."""
+        started = time.perf_counter()
+        try:
+            batch = ray.get(ref)
+        finally:
+            self.stats.driver_wait_s += time.perf_counter() - started
+        self.stats.calls += 1
+        self.stats.actor_busy_s += batch.busy_s
+        self.stats.actor_cpu_s += batch.cpu_s
+        return batch
 
     def _await_restart(self, number: int) -> None:
         """Waits until Ray has restarted actor `number` (calls sent meanwhile fail as unavailable), for at most

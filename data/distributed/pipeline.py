@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 from twostream.data.decode.boxes import BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.sampling import EvalView, TrainView, View
-from twostream.data.distributed.actors import ClipRequest, DecoderPool
+from twostream.data.distributed.actors import ClipRequest, DecoderPool, PoolStats
 from twostream.data.distributed.sharding import Plan
 from twostream.data.manifest import VideoRecord
 
@@ -32,6 +33,22 @@ class EpochReport:
     replaced: int = 0
     without_box: set[str] = field(default_factory=set)   # videos read at full frame: data.boxes has no track for them
     sequential: set[str] = field(default_factory=set)    # videos read from the start: their seeks disagree
+    # where the epoch's time went (the epoch record's actor_*, driver_* and calls_in_flight_* fields)
+    seconds: float = 0.0       # from the first decode calls to the last batch handed to tf.data
+    generator_s: float = 0.0   # this process's time producing batches: waiting on the actors, results, batch fill
+    actors: int = 0
+    pool: PoolStats = field(default_factory=PoolStats)   # the actors' calls collected in the epoch
+
+    def timings(self) -> dict:
+        """Shares of the epoch's time: the actors' busy share and the on-CPU share of that, the driver's own work
+        (results and batch fill) and its wait on the actors, and the decode calls in flight at each collection."""
+        pool, seconds = self.pool, max(self.seconds, 1e-9)
+        return {"actor_busy_share": pool.actor_busy_s / (max(self.actors, 1) * seconds),
+                "actor_cpu_share": pool.actor_cpu_s / pool.actor_busy_s if pool.actor_busy_s else 0.0,
+                "driver_share": max(0.0, self.generator_s - pool.driver_wait_s) / seconds,
+                "driver_wait_share": pool.driver_wait_s / seconds,
+                "calls_in_flight_mean": pool.in_flight_sum / pool.in_flight_samples if pool.in_flight_samples else None,
+                "calls_in_flight_min": pool.in_flight_min}
 
 
 def clip_seed(seed: int, epoch: int, position: int) -> int:
@@ -79,12 +96,15 @@ class EpochStream:
     def __iter__(self) -> Iterator[Batch]:
         """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""
         indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
+        self._started, self._pool_before = time.perf_counter(), self.pool.stats.new_window()
+        self.report.actors = len(self.pool.actors)
         return self._batches(self.pool.map(self._request(i, p) for i, p in zip(indices, positions)))
 
     def _batches(self, results: Iterator) -> Iterator[Batch]:
         """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
+        resumed = time.perf_counter()   # this generator's time runs from here to each yield
         for index, result in enumerate(results):
             item, weight = int(indices[index]), weights[index]
             if result.error is not None:
@@ -103,7 +123,15 @@ class EpochStream:
             where[slot] = divmod(item, self.per_record)
             self.report.clips_read += 1
             if slot == local_batch - 1:
+                self._clock(resumed)
                 yield rgb, flow, labels, kept, where
+                resumed = time.perf_counter()
+
+    def _clock(self, resumed: float) -> None:
+        now = time.perf_counter()
+        self.report.generator_s += now - resumed
+        self.report.seconds = now - self._started
+        self.report.pool = self.pool.stats.since(self._pool_before)
 
     def _replace(self, index: int, error: str):
         """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -140,9 +141,10 @@ class Loop:
             if self.progress.ran == 0:
                 self.first_batch(state, chunk[0])
             raise_if_interrupted()                   # a Ctrl-C that library code swallowed stops the run here
+            started = time.perf_counter()
             self.run_steps(chunk)
             state.step += len(chunk)
-            self.progress.advance(len(chunk))
+            self.progress.advance(len(chunk), time.perf_counter() - started)
             if state.step < end and any(state.step % n == 0 for n in self.intervals):
                 self.periodic_actions(state, epoch)
             if state.step < end:

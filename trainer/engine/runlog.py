@@ -14,6 +14,9 @@ from twostream.trainer.engine.selection import is_number
 
 log = logging.getLogger("twostream")
 METRICS_FILE = "metrics.jsonl"
+# epoch-record fields shown in TensorBoard under train/: the speed, and where the data path's time went
+TRAIN_SCALARS = ("clips_per_s", "data_wait_share", "step_ms", "actor_busy_share", "actor_cpu_share", "driver_share",
+                 "driver_wait_share", "calls_in_flight_mean")
 
 
 def setup_logging(chief: bool) -> None:
@@ -65,7 +68,7 @@ class RunLog:
         """The epoch's record in metrics.jsonl, its numbers in TensorBoard, and one log line."""
         self.record("epoch", **record)
         self.scalars(record["step"], {f"val/{name}": value for name, value in metrics.items() if is_number(value)}
-                     | {"train/clips_per_s": record["clips_per_s"], "train/data_wait_share": record["data_wait_share"]})
+                     | {f"train/{name}": record[name] for name in TRAIN_SCALARS if is_number(record.get(name))})
         log.info("epoch %d: %s", record["epoch"],
                  ", ".join(f"{k} {_short(v)}" for k, v in record.items() if k not in ("epoch", "failed")))
 
@@ -94,6 +97,7 @@ class EpochProgress:
         self.bar = tqdm(total=steps, initial=first, disable=not shown, unit="step", dynamic_ncols=True,
                         desc=f"epoch {epoch + 1}/{epochs}")
         self.start, self.waited, self.ran, self.global_batch = time.perf_counter(), 0.0, 0, global_batch
+        self.stepping = 0.0   # seconds in the step calls (on an accelerator: their host side)
 
     def take(self, batches, count: int) -> list:
         """Up to `count` batches from the iterator `batches`, timing the wait."""
@@ -102,15 +106,18 @@ class EpochProgress:
         self.waited += time.perf_counter() - wait_start
         return taken
 
-    def advance(self, steps: int) -> None:
+    def advance(self, steps: int, seconds: float) -> None:
+        """`steps` more steps done, their calls taking `seconds`."""
         self.ran += steps
+        self.stepping += seconds
         self.bar.update(steps)
 
     def rates(self) -> dict:
-        """{"clips_per_s", "data_wait_share"} since the epoch's (re)start."""
+        """{"clips_per_s", "data_wait_share", "step_ms"} since the epoch's (re)start."""
         elapsed = time.perf_counter() - self.start
         return {"clips_per_s": round(self.ran * self.global_batch / elapsed, 2),
-                "data_wait_share": round(self.waited / elapsed, 4)}
+                "data_wait_share": round(self.waited / elapsed, 4),
+                "step_ms": round(1e3 * self.stepping / self.ran, 2) if self.ran else None}
 
     def show(self, loss: float) -> None:
         rates = self.rates()

@@ -91,7 +91,18 @@ def data_report(report, restarts: int = 0) -> dict:
     return {"clips_read": sum(r.clips_read for r in reports), "clips_failed": len(failed),
             "clips_replaced": sum(r.replaced for r in reports), "failed": failed, "restarts": sum(restarted),
             "videos_without_box": len(set().union(*(r.without_box for r in reports))),
-            "videos_read_sequentially": len(set().union(*(r.sequential for r in reports)))}
+            "videos_read_sequentially": len(set().union(*(r.sequential for r in reports))),
+            **mean_timings([r.timings() for r in reports])}
+
+
+def mean_timings(per_rank: list[dict]) -> dict:
+    """The ranks' data-path timings (EpochReport.timings): each share averaged over ranks, the least of the minima."""
+    merged = {}
+    for key in per_rank[0]:
+        values = [timings[key] for timings in per_rank if timings[key] is not None]
+        merged[key] = None if not values else min(values) if key.endswith("_min") else \
+            round(sum(values) / len(values), 4)
+    return merged
 
 
 def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
