@@ -78,3 +78,15 @@ def test_clear_errors_instead_of_tracebacks(tmp_path, tiny_dataset):
     bad_batch = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", str(tmp_path / "w"),
                         "--set", "train.global_batch=1000")
     assert bad_batch.returncode == 2 and "global_batch" in bad_batch.stderr
+
+
+def test_a_first_epoch_that_waited_for_data_says_why_and_what_to_change():
+    from twostream.trainer.video.video_task import slow_data_advice
+    record = {"epoch": 1, "data_wait_share": 0.4, "decode_clips_per_s": 100.0, "step_ms": 80.0}   # steps: 200 clips/s
+    advice = slow_data_advice(record, global_batch=16, actors=1, flow_cached=False)
+    assert "waited for data 40%" in advice and "make 100 clips/s" in advice and "take 200" in advice
+    assert "data.num_actors (1 per rank" in advice and "twostream prepare" in advice
+    assert "twostream prepare" not in slow_data_advice(record, 16, 1, flow_cached=True)
+    fast_actors = slow_data_advice(record | {"decode_clips_per_s": 300.0}, 16, 1, flow_cached=False)
+    assert "in the hand-off" in fast_actors and "num_actors" not in fast_actors
+    assert slow_data_advice(record | {"data_wait_share": 0.05}, 16, 1, flow_cached=False) == ""

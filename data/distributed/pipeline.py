@@ -40,10 +40,12 @@ class EpochReport:
     pool: PoolStats = field(default_factory=PoolStats)   # the actors' calls collected in the epoch
 
     def timings(self) -> dict:
-        """Shares of the epoch's time: the actors' busy share and the on-CPU share of that, the driver's own work
-        (results and batch fill) and its wait on the actors, and the decode calls in flight at each collection."""
+        """Where the epoch's time went: the clips per second the actors would make if never idle, their busy share and
+        the on-CPU share of that, the driver's own work (results and batch fill) and its wait on the actors, and the
+        decode calls in flight at each collection."""
         pool, seconds = self.pool, max(self.seconds, 1e-9)
-        return {"actor_busy_share": pool.actor_busy_s / (max(self.actors, 1) * seconds),
+        return {"decode_clips_per_s": self.clips_read * self.actors / pool.actor_busy_s if pool.actor_busy_s else None,
+                "actor_busy_share": pool.actor_busy_s / (max(self.actors, 1) * seconds),
                 "actor_cpu_share": pool.actor_cpu_s / pool.actor_busy_s if pool.actor_busy_s else 0.0,
                 "driver_share": max(0.0, self.generator_s - pool.driver_wait_s) / seconds,
                 "driver_wait_share": pool.driver_wait_s / seconds,

@@ -109,6 +109,8 @@ class Loop:
         self.checkpoints = Checkpoints(workdir, task.model, optimizer, keep=train.keep_checkpoints)
         self.runlog = RunLog(workdir, enabled=self.chief)
         self.progress: EpochProgress | None = None    # the current epoch's bar and clock
+        self.traced = False                           # run_steps has been called (and so traced) in this world
+        self.advised = False                          # the task's advice on the first epoch trained was logged
         self.stop_checkpoint: tuple[int, int] | None = None   # rank 0: (step, epoch) it checkpointed for a stop signal
         self.intervals = [n for n in (train.log_every, train.checkpoint_every,
                                       train.elastic_commit_every if elastic is not None else 0) if n > 0]
@@ -144,7 +146,8 @@ class Loop:
             started = time.perf_counter()
             self.run_steps(chunk)
             state.step += len(chunk)
-            self.progress.advance(len(chunk), time.perf_counter() - started)
+            self.progress.advance(len(chunk), time.perf_counter() - started, traced=not self.traced)
+            self.traced = True
             if state.step < end and any(state.step % n == 0 for n in self.intervals):
                 self.periodic_actions(state, epoch)
             if state.step < end:
@@ -255,6 +258,10 @@ class Loop:
             self.checkpoints.save_best(state.step, state.saved())
         self.checkpoints.save(state.step, state.saved())   # with the record: a stop now loses nothing
         self.runlog.epoch(record, metrics)
+        if self.chief and not self.advised:
+            self.advised = True
+            for line in self.task.advise(record):
+                log.warning(line)
         if self.elastic is not None:
             self.commit(state)
         if self.stop.agreed():

@@ -97,7 +97,8 @@ class EpochProgress:
         self.bar = tqdm(total=steps, initial=first, disable=not shown, unit="step", dynamic_ncols=True,
                         desc=f"epoch {epoch + 1}/{epochs}")
         self.start, self.waited, self.ran, self.global_batch = time.perf_counter(), 0.0, 0, global_batch
-        self.stepping = 0.0   # seconds in the step calls (on an accelerator: their host side)
+        self.stepping = 0.0   # seconds in the step calls (on an accelerator: their host side) ...
+        self.timed = 0        # ... and the steps they ran, a call that traced the step left out
 
     def take(self, batches, count: int) -> list:
         """Up to `count` batches from the iterator `batches`, timing the wait."""
@@ -106,10 +107,12 @@ class EpochProgress:
         self.waited += time.perf_counter() - wait_start
         return taken
 
-    def advance(self, steps: int, seconds: float) -> None:
-        """`steps` more steps done, their calls taking `seconds`."""
+    def advance(self, steps: int, seconds: float, traced: bool = False) -> None:
+        """`steps` more steps done, their call taking `seconds`; `traced`: the call also traced the step."""
         self.ran += steps
-        self.stepping += seconds
+        if not traced:
+            self.stepping += seconds
+            self.timed += steps
         self.bar.update(steps)
 
     def rates(self) -> dict:
@@ -117,7 +120,7 @@ class EpochProgress:
         elapsed = time.perf_counter() - self.start
         return {"clips_per_s": round(self.ran * self.global_batch / elapsed, 2),
                 "data_wait_share": round(self.waited / elapsed, 4),
-                "step_ms": round(1e3 * self.stepping / self.ran, 2) if self.ran else None}
+                "step_ms": round(1e3 * self.stepping / self.timed, 2) if self.timed else None}
 
     def show(self, loss: float) -> None:
         rates = self.rates()

@@ -43,6 +43,11 @@ class Task(abc.ABC):
         a task reads that epoch's own report there); a collective: every rank calls it."""
         return {}
 
+    def advise(self, record: dict) -> list[str]:
+        """Warnings for rank 0 to log about the first epoch a run trains, read off its record (e.g. the data could
+        not keep up with the steps), each naming what to change; [] for none."""
+        return []
+
     def images(self, batch) -> dict:
         """{name: uint8 (N, H, W, 3)} for TensorBoard from each epoch's first batch (rank 0 only); {} for none."""
         return {}

@@ -73,6 +73,11 @@ class VideoTask(Task):
             fields |= {"val_clips_failed": len(val_failed), "val_failed": val_failed}
         return fields
 
+    def advise(self, record: dict) -> list[str]:
+        advice = slow_data_advice(record, self.config.train.global_batch, len(self.inputs.pool.actors),
+                                  bool(self.config.data.flow_cache_folder()))
+        return [advice] if advice else []
+
     def images(self, batch) -> dict:
         return visualize.clip_images(batch)
 
@@ -96,13 +101,36 @@ def data_report(report, restarts: int = 0) -> dict:
 
 
 def mean_timings(per_rank: list[dict]) -> dict:
-    """The ranks' data-path timings (EpochReport.timings): each share averaged over ranks, the least of the minima."""
+    """The ranks' data-path timings (EpochReport.timings): rates summed over ranks, the least of the minima, the
+    rest (shares) averaged."""
     merged = {}
     for key in per_rank[0]:
         values = [timings[key] for timings in per_rank if timings[key] is not None]
         merged[key] = None if not values else min(values) if key.endswith("_min") else \
-            round(sum(values) / len(values), 4)
+            round(sum(values), 2) if key.endswith("_per_s") else round(sum(values) / len(values), 4)
     return merged
+
+
+WAIT_TO_ADVISE = 0.10   # a first epoch whose steps waited for data this share of the time gets a warning
+
+
+def slow_data_advice(record: dict, global_batch: int, actors: int, flow_cached: bool) -> str:
+    """Why the steps of the epoch of `record` waited for data, and what to change; "" when they hardly waited.
+    Compares the clips per second the decode actors make when busy (decode_clips_per_s) with what the steps take
+    (global_batch / step_ms)."""
+    capacity, step_ms, waited = record.get("decode_clips_per_s"), record.get("step_ms"), record["data_wait_share"]
+    if waited < WAIT_TO_ADVISE or not capacity or not step_ms:
+        return ""
+    wanted = global_batch * 1000 / step_ms
+    said = (f"epoch {record['epoch']}: the steps waited for data {waited:.0%} of the time; the decode actors make "
+            f"{capacity:.0f} clips/s when busy, the steps take {wanted:.0f}")
+    if capacity >= wanted:
+        return (f"{said}, so the wait is in the hand-off, not the decoding: see driver_share and "
+                "calls_in_flight_min in metrics.jsonl (docs/performance.md)")
+    fixes = [f"raise data.num_actors ({actors} per rank now, each needs a core of its own)"]
+    if not flow_cached:
+        fixes.append("precompute the flow (twostream prepare; docs/data.md#flow-cache)")
+    return f"{said}: " + " or ".join(fixes) + ", or train on smaller clips"
 
 
 def train(config: config_lib.Config, workdir: str) -> tuple[dict, keras.Model]:
