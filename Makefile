@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: setup system-deps demo lint typecheck test test-random bench mutants clean
+.PHONY: setup system-deps demo lint typecheck check test test-random bench mutants clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ typecheck: setup
 	mkdir -p build/typecheck/twostream && touch build/typecheck/twostream/__init__.py
 	for folder in data trainer models launch; do ln -sfn ../../../$$folder build/typecheck/twostream/$$folder; done
 	$(VENV)/bin/mypy -p twostream
+
+# The inner loop: lint, types, and the tests that start no TensorFlow process. On PYTHONPATH, tests/helpers/no_tensorflow
+# makes any process that imports TensorFlow fail, naming the marker its test module lacks.
+check: lint typecheck
+	TWOSTREAM_CHECK=1 PYTHONPATH=$(CURDIR)/tests/helpers/no_tensorflow $(PY) -m pytest tests -m "not tensorflow" -q
 
 # The Debian packages of the tests' real daemons (SLURM, munge, iproute2), installed before any test runs.
 system-deps:

@@ -247,6 +247,7 @@ def test_the_table_covers_every_kind_of_input():
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "Token authentication")
 
 
+@pytest.mark.tensorflow
 def test_no_library_start_up_lines_unless_verbose(tmp_path):
     """A command that loads TensorFlow (predict does before it looks at the model) says only its own line."""
     argv = ["predict", "x.mp4", "--model", str(tmp_path / "none")]
@@ -260,6 +261,7 @@ def test_no_library_start_up_lines_unless_verbose(tmp_path):
     assert config.returncode == 0 and config.stderr == "", config.stderr
 
 
+@pytest.mark.tensorflow
 def test_the_select_metric_check_knows_the_fields_a_run_writes(trained):
     """The names train.select_metric is checked against are the val_* numbers of a real run's epoch record."""
     import json

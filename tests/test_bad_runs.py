@@ -60,6 +60,8 @@ elif mode != "none":
     sigint_after(module, name)
 
 from twostream.launch.cli import main
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 sys.exit(main(argv))
 '''
 

@@ -48,6 +48,7 @@ def test_saved_config_round_trips(tmp_path):
     assert config_lib.load(path=str(tmp_path / "config.yaml")) == config
 
 
+@pytest.mark.tensorflow
 def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_it(tiny_dataset, tmp_path, capsys):
     import shutil
 
@@ -72,6 +73,7 @@ def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_i
     assert explicit.data.flow_cache_folder() == str(tmp_path / "c")   # named: used (and created) as it is
 
 
+@pytest.mark.tensorflow
 def test_one_default_per_setting():
     """Module defaults that the config also sets are gone: the pool's clips per call and the cache bound."""
     import inspect
@@ -95,6 +97,7 @@ def test_reading_a_config_imports_no_heavy_library():
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+@pytest.mark.tensorflow
 def test_the_plain_constants_match_what_the_registry_builds():
     from twostream.models import applications, backbones, registry, spec
     from twostream.trainer.engine import schedule

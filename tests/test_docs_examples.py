@@ -177,6 +177,7 @@ def test_the_shell_launcher_example_prints_its_command(tmp_path):
     pytest.fail("no launch/jobs/horovodrun.sh example found")
 
 
+@pytest.mark.tensorflow
 def test_benchmark_and_example_scripts_take_the_flags_shown(tmp_path):
     shown = []   # (where, script, flags after it)
     for where, tokens in examples():
@@ -198,6 +199,7 @@ def test_benchmark_and_example_scripts_take_the_flags_shown(tmp_path):
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.tensorflow
 def test_first_run_on_your_own_videos_runs_at_tiny_size(tiny_dataset, tmp_path):
     """The README's first run, as written, with the tiny preset for the demo one and the test's videos."""
     block = next(tokens for where, tokens in examples() if where.startswith("README.md")

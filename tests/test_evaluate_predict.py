@@ -13,6 +13,8 @@ from sklearn import metrics as sk
 
 from twostream.trainer.video import metrics
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 HELPER = os.path.join(REPO, "tests", "helpers", "eval_and_dump.py")
 
 

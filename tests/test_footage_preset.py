@@ -40,6 +40,7 @@ def test_the_preset_is_the_documented_recipe():
     assert config.train.select_metric == "val_video_roc_auc"
 
 
+@pytest.mark.tensorflow
 def test_without_the_imagenet_file_the_run_stops_with_one_line(scenes, tmp_path):
     done = run_cli("train", "--preset", "footage", "--data", scenes, "--workdir", str(tmp_path / "run"),
                    *_sets(["train.global_batch=4", "data.num_actors=1", "data.object_store_mb=128"]),
@@ -49,6 +50,7 @@ def test_without_the_imagenet_file_the_run_stops_with_one_line(scenes, tmp_path)
     assert "keras.applications.ResNet50" in done.stderr   # how to get the file once
 
 
+@pytest.mark.tensorflow
 def test_shrunk_it_trains_on_region_crops_and_scores_three_crops_per_video(scenes, tmp_path):
     workdir = str(tmp_path / "run")
     done = run_cli("train", "--preset", "footage", "--data", scenes, "--workdir", workdir,

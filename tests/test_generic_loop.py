@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 
 def _run(workdir, epochs):

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from conftest import REPO, VENV_BIN
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 # SGD keeps the comparison linear in the gradients (Adam would amplify float round-off near zero).
 COMMON = ["train.epochs=1", "train.optimizer=sgd", "train.weight_decay=0.0", "train.global_batch=4",

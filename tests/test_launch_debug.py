@@ -27,6 +27,7 @@ def _losses(workdir):
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.tensorflow
 def test_debug_runs_are_identical_and_print_the_boundary(tiny_dataset, tmp_path):
     runs = []
     for name in ("a", "b"):
@@ -67,6 +68,7 @@ sys.exit(code)
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.tensorflow
 def test_debug_steps_are_eager_and_deterministic_and_a_plain_run_is_not(tiny_dataset, tmp_path):
     import subprocess
     import sys

@@ -1,11 +1,13 @@
 """`twostream doctor`: reports versions, Horovod's build, flow methods and GPUs; fails with fixes when broken."""
 import json
 
+import pytest
 from conftest import run_cli
 
 from twostream.launch.commands import doctor
 
 
+@pytest.mark.tensorflow
 def test_doctor_on_this_machine():
     result = run_cli("doctor", "--json", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

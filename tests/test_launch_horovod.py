@@ -97,6 +97,7 @@ def test_elastic_and_stall_flags_run_through_the_cli(capsys, tmp_path):
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.tensorflow
 def test_np2_runs_for_real(tiny_dataset, tmp_path):
     workdir = str(tmp_path / "np2")
     result = run_cli("launch", "horovod", "-np", "2", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,

@@ -95,6 +95,7 @@ def ray_head(tmp_path):
 
 
 @pytest.mark.timeout(360)
+@pytest.mark.tensorflow
 def test_ray_job_trains_two_horovod_workers(ray_head, tiny_dataset, tmp_path):
     address, dashboard, env = ray_head
     workdir = str(tmp_path / "ray_run")
@@ -162,6 +163,7 @@ def test_joining_a_token_cluster_needs_its_token_and_works_with_it(ray_head, tmp
 
 
 @pytest.mark.parametrize("command", ["train", "launch"])
+@pytest.mark.tensorflow
 def test_a_ray_address_that_does_not_answer_is_refused_in_one_line(command, tiny_dataset, tmp_path):
     """Ray alone retries such an address for minutes, printing warnings; here the wait ends at the limit."""
     (closed,) = _free_ports(1)   # nothing listens there

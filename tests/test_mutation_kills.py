@@ -214,6 +214,7 @@ def test_an_unknown_aggregation_names_the_accepted_ones():
 
 # ---------------------------------------------------------------- trainer/engine/schedule.py
 
+@pytest.mark.tensorflow
 def test_schedule_values_exactly():
     import keras
 

@@ -70,6 +70,7 @@ def ray_start_here(ray_tmpdir, tmp_path):
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.tensorflow
 def test_train_beside_a_ray_start_runs_on_its_own_ray(ray_start_here, tiny_dataset, tmp_path):
     root, ray_temp = ray_start_here
     before = _sessions(ray_temp)   # the `ray start`'s session

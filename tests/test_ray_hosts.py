@@ -17,6 +17,8 @@ import pytest
 from conftest import VENV_BIN
 from helpers.hosts import make_hosts
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 CPUS_PER_NODE = 2   # one rank (1 CPU) and one decode actor (1 CPU) per node at most
 NODES = 3
 # What each rank's DecoderPool logs (every rank under launch ray), behind Ray's "(BaseHorovodWorker pid=N ...)"

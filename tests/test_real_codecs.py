@@ -140,6 +140,7 @@ def test_real_corpus_clips_match_a_read_from_the_start(path):
         assert all(np.array_equal(frames[i], everything[i]) for i in wanted), (path, start)
 
 
+@pytest.mark.tensorflow
 def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path, monkeypatch, capsys):
     from twostream.data.decode.flow_cache import FlowCache
     from twostream.data.make.prepare import prepare
@@ -163,6 +164,7 @@ def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path,
     assert "1 of 2 videos read from the start" in printed.err
 
 
+@pytest.mark.tensorflow
 def test_an_epoch_record_counts_the_videos_its_actors_read_from_the_start(files, ray_session):
     """Through the decode actors and the epoch stream: the packed AVI (seek disagrees) is counted, the program
     stream (its seeks agree past the first keyframe) is not, and both clips are the frames a read from the start

@@ -4,7 +4,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
+
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 STOPPED = 3   # the helper's exit code after --stop-after-step

@@ -38,6 +38,7 @@ def _video(root: str) -> str:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.tensorflow
 def test_two_ranks_share_one_ray_and_leave_no_process_behind(tiny_dataset, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     run = subprocess.run(

@@ -16,9 +16,7 @@ import numpy as np
 
 from twostream.trainer import config as config_lib
 from twostream.trainer.engine.errors import RunError
-from twostream.trainer.runtime import dist
 from twostream.trainer.video import charts, metrics
-from twostream.trainer.video.evaluate import local_scores
 
 log = logging.getLogger("twostream")
 
@@ -30,18 +28,21 @@ def evaluate_workdir(workdir: str, overrides: Sequence[str] = (), checkpoint: st
     "latest"). Rank 0 writes eval.json (the flat metrics, then clip and video sections with confusion
     matrices, then every video's scores), roc.png and confusion.png. Returns the flat metrics, the
     checkpoint's step, which checkpoint it was, and the unreadable validation clips (`clips_failed`, `failed`)."""
-    from twostream.data.distributed.pipeline import DataError
-    from twostream.models.registry import build_model
-    from twostream.trainer.engine.checkpoint import Checkpoints
-    from twostream.trainer.engine.step import make_eval_step
-    from twostream.trainer.video.inputs import Inputs
-
     config_path = os.path.join(workdir, "config.yaml")
     if not os.path.isfile(config_path):
         raise config_lib.ConfigError(
             f"{workdir!r} holds no config.yaml: is it the --workdir of a `twostream train` run?"
         )
     config = config_lib.load(path=config_path, overrides=list(overrides))
+    # TensorFlow, Horovod and Ray load only now: a bad config or workdir is refused at once
+    from twostream.data.distributed.pipeline import DataError
+    from twostream.models.registry import build_model
+    from twostream.trainer.engine.checkpoint import Checkpoints
+    from twostream.trainer.engine.step import make_eval_step
+    from twostream.trainer.runtime import dist
+    from twostream.trainer.video.evaluate import local_scores
+    from twostream.trainer.video.inputs import Inputs
+
     dist.init()
     # before Ray starts: every rank stops, none hangs
     if not dist.all_agree(not dist.is_chief() or Checkpoints.latest_on_disk(workdir) is not None):

@@ -19,7 +19,6 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.sampling import EvalView
 from twostream.data.manifest import VideoRecord
-from twostream.trainer.video import export as export_lib
 from twostream.trainer.video import metrics
 
 
@@ -68,6 +67,7 @@ def crops_of(workdir: str | None) -> int:
 
 def load_model(folder: str):
     """(loaded SavedModel, metadata) of an export folder, or a PredictError saying what is missing."""
+    from twostream.trainer.video import export as export_lib  # TensorFlow: loaded once the options are checked
     if not os.path.isfile(os.path.join(folder, "saved_model.pb")) or \
             not os.path.isfile(os.path.join(folder, export_lib.META_FILE)):
         raise PredictError(f"{folder!r} is not an exported model (it needs saved_model.pb and "

@@ -15,6 +15,7 @@ def _final_weights(done):
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("killed", [1, 0])   # rank 0's death: the survivor becomes rank 0 and writes
+@pytest.mark.tensorflow
 def test_survivor_finishes_after_a_rank_is_sigkilled(tmp_path, killed):
     script, _ = discovery(tmp_path, ["localhost:1", "127.0.0.1:1"])
     workdir, ids = tmp_path / "w", tmp_path / "ids"
@@ -39,6 +40,7 @@ def test_survivor_finishes_after_a_rank_is_sigkilled(tmp_path, killed):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.tensorflow
 def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
     script, hosts = discovery(tmp_path, ["localhost:1"])
     workdir, ids = tmp_path / "w", tmp_path / "ids"
@@ -90,6 +92,7 @@ def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.tensorflow
 def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, tiny_dataset):
     """What `train` does on every elastic reset: Inputs.reshard(rank, size), then the epoch from its step."""
     import numpy as np

@@ -3,6 +3,8 @@ same job again resumes from the last checkpoint."""
 import pytest
 from jobs import STEPS, batches_by_process, horovodrun, records, tail
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]
 
 

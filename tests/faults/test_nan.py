@@ -7,6 +7,8 @@ import os
 import pytest
 from jobs import STEPS, batches_by_process, horovodrun, records, tail
 
+pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+
 TWO_RANKS = ["-np", "2", "-H", "localhost:2"]
 
 
