@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from twostream.data.decode import augment, transforms
+from twostream.data.decode.allocator import keep_freed_buffers
 from twostream.data.decode.boxes import Track, region_boxes
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.flow import FlowEngine, quantize
@@ -36,6 +37,7 @@ class ClipLoader:
 
     def __init__(self, spec: ClipSpec, cache: FlowCache | None = None):
         self.spec, self.cache = spec, cache
+        keep_freed_buffers()   # this process decodes: reuse freed frame buffers (data/decode/allocator.py)
         FlowEngine(spec.flow_method, spec.dis_preset)   # an unknown or unavailable method fails here, at start
         self.indexes = FrameIndexes(os.path.join(cache.folder, "index") if cache is not None else None)
 
