@@ -49,7 +49,8 @@ def main() -> None:
     overrides = [f"train.epochs={args.epochs}", *args.overrides]
     if args.flow_cache:
         cache = os.path.join(videos, ".flow_cache")
-        subprocess.run([TWOSTREAM, "prepare", "--data", videos, "--preset", "demo"], check=True,
+        subprocess.run([TWOSTREAM, "prepare", "--data", videos, "--preset", "demo",   # the clip settings train uses
+                        *[a for o in args.overrides for a in ("--set", o)]], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         overrides.append(f"data.flow_cache_dir={cache}")
     train = [TWOSTREAM, "train", "--preset", "demo", "--data", videos, "--workdir", workdir,
