@@ -29,9 +29,10 @@ demo: setup
 		--set data.flow_cache_dir=$(WORKDIR)/flow_cache
 	$(VENV)/bin/twostream evaluate --workdir $(WORKDIR)
 
-# Lint and import order of the whole tree (rules in pyproject.toml).
+# Lint, import order and format of the whole tree (ruff; rules in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Types of the product's code (mypy; pyproject.toml [tool.mypy]), checked as the installed namespace twostream.*.
 typecheck: setup

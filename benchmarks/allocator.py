@@ -8,6 +8,7 @@ The videos are `twostream synth` demo videos at each size (MJPEG, 32 frames).
 
     .venv/bin/python benchmarks/allocator.py [--sizes 112,224] [--videos 40] [--rounds 3] [--folder DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,14 +49,19 @@ def videos(folder: str, size: int, count: int) -> str:
     path = os.path.join(folder, f"demo_{size}px_{count}")
     if not os.path.isdir(path):
         twostream = os.path.join(os.path.dirname(sys.executable), "twostream")
-        subprocess.run([twostream, "synth", path, "--size", str(size), "--num-videos", str(count), "--frames", "32"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [twostream, "synth", path, "--size", str(size), "--num-videos", str(count), "--frames", "32"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return path
 
 
 def one_run(folder: str, size: int, variant: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", WORKER, folder, str(size), variant], check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, folder, str(size), variant], check=True, capture_output=True, text=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -73,11 +79,14 @@ def main() -> None:
         for _ in range(args.rounds):
             for variant in runs:
                 runs[variant].append(one_run(folder, size, variant))
-        medians = {variant: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-                   for variant, rows in runs.items()}
+        medians = {
+            variant: {key: statistics.median(r[key] for r in rows) for key in rows[0]} for variant, rows in runs.items()
+        }
         for variant, m in medians.items():
-            print(f"  {size} px {variant:8s} user {m['user']:6.2f}  system {m['system']:5.2f}  total "
-                  f"{m['user'] + m['system']:6.2f} CPU ms/clip, {m['faults']:7.0f} page faults/clip")
+            print(
+                f"  {size} px {variant:8s} user {m['user']:6.2f}  system {m['system']:5.2f}  total "
+                f"{m['user'] + m['system']:6.2f} CPU ms/clip, {m['faults']:7.0f} page faults/clip"
+            )
         totals = {variant: m["user"] + m["system"] for variant, m in medians.items()}
         print(f"  {size} px default / kept, CPU per clip: {totals['default'] / totals['kept']:.2f}")
 

@@ -11,6 +11,7 @@ round, interleaved in a rotating order, from clips already decoded (no Ray, no d
 Throughput is bytes delivered per second of wall time; CPU is this process's (all its threads). tf.data's set-up
 of each epoch's dataset and iterator (the first batch included) is timed apart, as ms per epoch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ from twostream.data.distributed.pipeline import EpochStream, aligned_empty, to_d
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
 from twostream.data.manifest import VideoRecord  # noqa: E402
 
-READY = 4   # distinct ready batches, cycled (together larger than any CPU cache at 224 px)
+READY = 4  # distinct ready batches, cycled (together larger than any CPU cache at 224 px)
 
 
 class ReadyBatches:
@@ -92,7 +93,7 @@ def drain(elements) -> int:
 
 
 def epoch_stream(batches: list, count: int, batch: int) -> EpochStream:
-    clips = (count + 1) * batch   # one more batch: bridged() takes the first
+    clips = (count + 1) * batch  # one more batch: bridged() takes the first
     records = [VideoRecord(f"clip{i}.avi", 0, f"clip{i}") for i in range(clips)]
     plan = plan_epoch(clips, batch, 0, 1, seed=0, epoch=0, train=False)
     return EpochStream(records, ReadyClips(batches), plan, seed=0, epoch=0, train=False)
@@ -112,7 +113,7 @@ def rounds(spec: ClipSpec, batch: int, count: int, repeats: int) -> tuple[dict, 
     names = list(variants)
     rates, setups = {name: [] for name in names}, {name: [] for name in names}
     for round_ in range(repeats):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             run, *args = variants[name]()
             if name.startswith(("to_dataset", "EpochStream")):
                 setups[name].append(args.pop() * 1000)
@@ -134,20 +135,25 @@ def main() -> None:
     spec = ClipSpec(num_frames=args.frames, size=args.size)
     rates, setups = rounds(spec, args.batch, args.batches, args.rounds)
     nbytes = args.batch * (int(np.prod(spec.rgb_shape)) + int(np.prod(spec.flow_shape)))
-    print(f"local batch {args.batch} x {args.frames} frames x {args.size}x{args.size} "
-          f"(rgb + flow: {nbytes / 1e6:.1f} MB), {args.batches} batches x {args.rounds} rounds; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"local batch {args.batch} x {args.frames} frames x {args.size}x{args.size} "
+        f"(rgb + flow: {nbytes / 1e6:.1f} MB), {args.batches} batches x {args.rounds} rounds; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'variant':30s} {'GB/s':>6s} {'CPU ms/batch':>13s} {'set-up ms/epoch':>16s}   GB/s per round")
-    median = {name: np.median(runs[1:] or runs, axis=0) for name, runs in rates.items()}   # round 1 warms up
+    median = {name: np.median(runs[1:] or runs, axis=0) for name, runs in rates.items()}  # round 1 warms up
     for name, runs in rates.items():
         setup = f"{np.median(setups[name]):16.1f}" if setups[name] else f"{'-':>16s}"
-        print(f"{name:30s} {median[name][0] / 1e9:6.2f} {median[name][1]:13.2f} {setup}   "
-              f"{[round(r / 1e9, 2) for r, _ in runs]}")
+        print(
+            f"{name:30s} {median[name][0] / 1e9:6.2f} {median[name][1]:13.2f} {setup}   "
+            f"{[round(r / 1e9, 2) for r, _ in runs]}"
+        )
     print("RATIOS (medians of rounds 2..; bytes per second)")
     for name in ("to_dataset", "to_dataset, unaligned batches"):
         print(f"  {name} / np.copy = {median[name][0] / median['np.copy'][0]:.2f}  (goal >= 0.8)")
-    print(f"  EpochStream + to_dataset / np.stack = "
-          f"{median['EpochStream + to_dataset'][0] / median['np.stack'][0]:.2f}")
+    print(
+        f"  EpochStream + to_dataset / np.stack = {median['EpochStream + to_dataset'][0] / median['np.stack'][0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ the 1-actor pool three ways: results only (`Ray map`), plus batching (`Ray Epoch
 bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. A busy machine changes CPU
 per clip far less than rates. Ratios are printed at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,12 @@ class FreshTightLoop:
 
     def __init__(self, spec: ClipSpec):
         fields = {"num_frames": spec.num_frames, "size": spec.size}
-        self.process = subprocess.Popen([sys.executable, "-c", FRESH_WORKER, json.dumps(fields)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", FRESH_WORKER, json.dumps(fields)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.pid = self.process.pid
 
     def epoch(self, records, spec, epoch: int) -> int:
@@ -87,7 +92,7 @@ def cpu_s(process: psutil.Process) -> float:
     try:
         times = process.cpu_times()
         return times.user + times.system
-    except psutil.Error:   # a process that ended meanwhile
+    except psutil.Error:  # a process that ended meanwhile
         return 0.0
 
 
@@ -110,7 +115,7 @@ def tight_loop(records, spec, epoch: int) -> int:
 
 def tight_loop_default_threads(records, spec, epoch: int) -> int:
     """For reference only: the tight loop with OpenCV's own threading (it then uses more than one core)."""
-    cv2.setNumThreads(-1)   # OpenCV's default: one thread per core
+    cv2.setNumThreads(-1)  # OpenCV's default: one thread per core
     try:
         return tight_loop(records, spec, epoch)
     finally:
@@ -119,7 +124,7 @@ def tight_loop_default_threads(records, spec, epoch: int) -> int:
 
 def py_function_epoch(records, spec, batch: int, epoch: int) -> int:
     """The usual alternative: tf.data map(tf.py_function(load), num_parallel_calls=AUTOTUNE)."""
-    local = threading.local()   # one loader per tf.data thread: an OpenCV flow estimator is not thread-safe
+    local = threading.local()  # one loader per tf.data thread: an OpenCV flow estimator is not thread-safe
 
     def load(path, slot):
         if not hasattr(local, "loader"):
@@ -179,7 +184,7 @@ def cache_epochs(records, spec, folder) -> tuple[float, float, float]:
         start = time.perf_counter()
         for record in records:
             flow = loader.video_flow(record.path)
-            np.asarray(flow[: spec.num_frames]).sum()   # touch a clip's worth, as a training read would
+            np.asarray(flow[: spec.num_frames]).sum()  # touch a clip's worth, as a training read would
         times.append(time.perf_counter() - start)
     stored = loader.cache.total_bytes()
     pairs = sum(len(loader.video_flow(r.path)) for r in records)
@@ -202,13 +207,19 @@ def ray_name(n: int) -> str:
 def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, opencv_threads: bool) -> dict:
     """{name: (function, args, worker pids, counts Ray's daemons)}."""
     smallest = pools[min(pools)]
-    table = {"tight loop": (fresh.epoch, (records, spec), {fresh.pid}, False),
-             "tight loop, this process": (tight_loop, (records, spec), set(), False),
-             "tf.data py_function": (py_function_epoch, (records, spec, batch), set(), False)}
+    table = {
+        "tight loop": (fresh.epoch, (records, spec), {fresh.pid}, False),
+        "tight loop, this process": (tight_loop, (records, spec), set(), False),
+        "tf.data py_function": (py_function_epoch, (records, spec, batch), set(), False),
+    }
     if opencv_threads:
         table["tight loop, OpenCV threads"] = (tight_loop_default_threads, (records, spec), set(), False)
-    table.update({ray_name(n): (ray_epoch, (records, spec, pool, batch), set(actor_pids(pool)), True)
-                  for n, pool in pools.items()})
+    table.update(
+        {
+            ray_name(n): (ray_epoch, (records, spec, pool, batch), set(actor_pids(pool)), True)
+            for n, pool in pools.items()
+        }
+    )
     for stage, run in (("Ray map", ray_map_epoch), ("Ray EpochStream", ray_stream_epoch)):
         table[f"{stage} ({min(pools)} actor)"] = (
             run,
@@ -224,7 +235,7 @@ def run_rounds(table: dict, largest_pool, epochs: int) -> tuple[dict, list]:
     names = list(table)
     results, rss = {name: [] for name in names}, []
     for epoch in range(epochs):
-        for name in names[epoch % len(names):] + names[:epoch % len(names)]:   # rotate who goes first
+        for name in names[epoch % len(names) :] + names[: epoch % len(names)]:  # rotate who goes first
             run, args, workers, _ = table[name]
             results[name].append(measure(run, args, epoch, workers))
         rss.append(rss_mb(largest_pool))
@@ -244,12 +255,12 @@ def main() -> None:
     args = parser.parse_args()
     actor_counts = sorted({int(n) for n in args.actors.split(",")})
     spec = ClipSpec(num_frames=8, size=args.size)
-    cv2.setNumThreads(1)   # as in every decode actor
+    cv2.setNumThreads(1)  # as in every decode actor
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         synthesize(os.path.join(folder, "data"), SynthSpec(num_videos=args.videos, frames=args.frames, size=args.size))
         records = from_folder(os.path.join(folder, "data")).records
-        start_ray(None, num_cpus=sum(actor_counts), object_store_mb=256)   # logical CPUs: every pool fits at once
+        start_ray(None, num_cpus=sum(actor_counts), object_store_mb=256)  # logical CPUs: every pool fits at once
         pools = {n: DecoderPool(spec, n, clips_per_call=args.clips_per_call) for n in actor_counts}
         fresh = FreshTightLoop(spec)
         table = variants(records, spec, pools, fresh, args.batch, args.opencv_threads)
@@ -259,25 +270,38 @@ def main() -> None:
             pool.shutdown()
         first, cached, bytes_per_pixel = cache_epochs(records, spec, os.path.join(folder, "cache"))
     counts_daemons = {name: entry[3] for name, entry in table.items()}
-    report(results, counts_daemons, rss, actor_counts, (first, cached, bytes_per_pixel),
-           (load_before, os.getloadavg()[0]), args)
+    report(
+        results,
+        counts_daemons,
+        rss,
+        actor_counts,
+        (first, cached, bytes_per_pixel),
+        (load_before, os.getloadavg()[0]),
+        args,
+    )
 
 
 def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> None:
-    measured = {name: runs[1:] or runs for name, runs in results.items()}   # round 1 warms up
+    measured = {name: runs[1:] or runs for name, runs in results.items()}  # round 1 warms up
     rate = {name: np.median([r for r, _ in runs]) for name, runs in measured.items()}
-    fastest = {name: max(r for r, _ in runs) for name, runs in measured.items()}   # the round least slowed by others
+    fastest = {name: max(r for r, _ in runs) for name, runs in measured.items()}  # the round least slowed by others
     cpu = {name: {g: np.median([c[g] for _, c in runs]) for g in GROUPS} for name, runs in measured.items()}
     total = {name: sum(cpu[name][g] for g in GROUPS if g != "ray daemons" or counts_daemons[name]) for name in cpu}
-    print(f"{args.videos} videos x {args.frames} frames at {args.size}px, clips of 8 frames, batch {args.batch}, "
-          f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
-          f"load average {load[0]:.1f} before, {load[1]:.1f} after")
-    print(f"{'variant':32s} {'clips/s':>8s} {'fastest':>8s} {'CPU ms/clip':>12s} {'driver':>7s} {'workers':>8s} "
-          f"{'daemons':>8s}   clips/s per round")
+    print(
+        f"{args.videos} videos x {args.frames} frames at {args.size}px, clips of 8 frames, batch {args.batch}, "
+        f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
+        f"load average {load[0]:.1f} before, {load[1]:.1f} after"
+    )
+    print(
+        f"{'variant':32s} {'clips/s':>8s} {'fastest':>8s} {'CPU ms/clip':>12s} {'driver':>7s} {'workers':>8s} "
+        f"{'daemons':>8s}   clips/s per round"
+    )
     for name, runs in results.items():
         daemons = f"{cpu[name]['ray daemons']:8.2f}" if counts_daemons[name] else f"{'-':>8s}"
-        print(f"{name:32s} {rate[name]:8.1f} {fastest[name]:8.1f} {total[name]:12.2f} {cpu[name]['driver']:7.2f} "
-              f"{cpu[name]['workers']:8.2f} {daemons}   {[round(r, 1) for r, _ in runs]}")
+        print(
+            f"{name:32s} {rate[name]:8.1f} {fastest[name]:8.1f} {total[name]:12.2f} {cpu[name]['driver']:7.2f} "
+            f"{cpu[name]['workers']:8.2f} {daemons}   {[round(r, 1) for r, _ in runs]}"
+        )
     first, cached, bytes_per_pixel = cache
     print(
         f"flow, first epoch {first:.3f}s vs cached epoch {cached:.3f}s; stored {bytes_per_pixel:.2f} bytes/pixel/frame"
@@ -290,13 +314,19 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
     tight = "tight loop"
     for n in actor_counts:
         name = ray_name(n)
-        ratio = lambda other, scale=1: (f"{rate[name] / (rate[other] * scale):.2f} "   # noqa: E731
-                                        f"[{fastest[name] / (fastest[other] * scale):.2f}]")
-        print(f"  {n} actor(s): Ray+tf.data / (tight loop x {n}) = {ratio(tight, n)}  (target >= 0.95);  "
-              f"/ py_function = {ratio('tf.data py_function')}  (target >= 1.5 on 2 cores);  "
-              f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}  (target <= 1.10)")
-    print(f"  tight loop, this process / fresh process, CPU per clip = "
-          f"{total['tight loop, this process'] / total[tight]:.2f}")
+
+        def ratio(other, scale=1, name=name):
+            return f"{rate[name] / (rate[other] * scale):.2f} [{fastest[name] / (fastest[other] * scale):.2f}]"
+
+        print(
+            f"  {n} actor(s): Ray+tf.data / (tight loop x {n}) = {ratio(tight, n)}  (target >= 0.95);  "
+            f"/ py_function = {ratio('tf.data py_function')}  (target >= 1.5 on 2 cores);  "
+            f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}  (target <= 1.10)"
+        )
+    print(
+        f"  tight loop, this process / fresh process, CPU per clip = "
+        f"{total['tight loop, this process'] / total[tight]:.2f}"
+    )
     print(f"  flow first epoch / cached epoch = {first / cached:.1f}   (target >= 5)")
     print(f"  RSS after epoch {len(rss)} / epoch 1 = {rss[-1] / rss[0]:.3f}   (target <= 1.10)")
 

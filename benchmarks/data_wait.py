@@ -16,6 +16,7 @@ heaviest stacks, so time a thread spends asleep (a lock, a condition variable) s
 Ray starts the decode actors at nice 15 unless RAY_worker_niceness is set in this command's environment
 (docs/performance.md, "Data-wait share of the main job").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,31 +46,65 @@ def main() -> None:
     if not os.path.isdir(videos):
         count = ["--num-videos", str(args.videos)] if args.videos else []
         subprocess.run([TWOSTREAM, "synth", videos, "--kind", args.kind, *count], check=True)
-    shutil.rmtree(workdir, ignore_errors=True)   # a fresh run, not a resumed one
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh run, not a resumed one
     overrides = [f"train.epochs={args.epochs}", *args.overrides]
     if args.flow_cache:
         cache = os.path.join(videos, ".flow_cache")
-        subprocess.run([TWOSTREAM, "prepare", "--data", videos, "--preset", "demo",   # the clip settings train uses
-                        *[a for o in args.overrides for a in ("--set", o)]], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                TWOSTREAM,
+                "prepare",
+                "--data",
+                videos,
+                "--preset",
+                "demo",  # the clip settings train uses
+                *[a for o in args.overrides for a in ("--set", o)],
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         overrides.append(f"data.flow_cache_dir={cache}")
-    train = [TWOSTREAM, "train", "--preset", "demo", "--data", videos, "--workdir", workdir,
-             *[a for o in overrides for a in ("--set", o)]]
+    train = [
+        TWOSTREAM,
+        "train",
+        "--preset",
+        "demo",
+        "--data",
+        videos,
+        "--workdir",
+        workdir,
+        *[a for o in overrides for a in ("--set", o)],
+    ]
     if args.profile:
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-        train = [py_spy, "record", "--subprocesses", "--idle", "--rate", "100", "--format", "raw",
-                 "-o", args.profile, "--", *train]
+        train = [
+            py_spy,
+            "record",
+            "--subprocesses",
+            "--idle",
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "-o",
+            args.profile,
+            "--",
+            *train,
+        ]
     subprocess.run(train, check=True, stdout=subprocess.DEVNULL)
 
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [r for r in map(json.loads, f) if r["kind"] == "epoch"]
     print(f"\n--preset demo on {args.kind} videos, overrides {overrides}")
     for record in epochs:
-        print(f"epoch {record['epoch']}: data wait {record['data_wait_share']:.1%} of the epoch, "
-              f"{record['clips_per_s']:.1f} clips/s; step {record['step_ms']:.1f} ms; actors busy "
-              f"{record['actor_busy_share']:.0%} (on a CPU {record['actor_cpu_share']:.0%} of that); driver "
-              f"{record['driver_share']:.0%}, waiting on actors {record['driver_wait_share']:.0%}; calls in flight "
-              f"mean {record['calls_in_flight_mean']} min {record['calls_in_flight_min']}")
+        print(
+            f"epoch {record['epoch']}: data wait {record['data_wait_share']:.1%} of the epoch, "
+            f"{record['clips_per_s']:.1f} clips/s; step {record['step_ms']:.1f} ms; actors busy "
+            f"{record['actor_busy_share']:.0%} (on a CPU {record['actor_cpu_share']:.0%} of that); driver "
+            f"{record['driver_share']:.0%}, waiting on actors {record['driver_wait_share']:.0%}; calls in flight "
+            f"mean {record['calls_in_flight_mean']} min {record['calls_in_flight_min']}"
+        )
     later = [r["data_wait_share"] for r in epochs[1:]] or [epochs[0]["data_wait_share"]]
     print(f"data-wait share, median of epochs 2..{len(epochs)}: {statistics.median(later):.1%} (goal <= 5%)")
     if args.profile:
@@ -79,15 +114,17 @@ def main() -> None:
 def print_heaviest(path: str, top: int = 8) -> None:
     """The decode actors' and the driver's batch generator's heaviest stacks (innermost frames) in py-spy's raw
     output: samples where the thread was inside ClipDecoder.load or EpochStream._batches."""
-    stacks: dict[str, collections.Counter] = {"ClipDecoder.load": collections.Counter(),
-                                               "EpochStream._batches": collections.Counter()}
+    stacks: dict[str, collections.Counter] = {
+        "ClipDecoder.load": collections.Counter(),
+        "EpochStream._batches": collections.Counter(),
+    }
     with open(path) as f:
         for line in f:
             stack, _, count = line.rstrip().rpartition(" ")
             frames = [frame.split(" (")[0] for frame in stack.split(";")]
             for name, counter in stacks.items():
                 if name in frames:
-                    counter[";".join(frames[frames.index(name) + 1:][-4:])] += int(count)
+                    counter[";".join(frames[frames.index(name) + 1 :][-4:])] += int(count)
     for name, counter in stacks.items():
         total = sum(counter.values()) or 1
         print(f"\n{name}: {total} samples (100 per second), heaviest innermost frames:")

@@ -10,6 +10,7 @@ against "raw", the uncompressed format.
 
     .venv/bin/python benchmarks/flow_cache.py [--clips 40] [--rounds 3] [--folder /tmp/twostream-flow-cache]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,14 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FORMATS, FlowCache
 
-CLIP = 8   # frame pairs per clip
+CLIP = 8  # frame pairs per clip
 
 
 def sets(folder: str) -> list[tuple[str, list[str], int]]:
     """(name, video paths, size): written once into `folder`, reused afterwards."""
     from twostream.data.make.synthetic import SynthSpec, synthesize
     from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
+
     demo, scenes = os.path.join(folder, "demo"), os.path.join(folder, "scenes")
     if not os.path.isdir(demo):
         synthesize(demo, SynthSpec(num_videos=12, frames=20))
@@ -41,12 +43,34 @@ def sets(folder: str) -> list[tuple[str, list[str], int]]:
     noisy = os.path.join(folder, "noisy_480p.mp4")
     if not os.path.exists(noisy):
         import imageio_ffmpeg
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
-                        "testsrc2=size=640x480:rate=30:duration=4,noise=alls=8:allf=t", "-c:v", "libx264",
-                        "-preset", "veryfast", "-pix_fmt", "yuv420p", noisy], check=True)
-    return [("demo set", sorted(glob.glob(os.path.join(demo, "*", "*.avi"))), 64),
-            ("realistic set", sorted(glob.glob(os.path.join(scenes, "*", "*.avi"))), 112),
-            ("noisy H.264", [noisy], 112), ("noisy H.264", [noisy], 224)]
+
+        subprocess.run(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x480:rate=30:duration=4,noise=alls=8:allf=t",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                noisy,
+            ],
+            check=True,
+        )
+    return [
+        ("demo set", sorted(glob.glob(os.path.join(demo, "*", "*.avi"))), 64),
+        ("realistic set", sorted(glob.glob(os.path.join(scenes, "*", "*.avi"))), 112),
+        ("noisy H.264", [noisy], 112),
+        ("noisy H.264", [noisy], 224),
+    ]
 
 
 def cpu_ms(run) -> float:
@@ -71,8 +95,12 @@ def measure(paths: list[str], size: int, folder: str, args) -> dict:
         cache.clear()
         write = sum(cpu_ms(lambda: cache.put(path, flow)) for path, flow in flows.items()) / pairs
         error = max(int(np.abs(cache.get(p)[np.arange(len(f))].astype(int) - f).max()) for p, f in flows.items())
-        result[fmt] = {"bytes": cache.total_bytes() / (pairs * size * size), "write_ms": write, "error": error,
-                       "read_ms": []}
+        result[fmt] = {
+            "bytes": cache.total_bytes() / (pairs * size * size),
+            "write_ms": write,
+            "error": error,
+            "read_ms": [],
+        }
     rng = np.random.default_rng(0)
     clips = [(paths[int(rng.integers(len(paths)))], rng) for _ in range(args.clips)]
     for _ in range(args.rounds):
@@ -92,18 +120,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "twostream-flow-cache"))
     args = parser.parse_args()
-    cv2.setNumThreads(1)   # as in every decode actor
+    cv2.setNumThreads(1)  # as in every decode actor
     os.makedirs(args.folder, exist_ok=True)
-    print(f"{'video':<15}{'px':>5}{'format':>8}{'B/px/pair':>11}{'/raw':>7}{'read ms/clip':>14}{'/raw':>7}"
-          f"{'write ms/pair':>15}{'/flow':>7}{'max err':>9}")
+    print(
+        f"{'video':<15}{'px':>5}{'format':>8}{'B/px/pair':>11}{'/raw':>7}{'read ms/clip':>14}{'/raw':>7}"
+        f"{'write ms/pair':>15}{'/flow':>7}{'max err':>9}"
+    )
     for name, paths, size in sets(args.folder):
         r = measure(paths, size, args.folder, args)
         raw = r["raw"]
         for fmt in FORMATS:
             f = r[fmt]
-            print(f"{name:<15}{size:>5}{fmt:>8}{f['bytes']:>11.3f}{f['bytes'] / raw['bytes']:>7.3f}"
-                  f"{f['read_ms']:>14.3f}{f['read_ms'] / raw['read_ms']:>7.1f}{f['write_ms']:>15.3f}"
-                  f"{f['write_ms'] / r['flow_ms']:>7.2f}{f['error']:>9d}", flush=True)
+            print(
+                f"{name:<15}{size:>5}{fmt:>8}{f['bytes']:>11.3f}{f['bytes'] / raw['bytes']:>7.3f}"
+                f"{f['read_ms']:>14.3f}{f['read_ms'] / raw['read_ms']:>7.1f}{f['write_ms']:>15.3f}"
+                f"{f['write_ms'] / r['flow_ms']:>7.2f}{f['error']:>9d}",
+                flush=True,
+            )
         print(f"{'':<20}flow (DIS fast) {r['flow_ms']:.2f} CPU ms per pair, median over videos")
 
 

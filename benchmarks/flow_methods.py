@@ -10,6 +10,7 @@ busy neighbour slows them alike; each figure is the median over rounds. End-poin
 a pair with known motion: the scene's background moved by a shift, a 2% zoom and a 1 degree rotation, so the true
 flow is exact everywhere (median and 90th percentile over the frame minus a 10% border). Ratios to DIS fast close.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ from twostream.data.decode.flow import FlowEngine, available_methods
 from twostream.data.make.synthetic_scenes import SceneSpec, make_scene, render_pair
 
 DEFAULT_METHODS = "dis:ultrafast,dis:fast,dis:medium,farneback,tvl1,deepflow,pcaflow"
-SHIFT, ZOOM, ROTATION_DEG = (1.6, -0.9), 1.02, 1.0   # the known motion of the EPE pair
+SHIFT, ZOOM, ROTATION_DEG = (1.6, -0.9), 1.02, 1.0  # the known motion of the EPE pair
 
 
 def video_frames(short_side: int, count: int) -> np.ndarray:
@@ -38,14 +39,14 @@ def known_motion_pair(short_side: int) -> tuple[np.ndarray, np.ndarray]:
     width, height = round(short_side * 4 / 3), short_side
     world = make_scene(SceneSpec(width=width, height=height, seed=7), 1).world
     top_left = (np.array(world.shape[1::-1]) - (width, height)) // 2
-    first = world[top_left[1]:top_left[1] + height, top_left[0]:top_left[0] + width]
+    first = world[top_left[1] : top_left[1] + height, top_left[0] : top_left[0] + width]
     # Frame 2 shows frame 1's content moved by `motion`: zoom and rotation about the centre, then the shift.
     centre = np.array([width, height]) / 2
     motion = cv2.getRotationMatrix2D(tuple(centre), ROTATION_DEG, ZOOM)
     motion[:, 2] += SHIFT
     full = np.vstack([motion, [0, 0, 1]])
     to_world = np.array([[1, 0, top_left[0]], [0, 1, top_left[1]], [0, 0, 1]], float)
-    second_from_world = np.linalg.inv(to_world @ np.linalg.inv(full))[:2]   # world -> frame 2
+    second_from_world = np.linalg.inv(to_world @ np.linalg.inv(full))[:2]  # world -> frame 2
     second = cv2.warpAffine(world, second_from_world, (width, height), flags=cv2.INTER_LINEAR)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     moved = np.stack([xs, ys, np.ones_like(xs)], -1) @ motion.T
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="consecutive frame pairs per method per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    cv2.setNumThreads(1)   # as in every decode actor: one core per worker
+    cv2.setNumThreads(1)  # as in every decode actor: one core per worker
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = [v for v in args.methods.split(",") if v.split(":")[0] in available_methods()]
     skipped = [v for v in args.methods.split(",") if v not in variants]
@@ -87,19 +88,23 @@ def main() -> None:
     wall = {(v, s): [] for v in variants for s in sizes}
     frames = {s: video_frames(s, args.pairs + 1) for s in sizes}
     for s in sizes:
-        for v in variants:   # warm-up: first calls allocate pyramids and buffers
+        for v in variants:  # warm-up: first calls allocate pyramids and buffers
             engines[v].between_frames(frames[s][:2])
     for round_index in range(args.rounds):
-        order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
+        order = variants[round_index % len(variants) :] + variants[: round_index % len(variants)]
         for s in sizes:
             for v in order:
                 c, w = time_pairs(engines[v], frames[s])
                 cpu[v, s].append(c)
                 wall[v, s].append(w)
-    print(f"CPU ms per frame pair (one core; median of {args.rounds} rounds x {args.pairs} pairs), wall ms, and EPE "
-          f"on known motion (shift {SHIFT} px, zoom {ZOOM}, rotation {ROTATION_DEG} deg)")
-    print(f"{'method':15s} {'size':>8s} {'CPU ms':>9s} {'wall ms':>9s} {'x DIS fast':>10s} {'EPE med':>8s} "
-          f"{'EPE p90':>8s}")
+    print(
+        f"CPU ms per frame pair (one core; median of {args.rounds} rounds x {args.pairs} pairs), wall ms, and EPE "
+        f"on known motion (shift {SHIFT} px, zoom {ZOOM}, rotation {ROTATION_DEG} deg)"
+    )
+    print(
+        f"{'method':15s} {'size':>8s} {'CPU ms':>9s} {'wall ms':>9s} {'x DIS fast':>10s} {'EPE med':>8s} "
+        f"{'EPE p90':>8s}"
+    )
     for s in sizes:
         pair, truth = known_motion_pair(s)
         base = np.median(cpu["dis:fast", s]) if ("dis:fast", s) in cpu else None
@@ -110,8 +115,10 @@ def main() -> None:
             shape = f"{frames[s].shape[2]}x{s}"
             print(f"{v:15s} {shape:>8s} {c:9.2f} {w:9.2f} {ratio} {median_error:8.3f} {p90_error:8.3f}")
     if len(sizes) > 1:
-        print(f"cost of {sizes[-1]} px over {sizes[0]} px (CPU): " + ", ".join(
-            f"{v} {np.median(cpu[v, sizes[-1]]) / np.median(cpu[v, sizes[0]]):.1f}x" for v in variants))
+        print(
+            f"cost of {sizes[-1]} px over {sizes[0]} px (CPU): "
+            + ", ".join(f"{v} {np.median(cpu[v, sizes[-1]]) / np.median(cpu[v, sizes[0]]):.1f}x" for v in variants)
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ once beside a busy process per core (what a training step does to a decode actor
 
     .venv/bin/python benchmarks/frame_convert.py [--frames 120] [--rounds 5] [--folder /tmp/twostream-convert]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,11 @@ import time
 
 import av
 
-VIDEOS = {"mjpeg_64": ("64x64", ".avi", ["-c:v", "mjpeg", "-q:v", "3"]),
-          "h264_480p": ("640x480", ".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]),
-          "h264_720p": ("1280x720", ".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])}
+VIDEOS = {
+    "mjpeg_64": ("64x64", ".avi", ["-c:v", "mjpeg", "-q:v", "3"]),
+    "h264_480p": ("640x480", ".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]),
+    "h264_720p": ("1280x720", ".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]),
+}
 
 
 def write_video(folder: str, name: str, frames: int) -> str:
@@ -29,9 +32,26 @@ def write_video(folder: str, name: str, frames: int) -> str:
     path = os.path.join(folder, f"{name}_{frames}{ext}")
     if not os.path.exists(path):
         import imageio_ffmpeg
+
         source = f"testsrc2=size={size}:rate=30,noise=alls=8:allf=t"
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
-                        "-i", source, "-frames:v", str(frames), *options, path], check=True)
+        subprocess.run(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                source,
+                "-frames:v",
+                str(frames),
+                *options,
+                path,
+            ],
+            check=True,
+        )
     return path
 
 
@@ -62,11 +82,14 @@ def measure(videos: dict, rounds: int) -> None:
         for _ in range(rounds):
             for label, threads in (("default", None), ("one thread", 1)):
                 figures[label].append(per_frame_ms(frames, threads))
-        (cpu_d, wall_d), (cpu_1, wall_1) = ([statistics.median(column) for column in zip(*figures[label])]
-                                            for label in ("default", "one thread"))
-        print(f"  {name:10s} default cpu {cpu_d:6.3f} wall {wall_d:6.3f} | one thread cpu {cpu_1:6.3f} "
-              f"wall {wall_1:6.3f} ms/frame | default / one thread: cpu {cpu_d / cpu_1:4.1f}x "
-              f"wall {wall_d / wall_1:4.1f}x")
+        (cpu_d, wall_d), (cpu_1, wall_1) = (
+            [statistics.median(column) for column in zip(*figures[label])] for label in ("default", "one thread")
+        )
+        print(
+            f"  {name:10s} default cpu {cpu_d:6.3f} wall {wall_d:6.3f} | one thread cpu {cpu_1:6.3f} "
+            f"wall {wall_1:6.3f} ms/frame | default / one thread: cpu {cpu_d / cpu_1:4.1f}x "
+            f"wall {wall_d / wall_1:4.1f}x"
+        )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ Also times keras.applications' ResNet50 on single 224 px images (--reference-bat
 throughput benchmarks/projection.py scales from, so the two can be compared on the same card.
 Prints one JSON line per model and size (and appends it to --out): benchmarks/projection.py --gpu-ms reads them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
 
-try:   # --help works without them
+try:  # --help works without them
     import jax
     import keras
 
@@ -41,14 +42,16 @@ NUM_CLASSES = 101
 
 def make_step(model, lr: float = 1e-3):
     """A jitted SGD training step over the model's variables (Keras stateless_call)."""
+
     def loss_of(trainable, non_trainable, inputs, labels):
         logits, non_trainable = model.stateless_call(trainable, non_trainable, inputs, training=True)
         loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
         return loss, non_trainable
 
     def step(trainable, non_trainable, inputs, labels):
-        (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable, non_trainable,
-                                                                                 inputs, labels)
+        (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(
+            trainable, non_trainable, inputs, labels
+        )
         trainable = [w - lr * g.astype(w.dtype) for w, g in zip(trainable, grads)]
         return trainable, non_trainable, loss
 
@@ -78,8 +81,10 @@ def time_steps(model, inputs, labels, warmup: int, steps: int) -> tuple[float, f
 
 def clip_batch(batch: int, size: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    inputs = {"rgb": rng.integers(0, 256, (batch, NUM_FRAMES, size, size, 3), dtype=np.uint8),
-              "flow": rng.integers(0, 256, (batch, NUM_FRAMES, size, size, 2), dtype=np.uint8)}
+    inputs = {
+        "rgb": rng.integers(0, 256, (batch, NUM_FRAMES, size, size, 3), dtype=np.uint8),
+        "flow": rng.integers(0, 256, (batch, NUM_FRAMES, size, size, 2), dtype=np.uint8),
+    }
     labels = rng.integers(0, NUM_CLASSES, (batch,), dtype=np.int32)
     return jax.device_put(inputs), jax.device_put(labels)
 
@@ -93,24 +98,39 @@ def measure_model(name: str, size: int, args) -> dict:
     inputs, labels = clip_batch(args.batch, size)
     compile_s, step_s = time_steps(model, inputs, labels, args.warmup, args.steps)
     keras.backend.clear_session()
-    return {"model": name, "size": size, "batch": args.batch, "precision": args.precision,
-            "ms_per_clip": step_s * 1000 / args.batch, "ms_per_step": step_s * 1000, "compile_s": compile_s}
+    return {
+        "model": name,
+        "size": size,
+        "batch": args.batch,
+        "precision": args.precision,
+        "ms_per_clip": step_s * 1000 / args.batch,
+        "ms_per_step": step_s * 1000,
+        "compile_s": compile_s,
+    }
 
 
 def measure_resnet50_images(args) -> dict:
     """keras.applications ResNet50 on 224 px images, --reference-batch of them: images/s of a training step on this
     card."""
     with dtype_policy(args.precision):
-        model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=1000,
-                                            classifier_activation=None)
+        model = keras.applications.ResNet50(
+            weights=None, input_shape=(224, 224, 3), classes=1000, classifier_activation=None
+        )
     rng = np.random.default_rng(0)
     batch = args.reference_batch
     images = jax.device_put(rng.standard_normal((batch, 224, 224, 3), dtype=np.float32))
     labels = jax.device_put(rng.integers(0, 1000, (batch,), dtype=np.int32))
     compile_s, step_s = time_steps(model, images, labels, args.warmup, args.steps)
     keras.backend.clear_session()
-    return {"model": "keras.applications.ResNet50 (images)", "size": 224, "batch": batch, "precision": args.precision,
-            "images_per_s": batch / step_s, "ms_per_step": step_s * 1000, "compile_s": compile_s}
+    return {
+        "model": "keras.applications.ResNet50 (images)",
+        "size": 224,
+        "batch": batch,
+        "precision": args.precision,
+        "images_per_s": batch / step_s,
+        "ms_per_step": step_s * 1000,
+        "compile_s": compile_s,
+    }
 
 
 def main() -> None:
@@ -126,17 +146,29 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the ResNet50 images/s reference")
     args = parser.parse_args()
     if jax is None:
-        sys.exit(f"gpu_step.py needs JAX and Keras 3 ({MISSING}); run it with KERAS_BACKEND=jax where both are "
-                 "installed (e.g. pip install jax[cuda12] keras)")
+        sys.exit(
+            f"gpu_step.py needs JAX and Keras 3 ({MISSING}); run it with KERAS_BACKEND=jax where both are "
+            "installed (e.g. pip install jax[cuda12] keras)"
+        )
     names = args.models.split(",") if args.models else [m for m in MODELS if m.startswith("two_stream_")]
-    print(json.dumps({"device": str(jax.devices()[0]), "device_kind": jax.devices()[0].device_kind,
-                      "jax": jax.__version__, "keras": keras.__version__}), flush=True)
-    jobs = ([] if args.no_reference else [measure_resnet50_images]) + \
-        [lambda a, n=n, s=s: measure_model(n, s, a) for s in map(int, args.sizes.split(",")) for n in names]
+    print(
+        json.dumps(
+            {
+                "device": str(jax.devices()[0]),
+                "device_kind": jax.devices()[0].device_kind,
+                "jax": jax.__version__,
+                "keras": keras.__version__,
+            }
+        ),
+        flush=True,
+    )
+    jobs = ([] if args.no_reference else [measure_resnet50_images]) + [
+        lambda a, n=n, s=s: measure_model(n, s, a) for s in map(int, args.sizes.split(",")) for n in names
+    ]
     for job in jobs:
         try:
             result = job(args)
-        except Exception as error:   # one model's failure (e.g. out of memory) must not lose the others
+        except Exception as error:  # one model's failure (e.g. out of memory) must not lose the others
             result = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         print(json.dumps(result), flush=True)
         if args.out:

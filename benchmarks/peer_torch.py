@@ -18,6 +18,7 @@ and Ray's daemons, which are Ray's cost); the others count this process and its 
 DataLoader's workers) but not Ray's daemons, which run beside them only because this benchmark holds Ray.
 Ratios are printed at the end of each size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,11 @@ def import_torch(peer_path: str):
         import torch
         import torch.utils.data
     except ImportError as error:
-        sys.exit(f"peer_torch: cannot import torch from {peer_path!r} ({error}); install it there with "
-                 f"`.venv/bin/pip install --target .venv-peer -r benchmarks/requirements-peer.txt` "
-                 f"(a CPU-only torch build is enough), or pass --peer-path")
+        sys.exit(
+            f"peer_torch: cannot import torch from {peer_path!r} ({error}); install it there with "
+            f"`.venv/bin/pip install --target .venv-peer -r benchmarks/requirements-peer.txt` "
+            f"(a CPU-only torch build is enough), or pass --peer-path"
+        )
     return torch
 
 
@@ -86,14 +89,19 @@ class ClipDataset:
 
 
 def single_threaded_worker(_worker_id: int) -> None:
-    cv2.setNumThreads(1)   # as in every decode actor (torch already sets its own threads to 1 in workers)
+    cv2.setNumThreads(1)  # as in every decode actor (torch already sets its own threads to 1 in workers)
 
 
 def make_dataloader(torch, records, spec: ClipSpec, workers: int, batch: int):
     sampler = EpochSampler(len(records))
-    loader = torch.utils.data.DataLoader(ClipDataset(records, spec), batch_size=batch, sampler=sampler,
-                                         num_workers=workers, persistent_workers=True,
-                                         worker_init_fn=single_threaded_worker)
+    loader = torch.utils.data.DataLoader(
+        ClipDataset(records, spec),
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=True,
+        worker_init_fn=single_threaded_worker,
+    )
     return loader, sampler
 
 
@@ -121,7 +129,7 @@ def cpu_s(processes) -> float:
         try:
             times = process.cpu_times()
             total += times.user + times.system
-        except psutil.Error:   # ended meanwhile
+        except psutil.Error:  # ended meanwhile
             pass
     return total
 
@@ -145,29 +153,33 @@ def run_size(torch, size: int, args, worker_counts: list[int]) -> dict:
         records = from_folder(os.path.join(folder, "data")).records
         pools = {n: DecoderPool(spec, n, clips_per_call=args.clips_per_call) for n in worker_counts}
         loaders = {n: make_dataloader(torch, records, spec, n, args.batch) for n in worker_counts}
-        variants = {"tight loop": (tight_loop, (records, spec), False),
-                    "tf.data py_function": (py_function_epoch, (records, spec, args.batch), False)}
+        variants = {
+            "tight loop": (tight_loop, (records, spec), False),
+            "tf.data py_function": (py_function_epoch, (records, spec, args.batch), False),
+        }
         for n in worker_counts:
             variants[f"Ray+tf.data {n} actor(s)"] = (ray_epoch, (records, spec, pools[n], args.batch), True)
             variants[f"DataLoader {n} worker(s)"] = (dataloader_epoch, (loaders[n],), False)
         names = list(variants)
         results = {name: [] for name in names}
         for epoch in range(args.epochs):
-            for name in names[epoch % len(names):] + names[:epoch % len(names)]:   # rotate who goes first
+            for name in names[epoch % len(names) :] + names[: epoch % len(names)]:  # rotate who goes first
                 run, run_args, whole_tree = variants[name]
                 results[name].append(measure(run, (*run_args, epoch), whole_tree))
         for pool in pools.values():
             pool.shutdown()
-        del loaders   # ends the persistent workers
+        del loaders  # ends the persistent workers
     return results
 
 
 def report(size: int, results: dict, worker_counts: list[int], load: tuple[float, float], args) -> None:
-    measured = {name: np.asarray(runs[1:] or runs) for name, runs in results.items()}   # round 1 warms up
+    measured = {name: np.asarray(runs[1:] or runs) for name, runs in results.items()}  # round 1 warms up
     median = {name: np.median(runs, axis=0) for name, runs in measured.items()}
-    print(f"\n{args.videos} videos x {args.frames} frames at {size}px, clips of 8 frames, batch {args.batch}, "
-          f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
-          f"load average {load[0]:.1f} before, {load[1]:.1f} after")
+    print(
+        f"\n{args.videos} videos x {args.frames} frames at {size}px, clips of 8 frames, batch {args.batch}, "
+        f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
+        f"load average {load[0]:.1f} before, {load[1]:.1f} after"
+    )
     print(f"{'variant':26s} {'clips/s':>8s} {'CPU ms/clip':>12s}   clips/s per round")
     for name, runs in results.items():
         print(f"{name:26s} {median[name][0]:8.1f} {median[name][1]:12.1f}   {[round(r, 1) for r, _ in runs]}")
@@ -177,10 +189,17 @@ def report(size: int, results: dict, worker_counts: list[int], load: tuple[float
     tight = "tight loop"
     for n in worker_counts:
         ray, torch_n = f"Ray+tf.data {n} actor(s)", f"DataLoader {n} worker(s)"
-        for a, b, scale in ((ray, torch_n, 1), (ray, "tf.data py_function", 1), (torch_n, "tf.data py_function", 1),
-                            (ray, tight, n), (torch_n, tight, n)):
-            print(f"  {a} / {b}{f' x {n}' if scale > 1 else ''}: clips/s {rate[a] / (rate[b] * scale):.2f}; "
-                  f"CPU per clip {cpu[a] / cpu[b]:.2f}")
+        for a, b, scale in (
+            (ray, torch_n, 1),
+            (ray, "tf.data py_function", 1),
+            (torch_n, "tf.data py_function", 1),
+            (ray, tight, n),
+            (torch_n, tight, n),
+        ):
+            print(
+                f"  {a} / {b}{f' x {n}' if scale > 1 else ''}: clips/s {rate[a] / (rate[b] * scale):.2f}; "
+                f"CPU per clip {cpu[a] / cpu[b]:.2f}"
+            )
 
 
 def main() -> None:
@@ -196,9 +215,9 @@ def main() -> None:
     args = parser.parse_args()
     torch = import_torch(args.peer_path)
     worker_counts = sorted({int(n) for n in args.workers.split(",")})
-    cv2.setNumThreads(1)   # as in every decode actor
+    cv2.setNumThreads(1)  # as in every decode actor
     torch.set_num_threads(1)
-    start_ray(None, num_cpus=sum(worker_counts), object_store_mb=256)   # logical CPUs: every pool fits at once
+    start_ray(None, num_cpus=sum(worker_counts), object_store_mb=256)  # logical CPUs: every pool fits at once
     print(f"torch {torch.__version__}; OpenCV {cv2.__version__}")
     for size in (int(s) for s in args.sizes.split(",")):
         load_before = os.getloadavg()[0]

@@ -25,6 +25,7 @@ Prints: per model and size, GPU ms per clip and cores per GPU needed (decode onl
 weak-scaling efficiency (per-GPU throughput / that of one perfectly fed GPU) at 8 to 512 GPUs, online flow vs
 cache vs free data (the allreduce alone), as "no overlap/overlap".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,17 +51,42 @@ from twostream.data.decode.video import decode_selected  # noqa: E402
 
 GPU_COUNTS = (8, 16, 32, 64, 128, 256, 512)
 NUM_FRAMES = 8
-NUM_CLASSES = 101   # UCF101's; only the heads' size depends on it
-BACKWARD_SHARE = 2 / 3   # of a training step: backward ~ 2 x forward, the usual convention (3 x forward FLOPs)
+NUM_CLASSES = 101  # UCF101's; only the heads' size depends on it
+BACKWARD_SHARE = 2 / 3  # of a training step: backward ~ 2 x forward, the usual convention (3 x forward FLOPs)
 
 
 def write_video(path: str, seconds: int, seed: int) -> str:
     """A 340x256 H.264 test pattern with noise (a typical prepared-dataset size: short side 256)."""
     import imageio_ffmpeg
+
     source = f"testsrc2=size=340x256:rate=30:duration={seconds},noise=alls=8:allf=t,hue=h={seed * 40}"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
-                    "-i", source, "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-pix_fmt", "yuv420p",
-                    "-g", "48", "-sc_threshold", "1000000000", path], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "3",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "48",
+            "-sc_threshold",
+            "1000000000",
+            path,
+        ],
+        check=True,
+    )
     return path
 
 
@@ -73,8 +99,7 @@ def cpu_ms(call) -> float:
 def decode_clip(path: str, spec: ClipSpec, indexes: FrameIndexes, seed: int) -> None:
     """The RGB half of a clip: sampled frames decoded at native size through the index, resized to the base."""
     rng = np.random.default_rng(seed)
-    frames, _ = decode_selected(path, None, lambda n: sample_frames(n, NUM_FRAMES, "dense", 1, rng),
-                                indexes=indexes)
+    frames, _ = decode_selected(path, None, lambda n: sample_frames(n, NUM_FRAMES, "dense", 1, rng), indexes=indexes)
     for frame in frames.values():
         transforms.resize(frame, spec.base_shape(*frame.shape[:2]))
 
@@ -84,12 +109,12 @@ def measure_cpu(size: int, clips: int, videos: list[str], folder: str) -> dict[s
     spec = ClipSpec(num_frames=NUM_FRAMES, size=size)
     online = ClipLoader(spec)
     cached = ClipLoader(spec, FlowCache(os.path.join(folder, f"cache{size}"), 1 << 32, spec.flow_params()))
-    for path in videos:   # one-off work kept out of the per-clip figures: frame indexes, the flow cache
+    for path in videos:  # one-off work kept out of the per-clip figures: frame indexes, the flow cache
         online.load(path, TrainView(0))
         cached.video_flow(path)
         cached.load(path, TrainView(0))
     times = {"decode": [], "online": [], "cached": []}
-    for clip in range(clips):   # interleaved, so a busy neighbour slows the three alike
+    for clip in range(clips):  # interleaved, so a busy neighbour slows the three alike
         path, seed = videos[clip % len(videos)], 1000 + clip
         times["decode"].append(cpu_ms(lambda: decode_clip(path, spec, online.indexes, seed)))
         times["online"].append(cpu_ms(lambda: online.load(path, TrainView(seed))))
@@ -120,6 +145,7 @@ def reference_flops() -> float:
     import keras
 
     from twostream.models.cost import flops_per_clip
+
     model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
     flops = float(flops_per_clip(model))
     keras.backend.clear_session()
@@ -133,7 +159,7 @@ def allreduce_ms(gpus: int, grad_bytes: float, args) -> float:
     inside_node = gpus <= args.gpus_per_node
     bus_gbs = args.nvlink_gbs if inside_node else args.nics_per_node * args.nic_gbit / 8 * args.net_efficiency
     transfer_s = 2 * (gpus - 1) / gpus * grad_bytes / (bus_gbs * 1e9)
-    buffers = math.ceil(grad_bytes / (args.fusion_mib * 2 ** 20))
+    buffers = math.ceil(grad_bytes / (args.fusion_mib * 2**20))
     latency_s = buffers * 2 * (gpus - 1) * args.hop_latency_us * 1e-6
     return (transfer_s + latency_s) * 1000
 
@@ -142,7 +168,7 @@ def efficiency(gpus: int, gpu_ms: float, data_ms: float, grad_bytes: float, over
     """Per-GPU clips/s at `gpus` GPUs / that of one GPU fed for free: the step waits for data or for the allreduce."""
     compute = args.batch * gpu_ms
     exposed = max(0.0, allreduce_ms(gpus, grad_bytes, args) - overlap * BACKWARD_SHARE * compute)
-    data = args.batch * data_ms / args.cores_per_gpu   # the batch's CPU work spread over the GPU's cores
+    data = args.batch * data_ms / args.cores_per_gpu  # the batch's CPU work spread over the GPU's cores
     return compute / max(data, compute + exposed)
 
 
@@ -174,48 +200,74 @@ def gpu_ms_per_clip(name: str, size: int, flops: float, rate: float, measured: d
 
 
 def report(sizes, cpu, costs, ref_flops, measured, images_per_s, args) -> None:
-    rate = images_per_s * 3 * ref_flops   # achieved ResNet-50 training FLOP/s on the reference GPU
-    print(f"GPU: {images_per_s:.0f} ResNet-50 images/s x 3 x {ref_flops / 1e9:.2f} GFLOPs = "
-          f"{rate / 1e12:.1f} TFLOP/s achieved in training ({rate / 1e12 / args.peak_tflops:.0%} of "
-          f"{args.peak_tflops:.0f} peak); batch {args.batch} clips per GPU; {args.cores_per_gpu} cores per GPU")
+    rate = images_per_s * 3 * ref_flops  # achieved ResNet-50 training FLOP/s on the reference GPU
+    print(
+        f"GPU: {images_per_s:.0f} ResNet-50 images/s x 3 x {ref_flops / 1e9:.2f} GFLOPs = "
+        f"{rate / 1e12:.1f} TFLOP/s achieved in training ({rate / 1e12 / args.peak_tflops:.0%} of "
+        f"{args.peak_tflops:.0f} peak); batch {args.batch} clips per GPU; {args.cores_per_gpu} cores per GPU"
+    )
     if measured:
-        print(f"GPU ms per clip measured (benchmarks/gpu_step.py) for {len(measured)} model/size pairs, marked *; "
-              "the others are FLOP-scaled")
+        print(
+            f"GPU ms per clip measured (benchmarks/gpu_step.py) for {len(measured)} model/size pairs, marked *; "
+            "the others are FLOP-scaled"
+        )
     for size in sizes:
         c = cpu[size]
-        print(f"CPU ms per clip at {size}px: decode {c['decode']:.1f}, online flow {c['online']:.1f}, "
-              f"cached flow {c['cached']:.1f}")
-    print(f"\n{'model':28s} {'px':>4s} {'GFLOPs':>7s} {'grad MB':>8s} {'GPU ms':>7s}  cores per GPU: "
-          f"{'decode':>7s} {'online':>7s} {'cached':>7s}")
+        print(
+            f"CPU ms per clip at {size}px: decode {c['decode']:.1f}, online flow {c['online']:.1f}, "
+            f"cached flow {c['cached']:.1f}"
+        )
+    print(
+        f"\n{'model':28s} {'px':>4s} {'GFLOPs':>7s} {'grad MB':>8s} {'GPU ms':>7s}  cores per GPU: "
+        f"{'decode':>7s} {'online':>7s} {'cached':>7s}"
+    )
     for size in sizes:
         for name, (flops, params) in costs[size].items():
             gpu_ms = gpu_ms_per_clip(name, size, flops, rate, measured)
             needed = {k: v * args.overhead / gpu_ms for k, v in cpu[size].items()}
             mark = "*" if (name, size) in measured else " "
-            print(f"{name:28s} {size:4d} {flops / 1e9:7.1f} {params * 4 / 1e6:8.1f} {gpu_ms:6.2f}{mark}  "
-                  f"{'':15s}{needed['decode']:7.1f} {needed['online']:7.1f} {needed['cached']:7.1f}")
-    print(f"\nweak-scaling efficiency, no overlap/overlap {args.overlap:g} of the backward pass "
-          f"(1.00 = every GPU as busy as one fed for free)")
+            print(
+                f"{name:28s} {size:4d} {flops / 1e9:7.1f} {params * 4 / 1e6:8.1f} {gpu_ms:6.2f}{mark}  "
+                f"{'':15s}{needed['decode']:7.1f} {needed['online']:7.1f} {needed['cached']:7.1f}"
+            )
+    print(
+        f"\nweak-scaling efficiency, no overlap/overlap {args.overlap:g} of the backward pass "
+        f"(1.00 = every GPU as busy as one fed for free)"
+    )
     print(f"{'model':28s} {'px':>4s} {'flow':7s} " + " ".join(f"{n:>9d}" for n in GPU_COUNTS))
     for size in sizes:
         for name, (flops, params) in costs[size].items():
             gpu_ms, grad_bytes = gpu_ms_per_clip(name, size, flops, rate, measured), params * 4
-            for flow in ("online", "cached", "free"):   # free: data costs nothing, the allreduce alone
+            for flow in ("online", "cached", "free"):  # free: data costs nothing, the allreduce alone
                 data_ms = cpu[size][flow] * args.overhead if flow != "free" else 0.0
-                cells = [f"{efficiency(n, gpu_ms, data_ms, grad_bytes, 0.0, args):.2f}/"
-                         f"{efficiency(n, gpu_ms, data_ms, grad_bytes, args.overlap, args):.2f}" for n in GPU_COUNTS]
+                cells = [
+                    f"{efficiency(n, gpu_ms, data_ms, grad_bytes, 0.0, args):.2f}/"
+                    f"{efficiency(n, gpu_ms, data_ms, grad_bytes, args.overlap, args):.2f}"
+                    for n in GPU_COUNTS
+                ]
                 print(f"{name:28s} {size:4d} {flow:7s} " + " ".join(f"{cell:>9s}" for cell in cells))
-    print("\nallreduce ms per step: " + ", ".join(
-        f"{name} {size}px: " + "/".join(f"{allreduce_ms(n, p * 4, args):.1f}" for n in (8, 64, 512))
-        for size in sizes[-1:] for name, (_, p) in costs[size].items()) + "  (at 8/64/512 GPUs)")
+    print(
+        "\nallreduce ms per step: "
+        + ", ".join(
+            f"{name} {size}px: " + "/".join(f"{allreduce_ms(n, p * 4, args):.1f}" for n in (8, 64, 512))
+            for size in sizes[-1:]
+            for name, (_, p) in costs[size].items()
+        )
+        + "  (at 8/64/512 GPUs)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="112,224", help="comma-separated clip sizes, pixels")
     parser.add_argument("--clips", type=int, default=24, help="clips measured per size and variant")
-    parser.add_argument("--cpu-ms", action="append", default=[], metavar="SIZE=DECODE,ONLINE,CACHED",
-                        help="CPU ms per clip to use instead of measuring (per size)")
+    parser.add_argument(
+        "--cpu-ms",
+        action="append",
+        default=[],
+        metavar="SIZE=DECODE,ONLINE,CACHED",
+        help="CPU ms per clip to use instead of measuring (per size)",
+    )
     parser.add_argument("--models", default="", help="comma-separated model names; default: every two_stream_*")
     parser.add_argument(
         "--overhead",
@@ -223,9 +275,14 @@ def main() -> None:
         default=1.0,
         help="pipeline CPU per clip / the loader's own (benchmarks/data_pipeline.py's Ray / tight loop)",
     )
-    parser.add_argument("--gpu-ms", action="append", default=[], metavar="FILE.jsonl",
-                        help="benchmarks/gpu_step.py output: its measured ms per clip replace the FLOP-scaled ones, "
-                             "its ResNet50 images/s replaces --images-per-s")
+    parser.add_argument(
+        "--gpu-ms",
+        action="append",
+        default=[],
+        metavar="FILE.jsonl",
+        help="benchmarks/gpu_step.py output: its measured ms per clip replace the FLOP-scaled ones, "
+        "its ResNet50 images/s replaces --images-per-s",
+    )
     parser.add_argument("--images-per-s", type=float, default=2470.0, help="published ResNet-50 training images/s")
     parser.add_argument("--peak-tflops", type=float, default=312.0, help="that GPU's dense fp16 peak (only printed)")
     parser.add_argument("--batch", type=int, default=16, help="clips per GPU per step")
@@ -245,7 +302,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     cpu = parse_cpu_ms(args.cpu_ms)
-    cv2.setNumThreads(1)   # as in every decode actor
+    cv2.setNumThreads(1)  # as in every decode actor
     if any(size not in cpu for size in sizes):
         with tempfile.TemporaryDirectory() as folder:
             videos = [write_video(os.path.join(folder, f"v{i}.mp4"), 10, i) for i in range(2)]
@@ -254,6 +311,7 @@ def main() -> None:
                     cpu[size] = measure_cpu(size, args.clips, videos, folder)
                     print(f"measured at {size}px: {cpu[size]}", flush=True)
     from twostream.models.registry import MODELS
+
     names = args.models.split(",") if args.models else [m for m in MODELS if m.startswith("two_stream_")]
     costs = {size: model_costs(names, size) for size in sizes}
     measured, images_per_s = load_gpu_ms(args.gpu_ms)

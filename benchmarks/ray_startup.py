@@ -12,6 +12,7 @@ agents, workers, decode actors): summed RSS, which counts shared pages once per 
 splits them. The two variants alternate within each round, in a rotating order, so a busy neighbour slows them
 alike; medians over the rounds, and shared/private ratios, are printed at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,12 @@ VARIANTS = ("private", "shared")
 
 def rank_main(variant: str, local_rank: int, ranks: int, key: str, video: str, object_store_mb: int) -> None:
     """One rank: Ray as the variant says, one decoder actor, one clip; reports, then waits for a line on stdin."""
-    started = psutil.Process().create_time()   # wall clock at this process's start (before its imports)
+    started = psutil.Process().create_time()  # wall clock at this process's start (before its imports)
     from twostream.data.decode.clip_spec import ClipSpec
     from twostream.data.decode.sampling import TrainView
     from twostream.data.distributed.actors import ClipRequest, DecoderPool
     from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
+
     node = NodeRanks(local_rank, ranks, key) if variant == "shared" else None
     start_ray(None, num_cpus=1, object_store_mb=object_store_mb, node=node)
     pool = DecoderPool(ClipSpec(num_frames=4, size=32), num_actors=1, clips_per_call=1)
@@ -58,7 +60,7 @@ def memory(pids: list[int]) -> tuple[float, float]:
         try:
             info = process.memory_full_info()
             rss, pss = rss + info.rss, pss + info.pss
-        except psutil.Error:   # ended meanwhile
+        except psutil.Error:  # ended meanwhile
             pass
     return rss / 2**20, pss / 2**20
 
@@ -66,12 +68,19 @@ def memory(pids: list[int]) -> tuple[float, float]:
 def one_run(variant: str, ranks: int, video: str, object_store_mb: int, round_: int) -> dict:
     key = f"bench{os.getpid()}r{round_}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    procs = [subprocess.Popen([sys.executable, __file__, "--rank", variant, str(k), str(ranks), key, video,
-                               str(object_store_mb)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}) for k in range(ranks)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--rank", variant, str(k), str(ranks), key, video, str(object_store_mb)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        for k in range(ranks)
+    ]
     try:
         lines = [p.stdout.readline() for p in procs]
-        if not all(lines):   # a rank failed (e.g. Ray's 30 s limit on its node's start, on a crowded machine)
+        if not all(lines):  # a rank failed (e.g. Ray's 30 s limit on its node's start, on a crowded machine)
             return {}
         seconds = [json.loads(line)["seconds"] for line in lines]
         rss, pss = memory([p.pid for p in procs])
@@ -96,6 +105,7 @@ def main() -> None:
     parser.add_argument("--object-store-mb", type=int, default=1024, help="per rank (data.object_store_mb)")
     args = parser.parse_args()
     from twostream.data.make.synthetic import SynthSpec, synthesize
+
     folder = tempfile.mkdtemp(prefix="ray_startup")
     synthesize(folder, SynthSpec(num_videos=2, frames=10, size=32, patch=12, seed=1))
     video = next(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in sorted(fs) if f.endswith(".avi"))
@@ -109,12 +119,16 @@ def main() -> None:
                 print(f"round {round_ + 1} {variant:8s} failed (a rank's error is above)", flush=True)
                 continue
             results[variant].append(result)
-            print(f"round {round_ + 1} {variant:8s} {result['seconds']:6.1f} s to the first clip   "
-                  f"RSS {result['rss_mib']:7.0f} MiB   PSS {result['pss_mib']:7.0f} MiB", flush=True)
+            print(
+                f"round {round_ + 1} {variant:8s} {result['seconds']:6.1f} s to the first clip   "
+                f"RSS {result['rss_mib']:7.0f} MiB   PSS {result['pss_mib']:7.0f} MiB",
+                flush=True,
+            )
     if not all(results.values()):
         sys.exit(f"no successful round of {[v for v in VARIANTS if not results[v]]}")
-    medians = {v: {k: statistics.median(r[k] for r in results[v]) for k in ("seconds", "rss_mib", "pss_mib")}
-               for v in VARIANTS}
+    medians = {
+        v: {k: statistics.median(r[k] for r in results[v]) for k in ("seconds", "rss_mib", "pss_mib")} for v in VARIANTS
+    }
     print(f"\n{args.ranks} ranks, medians of the successful rounds of {args.rounds}")
     print(f"{'':14s} {'start (s)':>10s} {'RSS (MiB)':>10s} {'PSS (MiB)':>10s} {'failed':>7s}")
     for variant in VARIANTS:

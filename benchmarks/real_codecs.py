@@ -17,6 +17,7 @@ when any file failed.
 
 A corpus of real videos from Debian packages: scripts/real_video_corpus.sh DIR (docs/data.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,16 @@ def sequential_clip(path: str, wanted: np.ndarray) -> dict[int, np.ndarray]:
 def measure(path: str, clips: int, length: int) -> dict:
     """One row of the table: codec, resolution, frames, sequential, ms per clip both ways, errors."""
     codec, resolution = describe_stream(path)
-    row = {"file": path, "codec": codec, "resolution": resolution, "frames": 0, "sequential": False,
-           "indexed_ms": None, "sequential_ms": None, "errors": []}
+    row = {
+        "file": path,
+        "codec": codec,
+        "resolution": resolution,
+        "frames": 0,
+        "sequential": False,
+        "indexed_ms": None,
+        "sequential_ms": None,
+        "errors": [],
+    }
     try:
         truth = frame_digests(path)
     except VideoError as error:
@@ -99,7 +108,7 @@ def measure(path: str, clips: int, length: int) -> dict:
     row["frames"] = len(truth)
     indexes = FrameIndexes()
     try:
-        indexes.get(path, build_index)   # built once per video, as a loader keeps it
+        indexes.get(path, build_index)  # built once per video, as a loader keeps it
     except VideoError as error:
         row["errors"].append(f"index: {error}")
         return row
@@ -113,8 +122,11 @@ def measure(path: str, clips: int, length: int) -> dict:
             continue
         indexed.append(spent)
         sequential.append(cpu_ms(lambda: sequential_clip(path, wanted))[1])
-        wrong = [int(i) for i in wanted if int(i) not in frames
-                 or hashlib.md5(frames[int(i)].tobytes()).hexdigest() != truth[int(i)]]
+        wrong = [
+            int(i)
+            for i in wanted
+            if int(i) not in frames or hashlib.md5(frames[int(i)].tobytes()).hexdigest() != truth[int(i)]
+        ]
         if wrong:
             row["errors"].append(f"clip at {start}: frames {wrong} differ from the read from the start")
     row["sequential"] = os.path.abspath(path) in indexes.sequential_paths
@@ -125,21 +137,27 @@ def measure(path: str, clips: int, length: int) -> dict:
 
 def table(rows: list[dict], folder: str) -> str:
     """The Markdown table, files named relative to `folder`."""
-    lines = ["| file | codec | resolution | frames | sequential | indexed ms/clip | from-start ms/clip | errors |",
-             "|---|---|---|---:|---|---:|---:|---|"]
+    lines = [
+        "| file | codec | resolution | frames | sequential | indexed ms/clip | from-start ms/clip | errors |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
     for row in rows:
         costs = ["-" if row[key] is None else f"{row[key]:.1f}" for key in ("indexed_ms", "sequential_ms")]
-        lines.append(f"| {os.path.relpath(row['file'], folder)} | {row['codec']} | {row['resolution']} | "
-                     f"{row['frames']} | {'yes' if row['sequential'] else 'no'} | {costs[0]} | {costs[1]} | "
-                     f"{'; '.join(row['errors']) or 0} |")
+        lines.append(
+            f"| {os.path.relpath(row['file'], folder)} | {row['codec']} | {row['resolution']} | "
+            f"{row['frames']} | {'yes' if row['sequential'] else 'no'} | {costs[0]} | {costs[1]} | "
+            f"{'; '.join(row['errors']) or 0} |"
+        )
     return "\n".join(lines)
 
 
 def summary(rows: list[dict]) -> str:
     codecs = sorted({row["codec"] for row in rows})
     failed = sum(bool(row["errors"]) for row in rows)
-    return (f"{len(rows)} files, {len(codecs)} codecs ({', '.join(codecs)}), "
-            f"{sum(row['sequential'] for row in rows)} read sequentially, {failed} failures")
+    return (
+        f"{len(rows)} files, {len(codecs)} codecs ({', '.join(codecs)}), "
+        f"{sum(row['sequential'] for row in rows)} read sequentially, {failed} failures"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not os.path.isdir(args.folder):
         parser.error(f"{args.folder}: no such folder (build a corpus with scripts/real_video_corpus.sh DIR)")
-    av.logging.set_level(av.logging.PANIC)   # real files log decoder complaints per frame; errors are counted here
+    av.logging.set_level(av.logging.PANIC)  # real files log decoder complaints per frame; errors are counted here
     rows = [measure(path, args.clips, args.frames) for path in video_files(args.folder)]
     print(table(rows, args.folder))
     print(summary(rows))

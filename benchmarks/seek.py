@@ -14,6 +14,7 @@ Prints medians, the ratios new/floor and old/new, frames decoded per clip, and t
 
     .venv/bin/python benchmarks/seek.py [--clips 12] [--rounds 3] [--seconds 30] [--folder /tmp/twostream-seek]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ from twostream.data.decode import video
 from twostream.data.decode.frame_index import FrameIndexes
 from twostream.data.decode.video import build_index, decode_index, decode_selected
 
-CODECS = {"h264": (".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-pix_fmt", "yuv420p"]),
-          "mpeg4": (".avi", ["-c:v", "mpeg4", "-q:v", "5"])}
+CODECS = {
+    "h264": (".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-pix_fmt", "yuv420p"]),
+    "mpeg4": (".avi", ["-c:v", "mpeg4", "-q:v", "5"]),
+}
 SIZES = {"480p": "640x480", "720p": "1280x720"}
 
 
@@ -43,10 +46,14 @@ def write_video(folder: str, codec: str, size: str, seconds: int, gop: int) -> s
     path = os.path.join(folder, f"{codec}_{size}_{seconds}s_g{gop}{ext}")
     if not os.path.exists(path):
         import imageio_ffmpeg
+
         source = f"testsrc2=size={SIZES[size]}:rate=30:duration={seconds},noise=alls=8:allf=t"
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi",
-                        "-i", source] + options + ["-g", str(gop), "-sc_threshold", "1000000000", path + ".tmp" + ext],
-                       check=True)
+        subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i", source]
+            + options
+            + ["-g", str(gop), "-sc_threshold", "1000000000", path + ".tmp" + ext],
+            check=True,
+        )
         os.replace(path + ".tmp" + ext, path)
     return path
 
@@ -108,14 +115,23 @@ def measure(path: str, args, old) -> dict:
             frames["new"].append(video.counter.frames - before)
             keyframe = index.keyframe_before(int(start))
             decoded = []
-            times["floor"].append(cpu_ms(lambda: decoded.append(
-                floor_clip(path, int(index.pts[keyframe]), [int(p) for p in index.pts[wanted]], args.size))))
+            times["floor"].append(
+                cpu_ms(
+                    lambda: decoded.append(
+                        floor_clip(path, int(index.pts[keyframe]), [int(p) for p in index.pts[wanted]], args.size)
+                    )
+                )
+            )
             frames["floor"].append(decoded[0])
             if old is not None:
                 times["old"].append(cpu_ms(lambda: old.decode_selected(path, args.size, lambda n: wanted)))
-    return {"frames": len(index), "index_ms": index_ms, "decoded_index_ms": decoded_index_ms,
-            **{f"{k}_ms": float(np.median(v)) for k, v in times.items() if v},
-            **{f"{k}_frames": float(np.mean(v)) for k, v in frames.items()}}
+    return {
+        "frames": len(index),
+        "index_ms": index_ms,
+        "decoded_index_ms": decoded_index_ms,
+        **{f"{k}_ms": float(np.median(v)) for k, v in times.items() if v},
+        **{f"{k}_frames": float(np.mean(v)) for k, v in frames.items()},
+    }
 
 
 def main() -> None:
@@ -132,22 +148,29 @@ def main() -> None:
     parser.add_argument("--sizes", default="480p,720p")
     args = parser.parse_args()
     os.makedirs(args.folder, exist_ok=True)
-    cv2.setNumThreads(1)   # as in every decode actor
+    cv2.setNumThreads(1)  # as in every decode actor
     old = old_decoder(args.old_commit)
     if old is None:
         print(f"(old path left out: git cannot show data/decode/video.py at {args.old_commit})", file=sys.stderr)
-    print(f"{args.frames}+1-frame clips at {args.size} px, {args.clips} clips x {args.rounds} rounds, GOP {args.gop}, "
-          f"CPU ms per clip (median), {args.seconds} s videos")
-    print(f"{'video':<12}{'frames':>7}{'index ms':>10}{'decode-idx ms':>14}{'floor':>9}{'new':>9}{'old':>9}"
-          f"{'new/floor':>10}{'old/new':>9}{'frames new/floor':>18}")
+    print(
+        f"{args.frames}+1-frame clips at {args.size} px, {args.clips} clips x {args.rounds} rounds, GOP {args.gop}, "
+        f"CPU ms per clip (median), {args.seconds} s videos"
+    )
+    print(
+        f"{'video':<12}{'frames':>7}{'index ms':>10}{'decode-idx ms':>14}{'floor':>9}{'new':>9}{'old':>9}"
+        f"{'new/floor':>10}{'old/new':>9}{'frames new/floor':>18}"
+    )
     for codec in args.codecs.split(","):
         for size in args.sizes.split(","):
             path = write_video(args.folder, codec, size, args.seconds, args.gop)
             r = measure(path, args, old)
             old_ms = r.get("old_ms", float("nan"))
-            print(f"{codec + ' ' + size:<12}{r['frames']:>7}{r['index_ms']:>10.1f}{r['decoded_index_ms']:>14.0f}"
-                  f"{r['floor_ms']:>9.1f}{r['new_ms']:>9.1f}{old_ms:>9.1f}{r['new_ms'] / r['floor_ms']:>10.2f}"
-                  f"{old_ms / r['new_ms']:>9.2f}{r['new_frames']:>10.1f}/{r['floor_frames']:.1f}", flush=True)
+            print(
+                f"{codec + ' ' + size:<12}{r['frames']:>7}{r['index_ms']:>10.1f}{r['decoded_index_ms']:>14.0f}"
+                f"{r['floor_ms']:>9.1f}{r['new_ms']:>9.1f}{old_ms:>9.1f}{r['new_ms'] / r['floor_ms']:>10.2f}"
+                f"{old_ms / r['new_ms']:>9.2f}{r['new_frames']:>10.1f}/{r['floor_frames']:.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ its evaluation or checkpoint), so tracing in the first epoch does not count. Var
 The variants run in a rotating order for --rounds rounds; medians and ratios to every_step are printed.
 Under horovodrun it also times the preemption agreement (dist.all_agree, one tiny allreduce) alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,22 +35,31 @@ from twostream.trainer import config as config_lib  # noqa: E402
 from twostream.trainer.engine.loop import fit  # noqa: E402
 from twostream.trainer.runtime import dist  # noqa: E402
 
-VARIANTS = {"every_step": ["train.log_every=1"], "log_every": ["train.log_every=10"],
-            "per_call": ["train.log_every=10", "train.steps_per_call=4"]}
+VARIANTS = {
+    "every_step": ["train.log_every=1"],
+    "log_every": ["train.log_every=10"],
+    "per_call": ["train.log_every=10", "train.steps_per_call=4"],
+}
 
 
 def step_seconds(preset: str, overrides: list[str], steps: int, batch: int) -> float:
     """Seconds per step in the second epoch of a fresh 2-epoch run of the real loop."""
     import keras
-    config = config_lib.load(preset, overrides=[f"train.global_batch={batch}", "train.epochs=2",
-                                                "train.select_metric=", *overrides])
+
+    config = config_lib.load(
+        preset, overrides=[f"train.global_batch={batch}", "train.epochs=2", "train.select_metric=", *overrides]
+    )
     keras.utils.set_random_seed(0)
     model = build_model(config.model, 2, config.clip.rgb_shape, config.clip.flow_shape)
     rng = np.random.default_rng(dist.rank())
     local = local_batch_size(batch, dist.size())
-    clips = ({"rgb": tf.constant(rng.integers(0, 256, (local, *config.clip.rgb_shape), dtype=np.uint8)),
-              "flow": tf.constant(rng.integers(0, 256, (local, *config.clip.flow_shape), dtype=np.uint8))},
-             tf.constant(rng.integers(0, 2, local), tf.int32))
+    clips = (
+        {
+            "rgb": tf.constant(rng.integers(0, 256, (local, *config.clip.rgb_shape), dtype=np.uint8)),
+            "flow": tf.constant(rng.integers(0, 256, (local, *config.clip.flow_shape), dtype=np.uint8)),
+        },
+        tf.constant(rng.integers(0, 2, local), tf.int32),
+    )
 
     def batches(epoch: int, from_step: int):
         return (clips for _ in range(from_step, steps))
@@ -57,7 +67,7 @@ def step_seconds(preset: str, overrides: list[str], steps: int, batch: int) -> f
     with tempfile.TemporaryDirectory() as workdir:
         fit(model, config.train, workdir, batches, steps)
         if not dist.is_chief():
-            return float("nan")   # rank 0 alone writes the records; the ranks ran in step
+            return float("nan")  # rank 0 alone writes the records; the ranks ran in step
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             second = [r for r in map(json.loads, f) if r["kind"] == "epoch"][1]
     return batch / second["clips_per_s"]
@@ -80,22 +90,27 @@ def main() -> None:
     args = parser.parse_args()
     dist.init()
     import logging
-    logging.disable(logging.WARNING)   # the loop's INFO lines would drown the table
+
+    logging.disable(logging.WARNING)  # the loop's INFO lines would drown the table
     times = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     for round_ in range(args.rounds):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:   # rotating order
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # rotating order
             times[name].append(step_seconds(args.preset, VARIANTS[name], args.steps, args.batch))
-    agree_s = agree_seconds() if dist.size() > 1 else None   # a collective: every rank
+    agree_s = agree_seconds() if dist.size() > 1 else None  # a collective: every rank
     if not dist.is_chief():
         return
     base = statistics.median(times["every_step"])
-    print(f"{args.preset} model, global batch {args.batch}, {dist.size()} rank(s), {args.steps} steps per epoch, "
-          f"{args.rounds} rounds")
+    print(
+        f"{args.preset} model, global batch {args.batch}, {dist.size()} rank(s), {args.steps} steps per epoch, "
+        f"{args.rounds} rounds"
+    )
     print(f"{'variant':12s} {'median ms/step':>15s} {'best ms/step':>13s} {'ratio (median)':>15s}")
     for name, values in times.items():
-        print(f"{name:12s} {statistics.median(values) * 1e3:15.1f} {min(values) * 1e3:13.1f} "
-              f"{base / statistics.median(values):15.3f}")
+        print(
+            f"{name:12s} {statistics.median(values) * 1e3:15.1f} {min(values) * 1e3:13.1f} "
+            f"{base / statistics.median(values):15.3f}"
+        )
     print("ratio: every_step time / variant time (above 1: faster than reading the loss every step)")
     if agree_s is not None:
         print(f"preemption agreement (dist.all_agree): {agree_s * 1e3:.3f} ms per call")

@@ -6,6 +6,7 @@ Three dataset descriptions are read, all validated up front (every problem repor
 - a DFDC-style metadata.json `{"x.mp4": {"label": "FAKE"|"REAL", "original": "y.mp4"}}`: a fake takes its
   original's video id, so a fake and its source always land on the same side of the split.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,12 +18,19 @@ from collections import Counter
 from dataclasses import dataclass
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
-SPLITS = ("train", "val")            # an explicit split column may only say these (or be empty: hashed)
-SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "val",
-                 "training": "train", "": ""}
-DFDC_CLASSES = ("REAL", "FAKE")       # label 0 = REAL, 1 = FAKE
-MANIFEST_NAMES = ("manifest.csv", "metadata.json")   # auto-detected in data.root, in this order
-MIN_CLASS_VIDEOS = 2   # data.min_class_videos default: a CSV label of one video is most often a typo
+SPLITS = ("train", "val")  # an explicit split column may only say these (or be empty: hashed)
+SPLIT_ALIASES = {
+    "train": "train",
+    "val": "val",
+    "validation": "val",
+    "valid": "val",
+    "test": "val",
+    "training": "train",
+    "": "",
+}
+DFDC_CLASSES = ("REAL", "FAKE")  # label 0 = REAL, 1 = FAKE
+MANIFEST_NAMES = ("manifest.csv", "metadata.json")  # auto-detected in data.root, in this order
+MIN_CLASS_VIDEOS = 2  # data.min_class_videos default: a CSV label of one video is most often a typo
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,7 @@ class ManifestError(ValueError):
 class VideoRecord:
     path: str
     label: int
-    video_id: str   # clips sharing a video id (and a fake with its original) stay on one side of a split
+    video_id: str  # clips sharing a video id (and a fake with its original) stay on one side of a split
     split: str = ""  # "train" | "val" from an explicit split column; "" = decided by a hash of video_id
 
 
@@ -62,17 +70,23 @@ def check_classes(manifest: Manifest, named: list[str], root: str = "") -> None:
     for label, name in enumerate(manifest.class_names):
         if name not in named:
             paths = [os.path.relpath(r.path, root) if root else r.path for r in manifest.records if r.label == label]
-            problems.append(f"label {name!r} of {len(paths)} video(s) ({', '.join(paths[:5])}"
-                            f"{', ...' if len(paths) > 5 else ''}) is not one of data.classes ({', '.join(named)}); "
-                            "fix the label, or add it to data.classes")
-    problems += [f"class {name!r} of data.classes has no videos; add its videos, or remove it from data.classes"
-                 for name in named if name not in manifest.class_names]
+            problems.append(
+                f"label {name!r} of {len(paths)} video(s) ({', '.join(paths[:5])}"
+                f"{', ...' if len(paths) > 5 else ''}) is not one of data.classes ({', '.join(named)}); "
+                "fix the label, or add it to data.classes"
+            )
+    problems += [
+        f"class {name!r} of data.classes has no videos; add its videos, or remove it from data.classes"
+        for name in named
+        if name not in manifest.class_names
+    ]
     if problems:
         raise ManifestError("invalid dataset:\n  " + "\n  ".join(problems))
 
 
-def load_manifest(root: str, manifest_path: str = "", min_class_videos: int = MIN_CLASS_VIDEOS,
-                  merge_duplicates: bool = True) -> Manifest:
+def load_manifest(
+    root: str, manifest_path: str = "", min_class_videos: int = MIN_CLASS_VIDEOS, merge_duplicates: bool = True
+) -> Manifest:
     """data.manifest when given (a .csv or .json), else ROOT/manifest.csv or ROOT/metadata.json, else folders.
     min_class_videos applies to a CSV's labels (typed by hand: a typo makes a class); a folder or DFDC class
     needs one video."""
@@ -85,8 +99,10 @@ def load_manifest(root: str, manifest_path: str = "", min_class_videos: int = MI
         return from_csv(manifest_path, min_class_videos, merge_duplicates)
     if manifest_path.endswith(".json"):
         return from_dfdc_json(manifest_path)
-    raise ManifestError(f"data.manifest {manifest_path!r} must end in .csv (path,label[,split][,video_id]) "
-                        "or .json (DFDC-style metadata.json)")
+    raise ManifestError(
+        f"data.manifest {manifest_path!r} must end in .csv (path,label[,split][,video_id]) "
+        "or .json (DFDC-style metadata.json)"
+    )
 
 
 def _videos_below(folder: str) -> list[str]:
@@ -102,8 +118,10 @@ def from_folder(root: str) -> Manifest:
     """Reads ROOT/<class>/<video files>, sub-folders of a class folder included; classes are the non-hidden
     sub-folders of ROOT, in sorted order. A video's id is its path in the class folder without extension."""
     if not os.path.isdir(root):
-        raise ManifestError(f"data folder {root!r} does not exist; create it with `twostream synth {root}` "
-                            "or point --data at a folder with one sub-folder of videos per class")
+        raise ManifestError(
+            f"data folder {root!r} does not exist; create it with `twostream synth {root}` "
+            "or point --data at a folder with one sub-folder of videos per class"
+        )
     class_names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     records, empty = [], []
     for label, name in enumerate(class_names):
@@ -133,7 +151,7 @@ def from_csv(csv_path: str, min_class_videos: int = MIN_CLASS_VIDEOS, merge_dupl
     records, problems, lines = [], [], {}
     repeats = _repeated_paths(csv_path, rows, folder, merge_duplicates)
     problems += repeats["problems"]
-    for line, row in enumerate(rows, start=2):   # line 1 is the header
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
         path = os.path.normpath(os.path.join(folder, row["path"]))
         if line in repeats["skip"]:
             continue
@@ -164,16 +182,23 @@ def _repeated_paths(csv_path: str, rows: list[dict], folder: str, merge: bool) -
             continue
         where = ", ".join(f"line {line} ({label!r})" for line, label in listed)
         if len({label for _, label in listed}) > 1:
-            problems.append(f"{csv_path}: {os.path.relpath(path, folder)!r} is listed with different labels: "
-                            f"{where}; one file has one label")
+            problems.append(
+                f"{csv_path}: {os.path.relpath(path, folder)!r} is listed with different labels: "
+                f"{where}; one file has one label"
+            )
         elif not merge:
-            problems.append(f"{csv_path}: {os.path.relpath(path, folder)!r} is listed {len(listed)} times ({where}); "
-                            "delete the repeats, or set data.merge_duplicates=true to keep the first")
+            problems.append(
+                f"{csv_path}: {os.path.relpath(path, folder)!r} is listed {len(listed)} times ({where}); "
+                "delete the repeats, or set data.merge_duplicates=true to keep the first"
+            )
         else:
             skip.update(line for line, _ in listed[1:])
     if skip and not problems:
-        log.warning("%s: %d repeated row(s) of a path already listed with the same label are ignored (first "
-                    "lines kept)", csv_path, len(skip))
+        log.warning(
+            "%s: %d repeated row(s) of a path already listed with the same label are ignored (first lines kept)",
+            csv_path,
+            len(skip),
+        )
     return {"problems": problems, "skip": skip}
 
 
@@ -191,9 +216,11 @@ def _small_classes(records, class_names, min_videos: int, where) -> list[str]:
                 problems.append(f"class {name!r} has no videos; a classifier needs videos of every class")
                 continue
             hint = f"a typo of {same[0]!r}?" if same else f"a typo? the other classes: {', '.join(others)}"
-            problems.append(f"class {name!r} has {counts[label]} video(s) ({', '.join(listed[:5])}), fewer than "
-                            f"data.min_class_videos={min_videos}; {hint} (fix the label, or lower "
-                            f"data.min_class_videos)")
+            problems.append(
+                f"class {name!r} has {counts[label]} video(s) ({', '.join(listed[:5])}), fewer than "
+                f"data.min_class_videos={min_videos}; {hint} (fix the label, or lower "
+                f"data.min_class_videos)"
+            )
     return problems
 
 
@@ -204,8 +231,9 @@ def _read_csv(csv_path: str) -> list[dict]:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         if "path" not in columns or "label" not in columns:
-            raise ManifestError(f"{csv_path}: header {columns} must name at least `path,label` "
-                                "(optional: split, video_id)")
+            raise ManifestError(
+                f"{csv_path}: header {columns} must name at least `path,label` (optional: split, video_id)"
+            )
         return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
@@ -218,8 +246,10 @@ def from_dfdc_json(json_path: str) -> Manifest:
     except json.JSONDecodeError as error:
         raise ManifestError(f"{json_path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
     if not isinstance(entries, dict):
-        raise ManifestError(f"{json_path}: must be a JSON object {{\"<video file>\": {{\"label\": \"REAL\" or "
-                            f"\"FAKE\", ...}}, ...}} (DFDC's metadata.json), got a {type(entries).__name__}")
+        raise ManifestError(
+            f'{json_path}: must be a JSON object {{"<video file>": {{"label": "REAL" or '
+            f'"FAKE", ...}}, ...}} (DFDC\'s metadata.json), got a {type(entries).__name__}'
+        )
     folder = os.path.dirname(os.path.abspath(json_path))
     records, problems = [], []
     for name, info in sorted(entries.items()):
@@ -229,9 +259,12 @@ def from_dfdc_json(json_path: str) -> Manifest:
             continue
         source = info.get("original") if label == "FAKE" else None
         split = SPLIT_ALIASES.get(str(info.get("split", "")).lower(), "")
-        records.append(VideoRecord(os.path.join(folder, name), DFDC_CLASSES.index(label),
-                                  os.path.splitext(source or name)[0], split))
-    problems += _small_classes(records, DFDC_CLASSES, 1, lambda r: r.path)   # the labels are checked: none typed
+        records.append(
+            VideoRecord(
+                os.path.join(folder, name), DFDC_CLASSES.index(label), os.path.splitext(source or name)[0], split
+            )
+        )
+    problems += _small_classes(records, DFDC_CLASSES, 1, lambda r: r.path)  # the labels are checked: none typed
     _check(json_path, records, DFDC_CLASSES, problems)
     return Manifest(tuple(records), DFDC_CLASSES)
 
@@ -242,8 +275,11 @@ def _check(source: str, records: list[VideoRecord], class_names, problems: list[
     splits: dict[str, set] = {}
     for r in records:
         splits.setdefault(r.video_id, set()).add(r.split or None)
-    problems += [f"video id {v!r} is listed in splits {sorted(s - {None})}; one video must stay on one side"
-                 for v, s in splits.items() if len(s - {None}) > 1]
+    problems += [
+        f"video id {v!r} is listed in splits {sorted(s - {None})}; one video must stay on one side"
+        for v, s in splits.items()
+        if len(s - {None}) > 1
+    ]
     if len(class_names) < 2:
         problems.append(f"{len(class_names)} class(es) {list(class_names)}; a classifier needs at least 2")
     if not records:
@@ -254,24 +290,33 @@ def _check(source: str, records: list[VideoRecord], class_names, problems: list[
 
 def _unit_interval(text: str) -> float:
     """A stable hash of `text` in [0, 1): the same on every rank, machine and Python run (unlike hash())."""
-    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16) / 16 ** 12
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16) / 16**12
 
 
 def split_by_video(manifest: Manifest, val_fraction: float) -> tuple[Manifest, Manifest]:
     """Splits into (train, validation): a video's explicit split first, else by a hash of its video id."""
     if not 0.0 < val_fraction < 1.0:
         raise ManifestError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
-    explicit = {r.video_id: r.split for r in manifest.records if r.split}   # applies to all clips of the video
-    is_val = {r.video_id: explicit.get(r.video_id, "val" if _unit_interval(r.video_id) < val_fraction else "train")
-              == "val" for r in manifest.records}
+    explicit = {r.video_id: r.split for r in manifest.records if r.split}  # applies to all clips of the video
+    is_val = {
+        r.video_id: explicit.get(r.video_id, "val" if _unit_interval(r.video_id) < val_fraction else "train") == "val"
+        for r in manifest.records
+    }
     val = tuple(r for r in manifest.records if is_val[r.video_id])
     train = tuple(r for r in manifest.records if not is_val[r.video_id])
     if not train or not val:
-        raise ManifestError(f"split of {len(manifest.records)} clips with val_fraction={val_fraction} left "
-                            f"{len(train)} for training and {len(val)} for validation; add videos or change it")
+        raise ManifestError(
+            f"split of {len(manifest.records)} clips with val_fraction={val_fraction} left "
+            f"{len(train)} for training and {len(val)} for validation; add videos or change it"
+        )
     for side, records in (("validation", val), ("training", train)):
         missing = [n for i, n in enumerate(manifest.class_names) if all(r.label != i for r in records)]
         if missing:
-            log.warning("the %s split has no videos of class(es) %s (data.val_fraction=%s, or the split column); "
-                        "its metrics leave them out", side, ", ".join(missing), val_fraction)
+            log.warning(
+                "the %s split has no videos of class(es) %s (data.val_fraction=%s, or the split column); "
+                "its metrics leave them out",
+                side,
+                ", ".join(missing),
+                val_fraction,
+            )
     return Manifest(train, manifest.class_names), Manifest(val, manifest.class_names)

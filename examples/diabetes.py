@@ -5,6 +5,7 @@ Usage: python examples/diabetes.py --workdir runs/diabetes [--epochs 60]
 The same `fit` that trains the two-stream network (Horovod averaging, lr x world size, checkpoints and
 resume, NaN guard, metrics.jsonl) trains a Keras MLP here; scikit-learn is needed only for this example.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,15 +34,21 @@ def split(seed: int = 0, held_out: float = 0.2):
     cut = int(len(x) * (1 - held_out))
     train, test = order[:cut], order[cut:]
     mean, std = x[train].mean(0), x[train].std(0)
-    return ((x[train] - mean) / std).astype("float32"), y[train].astype("float32"), \
-        ((x[test] - mean) / std).astype("float32"), y[test].astype("float32")
+    return (
+        ((x[train] - mean) / std).astype("float32"),
+        y[train].astype("float32"),
+        ((x[test] - mean) / std).astype("float32"),
+        y[test].astype("float32"),
+    )
 
 
 def squared_error(target_mean: float, target_std: float):
     """Mean squared error of the standardised target, over the examples of weight 1."""
+
     def loss(labels, outputs, weights):
         error = outputs[:, 0] - (labels - target_mean) / target_std
         return tf.reduce_sum(tf.square(error) * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
     return loss
 
 
@@ -51,9 +58,10 @@ def rank_batches(x, y, global_batch: int, seed: int):
     local = local_batch_size(global_batch, dist.size())
 
     def batches(epoch: int, from_step: int) -> tf.data.Dataset:
-        order = np.random.default_rng([seed, epoch]).permutation(len(x))[:steps * global_batch]
-        mine = order.reshape(steps, global_batch)[from_step:, dist.rank() * local:(dist.rank() + 1) * local]
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))[: steps * global_batch]
+        mine = order.reshape(steps, global_batch)[from_step:, dist.rank() * local : (dist.rank() + 1) * local]
         return tf.data.Dataset.from_tensor_slices((x[mine.reshape(-1)], y[mine.reshape(-1)])).batch(local)
+
     return batches, steps
 
 
@@ -79,20 +87,34 @@ def main(argv: list[str] | None = None) -> dict:
     keras.utils.set_random_seed(0)
     x_train, y_train, x_test, y_test = split()
     target_mean, target_std = float(y_train.mean()), float(y_train.std())
-    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(1)])
-    train = TrainConfig(global_batch=args.global_batch, epochs=args.epochs, lr=args.lr, optimizer="adamw",
-                        schedule="cosine", weight_decay=1e-4, keep_checkpoints=1,
-                        select_metric="val_mae")   # the best epoch (lowest held-out MAE) is kept in WORKDIR/best
+    model = keras.Sequential(
+        [keras.Input((x_train.shape[1],)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)]
+    )
+    train = TrainConfig(
+        global_batch=args.global_batch,
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer="adamw",
+        schedule="cosine",
+        weight_decay=1e-4,
+        keep_checkpoints=1,
+        select_metric="val_mae",
+    )  # the best epoch (lowest held-out MAE) is kept in WORKDIR/best
     batches, steps_per_epoch = rank_batches(x_train, y_train, args.global_batch, seed=0)
     try:
-        metrics = fit(model, train, args.workdir, batches, steps_per_epoch,
-                      loss=squared_error(target_mean, target_std),
-                      evaluate=lambda: held_out_mae(model, x_test, y_test, target_mean, target_std))
-    except Preempted as stopped:   # SIGTERM / SIGUSR1: checkpoint saved; run again to resume
+        metrics = fit(
+            model,
+            train,
+            args.workdir,
+            batches,
+            steps_per_epoch,
+            loss=squared_error(target_mean, target_std),
+            evaluate=lambda: held_out_mae(model, x_test, y_test, target_mean, target_std),
+        )
+    except Preempted as stopped:  # SIGTERM / SIGUSR1: checkpoint saved; run again to resume
         print(stopped)
         raise SystemExit(EXIT_CODE) from None
-    metrics["baseline_mae"] = float(np.abs(y_test - target_mean).mean())   # always predicting the training mean
+    metrics["baseline_mae"] = float(np.abs(y_test - target_mean).mean())  # always predicting the training mean
     if dist.is_chief():
         print(json.dumps({"held_out": metrics}))
     return metrics

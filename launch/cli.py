@@ -2,6 +2,7 @@
 
 Also `python -m twostream.launch`. A ConfigError (any wrong config value), LaunchError, ManifestError or
 ShardingError ends any command with one line on stderr and exit status 2, before anything starts."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,14 +14,17 @@ import sys
 import tempfile
 
 # ------------------------------------------------------------------ start-up chatter (one home: here, before imports)
-VERBOSE_ENV = "TWOSTREAM_VERBOSE"     # set by --verbose; inherited by the ranks and actors a command starts
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}   # TensorFlow's C++ INFO/WARNING lines (Python's are kept)
+VERBOSE_ENV = "TWOSTREAM_VERBOSE"  # set by --verbose; inherited by the ranks and actors a command starts
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # TensorFlow's C++ INFO/WARNING lines (Python's are kept)
 # Lines TensorFlow's native libraries write while they load, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice that
 # logging is not initialised, the oneDNN and CPU-feature INFO lines, and the CPU-instructions note that follows.
-NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ",
-                  "To enable the following instructions:")
-QUIET_IMPORTS = ("tensorflow",)       # packages whose first import is run with that output filtered
-RAY_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)   # the token-auth banner
+NOISE_PREFIXES = (
+    "WARNING: All log messages before absl::InitializeLog()",
+    "I0000 ",
+    "To enable the following instructions:",
+)
+QUIET_IMPORTS = ("tensorflow",)  # packages whose first import is run with that output filtered
+RAY_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)  # the token-auth banner
 
 
 def verbose_requested(argv: list[str]) -> bool:
@@ -42,6 +46,7 @@ class _FilteredFirstImport(importlib.abc.MetaPathFinder):
         def exec_module(module):
             with _stderr_filtered():
                 load(module)
+
         spec.loader.exec_module = exec_module
         return spec
 
@@ -57,8 +62,11 @@ class _stderr_filtered:
         os.dup2(self.saved, 2)
         os.close(self.saved)
         self.captured.seek(0)
-        kept = [line for line in self.captured.read().decode(errors="replace").splitlines(keepends=True)
-                if not line.startswith(NOISE_PREFIXES)]
+        kept = [
+            line
+            for line in self.captured.read().decode(errors="replace").splitlines(keepends=True)
+            if not line.startswith(NOISE_PREFIXES)
+        ]
         self.captured.close()
         sys.stderr.write("".join(kept))
         return False
@@ -74,6 +82,7 @@ def quiet_start(argv: list[str]) -> None:
     if "tensorflow" not in sys.modules and not any(isinstance(f, _FilteredFirstImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _FilteredFirstImport())
     import logging
+
     for name in RAY_QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -92,44 +101,60 @@ def cmd_synth(args) -> int:
     if args.kind == "realistic":
         return _synth_realistic(args)
     from twostream.data.make.synthetic import SynthSpec, synthesize
-    spec = SynthSpec(num_videos=args.num_videos or 600, frames=args.frames or 20, size=args.size, codec=args.codec,
-                     seed=args.seed)
+
+    spec = SynthSpec(
+        num_videos=args.num_videos or 600, frames=args.frames or 20, size=args.size, codec=args.codec, seed=args.seed
+    )
     paths = synthesize(args.out_dir, spec)
-    print(f"wrote {len(paths)} videos ({spec.codec}, {spec.frames} frames of {spec.size}x{spec.size}) "
-          f"to {args.out_dir}")
+    print(
+        f"wrote {len(paths)} videos ({spec.codec}, {spec.frames} frames of {spec.size}x{spec.size}) to {args.out_dir}"
+    )
     return 0
 
 
 def _synth_realistic(args) -> int:
     from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
-    given = {"num_videos": args.num_videos, "frames": args.frames, "width": args.width, "height": args.height,
-             "scenes": args.scenes, "val_scenes": args.val_scenes, "region": args.region, "jitter": args.jitter,
-             "flicker": args.flicker}
+
+    given = {
+        "num_videos": args.num_videos,
+        "frames": args.frames,
+        "width": args.width,
+        "height": args.height,
+        "scenes": args.scenes,
+        "val_scenes": args.val_scenes,
+        "region": args.region,
+        "jitter": args.jitter,
+        "flicker": args.flicker,
+    }
     spec = SceneSpec(codec=args.codec, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
     if spec.problems():
         print("twostream synth: error: " + "; ".join(spec.problems()), file=sys.stderr)
         return 2
     rows = synthesize_scenes(args.out_dir, spec)
-    print(f"wrote {len(rows)} videos ({spec.codec}, {spec.frames} frames of {spec.width}x{spec.height}, "
-          f"{spec.scenes} scenes, {spec.val_scenes} held out) and their box files to {args.out_dir}; "
-          f"manifest: {os.path.join(args.out_dir, 'manifest.csv')}")
+    print(
+        f"wrote {len(rows)} videos ({spec.codec}, {spec.frames} frames of {spec.width}x{spec.height}, "
+        f"{spec.scenes} scenes, {spec.val_scenes} held out) and their box files to {args.out_dir}; "
+        f"manifest: {os.path.join(args.out_dir, 'manifest.csv')}"
+    )
     return 0
 
 
 def cmd_train(args) -> int:
-    config = config_args.load_config(args)   # every value checked before TensorFlow, Ray or Horovod start
+    config = config_args.load_config(args)  # every value checked before TensorFlow, Ray or Horovod start
     from twostream.data.manifest import from_config
     from twostream.trainer.video.select_check import check_select_metric
-    check_select_metric(config, len(from_config(config.data).class_names))   # the dataset too, before Ray starts
+
+    check_select_metric(config, len(from_config(config.data).class_names))  # the dataset too, before Ray starts
     from twostream.trainer.runtime import dist
     from twostream.trainer.runtime.preemption import EXIT_CODE, Preempted
     from twostream.trainer.video.video_task import train
+
     try:
         metrics, _ = train(config, args.workdir)
-    except Preempted as stopped:   # checkpoint saved; a scheduler requeues on this exit status
+    except Preempted as stopped:  # checkpoint saved; a scheduler requeues on this exit status
         print(f"twostream train: {stopped}", file=sys.stderr)
         return EXIT_CODE
-    if dist.is_chief():   # one result per job, not one per rank (elastic: the chief at the end)
+    if dist.is_chief():  # one result per job, not one per rank (elastic: the chief at the end)
         print(json.dumps({"final": metrics}))
     return 0
 
@@ -139,6 +164,7 @@ def cmd_config(args) -> int:
     import yaml
 
     from twostream.trainer import config as config_lib
+
     config = config_args.load_config(args, need_data=False)
     if args.np:
         config_lib.check_world(config, [args.np])
@@ -148,6 +174,7 @@ def cmd_config(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from twostream.launch.commands.evaluate_cmd import evaluate_workdir
+
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
     metrics = evaluate_workdir(args.workdir, overrides, checkpoint=args.checkpoint)
     print(json.dumps({"eval": metrics}))
@@ -156,9 +183,11 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from twostream.launch.commands.predict import PredictError, run
+
     try:
-        return run(args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json,
-                   boxes=args.boxes)
+        return run(
+            args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json, boxes=args.boxes
+        )
     except PredictError as error:
         print(f"twostream predict: error: {error}", file=sys.stderr)
         return 2
@@ -166,16 +195,24 @@ def cmd_predict(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twostream", description=__doc__.splitlines()[0])
-    parser.add_argument("--verbose", action="store_true", help="show the libraries' start-up messages (TensorFlow, "
-                                                               "absl, oneDNN, Ray's token banner); any position")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' start-up messages (TensorFlow, absl, oneDNN, Ray's token banner); any position",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    synth = commands.add_parser("synth", help="write a synthetic video dataset (real/fake): the demo's motion-defined "
-                                              "set, or --kind realistic")
+    synth = commands.add_parser(
+        "synth", help="write a synthetic video dataset (real/fake): the demo's motion-defined set, or --kind realistic"
+    )
     synth.add_argument("out_dir")
-    synth.add_argument("--kind", choices=["demo", "realistic"], default="demo",
-                       help="demo: square frames whose motion fills them; realistic: non-square frames, moving camera, "
-                            "a small face-like region, several scenes split by scene, box files, manifest.csv")
+    synth.add_argument(
+        "--kind",
+        choices=["demo", "realistic"],
+        default="demo",
+        help="demo: square frames whose motion fills them; realistic: non-square frames, moving camera, "
+        "a small face-like region, several scenes split by scene, box files, manifest.csv",
+    )
     synth.add_argument("--num-videos", type=int, help="default: 600 (demo), 96 (realistic)")
     synth.add_argument("--frames", type=int, help="frames per video; default: 20 (demo), 16 (realistic)")
     synth.add_argument("--size", type=int, default=64, help="demo: frame side, pixels")
@@ -185,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val-scenes", type=int, help="realistic: scenes held out as the val split; default 2")
     synth.add_argument("--region", type=int, help="realistic: face-like region height, pixels (default 32)")
     synth.add_argument("--jitter", type=float, help="realistic: std of the region's offset, pixels (default 0.6)")
-    synth.add_argument("--flicker", type=float, help="realistic: std of the region's brightness, grey levels "
-                                                     "(default 5)")
+    synth.add_argument(
+        "--flicker", type=float, help="realistic: std of the region's brightness, grey levels (default 5)"
+    )
     synth.add_argument("--codec", default="mjpg", choices=["mjpg", "mp4v"])
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=cmd_synth)
@@ -196,33 +234,47 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True, help="checkpoints, logs and export; a rerun resumes here")
     train.set_defaults(run=cmd_train)
 
-    config = commands.add_parser("config", help="print the resolved config (preset <- --config <- --set) as YAML, "
-                                                "checked like `twostream train`")
+    config = commands.add_parser(
+        "config", help="print the resolved config (preset <- --config <- --set) as YAML, checked like `twostream train`"
+    )
     config_args.add_config_args(config)
     config.add_argument("-np", "--num-proc", dest="np", type=int, help="also check the config for this many ranks")
     config.set_defaults(run=cmd_config)
 
-    evaluate = commands.add_parser("evaluate",
-                                   help="evaluate a workdir's best (or latest) checkpoint on held-out videos")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a workdir's best (or latest) checkpoint on held-out videos"
+    )
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--data", help="dataset folder (default: the one the run trained on)")
-    evaluate.add_argument("--checkpoint", choices=["best", "latest"], default="best",
-                          help="best: the epoch train.select_metric chose (the latest where none was); or latest")
+    evaluate.add_argument(
+        "--checkpoint",
+        choices=["best", "latest"],
+        default="best",
+        help="best: the epoch train.select_metric chose (the latest where none was); or latest",
+    )
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="score video files with an exported model (decode, flow, model, "
-                                                  "clips aggregated per video)")
+    predict = commands.add_parser(
+        "predict", help="score video files with an exported model (decode, flow, model, clips aggregated per video)"
+    )
     predict.add_argument("videos", nargs="+", metavar="VIDEO")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="an exported model folder (WORKDIR/export: the best; WORKDIR/export_last)")
     source.add_argument("--workdir", help="a training workdir: its export/, views and aggregation")
-    predict.add_argument("--views", type=int, help="evenly spread clips per video (default: the workdir's "
-                                                   "eval.views, else 1)")
-    predict.add_argument("--aggregate", choices=AGGREGATES, help="how clip probabilities make the video's "
-                                                                      "(default: eval.video_aggregate, else mean)")
-    predict.add_argument("--boxes", help="box tracks of these videos (a folder of <video>.csv or a .json, as "
-                                         "data.boxes) for a model trained on regions of interest")
+    predict.add_argument(
+        "--views", type=int, help="evenly spread clips per video (default: the workdir's eval.views, else 1)"
+    )
+    predict.add_argument(
+        "--aggregate",
+        choices=AGGREGATES,
+        help="how clip probabilities make the video's (default: eval.video_aggregate, else mean)",
+    )
+    predict.add_argument(
+        "--boxes",
+        help="box tracks of these videos (a folder of <video>.csv or a .json, as "
+        "data.boxes) for a model trained on regions of interest",
+    )
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of one line per video")
     predict.set_defaults(run=cmd_predict)
 
@@ -245,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from twostream.models.spec import WeightsFileError  # model.weights / model.pretrained not on disk
     from twostream.trainer.config import ConfigError
     from twostream.trainer.engine.errors import RunError  # a started run that cannot go on (bad clips, full disk)
+
     command = " ".join(filter(None, [args.command, getattr(args, "launcher", None)]))
     try:
         return args.run(args)
@@ -254,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as error:
         print(f"twostream {command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as stopped:   # Ctrl-C; train's message says where the rerun resumes
+    except KeyboardInterrupt as stopped:  # Ctrl-C; train's message says where the rerun resumes
         print(f"twostream {command}: {stopped or 'interrupted (Ctrl-C)'}", file=sys.stderr)
-        return 130   # 128 + SIGINT, as a shell reports it (preemption.INTERRUPTED_EXIT_CODE)
+        return 130  # 128 + SIGINT, as a shell reports it (preemption.INTERRUPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """keras.applications ImageNet networks as per-frame (TSN) backbones: the table of networks, and building one
 for a stream (its input normalisation, frames folded into the batch, the temporal shift, frozen BatchNorm)."""
+
 from __future__ import annotations
 
 import functools
@@ -20,15 +21,16 @@ IN_GRAPH_PREPROCESSING = (layers.Rescaling, layers.Normalization)
 def plain_network(name: str, input_shape, model_name: str | None = None) -> keras.Model:
     """The keras.applications network without its classifier, random weights, on (H, W, C) frames."""
     app = APPLICATIONS[name]
-    with warnings.catch_warnings():   # flow has 2 or 2L channels, not the RGB 3 the constructor expects
+    with warnings.catch_warnings():  # flow has 2 or 2L channels, not the RGB 3 the constructor expects
         warnings.filterwarnings("ignore", message="This model usually expects")
-        return app.constructor()(include_top=False, weights=None, input_shape=tuple(input_shape),
-                                 name=model_name or name, **app.options)
+        return app.constructor()(
+            include_top=False, weights=None, input_shape=tuple(input_shape), name=model_name or name, **app.options
+        )
 
 
 def shift_points(network: keras.Model, name: str) -> set[str]:
     """The first convolution of every block (in graph order), whose input the temporal shift goes on."""
-    first: dict[str, str] = {}   # block -> its first convolution's layer name
+    first: dict[str, str] = {}  # block -> its first convolution's layer name
     for layer in network.layers:
         match = re.match(APPLICATIONS[name].block, layer.name)
         if match:

@@ -3,6 +3,7 @@
 All use GroupNormalization, not BatchNorm: each clip's forward pass is then independent of the batch it is
 in, so a run split over N ranks computes exactly what one process computes on the same global batch.
 """
+
 from __future__ import annotations
 
 from keras import layers
@@ -17,20 +18,22 @@ def _norm_relu(x, name: str, relu: bool = True):
 
 
 def _time_stride(frames: int) -> int:
-    return 2 if frames >= 4 else 1   # halve time only while at least 2 steps remain
+    return 2 if frames >= 4 else 1  # halve time only while at least 2 steps remain
 
 
 # ---------------------------------------------------------------------------------------------- C3D-like
 def c3d_small(x, width: int = 16, depth: int = 3, name: str = "c3d"):
     """`depth` stages of 3x3x3 conv + GroupNorm + ReLU, width doubling per stage, max-pooling between."""
     for stage in range(depth):
-        strides = (1, 2, 2) if stage == 0 else (1, 1, 1)   # halve space early: frames are small, motion is local
-        x = layers.Conv3D(width * 2 ** stage, 3, strides=strides, padding="same", use_bias=False,
-                          name=f"{name}_conv{stage}")(x)
+        strides = (1, 2, 2) if stage == 0 else (1, 1, 1)  # halve space early: frames are small, motion is local
+        x = layers.Conv3D(
+            width * 2**stage, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv{stage}"
+        )(x)
         x = _norm_relu(x, f"{name}_{stage}")
         if stage < depth - 1:
-            x = layers.MaxPooling3D((_time_stride(x.shape[1]), 2, 2), name=f"{name}_pool{stage}",
-                                    dtype=pool3d_dtype())(x)
+            x = layers.MaxPooling3D((_time_stride(x.shape[1]), 2, 2), name=f"{name}_pool{stage}", dtype=pool3d_dtype())(
+                x
+            )
     return x
 
 
@@ -42,11 +45,13 @@ def _conv2plus1d(x, channels: int, strides, name: str):
     extra ReLU is what the factorisation buys, not the exact parameter count.
     """
     t_stride, s_stride = strides[0], strides[1]
-    x = layers.Conv3D(channels, (1, 3, 3), strides=(1, s_stride, s_stride), padding="same", use_bias=False,
-                      name=f"{name}_space")(x)
+    x = layers.Conv3D(
+        channels, (1, 3, 3), strides=(1, s_stride, s_stride), padding="same", use_bias=False, name=f"{name}_space"
+    )(x)
     x = _norm_relu(x, f"{name}_mid")
-    return layers.Conv3D(channels, (3, 1, 1), strides=(t_stride, 1, 1), padding="same", use_bias=False,
-                         name=f"{name}_time")(x)
+    return layers.Conv3D(
+        channels, (3, 1, 1), strides=(t_stride, 1, 1), padding="same", use_bias=False, name=f"{name}_time"
+    )(x)
 
 
 def _residual_block_3d(x, channels: int, strides, name: str):
@@ -64,7 +69,7 @@ def r2plus1d(x, width: int = 16, depth: int = 3, name: str = "r2plus1d"):
     x = _norm_relu(_conv2plus1d(x, width, (1, 2, 2), f"{name}_stem"), f"{name}_stem")
     for stage in range(depth):
         strides = (1, 1, 1) if stage == 0 else (_time_stride(x.shape[1]), 2, 2)
-        x = _residual_block_3d(x, width * 2 ** stage, strides, f"{name}_block{stage}")
+        x = _residual_block_3d(x, width * 2**stage, strides, f"{name}_block{stage}")
     return x
 
 
@@ -96,7 +101,7 @@ def tsn_resnet2d(x, width: int = 16, depth: int = 3, name: str = "tsn", shift: f
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"{name}_stem_conv")(x)
     x = _norm_relu(x, f"{name}_stem")
     for stage in range(depth):
-        x = _residual_block_2d(x, width * 2 ** stage, 1 if stage == 0 else 2, f"{name}_block{stage}", frames, shift)
+        x = _residual_block_2d(x, width * 2**stage, 1 if stage == 0 else 2, f"{name}_block{stage}", frames, shift)
     return UnfoldTime(frames, name=f"{name}_unfold")(x)
 
 

@@ -1,4 +1,5 @@
 """Model cost per clip: parameter count and FLOPs, counted analytically from the conv and dense layers."""
+
 from __future__ import annotations
 
 import math
@@ -6,19 +7,24 @@ import math
 import keras
 import numpy as np
 
-COUNTED = (keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense, keras.layers.DepthwiseConv2D,
-           keras.layers.SeparableConv2D)
+COUNTED = (
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Dense,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+)
 
 
 def _macs(layer, output) -> int:
     """Multiply-accumulates of one conv/dense layer producing `output` (every output element, all frames)."""
-    if isinstance(layer, keras.layers.DepthwiseConv2D):   # one window per output channel, no channel sum
+    if isinstance(layer, keras.layers.DepthwiseConv2D):  # one window per output channel, no channel sum
         return int(np.prod(output.shape)) * math.prod(layer.kernel.shape[:2])
-    if isinstance(layer, keras.layers.SeparableConv2D):   # depthwise window, then a 1x1 across its channels
-        depthwise = layer.depthwise_kernel.shape          # (kh, kw, in_channels, multiplier)
+    if isinstance(layer, keras.layers.SeparableConv2D):  # depthwise window, then a 1x1 across its channels
+        depthwise = layer.depthwise_kernel.shape  # (kh, kw, in_channels, multiplier)
         positions, middle = int(np.prod(output.shape[:-1])), depthwise[2] * depthwise[3]
         return positions * middle * (depthwise[0] * depthwise[1] + output.shape[-1])
-    kernel = layer.kernel.shape           # (*window, in_channels / groups, out_channels) for conv and dense
+    kernel = layer.kernel.shape  # (*window, in_channels / groups, out_channels) for conv and dense
     return int(np.prod(output.shape)) * math.prod(kernel[:-1])
 
 
@@ -32,9 +38,11 @@ def _multiply_adds(model: keras.Model, batch: int) -> int:
     counted = [layer for layer in model.layers if isinstance(layer, COUNTED + (keras.Model,))]
     probe = keras.Model(model.inputs, [_call_output(layer) for layer in counted])
     zeros = [np.zeros((batch, *i.shape[1:]), dtype=i.dtype) for i in model.inputs]
-    outputs = keras.tree.flatten(probe(zeros, training=False))   # a one-output model returns a bare tensor
-    return sum(_multiply_adds(layer, out.shape[0]) if isinstance(layer, keras.Model) else _macs(layer, out)
-               for layer, out in zip(counted, outputs))
+    outputs = keras.tree.flatten(probe(zeros, training=False))  # a one-output model returns a bare tensor
+    return sum(
+        _multiply_adds(layer, out.shape[0]) if isinstance(layer, keras.Model) else _macs(layer, out)
+        for layer, out in zip(counted, outputs)
+    )
 
 
 def flops_per_clip(model: keras.Model) -> int:

@@ -1,5 +1,6 @@
 """Custom Keras layers: uint8 input scaling, frame folding for 2D encoders, flow stacking, a weighted blend,
 the temporal shift (TSM) and the max consensus."""
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,7 @@ class StackFrames(keras.layers.Layer):
     def call(self, inputs):
         frames, height, width, channels = inputs.shape[1:]
         x = ops.reshape(inputs, (-1, frames // self.stack, self.stack, height, width, channels))
-        x = ops.transpose(x, (0, 1, 3, 4, 2, 5))   # the L frames next to the channels they will join
+        x = ops.transpose(x, (0, 1, 3, 4, 2, 5))  # the L frames next to the channels they will join
         return ops.reshape(x, (-1, frames // self.stack, height, width, self.stack * channels))
 
     def compute_output_shape(self, input_shape):
@@ -94,7 +95,7 @@ class Blend(keras.layers.Layer):
 
     def build(self, input_shape):
         if self.learned:
-            start = math.log(self.weight / (1.0 - self.weight))   # so that sigmoid(alpha) starts at `weight`
+            start = math.log(self.weight / (1.0 - self.weight))  # so that sigmoid(alpha) starts at `weight`
             self.alpha = self.add_weight(shape=(), initializer=keras.initializers.Constant(start), name="alpha")
 
     def call(self, inputs):
@@ -129,7 +130,7 @@ class ImageNetInput(keras.layers.Layer):
             return x / 127.5 - 1.0
         if self.mode == "torch":
             return (x / 255.0 - ops.array(TORCH_MEAN_RGB, x.dtype)) / ops.array(TORCH_STD_RGB, x.dtype)
-        return ops.flip(x, axis=-1) - ops.array(CAFFE_MEAN_BGR, x.dtype)   # caffe: BGR, not scaled
+        return ops.flip(x, axis=-1) - ops.array(CAFFE_MEAN_BGR, x.dtype)  # caffe: BGR, not scaled
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "flow": self.flow}
@@ -152,8 +153,8 @@ class TemporalShift(keras.layers.Layer):
         clips = ops.reshape(inputs, (-1, self.frames, *inputs.shape[1:]))
         none = ops.zeros_like(clips[:, :1, ..., :fold])
         from_next = ops.concatenate([clips[:, 1:, ..., :fold], none], axis=1)
-        from_previous = ops.concatenate([none, clips[:, :-1, ..., fold:2 * fold]], axis=1)
-        shifted = ops.concatenate([from_next, from_previous, clips[..., 2 * fold:]], axis=-1)
+        from_previous = ops.concatenate([none, clips[:, :-1, ..., fold : 2 * fold]], axis=1)
+        shifted = ops.concatenate([from_next, from_previous, clips[..., 2 * fold :]], axis=-1)
         return ops.reshape(shifted, (-1, *inputs.shape[1:]))
 
     def compute_output_shape(self, input_shape):

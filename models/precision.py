@@ -1,5 +1,6 @@
 """Precision: a scoped Keras dtype policy (layers built inside compute in float16/bfloat16), and where a low
 precision needs care (float16 loss scaling, bfloat16 gradients on a CPU)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -42,12 +43,17 @@ def computes_in_float16(layer) -> bool:
 # TensorFlow 2.21's oneDNN kernel for the bfloat16 3D-convolution filter gradient returns NaN/Inf now and then on
 # this kind of CPU (avx512_bf16), for the same weights and clips (tests/test_models.py); TensorFlow's own kernel
 # does not. A NaN gradient stops the run, so a CPU run is told before it starts.
-BFLOAT16_ON_CPU = ("model.precision=mixed_bfloat16 without a GPU: TensorFlow's oneDNN bfloat16 gradient of 3D "
-                   "convolutions is intermittently NaN on CPUs, which stops the run; train in float32 on a CPU, or "
-                   "set TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's own kernels)")
+BFLOAT16_ON_CPU = (
+    "model.precision=mixed_bfloat16 without a GPU: TensorFlow's oneDNN bfloat16 gradient of 3D "
+    "convolutions is intermittently NaN on CPUs, which stops the run; train in float32 on a CPU, or "
+    "set TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's own kernels)"
+)
 
 
 def bfloat16_on_onednn_cpu(precision: str) -> bool:
     """True when `precision` would train bfloat16 3D convolutions through oneDNN's CPU kernels (no GPU, oneDNN on)."""
-    return (precision == "mixed_bfloat16" and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-            and not tf.config.list_physical_devices("GPU"))
+    return (
+        precision == "mixed_bfloat16"
+        and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+        and not tf.config.list_physical_devices("GPU")
+    )

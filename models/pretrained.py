@@ -1,5 +1,6 @@
 """ImageNet weights for the keras.applications backbones: finding Keras' file, loading it into each stream, and
 TSN's cross-modality initialisation of the flow stream. Nothing is downloaded: a missing file is named."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import numpy as np
 from twostream.models.applications import APPLICATIONS, IN_GRAPH_PREPROCESSING, plain_network
 from twostream.models.spec import WeightsFileError  # defined without Keras: the command line catches it
 
-IMAGENET = "imagenet"   # model.pretrained's value for Keras' own cache
+IMAGENET = "imagenet"  # model.pretrained's value for Keras' own cache
 
 
 def keras_cache() -> str:
@@ -28,9 +29,10 @@ def weights_path(name: str, pretrained: str) -> str:
     if not os.path.isfile(path):
         raise WeightsFileError(
             f"model.pretrained={pretrained}: no ImageNet weights for {name} at {path} (nothing is downloaded while "
-            f"training). Get them once where there is network: python -c \"import keras; keras.applications."
+            f'training). Get them once where there is network: python -c "import keras; keras.applications.'
             f"{app.build}(include_top=False, weights='imagenet')\" saves {app.weights_file} in {keras_cache()}; "
-            f"or download {app.weights_url} and set model.pretrained to that file or its folder")
+            f"or download {app.weights_url} and set model.pretrained to that file or its folder"
+        )
     return path
 
 
@@ -63,18 +65,24 @@ def transfer(source: keras.Model, target: keras.Model) -> None:
     differ (flow) gets the cross-modality kernel; its bias, if any, is copied."""
     origins, targets = weighted_layers(source), weighted_layers(target)
     if len(origins) != len(targets):
-        raise ValueError(f"{target.name} has {len(targets)} layers with weights, the ImageNet network "
-                         f"{len(origins)}: not the same architecture")
+        raise ValueError(
+            f"{target.name} has {len(targets)} layers with weights, the ImageNet network "
+            f"{len(origins)}: not the same architecture"
+        )
     for index, (origin, layer) in enumerate(zip(origins, targets)):
         if type(origin) is not type(layer):
-            raise ValueError(f"{target.name}: layer {layer.name} ({type(layer).__name__}) does not match "
-                             f"{origin.name} ({type(origin).__name__}) of the ImageNet network")
+            raise ValueError(
+                f"{target.name}: layer {layer.name} ({type(layer).__name__}) does not match "
+                f"{origin.name} ({type(origin).__name__}) of the ImageNet network"
+            )
         values = [np.asarray(v) for v in origin.weights]
         for i, (value, variable) in enumerate(zip(values, layer.weights, strict=True)):
             if value.shape != tuple(variable.shape):
                 if not (index == 0 and i == 0 and value.ndim == 4):
-                    raise ValueError(f"{target.name}: weight {variable.path} is {tuple(variable.shape)}, the "
-                                     f"ImageNet file's is {value.shape}")
+                    raise ValueError(
+                        f"{target.name}: weight {variable.path} is {tuple(variable.shape)}, the "
+                        f"ImageNet file's is {value.shape}"
+                    )
                 value = cross_modality(value, variable.shape[2])
             variable.assign(value)
 
@@ -85,6 +93,6 @@ def load_pretrained(model: keras.Model, pretrained: str) -> None:
     for layer in model.layers:
         stream, _, name = layer.name.partition("_")
         if stream in ("rgb", "flow") and name in APPLICATIONS:
-            if name not in networks:   # one file read per backbone kind, shared by both streams
+            if name not in networks:  # one file read per backbone kind, shared by both streams
                 networks[name] = imagenet_network(name, weights_path(name, pretrained))
             transfer(networks[name], layer)

@@ -1,4 +1,5 @@
 """The model registry: a plain dict from name to builder; nothing is registered by importing other modules."""
+
 from __future__ import annotations
 
 import functools
@@ -15,8 +16,10 @@ from twostream.models.two_stream import ModelSpec, build_two_stream
 # tsn (2D ResNet per frame, averaged over time; the flow stream stacks spec.flow_stack fields as channels);
 # resnet50, efficientnetb0, xception, mobilenetv3small/large: keras.applications per frame, like tsn
 # (ImageNet weights with model.pretrained; width and depth do not apply).
-MODELS = {name: functools.partial(build_two_stream, backbone=backbone, streams=streams)
-          for name, (backbone, streams) in MODEL_KINDS.items()}
+MODELS = {
+    name: functools.partial(build_two_stream, backbone=backbone, streams=streams)
+    for name, (backbone, streams) in MODEL_KINDS.items()
+}
 
 
 def build_model(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape):
@@ -25,10 +28,12 @@ def build_model(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape):
     if spec.name not in MODELS:
         raise ValueError(f"unknown model {spec.name!r}; known models: {', '.join(sorted(MODELS))}")
     if spec.weights and not os.path.isfile(spec.weights):
-        raise WeightsFileError(f"model.weights: no file at {spec.weights!r} (a Keras *.weights.h5 file saved "
-                               f"from the same model name and size; leave empty to train from scratch)")
+        raise WeightsFileError(
+            f"model.weights: no file at {spec.weights!r} (a Keras *.weights.h5 file saved "
+            f"from the same model name and size; leave empty to train from scratch)"
+        )
     if spec.pretrained and backbone_of(spec.name) in APPLICATIONS:
-        weights_path(backbone_of(spec.name), spec.pretrained)   # a missing file is named before building
+        weights_path(backbone_of(spec.name), spec.pretrained)  # a missing file is named before building
     with dtype_policy(spec.precision):
         model = MODELS[spec.name](spec, num_classes, rgb_shape, flow_shape)
     if spec.pretrained:

@@ -1,4 +1,5 @@
 """The two-stream network: an RGB stream and an optical-flow stream on one backbone kind, fused into one prediction."""
+
 from __future__ import annotations
 
 import keras
@@ -12,8 +13,10 @@ from twostream.models.spec import CONSENSUS, FUSIONS, PRECISIONS, ModelSpec  # n
 
 
 def clip_inputs(rgb_shape, flow_shape):
-    return {"rgb": keras.Input(rgb_shape, dtype="uint8", name="rgb"),
-            "flow": keras.Input(flow_shape, dtype="uint8", name="flow")}
+    return {
+        "rgb": keras.Input(rgb_shape, dtype="uint8", name="rgb"),
+        "flow": keras.Input(flow_shape, dtype="uint8", name="flow"),
+    }
 
 
 def stream_features(clip, stream: str, backbone: str, spec: ModelSpec):
@@ -22,9 +25,9 @@ def stream_features(clip, stream: str, backbone: str, spec: ModelSpec):
         return application_features(clip, stream, backbone, spec)
     x = UInt8ToUnit(name=f"{stream}_scale")(clip)
     if backbone == "tsn" and stream == "flow" and spec.flow_stack > 1:
-        x = StackFrames(spec.flow_stack, name="flow_stack")(x)   # TSN's flow input: L fields as 2L channels
+        x = StackFrames(spec.flow_stack, name="flow_stack")(x)  # TSN's flow input: L fields as 2L channels
     if backbone == "tsn" and stream == "rgb":
-        return tsn_resnet2d(x, spec.width, spec.depth, name=stream, shift=spec.temporal_shift)   # only TSN shifts
+        return tsn_resnet2d(x, spec.width, spec.depth, name=stream, shift=spec.temporal_shift)  # only TSN shifts
     return BACKBONES[backbone](x, spec.width, spec.depth, name=stream)
 
 
@@ -39,7 +42,7 @@ def _pool(feature_map, name: str, consensus: str = "average"):
 def _head(features, num_classes: int, dropout: float, name: str):
     if dropout:
         features = layers.Dropout(dropout, name=f"{name}_dropout")(features)
-    return layers.Dense(num_classes, name=f"{name}_logits", dtype="float32")(features)   # float32 under mixed precision
+    return layers.Dense(num_classes, name=f"{name}_logits", dtype="float32")(features)  # float32 under mixed precision
 
 
 def _conv_fusion(rgb_map, flow_map, name: str = "fusion"):
@@ -52,7 +55,7 @@ def _conv_fusion(rgb_map, flow_map, name: str = "fusion"):
     x = layers.Conv3D(rgb_map.shape[-1], 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.GroupNormalization(groups=min(8, x.shape[-1]), name=f"{name}_norm")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
-    pool = tuple(min(2, size) for size in x.shape[1:4])   # halve each of T, H, W that is at least 2
+    pool = tuple(min(2, size) for size in x.shape[1:4])  # halve each of T, H, W that is at least 2
     return layers.MaxPooling3D(pool, name=f"{name}_pool", dtype=pool3d_dtype())(x)
 
 
@@ -70,8 +73,9 @@ def fuse(maps: dict, spec: ModelSpec, num_classes: int):
     return Blend(spec.late_weight, learned, name="fused_logits", dtype="float32")([rgb, flow])
 
 
-def build_two_stream(spec: ModelSpec, num_classes: int, rgb_shape, flow_shape, *, backbone: str = "c3d",
-                     streams=("rgb", "flow")):
+def build_two_stream(
+    spec: ModelSpec, num_classes: int, rgb_shape, flow_shape, *, backbone: str = "c3d", streams=("rgb", "flow")
+):
     """Builds a functional model on inputs {"rgb": uint8, "flow": uint8} returning float32 logits.
 
     `streams` selects the RGB-only / flow-only ablations; both inputs are always accepted so that every

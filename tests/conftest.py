@@ -1,4 +1,5 @@
 """Shared fixtures: small real video datasets written by the tests, and one local Ray for the session."""
+
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 def tiny_dataset(tmp_path_factory) -> str:
     """32 two-class synthetic clips (MJPG/AVI), 10 frames of 32x32: enough for a few tiny-preset steps."""
     from twostream.data.make.synthetic import SynthSpec, synthesize
+
     root = str(tmp_path_factory.mktemp("tiny_dataset"))
     synthesize(root, SynthSpec(num_videos=32, frames=10, size=32, patch=12, seed=1))
     return root
@@ -28,8 +30,19 @@ def trained(tiny_dataset, tmp_path_factory) -> subprocess.CompletedProcess:
     (test_train, test_evaluate_predict); its workdir is `trained.workdir`. Tests that write to it use a copy
     (copy_workdir)."""
     workdir = str(tmp_path_factory.mktemp("trained") / "run")
-    done = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
-                   "--set", "train.epochs=1", "--set", "eval.views=2")
+    done = run_cli(
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        tiny_dataset,
+        "--workdir",
+        workdir,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "eval.views=2",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     done.workdir = workdir
     return done
@@ -47,6 +60,7 @@ def ray_session():
     import ray
 
     from twostream.trainer.runtime.ray_node import start_ray
+
     start_ray(None, num_cpus=2, object_store_mb=256)
     yield ray
     ray.shutdown()
@@ -65,5 +79,11 @@ MODULE_MARK = "pytestmark = pytest.mark.tensorflow"
 
 def run_cli(*args: str, cwd: str | None = None, timeout: float = 300, env: dict | None = None):
     """Runs the installed `twostream` command; returns the CompletedProcess (text output)."""
-    return subprocess.run([os.path.join(VENV_BIN, "twostream"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [os.path.join(VENV_BIN, "twostream"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,4 +1,5 @@
 """Decoding processes keep freed buffers: a clip's worth of frames allocated again costs no page faults."""
+
 import subprocess
 import sys
 
@@ -26,13 +27,15 @@ def _faults_per_clip(variant: str) -> float:
 
 
 def test_freed_frame_buffers_are_reused_not_faulted_in_again():
-    assert _faults_per_clip("default") > 500   # glibc's defaults: the freed heap top is trimmed, faulted in again
+    assert _faults_per_clip("default") > 500  # glibc's defaults: the freed heap top is trimmed, faulted in again
     assert _faults_per_clip("kept") < 5
 
 
 def test_every_clip_loader_keeps_freed_buffers():
-    loop = ("from twostream.data.decode import allocator; from twostream.data.decode.clips import ClipLoader; "
-            "from twostream.data.decode.clip_spec import ClipSpec; ClipLoader(ClipSpec(num_frames=2, size=16)); "
-            "print(allocator.keep_freed_buffers.cache_info().currsize)")
+    loop = (
+        "from twostream.data.decode import allocator; from twostream.data.decode.clips import ClipLoader; "
+        "from twostream.data.decode.clip_spec import ClipSpec; ClipLoader(ClipSpec(num_frames=2, size=16)); "
+        "print(allocator.keep_freed_buffers.cache_info().currsize)"
+    )
     done = subprocess.run([sys.executable, "-c", loop], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "1", done.stderr

@@ -6,6 +6,7 @@ the words the output must hold. Every row also asserts that no traceback is prin
 line. Rows run the real CLI in process; INSTALLED rows also run through the installed `twostream` command.
 Adding a case is adding a row.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,13 +16,15 @@ from conftest import run_cli
 
 from twostream.launch import cli
 
-VIDEO = object()   # a file's content: an empty .mp4 (the manifest checks only that it exists)
+VIDEO = object()  # a file's content: an empty .mp4 (the manifest checks only that it exists)
 
 
 def _csv(*rows: str) -> dict:
     """A CSV dataset: manifest.csv with these `path,label` rows and an empty video file for each path."""
-    return {"d/manifest.csv": "path,label\n" + "".join(f"{row}\n" for row in rows),
-            **{f"d/{row.split(',')[0]}": VIDEO for row in rows}}
+    return {
+        "d/manifest.csv": "path,label\n" + "".join(f"{row}\n" for row in rows),
+        **{f"d/{row.split(',')[0]}": VIDEO for row in rows},
+    }
 
 
 def _balanced(n: int = 3) -> list[str]:
@@ -198,7 +201,7 @@ CASES = [
         ["b.json", "must be an object"],
     ),
 ]
-INSTALLED = {"yaml-syntax", "yaml-lr-1e-4", "csv-label-typo", "clip-size-huge"}   # also through the installed command
+INSTALLED = {"yaml-syntax", "yaml-lr-1e-4", "csv-label-typo", "clip-size-huge"}  # also through the installed command
 
 
 def _write(folder, files: dict) -> None:
@@ -214,7 +217,7 @@ def _check(code: int, out: str, err: str, expected_code: int, words: list[str]) 
     assert code == expected_code, err
     for word in words:
         assert word in (err if expected_code else out), f"{word!r} not in {err if expected_code else out!r}"
-    if expected_code:   # one line naming the command; a dataset's further problems each on an indented line below
+    if expected_code:  # one line naming the command; a dataset's further problems each on an indented line below
         first, *more = err.splitlines()
         assert first.startswith("twostream ") and all(line.startswith("  ") for line in more), err
 
@@ -225,11 +228,14 @@ def test_a_bad_input_ends_in_one_line_naming_it(tmp_path, capsys, name, files, a
     returned = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     captured = capsys.readouterr()
     _check(returned, captured.out, captured.err, code, words)
-    assert not (tmp_path / "w").exists()   # nothing written before the refusal
+    assert not (tmp_path / "w").exists()  # nothing written before the refusal
 
 
-@pytest.mark.parametrize("name,files,argv,code,words", [c for c in CASES if c[0] in INSTALLED],
-                         ids=sorted(INSTALLED, key=[c[0] for c in CASES].index))
+@pytest.mark.parametrize(
+    "name,files,argv,code,words",
+    [c for c in CASES if c[0] in INSTALLED],
+    ids=sorted(INSTALLED, key=[c[0] for c in CASES].index),
+)
 def test_the_installed_command_answers_the_same(tmp_path, name, files, argv, code, words):
     _write(tmp_path, files)
     result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in argv], cwd=str(tmp_path), timeout=120)
@@ -256,7 +262,7 @@ def test_no_library_start_up_lines_unless_verbose(tmp_path):
     assert quiet.stderr.startswith("twostream predict: error: ")
     loud = run_cli("--verbose", *argv, cwd=str(tmp_path), timeout=120)
     assert loud.returncode == 2 and loud.stderr.endswith(quiet.stderr)
-    assert any(line in loud.stderr for line in NOISE), loud.stderr   # the filter, not TensorFlow, hid them
+    assert any(line in loud.stderr for line in NOISE), loud.stderr  # the filter, not TensorFlow, hid them
     config = run_cli("config", "--preset", "demo", cwd=str(tmp_path), timeout=120)
     assert config.returncode == 0 and config.stderr == "", config.stderr
 
@@ -267,8 +273,12 @@ def test_the_select_metric_check_knows_the_fields_a_run_writes(trained):
     import json
 
     from twostream.trainer.video.select_check import validation_fields
+
     with open(os.path.join(trained.workdir, "metrics.jsonl")) as f:
         record = next(r for r in map(json.loads, f) if r["kind"] == "epoch")
-    written = {k for k, v in record.items() if k.startswith("val_") and isinstance(v, (int, float, type(None)))
-               and not k.endswith("_failed")}
+    written = {
+        k
+        for k, v in record.items()
+        if k.startswith("val_") and isinstance(v, (int, float, type(None))) and not k.endswith("_failed")
+    }
     assert set(validation_fields(2)) == written

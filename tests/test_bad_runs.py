@@ -6,6 +6,7 @@ Every row starts from a copy of one shared workdir (two epochs of the tiny prese
 Faults that need a moment inside the run (a full disk, Ctrl-C) come from FAULTS, a wrapper that runs the
 command's own `main` after patching one function to fill the disk or to send the process a real SIGINT.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,13 +70,13 @@ sys.exit(main(argv))
 @dataclass
 class Case:
     name: str
-    command: list[str]                    # after `twostream`; WORK is the row's workdir, DATA the data folder
+    command: list[str]  # after `twostream`; WORK is the row's workdir, DATA the data folder
     exit_code: int
-    words: list[str]                      # all in stderr + stdout
-    damage: Callable = lambda work, data: None   # prepares the row's workdir copy (and data copy)
-    fault: str = "none"                   # FAULTS mode
-    check: Callable = lambda work: None   # more assertions on the workdir afterwards
-    absent: list[str] = field(default_factory=list)   # words that must not appear
+    words: list[str]  # all in stderr + stdout
+    damage: Callable = lambda work, data: None  # prepares the row's workdir copy (and data copy)
+    fault: str = "none"  # FAULTS mode
+    check: Callable = lambda work: None  # more assertions on the workdir afterwards
+    absent: list[str] = field(default_factory=list)  # words that must not appear
 
 
 def _cut(work, name, size=100):
@@ -89,11 +90,13 @@ def _remove(work, name):
 
 def _latest(work):
     import tensorflow as tf
+
     return tf.train.latest_checkpoint(os.path.join(work, CHECKPOINTS))
 
 
 def _whole(work, name):
     from twostream.trainer.engine.checkpoint import damage
+
     return damage(os.path.join(work, CHECKPOINTS, name)) == ""
 
 
@@ -107,7 +110,12 @@ def _unchanged(work):
     with open(os.path.join(work, "config.yaml")) as f:
         assert "width: 4" in f.read()
     assert sorted(os.listdir(os.path.join(work, CHECKPOINTS))) == [
-        "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-5.data-00000-of-00001", "ckpt-5.index"]
+        "checkpoint",
+        "ckpt-10.data-00000-of-00001",
+        "ckpt-10.index",
+        "ckpt-5.data-00000-of-00001",
+        "ckpt-5.index",
+    ]
 
 
 def _unreadable(work, data, side: int = 1, count: int = 1) -> list[str]:
@@ -116,6 +124,7 @@ def _unreadable(work, data, side: int = 1, count: int = 1) -> list[str]:
     with open(os.path.join(work, "config.yaml")) as f:
         root = next(line.split(":", 1)[1].strip() for line in f if line.strip().startswith("root:"))
     from twostream.data.manifest import load_manifest, split_by_video
+
     names = [os.path.relpath(r.path, root) for r in split_by_video(load_manifest(root, ""), 0.2)[side].records]
     for name in names[:count]:
         with open(os.path.join(data, name), "wb") as f:
@@ -147,48 +156,111 @@ def _resumable(work):
 TRAIN = ["train", "--preset", "tiny", "--workdir", "WORK", "--set", "train.epochs=3", "--set", "eval.views=2"]
 EVALUATE = ["evaluate", "--workdir", "WORK", "--checkpoint", "latest"]
 CASES = [
-    Case("truncated latest data file: train resumes from the one before",
-         TRAIN, 0, ["skipped damaged checkpoint", "ckpt-5 (step 5)", '"final"'],
-         damage=lambda w, d: _cut(w, "ckpt-10.data-00000-of-00001")),
-    Case("deleted latest data file: evaluate uses the one before",
-         EVALUATE, 0, ["skipped damaged checkpoint", '"step": 5'],
-         damage=lambda w, d: _remove(w, "ckpt-10.data-00000-of-00001")),
-    Case("deleted latest index: evaluate uses the one before",
-         EVALUATE, 0, ["skipped damaged checkpoint", '"step": 5'],
-         damage=lambda w, d: _remove(w, "ckpt-10.index")),
-    Case("every checkpoint damaged: refused, naming the folder",
-         EVALUATE, 2, ["every checkpoint in", "is damaged", "new --workdir"],
-         damage=lambda w, d: (_cut(w, "ckpt-10.data-00000-of-00001"), _cut(w, "ckpt-5.data-00000-of-00001"))),
-    Case("resume with another width: refused before anything changes",
-         TRAIN + ["--set", "model.width=8"], 2, ["model.width 4 there, 8 here", "two_stream_c3d", "new --workdir"],
-         check=_unchanged, absent=["decode actors"]),
-    Case("resume with another model: both named",
-         TRAIN + ["--set", "model.name=rgb_only_c3d"], 2,
-         ["holds checkpoints of model two_stream_c3d", "this run's rgb_only_c3d"], check=_unchanged),
-    Case("evaluate without a checkpoint: refused before Ray starts",
-         EVALUATE, 2, ["has no checkpoint yet; train first"], absent=["decode actors"],
-         damage=lambda w, d: [shutil.rmtree(os.path.join(w, sub)) for sub in (CHECKPOINTS, "best")]),
-    Case("an unreadable validation video: counted and named in the epoch record",
-         TRAIN + ["--data", "DATA", "--set", "data.max_failed_fraction=0.5"], 0, ['"final"'],
-         damage=_unreadable, check=_val_failures_recorded),
-    Case("an unreadable validation video: counted and named in eval.json",
-         EVALUATE + ["--data", "DATA", "--set", "data.max_failed_fraction=0.5"], 0, ['"clips_failed": '],
-         damage=_unreadable, check=_eval_failures_reported),
-    Case("too many unreadable validation clips: the DataError in one message",
-         EVALUATE + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
-         damage=_unreadable),
-    Case("too many unreadable training clips: the DataError in one message",
-         TRAIN + ["--data", "DATA"], 1, ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
-         damage=lambda w, d: _unreadable(w, d, side=0, count=3)),
-    Case("Ctrl-C during start-up, before the first step",
-         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.video.inputs:start_ray",
-         check=_resumable),
-    Case("Ctrl-C mid-epoch",
-         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="twostream.trainer.engine.runlog:EpochProgress.advance",
-         check=_resumable),
-    Case("Ctrl-C during validation",
-         TRAIN, 130, ["interrupted (Ctrl-C)", "ckpt-10"], fault="before:twostream.trainer.video.evaluate:local_scores",
-         check=_resumable),
+    Case(
+        "truncated latest data file: train resumes from the one before",
+        TRAIN,
+        0,
+        ["skipped damaged checkpoint", "ckpt-5 (step 5)", '"final"'],
+        damage=lambda w, d: _cut(w, "ckpt-10.data-00000-of-00001"),
+    ),
+    Case(
+        "deleted latest data file: evaluate uses the one before",
+        EVALUATE,
+        0,
+        ["skipped damaged checkpoint", '"step": 5'],
+        damage=lambda w, d: _remove(w, "ckpt-10.data-00000-of-00001"),
+    ),
+    Case(
+        "deleted latest index: evaluate uses the one before",
+        EVALUATE,
+        0,
+        ["skipped damaged checkpoint", '"step": 5'],
+        damage=lambda w, d: _remove(w, "ckpt-10.index"),
+    ),
+    Case(
+        "every checkpoint damaged: refused, naming the folder",
+        EVALUATE,
+        2,
+        ["every checkpoint in", "is damaged", "new --workdir"],
+        damage=lambda w, d: (_cut(w, "ckpt-10.data-00000-of-00001"), _cut(w, "ckpt-5.data-00000-of-00001")),
+    ),
+    Case(
+        "resume with another width: refused before anything changes",
+        TRAIN + ["--set", "model.width=8"],
+        2,
+        ["model.width 4 there, 8 here", "two_stream_c3d", "new --workdir"],
+        check=_unchanged,
+        absent=["decode actors"],
+    ),
+    Case(
+        "resume with another model: both named",
+        TRAIN + ["--set", "model.name=rgb_only_c3d"],
+        2,
+        ["holds checkpoints of model two_stream_c3d", "this run's rgb_only_c3d"],
+        check=_unchanged,
+    ),
+    Case(
+        "evaluate without a checkpoint: refused before Ray starts",
+        EVALUATE,
+        2,
+        ["has no checkpoint yet; train first"],
+        absent=["decode actors"],
+        damage=lambda w, d: [shutil.rmtree(os.path.join(w, sub)) for sub in (CHECKPOINTS, "best")],
+    ),
+    Case(
+        "an unreadable validation video: counted and named in the epoch record",
+        TRAIN + ["--data", "DATA", "--set", "data.max_failed_fraction=0.5"],
+        0,
+        ['"final"'],
+        damage=_unreadable,
+        check=_val_failures_recorded,
+    ),
+    Case(
+        "an unreadable validation video: counted and named in eval.json",
+        EVALUATE + ["--data", "DATA", "--set", "data.max_failed_fraction=0.5"],
+        0,
+        ['"clips_failed": '],
+        damage=_unreadable,
+        check=_eval_failures_reported,
+    ),
+    Case(
+        "too many unreadable validation clips: the DataError in one message",
+        EVALUATE + ["--data", "DATA"],
+        1,
+        ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
+        damage=_unreadable,
+    ),
+    Case(
+        "too many unreadable training clips: the DataError in one message",
+        TRAIN + ["--data", "DATA"],
+        1,
+        ["clips failed to load", "data.max_failed_fraction", "FFmpeg cannot open"],
+        damage=lambda w, d: _unreadable(w, d, side=0, count=3),
+    ),
+    Case(
+        "Ctrl-C during start-up, before the first step",
+        TRAIN,
+        130,
+        ["interrupted (Ctrl-C)", "ckpt-10"],
+        fault="twostream.trainer.video.inputs:start_ray",
+        check=_resumable,
+    ),
+    Case(
+        "Ctrl-C mid-epoch",
+        TRAIN,
+        130,
+        ["interrupted (Ctrl-C)", "ckpt-10"],
+        fault="twostream.trainer.engine.runlog:EpochProgress.advance",
+        check=_resumable,
+    ),
+    Case(
+        "Ctrl-C during validation",
+        TRAIN,
+        130,
+        ["interrupted (Ctrl-C)", "ckpt-10"],
+        fault="before:twostream.trainer.video.evaluate:local_scores",
+        check=_resumable,
+    ),
 ]
 
 
@@ -201,16 +273,32 @@ def _run(case: Case, source: str, data: str, tmp_path) -> subprocess.CompletedPr
         return run_cli(*command), work
     script = tmp_path / "faults.py"
     script.write_text(FAULTS)
-    return subprocess.run([sys.executable, str(script), case.fault, *command], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "FILLER": str(tmp_path / "filler")}), work
+    return subprocess.run(
+        [sys.executable, str(script), case.fault, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FILLER": str(tmp_path / "filler")},
+    ), work
 
 
 @pytest.fixture(scope="module")
 def two_checkpoints(trained, tmp_path_factory) -> str:
     """The session's trained workdir resumed for a second epoch: checkpoints/ckpt-5 and ckpt-10."""
     work = copy_workdir(trained.workdir, str(tmp_path_factory.mktemp("two") / "run"))
-    done = run_cli("train", "--preset", "tiny", "--workdir", work, "--set", "train.epochs=2", "--set", "eval.views=2",
-                   "--data", _data_of(work))
+    done = run_cli(
+        "train",
+        "--preset",
+        "tiny",
+        "--workdir",
+        work,
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "eval.views=2",
+        "--data",
+        _data_of(work),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return work
 
@@ -237,18 +325,24 @@ def test_bad_run(case, two_checkpoints, tiny_dataset, tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_ctrl_c_during_a_checkpoint_write_finishes_it_and_the_rerun_resumes_there(two_checkpoints, tiny_dataset,
-                                                                                   tmp_path):
+def test_ctrl_c_during_a_checkpoint_write_finishes_it_and_the_rerun_resumes_there(
+    two_checkpoints, tiny_dataset, tmp_path
+):
     """The SIGINT comes inside the epoch-3 save: the checkpoint is written whole first, then the run stops."""
-    case = Case("", TRAIN + ["--data", tiny_dataset, "--set", "train.select_metric="], 130, [],
-                fault="before:tensorflow:train.CheckpointManager.save")   # no best model: one save per epoch
+    case = Case(
+        "",
+        TRAIN + ["--data", tiny_dataset, "--set", "train.select_metric="],
+        130,
+        [],
+        fault="before:tensorflow:train.CheckpointManager.save",
+    )  # no best model: one save per epoch
     done, work = _run(case, two_checkpoints, tiny_dataset, tmp_path)
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert _latest(work).endswith("ckpt-15") and _whole(work, "ckpt-15")
     rerun = run_cli(*[a.replace("WORK", work) for a in case.command])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "ckpt-15 (step 15)" in rerun.stderr and "Traceback" not in rerun.stderr
-    assert [r["epoch"] for r in _records(work)] == [1, 2, 3]          # every epoch once
+    assert [r["epoch"] for r in _records(work)] == [1, 2, 3]  # every epoch once
 
 
 @pytest.mark.timeout(300)
@@ -261,7 +355,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(two_checkpoints, 
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         work = copy_workdir(two_checkpoints, str(mount / "work"))
-        for name in os.listdir(os.path.join(work, CHECKPOINTS)):   # back to one epoch: the next save is step 10
+        for name in os.listdir(os.path.join(work, CHECKPOINTS)):  # back to one epoch: the next save is step 10
             if "ckpt-10" in name:
                 _remove(work, name)
         with open(os.path.join(work, CHECKPOINTS, "checkpoint"), "w") as f:
@@ -269,15 +363,32 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(two_checkpoints, 
         shutil.rmtree(os.path.join(work, "best"))
         script = tmp_path / "faults.py"
         script.write_text(FAULTS)
-        done = subprocess.run([sys.executable, str(script), "disk-full", *TRAIN[:3], "--workdir", work,
-                               "--data", tiny_dataset, "--set", "train.epochs=2", "--set", "eval.views=2",
-                               "--set", "train.select_metric="],   # no best model: the one save is the latest
-                              capture_output=True, text=True, timeout=300, env={**os.environ,
-                                                                                "FILLER": str(mount / "filler")})
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "disk-full",
+                *TRAIN[:3],
+                "--workdir",
+                work,
+                "--data",
+                tiny_dataset,
+                "--set",
+                "train.epochs=2",
+                "--set",
+                "eval.views=2",
+                "--set",
+                "train.select_metric=",
+            ],  # no best model: the one save is the latest
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "FILLER": str(mount / "filler")},
+        )
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
         assert "could not be written: the disk is full" in done.stderr and str(mount) in done.stderr
         assert "a checkpoint needs about" in done.stderr and "ckpt-5 is kept" in done.stderr
         assert _latest(work).endswith("ckpt-5") and _whole(work, "ckpt-5")
-        assert not [n for n in os.listdir(os.path.join(work, CHECKPOINTS)) if "ckpt-10" in n]   # no partial files
+        assert not [n for n in os.listdir(os.path.join(work, CHECKPOINTS)) if "ckpt-10" in n]  # no partial files
     finally:
         subprocess.run(["umount", str(mount)], check=True)

@@ -1,5 +1,6 @@
 """Regions of interest: box files read and checked, crops that contain the region, both streams of the region,
 videos without a track at full frame and counted, DFDC-style manifests, and (with a model file) YuNet tracks."""
+
 import json
 import os
 import shutil
@@ -26,9 +27,9 @@ from twostream.data.manifest import load_manifest
 from twostream.trainer.config import ConfigError, load
 from twostream.trainer.video.inputs import load_boxes
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
-SPEC = SceneSpec(num_videos=8, scenes=2, val_scenes=1, frames=10)   # 160x120 frames, a 32 px region
+SPEC = SceneSpec(num_videos=8, scenes=2, val_scenes=1, frames=10)  # 160x120 frames, a 32 px region
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_every_crop_box_contains_the_rendered_region(scenes):
         track = boxes.for_record(record)
         crops = region_boxes(track, SPEC.height, SPEC.width)
         sides = {(x1 - x0, y1 - y0) for x0, y0, x1, y1 in crops}
-        assert len(sides) == 1   # one size per video: one base resolution
+        assert len(sides) == 1  # one size per video: one base resolution
         for (x0, y0, x1, y1), (x, y, w, h) in zip(crops, track.boxes):
             assert x0 <= x and y0 <= y and x + w <= x1 and y + h <= y1, record.path
             assert 0 <= x0 and 0 <= y0 and x1 <= SPEC.width and y1 <= SPEC.height
@@ -53,22 +54,22 @@ def test_every_crop_box_contains_the_rendered_region(scenes):
 def test_both_streams_are_of_the_region_cut_at_native_resolution(scenes, tmp_path):
     record = load_manifest(scenes).records[0]
     track = BoxTracks(os.path.join(scenes, "boxes")).for_record(record)
-    spec = ClipSpec(num_frames=3, size=32, sampling="segments")   # short side 32: the whole region, no crop
+    spec = ClipSpec(num_frames=3, size=32, sampling="segments")  # short side 32: the whole region, no crop
     rgb, flow = ClipLoader(spec).load(record.path, EvalView(), track=track)
     native = decode_frames(record.path, None)
     crops = region_boxes(track, *native.shape[1:3])
     frames = [int(i) for i in sample_frames(len(native), 3, "segments")]
     for t, i in enumerate(frames):
         x0, y0, x1, y1 = crops[i]
-        first, second = (resize(native[j][y0:y1, x0:x1], (32, 32)) for j in (i, i + 1))   # both with frame i's box
+        first, second = (resize(native[j][y0:y1, x0:x1], (32, 32)) for j in (i, i + 1))  # both with frame i's box
         assert np.array_equal(rgb[t], first)
         expected = FlowEngine().between_frames(np.stack([first, second]))[0]
         assert np.array_equal(flow[t], quantize(expected, spec.flow_bound))
     cache = FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params())
     cached = ClipLoader(spec, cache).load(record.path, EvalView(), track=track)
-    assert np.array_equal(cached[0], rgb) and np.array_equal(cached[1], flow)   # the cache holds the region's flow
+    assert np.array_equal(cached[0], rgb) and np.array_equal(cached[1], flow)  # the cache holds the region's flow
     full = ClipLoader(spec, cache).load(record.path, EvalView())
-    assert not np.array_equal(full[1], flow)   # the full frame's flow is another cache entry
+    assert not np.array_equal(full[1], flow)  # the full frame's flow is another cache entry
 
 
 def test_videos_without_a_track_fall_back_to_the_full_frame_and_are_counted(scenes, tmp_path):
@@ -86,7 +87,7 @@ def test_videos_without_a_track_fall_back_to_the_full_frame_and_are_counted(scen
     assert stream.report.without_box == missing
     assert all((r.track is None) == (r.path in missing) for r in pool.requests)
     spec = ClipSpec(num_frames=2, size=32)
-    rgb, _ = ClipLoader(spec).load(records[1].path, EvalView(), track=None)   # the whole 160x120 frame, centre crop
+    rgb, _ = ClipLoader(spec).load(records[1].path, EvalView(), track=None)  # the whole 160x120 frame, centre crop
     assert rgb.shape == (2, 32, 32, 3)
 
 
@@ -101,8 +102,8 @@ def test_prepare_fills_the_cache_with_each_region_and_counts_videos_without_one(
     summary = prepare(records, spec, cache, progress=False, boxes=boxes)
     assert summary["computed"] == 3 and summary["without_box"] == 2
     track = boxes.for_record(records[0])
-    assert cache.get(records[0].path, track.digest()).shape[1:3] == (32, 32)   # the square region
-    assert cache.get(records[1].path).shape[1:3] == (32, 43)                   # 120x160 -> 32x43
+    assert cache.get(records[0].path, track.digest()).shape[1:3] == (32, 32)  # the square region
+    assert cache.get(records[1].path).shape[1:3] == (32, 43)  # 120x160 -> 32x43
     assert prepare(records, spec, cache, progress=False, boxes=boxes)["cached"] == 3
 
 
@@ -110,8 +111,10 @@ def test_json_tracks_and_dfdc_manifests(tmp_path, scenes):
     real, fake = (r for r in load_manifest(scenes).records[:2])
     for record in (real, fake):
         shutil.copy(record.path, tmp_path / os.path.basename(record.path))
-    metadata = {os.path.basename(real.path): {"label": "REAL"},
-                os.path.basename(fake.path): {"label": "FAKE", "original": os.path.basename(real.path)}}
+    metadata = {
+        os.path.basename(real.path): {"label": "REAL"},
+        os.path.basename(fake.path): {"label": "FAKE", "original": os.path.basename(real.path)},
+    }
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     records = load_manifest(str(tmp_path)).records
     csv_tracks = BoxTracks(os.path.join(scenes, "boxes"))
@@ -119,14 +122,14 @@ def test_json_tracks_and_dfdc_manifests(tmp_path, scenes):
     tracks = {stem: np.column_stack([t.frames, t.boxes]).tolist() for stem, t in by_stem.items()}
     (tmp_path / "boxes.json").write_text(json.dumps(tracks))
     from_json = BoxTracks(str(tmp_path / "boxes.json"))
-    for record in records:   # the fake shares its original's video id but finds its own track by file stem
+    for record in records:  # the fake shares its original's video id but finds its own track by file stem
         stem = os.path.splitext(os.path.basename(record.path))[0]
         assert from_json.for_record(record).digest() == by_stem[stem].digest()
     fake_record = next(r for r in records if "fake" in r.path)
     assert fake_record.video_id != os.path.splitext(os.path.basename(fake_record.path))[0]
     stem = os.path.splitext(os.path.basename(fake_record.path))[0]
     (tmp_path / "by_id.json").write_text(json.dumps({fake_record.video_id: tracks[stem]}))
-    assert BoxTracks(str(tmp_path / "by_id.json")).for_record(fake_record) is not None   # no track by stem: by id
+    assert BoxTracks(str(tmp_path / "by_id.json")).for_record(fake_record) is not None  # no track by stem: by id
 
 
 def test_malformed_box_files_name_the_problem(tmp_path):

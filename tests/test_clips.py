@@ -1,5 +1,6 @@
 """Clip assembly: seeking decode = full decode, sampling modes, one-frame and miscounted videos, augmentation, flow
 cache."""
+
 import os
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ def test_seeking_decode_matches_full_decode(tmp_path, codec, ext):
     path = _video(tmp_path, 40, ext, codec)
     full = decode_frames(path, 16)
     wanted = np.array([1, 3, 30, 31, 38])
-    frames, count = decode_selected(path, 16, lambda n: wanted, seek_gap=0)   # seek_gap=0: seek every time
+    frames, count = decode_selected(path, 16, lambda n: wanted, seek_gap=0)  # seek_gap=0: seek every time
     assert count == 40 and sorted(frames) == wanted.tolist()
     for index in wanted:
         assert np.array_equal(frames[index], full[index]), index
@@ -44,7 +45,7 @@ def test_wrong_frame_count_falls_back_to_the_true_count(tmp_path):
     path = _video(tmp_path, 20)
     cut = str(tmp_path / "cut.avi")
     with open(path, "rb") as f, open(cut, "wb") as g:
-        g.write(f.read()[: os.path.getsize(path) * 6 // 10])   # the header still promises 20 frames
+        g.write(f.read()[: os.path.getsize(path) * 6 // 10])  # the header still promises 20 frames
     true_count = len(decode_frames(cut, 16))
     asked = []
     frames, count = decode_selected(cut, 16, lambda n: asked.append(n) or np.array([n - 2]))
@@ -57,7 +58,7 @@ def test_one_frame_video_is_bad_input(tmp_path):
         ClipLoader(ClipSpec(num_frames=4, size=16)).load(path, EvalView())
 
 
-NOBODY = 65534   # the unprivileged uid/gid the permission check runs as when the tests run as root
+NOBODY = 65534  # the unprivileged uid/gid the permission check runs as when the tests run as root
 READ_UNREADABLE = """
 import sys
 import numpy as np
@@ -76,8 +77,8 @@ except VideoError as error:
 
 def test_unreadable_file_is_named(tmp_path_factory):
     folder = tmp_path_factory.mktemp("unreadable")
-    os.chmod(folder, 0o755)   # the file itself is what must be unreadable, not the way to it
-    for parent in folder.parents:   # pytest's base folder is private to its user
+    os.chmod(folder, 0o755)  # the file itself is what must be unreadable, not the way to it
+    for parent in folder.parents:  # pytest's base folder is private to its user
         if str(parent).startswith(tempfile.gettempdir() + os.sep):
             os.chmod(parent, os.stat(parent).st_mode | 0o055)
     path = _video(folder, 5)
@@ -92,19 +93,20 @@ def test_unreadable_file_is_named(tmp_path_factory):
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv (util-linux) to run the check as another user")
     setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    done = subprocess.run([*setpriv, sys.executable, "-c", READ_UNREADABLE, path], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [*setpriv, sys.executable, "-c", READ_UNREADABLE, path], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"{path}: not readable (check its permissions)"
 
 
 def test_sampling_modes():
-    assert sample_frames(11, 4, "dense").tolist() == [3, 4, 5, 6]                  # centred, as before
+    assert sample_frames(11, 4, "dense").tolist() == [3, 4, 5, 6]  # centred, as before
     assert sample_frames(21, 3, "dense", stride=4).tolist() == [5, 9, 13]
-    assert sample_frames(3, 5, "dense").tolist() == [0, 1, 0, 1, 0]                 # short: looped
+    assert sample_frames(3, 5, "dense").tolist() == [0, 1, 0, 1, 0]  # short: looped
     views = [sample_frames(21, 4, "dense", placement=EvalView(v, 3))[0] for v in range(3)]
-    assert views == [0, 8, 16]                                                      # uniform eval views
-    assert sample_frames(41, 4, "segments").tolist() == [5, 15, 25, 35]             # segment centres
+    assert views == [0, 8, 16]  # uniform eval views
+    assert sample_frames(41, 4, "segments").tolist() == [5, 15, 25, 35]  # segment centres
     for seed in range(20):
         picks = sample_frames(41, 4, "segments", placement=np.random.default_rng(seed))
         assert all(10 * k <= p < 10 * (k + 1) for k, p in enumerate(picks))
@@ -113,21 +115,22 @@ def test_sampling_modes():
 
 
 def test_sample_by_time_picks_the_frame_on_screen_at_each_tick():
-    times = np.array([0, 100, 200, 300, 325, 350, 375, 400, 425, 450, 475, 500], float)   # 10 fps, then 40 fps
-    every_tick = lambda ticks: np.arange(ticks - 1)   # noqa: E731 - ticks with a successor, like sample_frames
-    assert sample_by_time(times, 10.0, every_tick).tolist() == [0, 1, 2, 3, 7]   # 0, 100, 200, 300, 400 ms
-    assert sample_by_time(times + 5000, 10.0, every_tick).tolist() == [0, 1, 2, 3, 7]   # times from the first
-    centred = lambda ticks: sample_frames(ticks, 2, "dense", stride=2)   # noqa: E731
-    assert times[sample_by_time(times, 20.0, centred)].tolist() == [100, 200]   # ticks 150, 250 ms of 0..500
-    looped = sample_by_time(times, 1.0, lambda ticks: sample_frames(ticks, 3, "dense"))   # 0.5 s < one 1 s tick
-    assert looped.tolist() == [0, 0, 0]   # shorter than a clip: looped, as by index
+    times = np.array([0, 100, 200, 300, 325, 350, 375, 400, 425, 450, 475, 500], float)  # 10 fps, then 40 fps
+    every_tick = lambda ticks: np.arange(ticks - 1)  # noqa: E731 - ticks with a successor, like sample_frames
+    assert sample_by_time(times, 10.0, every_tick).tolist() == [0, 1, 2, 3, 7]  # 0, 100, 200, 300, 400 ms
+    assert sample_by_time(times + 5000, 10.0, every_tick).tolist() == [0, 1, 2, 3, 7]  # times from the first
+    centred = lambda ticks: sample_frames(ticks, 2, "dense", stride=2)  # noqa: E731
+    assert times[sample_by_time(times, 20.0, centred)].tolist() == [100, 200]  # ticks 150, 250 ms of 0..500
+    looped = sample_by_time(times, 1.0, lambda ticks: sample_frames(ticks, 3, "dense"))  # 0.5 s < one 1 s tick
+    assert looped.tolist() == [0, 0, 0]  # shorter than a clip: looped, as by index
 
 
 def test_sample_fps_is_a_config_key_and_must_not_be_negative():
     from twostream.trainer.config import load
+
     assert load(overrides=["clip.sample_fps=12.5"]).clip.sample_fps == 12.5
-    assert ClipSpec().sample_fps == 0.0   # by frame index unless asked
-    with pytest.raises(ValueError, match="clip.sample_fps must be at least 0, got -1.0"):   # a ConfigError
+    assert ClipSpec().sample_fps == 0.0  # by frame index unless asked
+    with pytest.raises(ValueError, match="clip.sample_fps must be at least 0, got -1.0"):  # a ConfigError
         load(overrides=["clip.sample_fps=-1"])
 
 
@@ -141,7 +144,7 @@ def test_loader_shapes_and_determinism(tmp_path, sampling):
     assert np.array_equal(rgb, again[0]) and np.array_equal(flow, again[1])
     full = decode_frames(path, 16)
     picked = {}
-    for seed in range(6):   # the clip is the seed's frames: a different seed gives a different clip
+    for seed in range(6):  # the clip is the seed's frames: a different seed gives a different clip
         frames = sample_frames(30, 4, sampling, stride=2, placement=np.random.default_rng(seed))
         assert np.array_equal(loader.load(path, TrainView(seed))[0], full[frames]), seed
         picked[tuple(frames.tolist())] = seed
@@ -161,7 +164,7 @@ def test_crop_and_flip_are_the_same_for_both_streams():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, size=(3, 32, 32, 3), dtype=np.uint8)
     flow = np.full((3, 32, 32, 2), 128, np.uint8)
-    flow[..., 0] = rgb[..., 0] // 4 + 96    # horizontal flow drawn like the red channel: easy to follow
+    flow[..., 0] = rgb[..., 0] // 4 + 96  # horizontal flow drawn like the red channel: easy to follow
     aug = augment.Augmentation(top=4, left=6, side=16, flip=True)
     out_rgb, out_flow = augment.apply(rgb, flow, aug)
     assert out_rgb.shape == rgb.shape and out_flow.shape == flow.shape
@@ -178,15 +181,15 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
     cache = FlowCache(str(tmp_path / "cache"), max_bytes=1 << 20, params=spec.flow_params())
     cached, online = ClipLoader(spec, cache), ClipLoader(spec)
     first = cached.load(path, EvalView())
-    assert cache.get(path) is not None and cache.get(path).shape == (11, 19, 16, 2)   # 24x20 frames, short side 16
-    assert cache.total_bytes() <= 11 * 16 * 16 * 2 + 256     # 2 bytes per pixel per frame (+ .npy header)
+    assert cache.get(path) is not None and cache.get(path).shape == (11, 19, 16, 2)  # 24x20 frames, short side 16
+    assert cache.total_bytes() <= 11 * 16 * 16 * 2 + 256  # 2 bytes per pixel per frame (+ .npy header)
     second = cached.load(path, EvalView())
     reference = online.load(path, EvalView())
     for a, b, c in zip(first, second, reference):
         assert np.array_equal(a, b) and np.array_equal(a, c)
-    os.utime(path, ns=(1, 1))                                # the video changed: a new key, a miss
+    os.utime(path, ns=(1, 1))  # the video changed: a new key, a miss
     assert cache.get(path) is None
-    small = FlowCache(str(tmp_path / "small"), max_bytes=7000, params=spec.flow_params(), fmt="raw")   # sized bytes
+    small = FlowCache(str(tmp_path / "small"), max_bytes=7000, params=spec.flow_params(), fmt="raw")  # sized bytes
     for frames in (10, 11, 12):
         small.put(_video(tmp_path, frames), np.zeros((frames - 1, 16, 16, 2), np.uint8))
     assert small.total_bytes() <= 7000 and len(small.entries()) < 3
@@ -198,6 +201,7 @@ def test_flow_cache_hits_and_atomic_bounded_storage(tmp_path):
 def test_prepare_fills_the_cache_reports_bad_files_and_resumes(tmp_path):
     from twostream.data.make.prepare import prepare
     from twostream.data.manifest import load_manifest
+
     for label in ("a", "b"):
         os.makedirs(tmp_path / "d" / label)
         _video(tmp_path / "d" / label, 6 if label == "a" else 7)

@@ -1,4 +1,5 @@
 """H.264 in MP4 and a variable-frame-rate file, written by ffmpeg (imageio-ffmpeg), read through our decoder."""
+
 import subprocess
 
 import numpy as np
@@ -11,15 +12,16 @@ from twostream.data.decode.sampling import EvalView, TrainView
 from twostream.data.decode.video import decode_frames, decode_selected, frame_rgb, frame_times, to_rgb
 from twostream.data.make.synthetic import random_texture
 
-SIZE = 32            # decode size; the files are 64x48 (an odd aspect, even sides as yuv420p needs)
+SIZE = 32  # decode size; the files are 64x48 (an odd aspect, even sides as yuv420p needs)
 SLOW, FAST = 10, 40  # the VFR file: SLOW frames 100 ms apart, then FAST frames 25 ms apart
 VFR_TIMES_MS = np.concatenate([100.0 * np.arange(SLOW), 100.0 * SLOW - 75 + 25.0 * np.arange(FAST)])
-VFR_PTS = f"if(lt(N,{SLOW}),N*0.1,{SLOW * 0.1 - 0.075}+(N-{SLOW})*0.025)/TB"   # the same times, as ffmpeg setpts
+VFR_PTS = f"if(lt(N,{SLOW}),N*0.1,{SLOW * 0.1 - 0.075}+(N-{SLOW})*0.025)/TB"  # the same times, as ffmpeg setpts
 
 
 def _ffmpeg() -> str:
     try:
         import imageio_ffmpeg
+
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as error:
         pytest.skip(f"no ffmpeg binary to write H.264 ({error}); install requirements-dev.txt (imageio-ffmpeg)")
@@ -28,9 +30,24 @@ def _ffmpeg() -> str:
 def _encode(path, frames_bgr: np.ndarray, rate: str, pts: str | None = None) -> str:
     """Pipes raw BGR frames into ffmpeg's libx264 (B-frames on, a keyframe every 5 frames, so seeks matter)."""
     height, width = frames_bgr.shape[1:3]
-    command = [_ffmpeg(), "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{width}x{height}", "-framerate", rate, "-i", "-"]
-    if pts:   # per-frame timestamps; commas escaped for the filter graph; passthrough keeps every frame
+    command = [
+        _ffmpeg(),
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{width}x{height}",
+        "-framerate",
+        rate,
+        "-i",
+        "-",
+    ]
+    if pts:  # per-frame timestamps; commas escaped for the filter graph; passthrough keeps every frame
         command += ["-vf", "setpts=" + pts.replace(",", "\\,"), "-fps_mode", "passthrough"]
     command += ["-c:v", "libx264", "-g", "5", "-pix_fmt", "yuv420p", str(path)]
     done = subprocess.run(command, input=frames_bgr.tobytes(), capture_output=True)
@@ -45,8 +62,11 @@ def videos(tmp_path_factory):
     rng = np.random.default_rng(0)
     frames = np.stack([random_texture(rng, 48, 64) for _ in range(SLOW + FAST)])
     folder = tmp_path_factory.mktemp("codecs")
-    return (frames, _encode(folder / "cfr.mp4", frames[:30], rate="25"),
-            _encode(folder / "vfr.mp4", frames, rate="1000", pts=VFR_PTS))
+    return (
+        frames,
+        _encode(folder / "cfr.mp4", frames[:30], rate="25"),
+        _encode(folder / "vfr.mp4", frames, rate="1000", pts=VFR_PTS),
+    )
 
 
 def _identify(decoded: np.ndarray, frames_bgr: np.ndarray) -> list[int]:
@@ -61,14 +81,14 @@ def test_h264_mp4_decodes_every_frame_in_order(videos):
     assert decoded.shape == (30, SIZE, SIZE, 3)
     assert _identify(decoded, frames[:30]) == list(range(30))
     error = np.abs(decoded.astype(int) - np.stack([to_rgb(f, SIZE) for f in frames[:30]])).mean()
-    assert error < 10, error   # lossy, but the same picture
+    assert error < 10, error  # lossy, but the same picture
 
 
 def test_h264_seeking_decode_matches_full_decode(videos):
     _, cfr, _ = videos
     full = decode_frames(cfr, SIZE)
     wanted = np.array([2, 9, 17, 23, 28])
-    frames, count = decode_selected(cfr, SIZE, lambda n: wanted, seek_gap=0)   # seek_gap=0: seek every time
+    frames, count = decode_selected(cfr, SIZE, lambda n: wanted, seek_gap=0)  # seek_gap=0: seek every time
     assert count == 30 and sorted(frames) == wanted.tolist()
     for index in wanted:
         assert np.array_equal(frames[index], full[index]), index
@@ -80,6 +100,7 @@ def test_frames_convert_to_rgb_on_the_decoding_thread(videos):
     import resource
 
     import av
+
     with av.open(videos[1]) as container:
         frames = list(container.decode(video=0))
     switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
@@ -105,15 +126,15 @@ def test_vfr_seek_by_index_is_checked_not_trusted(videos):
 @pytest.mark.parametrize("cached", [False, True])
 def test_time_sampling_picks_frames_by_timestamp(videos, tmp_path, cached):
     frames, _, vfr = videos
-    spec = ClipSpec(num_frames=8, size=SIZE, frame_stride=2, sample_fps=10.0)   # a frame every 200 ms of video
+    spec = ClipSpec(num_frames=8, size=SIZE, frame_stride=2, sample_fps=10.0)  # a frame every 200 ms of video
     cache = FlowCache(str(tmp_path / "cache"), 1 << 24, spec.flow_params()) if cached else None
     rgb, flow = ClipLoader(spec, cache).load(vfr, EvalView())
     picked = _identify(rgb, frames)
     # timeline 0..1900 ms, ticks every 100 ms; the centred 8 ticks 2 apart are 200, 400, ... 1600 ms
     assert VFR_TIMES_MS[picked].tolist() == [200, 400, 600, 800, 1000, 1200, 1400, 1600]
     by_index = _identify(ClipLoader(ClipSpec(num_frames=8, size=SIZE, frame_stride=2)).load(vfr, EvalView())[0], frames)
-    assert by_index == list(range(17, 33, 2))   # 25 ms apart in the fast part: what time sampling avoids
-    if cached:   # the cache holds flow of every frame pair; picked by time, it is the online flow exactly
+    assert by_index == list(range(17, 33, 2))  # 25 ms apart in the fast part: what time sampling avoids
+    if cached:  # the cache holds flow of every frame pair; picked by time, it is the online flow exactly
         online = ClipLoader(spec).load(vfr, EvalView())
         assert np.array_equal(rgb, online[0]) and np.array_equal(flow, online[1])
 
@@ -123,4 +144,4 @@ def test_time_sampling_with_a_seed_stays_on_the_tick_grid(videos):
     loader = ClipLoader(ClipSpec(num_frames=4, size=SIZE, frame_stride=3, sample_fps=10.0))
     for seed in range(3):
         times = VFR_TIMES_MS[_identify(loader.load(vfr, TrainView(seed))[0], frames)]
-        assert np.all(times % 100 == 0) and np.allclose(np.diff(times), 300), times   # every 3 ticks of 100 ms
+        assert np.all(times % 100 == 0) and np.allclose(np.diff(times), 300), times  # every 3 ticks of 100 ms

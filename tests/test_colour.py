@@ -1,5 +1,6 @@
 """Colour order: a solid colour written in BGR (OpenCV's order) by the test decodes to the same colour in RGB,
 from MJPG/AVI (OpenCV's writer) and H.264/MP4 (ffmpeg from imageio-ffmpeg), whole-video and clip paths."""
+
 import subprocess
 
 import cv2
@@ -11,14 +12,14 @@ from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.sampling import TrainView
 from twostream.data.decode.video import decode_frames
 
-RGB = (200, 40, 90)      # distinct channels: any swap or drop moves each by >= 50
+RGB = (200, 40, 90)  # distinct channels: any swap or drop moves each by >= 50
 FRAMES, HEIGHT, WIDTH, SIZE = 12, 48, 64, 32
-TOLERANCE = 12           # lossy codecs and their YUV round trip shift a solid colour by a few levels
+TOLERANCE = 12  # lossy codecs and their YUV round trip shift a solid colour by a few levels
 
 
 def _solid_bgr() -> np.ndarray:
     frames = np.empty((FRAMES, HEIGHT, WIDTH, 3), np.uint8)
-    frames[...] = RGB[::-1]   # written in BGR, as OpenCV's writer and `-pix_fmt bgr24` expect
+    frames[...] = RGB[::-1]  # written in BGR, as OpenCV's writer and `-pix_fmt bgr24` expect
     return frames
 
 
@@ -33,9 +34,28 @@ def _write_mjpg(path) -> str:
 
 def _write_h264(path) -> str:
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="install requirements-dev.txt (imageio-ffmpeg)")
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo",
-               "-pix_fmt", "bgr24", "-s", f"{WIDTH}x{HEIGHT}", "-framerate", "25", "-i", "-",
-               "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)]
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{WIDTH}x{HEIGHT}",
+        "-framerate",
+        "25",
+        "-i",
+        "-",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    ]
     done = subprocess.run(command, input=_solid_bgr().tobytes(), capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"this ffmpeg cannot write H.264: {done.stderr.decode(errors='replace')[-300:]}")

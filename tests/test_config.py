@@ -1,4 +1,5 @@
 """Config: presets load, overrides are typed, wrong keys and types fail with the accepted alternatives."""
+
 import dataclasses
 import os
 
@@ -15,7 +16,7 @@ def test_presets_load_and_overrides_apply():
     )
     assert config.train.epochs == 3 and config.train.lr == 1.0 and isinstance(config.train.lr, float)
     assert config.data.root == "/x" and config.clip.flow_method == "farneback"
-    assert config.clip.size == 32   # from the preset
+    assert config.clip.size == 32  # from the preset
 
 
 def test_file_then_overrides(tmp_path):
@@ -25,13 +26,16 @@ def test_file_then_overrides(tmp_path):
     assert (config.train.epochs, config.train.global_batch) == (2, 32)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("train.epoch=3", "train accepts: .*epochs"),
-    ("trian.epochs=3", "unknown config section"),
-    ("train.epochs=three", "train.epochs must be int"),
-    ("train.eager=1", "train.eager must be bool"),
-    ("epochs", "section.key=value"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.epoch=3", "train accepts: .*epochs"),
+        ("trian.epochs=3", "unknown config section"),
+        ("train.epochs=three", "train.epochs must be int"),
+        ("train.eager=1", "train.eager must be bool"),
+        ("epochs", "section.key=value"),
+    ],
+)
 def test_bad_overrides_name_the_key_and_the_fix(override, message):
     with pytest.raises(ConfigError, match=message):
         config_lib.load(overrides=[override])
@@ -55,14 +59,15 @@ def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_i
     from twostream.data.decode.flow_cache import FlowCache
     from twostream.launch import cli
     from twostream.trainer.video.inputs import cache_settings
+
     root = str(tmp_path / "videos")
     shutil.copytree(tiny_dataset, root)
     config = config_lib.load("tiny", overrides=[f"data.root={root}"])
-    assert config.data.flow_cache_folder() == "" and cache_settings(config).folder == ""   # none yet: flow online
+    assert config.data.flow_cache_folder() == "" and cache_settings(config).folder == ""  # none yet: flow online
     assert cli.main(["prepare", "--preset", "tiny", "--data", root]) == 0
     folder = os.path.join(root, ".flow_cache")
-    assert cache_settings(config).folder == folder   # train's pool reads where prepare wrote
-    assert cache_settings(config).max_bytes == 20 << 30   # data.flow_cache_gb, the only default of the bound
+    assert cache_settings(config).folder == folder  # train's pool reads where prepare wrote
+    assert cache_settings(config).max_bytes == 20 << 30  # data.flow_cache_gb, the only default of the bound
     cache = FlowCache(folder, config.data.flow_cache_bytes, config.clip.flow_params())
     videos = [os.path.join(d, f) for d, _, files in os.walk(root) if ".flow_cache" not in d for f in files]
     assert videos and all(cache.get(v) is not None for v in videos)
@@ -70,7 +75,7 @@ def test_prepare_fills_the_cache_that_train_reads_by_default_and_clean_removes_i
     assert cli.main(["prepare", "--preset", "tiny", "--data", root, "--clean"]) == 0
     assert not os.path.exists(folder) and config.data.flow_cache_folder() == ""
     explicit = config_lib.load("tiny", overrides=[f"data.root={root}", f"data.flow_cache_dir={tmp_path / 'c'}"])
-    assert explicit.data.flow_cache_folder() == str(tmp_path / "c")   # named: used (and created) as it is
+    assert explicit.data.flow_cache_folder() == str(tmp_path / "c")  # named: used (and created) as it is
 
 
 @pytest.mark.tensorflow
@@ -80,6 +85,7 @@ def test_one_default_per_setting():
 
     from twostream.data.distributed.actors import CacheSettings, DecoderPool
     from twostream.trainer.engine.schedule import WarmupDecay
+
     assert inspect.signature(DecoderPool).parameters["clips_per_call"].default is inspect.Parameter.empty
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(CacheSettings))
     assert inspect.signature(WarmupDecay).parameters["kind"].default is inspect.Parameter.empty
@@ -91,8 +97,11 @@ def test_reading_a_config_imports_no_heavy_library():
     data/decode/clip_spec.py, models/spec.py, models/application_table.py)."""
     import subprocess
     import sys
-    code = ("import sys, twostream.launch.cli, twostream.trainer.config as c; c.load('footage'); c.load('demo'); "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'ray', 'horovod', 'cv2', 'av') if m in sys.modules))")
+
+    code = (
+        "import sys, twostream.launch.cli, twostream.trainer.config as c; c.load('footage'); c.load('demo'); "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'ray', 'horovod', 'cv2', 'av') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
@@ -101,9 +110,13 @@ def test_reading_a_config_imports_no_heavy_library():
 def test_the_plain_constants_match_what_the_registry_builds():
     from twostream.models import applications, backbones, registry, spec
     from twostream.trainer.engine import schedule
+
     assert spec.model_names() == tuple(sorted(registry.MODELS))
-    assert all((registry.MODELS[n].keywords["backbone"], registry.MODELS[n].keywords["streams"]) ==
-               (spec.backbone_of(n), spec.streams_of(n)) for n in registry.MODELS)
+    assert all(
+        (registry.MODELS[n].keywords["backbone"], registry.MODELS[n].keywords["streams"])
+        == (spec.backbone_of(n), spec.streams_of(n))
+        for n in registry.MODELS
+    )
     assert set(spec.FROM_SCRATCH) == set(backbones.BACKBONES)
     assert spec.APPLICATIONS is applications.APPLICATIONS and spec.FREEZE_BN is applications.FREEZE_BN
     assert config_lib.SCHEDULES is schedule.SCHEDULES

@@ -2,6 +2,7 @@
 every flag exist, each flag is in its --help) and its config resolves; the cluster examples run with --dry-run /
 --no-submit; the first run on one's own videos runs at the tiny preset's sizes; the shell launcher and the
 benchmark scripts take the flags shown."""
+
 from __future__ import annotations
 
 import contextlib
@@ -63,7 +64,7 @@ def twostream_commands() -> list[tuple[str, list[str]]]:
     for where, tokens in examples():
         for i, token in enumerate(tokens):
             if token == "twostream" or token.endswith("/twostream"):
-                commands.append((where, tokens[i + 1:]))
+                commands.append((where, tokens[i + 1 :]))
                 break
     return commands
 
@@ -74,8 +75,19 @@ IDS = [f"{where} {' '.join(args[:2])}" for where, args in COMMANDS]
 
 def test_the_pages_show_commands():
     shown = {" ".join(args[:2]) for _, args in COMMANDS}
-    for expected in ["train --preset", "evaluate --workdir", "predict", "prepare --preset", "doctor", "models --preset",
-                     "launch horovod", "launch ray", "launch slurm", "launch k8s", "synth"]:
+    for expected in [
+        "train --preset",
+        "evaluate --workdir",
+        "predict",
+        "prepare --preset",
+        "doctor",
+        "models --preset",
+        "launch horovod",
+        "launch ray",
+        "launch slurm",
+        "launch k8s",
+        "synth",
+    ]:
         assert any(s.startswith(expected) for s in shown), expected
 
 
@@ -104,7 +116,7 @@ def test_each_command_parses_and_its_flags_are_in_its_help(where, args):
     shown = _help(args)
     for flag in (a.split("=")[0] for a in args if a.startswith("-")):
         assert re.search(rf"(^|[\s,\[]){re.escape(flag)}\b", shown), f"{where}: {flag} not in --help"
-    if hasattr(parsed, "overrides"):   # the config it names resolves: every --set key and value accepted
+    if hasattr(parsed, "overrides"):  # the config it names resolves: every --set key and value accepted
         debug = config_args.debug_overrides() if getattr(parsed, "debug", False) else []
         config_lib.load(getattr(parsed, "preset", None), getattr(parsed, "config", None), debug + parsed.overrides)
 
@@ -131,15 +143,18 @@ def _run_in(folder, argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-LAUNCHES = [(where, args) for where, args in COMMANDS if args[:2] in (["launch", "horovod"], ["launch", "slurm"],
-                                                                      ["launch", "k8s"])]
+LAUNCHES = [
+    (where, args)
+    for where, args in COMMANDS
+    if args[:2] in (["launch", "horovod"], ["launch", "slurm"], ["launch", "k8s"])
+]
 
 
 @pytest.mark.parametrize("where,args", LAUNCHES, ids=[f"{w} {' '.join(a[:2])}" for w, a in LAUNCHES])
 def test_cluster_examples_run_without_starting_a_job(where, args, tmp_path, tiny_dataset):
     """launch horovod with --dry-run, launch slurm with --no-submit, launch k8s as written (it only writes YAML);
     the example's shared data folder is the test's small dataset."""
-    (tmp_path / "hosts.txt").write_text("node1 slots=4\nnode2 slots=4\n")   # what the hostfile example reads
+    (tmp_path / "hosts.txt").write_text("node1 slots=4\nnode2 slots=4\n")  # what the hostfile example reads
     (tmp_path / "hosts.sh").write_text("#!/bin/sh\necho node1:2\necho node2:2\n")
     os.chmod(tmp_path / "hosts.sh", 0o755)
     argv = _localised(args, tmp_path)
@@ -159,18 +174,27 @@ def test_cluster_examples_run_without_starting_a_job(where, args, tmp_path, tiny
         assert os.path.isfile(os.path.join(workdir, "launch", "twostream.sbatch"))
     if args[1] == "k8s":
         name = argv[argv.index("--name") + 1]
-        written = (tmp_path / f"{name}.yaml").read_text()   # what the page's `kubectl apply -f` names
+        written = (tmp_path / f"{name}.yaml").read_text()  # what the page's `kubectl apply -f` names
         assert "kind: MPIJob" in written
 
 
 def test_the_shell_launcher_example_prints_its_command(tmp_path):
     for where, tokens in examples():
         if tokens and tokens[0] == "launch/jobs/horovodrun.sh":
-            line = next(text for n, text in shell_blocks(os.path.join(REPO, where.split(":")[0]))
-                        if n == int(where.split(":")[1]))
+            line = next(
+                text
+                for n, text in shell_blocks(os.path.join(REPO, where.split(":")[0]))
+                if n == int(where.split(":")[1])
+            )
             env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", line.split("launch/jobs/horovodrun.sh")[0]))
-            done = subprocess.run(["bash", os.path.join(REPO, "launch", "jobs", "horovodrun.sh"), *tokens[1:]],
-                                  cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                ["bash", os.path.join(REPO, "launch", "jobs", "horovodrun.sh"), *tokens[1:]],
+                cwd=REPO,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, f"{where}: {done.stderr[-2000:]}"
             assert env.get("DRY_RUN") and "horovodrun -np 2" in done.stdout, where
             return
@@ -179,16 +203,21 @@ def test_the_shell_launcher_example_prints_its_command(tmp_path):
 
 @pytest.mark.tensorflow
 def test_benchmark_and_example_scripts_take_the_flags_shown(tmp_path):
-    shown = []   # (where, script, flags after it)
+    shown = []  # (where, script, flags after it)
     for where, tokens in examples():
         scripts = [t for t in tokens if re.fullmatch(r"(benchmarks|examples)/\w+\.py", t)]
         if scripts:
-            shown.append((where, scripts[0], [a for a in tokens[tokens.index(scripts[0]) + 1:] if a.startswith("--")]))
+            shown.append((where, scripts[0], [a for a in tokens[tokens.index(scripts[0]) + 1 :] if a.startswith("--")]))
     assert shown
     # Every script's --help from one Python (tests/helpers/script_helps.py): TensorFlow is imported once, not per line.
     paths = sorted({os.path.join(REPO, script) for _, script, _ in shown})
-    done = subprocess.run([sys.executable, HELPS, str(tmp_path / "helps.json"), *paths], capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, HELPS, str(tmp_path / "helps.json"), *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     helps = json.loads((tmp_path / "helps.json").read_text())
     for where, script, flags in shown:
@@ -202,12 +231,15 @@ def test_benchmark_and_example_scripts_take_the_flags_shown(tmp_path):
 @pytest.mark.tensorflow
 def test_first_run_on_your_own_videos_runs_at_tiny_size(tiny_dataset, tmp_path):
     """The README's first run, as written, with the tiny preset for the demo one and the test's videos."""
-    block = next(tokens for where, tokens in examples() if where.startswith("README.md")
-                 and tokens[:2] == [".venv/bin/twostream", "doctor"])
-    assert block   # the block starts with doctor; its next lines are prepare, train, evaluate, predict
+    block = next(
+        tokens
+        for where, tokens in examples()
+        if where.startswith("README.md") and tokens[:2] == [".venv/bin/twostream", "doctor"]
+    )
+    assert block  # the block starts with doctor; its next lines are prepare, train, evaluate, predict
     readme = [tokens for where, tokens in examples() if where.startswith("README.md")]
     start = readme.index(block)
-    steps = readme[start + 1:start + 5]
+    steps = readme[start + 1 : start + 5]
     assert [s[1] for s in steps] == ["prepare", "train", "evaluate", "predict"]
     videos = sorted(glob.glob(os.path.join(tiny_dataset, "*", "*.avi")))[:2]
     for tokens in steps:
@@ -219,7 +251,7 @@ def test_first_run_on_your_own_videos_runs_at_tiny_size(tiny_dataset, tmp_path):
         done = run_cli(*args, cwd=str(tmp_path), timeout=300)
         assert done.returncode == 0, f"{' '.join(args)}: {done.stderr[-3000:]}"
     assert os.path.isfile(tmp_path / "runs" / "mine" / "eval.json")
-    assert os.listdir(tmp_path / "runs" / "mine" / "flow_cache")   # prepare filled the cache train read
+    assert os.listdir(tmp_path / "runs" / "mine" / "flow_cache")  # prepare filled the cache train read
     lines = done.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == videos and all(len(row.split("\t")) >= 3 for row in lines)
     final = [json.loads(row) for row in open(tmp_path / "runs" / "mine" / "metrics.jsonl")]

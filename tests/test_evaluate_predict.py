@@ -1,5 +1,6 @@
 """`twostream evaluate` (eval.json, roc.png, confusion.png), `twostream predict`, and metrics from two real ranks
 (horovodrun -np 2) equal to the metrics of the union of their clips computed in one process."""
+
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from sklearn import metrics as sk
 
 from twostream.trainer.video import metrics
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 HELPER = os.path.join(REPO, "tests", "helpers", "eval_and_dump.py")
 
@@ -24,8 +25,7 @@ def evaluated(trained, tmp_path_factory):
     evaluated through the CLI with 3 views per video aggregated by max; returns (workdir, printed summary,
     eval.json)."""
     workdir = copy_workdir(trained.workdir, str(tmp_path_factory.mktemp("evaluate") / "run"))
-    result = run_cli("evaluate", "--workdir", workdir, "--set", "eval.views=3",
-                     "--set", "eval.video_aggregate=max")
+    result = run_cli("evaluate", "--workdir", workdir, "--set", "eval.views=3", "--set", "eval.video_aggregate=max")
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout.strip().splitlines()[-1])["eval"]
     with open(os.path.join(workdir, "eval.json")) as f:
@@ -34,7 +34,7 @@ def evaluated(trained, tmp_path_factory):
 
 def test_evaluate_reports_clip_and_video_metrics(evaluated):
     _, printed, report = evaluated
-    assert printed == {k: report[k] for k in printed}   # eval.json starts with what the command prints
+    assert printed == {k: report[k] for k in printed}  # eval.json starts with what the command prints
     assert report["views"] == 3 and report["aggregate"] == "max"
     videos = report["per_video"]
     assert report["videos"] == report["video"]["count"] == len(videos) > 0
@@ -58,7 +58,7 @@ def test_evaluate_draws_roc_and_confusion_images(evaluated):
     for name in ("roc.png", "confusion.png"):
         image = cv2.imread(os.path.join(workdir, name))
         assert image is not None, name
-        assert min(image.shape[:2]) >= 200 and image.std() > 10, name   # a drawing, not a blank canvas
+        assert min(image.shape[:2]) >= 200 and image.std() > 10, name  # a drawing, not a blank canvas
 
 
 def _predict(*args):
@@ -74,18 +74,19 @@ def test_predict_runs_the_whole_path_like_evaluate(evaluated):
     assert result.returncode == 0, result.stderr[-3000:]
     assert [line[0] for line in lines] == paths and all(line[1] in report["class_names"] for line in lines)
 
-    as_json = run_cli("predict", *paths, "--model", os.path.join(workdir, "export"), "--views", "3",
-                      "--aggregate", "max", "--json")
+    as_json = run_cli(
+        "predict", *paths, "--model", os.path.join(workdir, "export"), "--views", "3", "--aggregate", "max", "--json"
+    )
     assert as_json.returncode == 0, as_json.stderr[-3000:]
     predicted = json.loads(as_json.stdout)["videos"]
     for video, expected in zip(predicted, videos):
         assert video["path"] == expected["path"] and video["views"] == 3 and video["error"] is None
         assert video["prediction"] == max(video["probabilities"], key=video["probabilities"].get)
-        for name, p in expected["probabilities"].items():   # SavedModel in process == checkpoint on Ray actors
+        for name, p in expected["probabilities"].items():  # SavedModel in process == checkpoint on Ray actors
             assert video["probabilities"][name] == pytest.approx(p, abs=1e-4)
 
     defaults = json.loads(run_cli("predict", paths[0], "--workdir", workdir, "--json").stdout)
-    assert (defaults["views"], defaults["aggregate"]) == (2, "mean")   # the workdir's eval.views
+    assert (defaults["views"], defaults["aggregate"]) == (2, "mean")  # the workdir's eval.views
 
 
 def test_predict_names_each_bad_video_and_exits_nonzero(evaluated, tmp_path):
@@ -108,8 +109,14 @@ def test_predict_names_each_bad_video_and_exits_nonzero(evaluated, tmp_path):
 
 # Enough held-out videos for both classes; 2 views each, so some video's views land on different ranks;
 # a global batch that does not divide the clips, so the last step carries padding.
-RANKS_COMMON = ["data.val_fraction=0.5", "train.global_batch=6", "eval.views=2", "eval.video_aggregate=max",
-                "data.num_actors=1", "data.object_store_mb=128"]
+RANKS_COMMON = [
+    "data.val_fraction=0.5",
+    "train.global_batch=6",
+    "eval.views=2",
+    "eval.video_aggregate=max",
+    "data.num_actors=1",
+    "data.object_store_mb=128",
+]
 
 
 def _dumped(folder, rank):
@@ -123,12 +130,27 @@ def _dumped(folder, rank):
 def test_metrics_from_two_ranks_equal_metrics_on_the_union_in_one_process(tiny_dataset, tmp_path):
     overrides = RANKS_COMMON + [f"data.root={tiny_dataset}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    two = subprocess.run([os.path.join(VENV_BIN, "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-                          sys.executable, HELPER, str(tmp_path / "two"), *overrides],
-                         capture_output=True, text=True, timeout=540, env=env)
+    two = subprocess.run(
+        [
+            os.path.join(VENV_BIN, "horovodrun"),
+            "-np",
+            "2",
+            "-H",
+            "localhost:2",
+            "--gloo",
+            sys.executable,
+            HELPER,
+            str(tmp_path / "two"),
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env=env,
+    )
     assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-4000:]
     (reported, mine0), (reported1, mine1) = _dumped(tmp_path / "two", 0), _dumped(tmp_path / "two", 1)
-    assert reported == reported1   # every rank reports the same numbers
+    assert reported == reported1  # every rank reports the same numbers
 
     # Exactly the union's metrics, computed here in one process from the clips each rank scored.
     union = metrics.Scores.concatenate([mine0, mine1])
@@ -141,8 +163,13 @@ def test_metrics_from_two_ranks_equal_metrics_on_the_union_in_one_process(tiny_d
     assert any(abs(np.mean([r[k] for r in per_rank]) - reported[k]) > 1e-3 for k in ("roc_auc", "video_roc_auc"))
 
     # One process scoring all the clips itself reports the same (to float round-off of different batches).
-    one = subprocess.run([sys.executable, HELPER, str(tmp_path / "one"), *overrides], capture_output=True, text=True,
-                         timeout=300, env=env)
+    one = subprocess.run(
+        [sys.executable, HELPER, str(tmp_path / "one"), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr[-4000:]
     single, alone = _dumped(tmp_path / "one", 0)
     np.testing.assert_array_equal(alone.records, union.records)
@@ -165,8 +192,10 @@ def test_export_is_the_best_checkpoint_and_export_last_the_model_as_it_ends(tmp_
 
     dist.init()
     config = config_lib.load("tiny")
-    inputs = {"rgb": keras.Input(config.clip.rgb_shape, name="rgb"), "flow": keras.Input(config.clip.flow_shape,
-                                                                                           name="flow")}
+    inputs = {
+        "rgb": keras.Input(config.clip.rgb_shape, name="rgb"),
+        "flow": keras.Input(config.clip.flow_shape, name="flow"),
+    }
     pooled = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling3D()(inputs[k]) for k in ("rgb", "flow")])
     model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
     Checkpoints(str(tmp_path), model, None).save_best(step=3)
@@ -179,9 +208,9 @@ def test_export_is_the_best_checkpoint_and_export_last_the_model_as_it_ends(tmp_
     for got, expected in zip(model.weights, last):
         np.testing.assert_array_equal(got.numpy(), expected)
 
-    rgb = np.random.default_rng(0).integers(0, 2, (2, *config.clip.rgb_shape), dtype=np.uint8)   # unsaturated
+    rgb = np.random.default_rng(0).integers(0, 2, (2, *config.clip.rgb_shape), dtype=np.uint8)  # unsaturated
     flow = np.full((2, *config.clip.flow_shape), 1, np.uint8)
-    loaded = {name: load(str(tmp_path / name))[0] for name in ("export", "export_last")}   # kept alive: see load
+    loaded = {name: load(str(tmp_path / name))[0] for name in ("export", "export_last")}  # kept alive: see load
     served = {name: model.serve(rgb, flow)["probabilities"].numpy() for name, model in loaded.items()}
     for weights, name in ((best, "export"), (last, "export_last")):
         for weight, value in zip(model.weights, weights):

@@ -1,5 +1,6 @@
 """Compact flow cache: lossless PNG/WebP entries round-trip bit-exactly, read lazily; format in the key; eviction;
 projection."""
+
 import os
 
 import numpy as np
@@ -41,13 +42,13 @@ def test_entries_round_trip_exactly_and_read_only_the_pairs_asked_for(tmp_path, 
     cache.put(video, flow)
     stored = cache.get(video)
     assert len(stored) == 12 and stored.shape == (12, SIZE, SIZE, 2)
-    wanted = np.array([7, 2, 2, 11])   # any order, repeats
+    wanted = np.array([7, 2, 2, 11])  # any order, repeats
     assert np.array_equal(np.asarray(stored[wanted]), flow[wanted])
     assert np.array_equal(np.asarray(stored[3]), flow[3]) and np.array_equal(np.asarray(stored[2:9:3]), flow[2:9:3])
     if fmt != "raw":
         with pytest.raises(IndexError):
             stored[np.array([12])]
-        assert cache.total_bytes() < flow.nbytes   # compressed, yet exact
+        assert cache.total_bytes() < flow.nbytes  # compressed, yet exact
 
 
 def test_the_format_is_in_the_key(tmp_path):
@@ -56,23 +57,23 @@ def test_the_format_is_in_the_key(tmp_path):
     assert len({cache.key(video) for cache in caches.values()}) == len(FORMATS)
     caches["png"].put(video, _flow(4))
     assert caches["png"].get(video) is not None
-    assert caches["webp"].get(video) is None and caches["raw"].get(video) is None   # same folder, other format: a miss
+    assert caches["webp"].get(video) is None and caches["raw"].get(video) is None  # same folder, other format: a miss
     with pytest.raises(ValueError, match="unknown flow cache format"):
         FlowCache(str(tmp_path / "cache"), 1 << 20, PARAMS, "jpeg")
 
 
 def test_png_entries_are_evicted_least_recently_used_first(tmp_path):
     videos = [_video(tmp_path, frames) for frames in (5, 6, 7, 8)]
-    noise = np.random.default_rng(1).integers(0, 256, size=(20, SIZE, SIZE, 2), dtype=np.uint8)   # incompressible
+    noise = np.random.default_rng(1).integers(0, 256, size=(20, SIZE, SIZE, 2), dtype=np.uint8)  # incompressible
     probe = FlowCache(str(tmp_path / "probe"), 1 << 30, PARAMS)
     probe.put(videos[0], noise)
     entry = probe.total_bytes()
-    cache = FlowCache(str(tmp_path / "cache"), int(3.5 * entry), PARAMS)   # room for three entries
+    cache = FlowCache(str(tmp_path / "cache"), int(3.5 * entry), PARAMS)  # room for three entries
     for video in videos[:3]:
         cache.put(video, noise)
-        os.utime(cache._file(cache.key(video)), ns=(10**9 * len(cache.entries()),) * 2)   # distinct last-use times
-    assert cache.get(videos[0]) is not None   # used now: the most recent
-    cache.put(videos[3], noise)               # past the bound: evicts down to 90% of it
+        os.utime(cache._file(cache.key(video)), ns=(10**9 * len(cache.entries()),) * 2)  # distinct last-use times
+    assert cache.get(videos[0]) is not None  # used now: the most recent
+    cache.put(videos[3], noise)  # past the bound: evicts down to 90% of it
     assert cache.total_bytes() <= 0.9 * 3.5 * entry
     assert cache.get(videos[1]) is None and cache.get(videos[0]) is not None and cache.get(videos[3]) is not None
 
@@ -83,10 +84,10 @@ def test_a_damaged_entry_is_a_miss_or_a_clear_error(tmp_path):
     cache.put(video, _flow(6))
     path = cache._file(cache.key(video))
     data = open(path, "rb").read()
-    open(path, "wb").write(data[: len(data) - 40])   # the last image cut short
+    open(path, "wb").write(data[: len(data) - 40])  # the last image cut short
     with pytest.raises(ValueError, match="damaged; clear the flow cache"):
         cache.get(video)[np.array([5])]
-    open(path, "wb").write(b"\0" * 8)                 # not even a header
+    open(path, "wb").write(b"\0" * 8)  # not even a header
     assert cache.get(video) is None
 
 
@@ -105,12 +106,12 @@ def test_prepare_projects_disk_use_before_it_starts(tmp_path, capsys):
         os.makedirs(tmp_path / "d" / label)
         _video(tmp_path / "d" / label, frames)
     spec = ClipSpec(num_frames=2, size=SIZE)
-    cache = FlowCache(str(tmp_path / "d" / ".flow_cache"), 500, spec.flow_params())   # below the projection
+    cache = FlowCache(str(tmp_path / "d" / ".flow_cache"), 500, spec.flow_params())  # below the projection
     summary = prepare(load_manifest(str(tmp_path / "d")).records, spec, cache, progress=True)
     pairs = (6 - 1) + (9 - 1)
     low, high = BYTES_PER_PIXEL["png"]
-    pixels = pairs * 19 * SIZE   # 24x20 frames with their short side resized to SIZE (16): 19x16
+    pixels = pairs * 19 * SIZE  # 24x20 frames with their short side resized to SIZE (16): 19x16
     assert summary["projected_bytes"] == [int(pixels * low), int(pixels * high)]
     printed = capsys.readouterr().err
     assert f"2 videos, {pairs} frame pairs" in printed and "raise data.flow_cache_gb" in printed
-    assert printed.index("frame pairs") < printed.index("flow:")   # before the progress bar starts
+    assert printed.index("frame pairs") < printed.index("flow:")  # before the progress bar starts

@@ -1,5 +1,6 @@
 """Every flow method (DIS, Farneback and the cv2.optflow ones: TV-L1, DeepFlow, PCAFlow) finds a known translation
 with finite values; methods this OpenCV lacks fail with a message that names the fix; the doctor lists what exists."""
+
 import cv2
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ HAS_OPTFLOW = hasattr(cv2, "optflow")
 
 def _translated_pair(dx: int, dy: int, size: int = 96) -> np.ndarray:
     world = random_texture(np.random.default_rng(3), size + 40, size + 40)
-    a = world[20:20 + size, 20:20 + size]
-    b = world[20 - dy:20 + size - dy, 20 - dx:20 + size - dx]   # content moves by (+dx, +dy) on screen
+    a = world[20 : 20 + size, 20 : 20 + size]
+    b = world[20 - dy : 20 + size - dy, 20 - dx : 20 + size - dx]  # content moves by (+dx, +dy) on screen
     return np.stack([a, b])
 
 
@@ -27,7 +28,7 @@ def test_each_method_finds_a_known_translation(method, dx, dy):
     # 96 px: pcaflow's smallest reliable size (data/decode/flow.py)
     flow = FlowEngine(method, "medium").between_frames(_translated_pair(dx, dy))
     assert flow.shape == (1, 96, 96, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
-    median = np.median(flow[0, 16:-16, 16:-16].reshape(-1, 2), axis=0)   # borders: content enters or leaves
+    median = np.median(flow[0, 16:-16, 16:-16].reshape(-1, 2), axis=0)  # borders: content enters or leaves
     assert np.allclose(median, [dx, dy], atol=0.3), (method, median)
 
 
@@ -63,7 +64,8 @@ def test_doctor_lists_the_methods_that_exist():
 
 
 def test_doctor_fails_when_two_opencv_wheels_share_cv2(monkeypatch):
-    monkeypatch.setattr(doctor, "_installed", lambda name: name in ("opencv-python-headless",
-                                                                     "opencv-contrib-python-headless"))
+    monkeypatch.setattr(
+        doctor, "_installed", lambda name: name in ("opencv-python-headless", "opencv-contrib-python-headless")
+    )
     check = {c.name: c for c in doctor.check_flow()}["optical flow: OpenCV wheels"]
     assert not check.ok and check.required and "pip uninstall -y opencv-python-headless" in check.fix

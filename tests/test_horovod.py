@@ -1,4 +1,5 @@
 """Two real ranks (horovodrun -np 2, Gloo, CPU) against one process over the same global batches."""
+
 import os
 import subprocess
 import sys
@@ -7,12 +8,18 @@ import numpy as np
 import pytest
 from conftest import REPO, VENV_BIN
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 # SGD keeps the comparison linear in the gradients (Adam would amplify float round-off near zero).
-COMMON = ["train.epochs=1", "train.optimizer=sgd", "train.weight_decay=0.0", "train.global_batch=4",
-          "data.num_actors=1", "data.object_store_mb=128"]
+COMMON = [
+    "train.epochs=1",
+    "train.optimizer=sgd",
+    "train.weight_decay=0.0",
+    "train.global_batch=4",
+    "data.num_actors=1",
+    "data.object_store_mb=128",
+]
 BASE_LR = 0.05
 
 
@@ -35,24 +42,59 @@ def runs(tiny_dataset, tmp_path_factory):
     common = COMMON + [f"data.root={tiny_dataset}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     two = subprocess.run(
-        [os.path.join(VENV_BIN, "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, HELPER,
-         str(tmp / "two"), str(tmp / "w2"), *common, f"train.lr={BASE_LR}",
-         "--then", str(tmp / "w2acc"), *common, f"train.lr={BASE_LR}", "train.accumulate_steps=2"],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            os.path.join(VENV_BIN, "horovodrun"),
+            "-np",
+            "2",
+            "-H",
+            "localhost:2",
+            "--gloo",
+            sys.executable,
+            HELPER,
+            str(tmp / "two"),
+            str(tmp / "w2"),
+            *common,
+            f"train.lr={BASE_LR}",
+            "--then",
+            str(tmp / "w2acc"),
+            *common,
+            f"train.lr={BASE_LR}",
+            "train.accumulate_steps=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-4000:]
-    one = subprocess.run([sys.executable, HELPER, str(tmp / "one"), str(tmp / "w1"), *common, f"train.lr={2 * BASE_LR}",
-                          "--then", str(tmp / "w1u"), *common, f"train.lr={BASE_LR}"],
-                         capture_output=True, text=True, timeout=420, env=env)
+    one = subprocess.run(
+        [
+            sys.executable,
+            HELPER,
+            str(tmp / "one"),
+            str(tmp / "w1"),
+            *common,
+            f"train.lr={2 * BASE_LR}",
+            "--then",
+            str(tmp / "w1u"),
+            *common,
+            f"train.lr={BASE_LR}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr[-4000:]
     return tmp
 
 
-@pytest.mark.timeout(1200)   # the module's horovodrun and single process start in this test's setup
+@pytest.mark.timeout(1200)  # the module's horovodrun and single process start in this test's setup
 def test_two_ranks_match_one_process_and_only_rank0_writes(runs):
     rank0, rank1, single = _weights(runs / "w2", 0), _weights(runs / "w2", 1), _weights(runs / "w1", 0)
     for a, b, c in zip(rank0, rank1, single):
-        np.testing.assert_array_equal(a, b)                        # (a) ranks identical, bit for bit
-        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)     # (b) = one process on the global batches
+        np.testing.assert_array_equal(a, b)  # (a) ranks identical, bit for bit
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)  # (b) = one process on the global batches
     # The comparison has teeth: without the x2 the single process ends elsewhere.
     differs = [not np.allclose(a, u, rtol=1e-4, atol=1e-5) for a, u in zip(rank0, _weights(runs / "w1u", 0))]
     assert sum(differs) > len(differs) // 2

@@ -1,5 +1,6 @@
 """horovodrun -np 2 with corrupt files in one rank's shard: both ranks finish the same steps; rank 0 reports them; each
 broken slot holds its replacement's record, label and pixels."""
+
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest, split_by_video
 from twostream.trainer import config as config_lib
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 HELPER = os.path.join(REPO, "tests", "helpers", "train_and_dump.py")
 GLOBAL_BATCH = 4
@@ -63,8 +64,8 @@ def _corrupt_rank1_clips(root: str) -> list[int]:
             slots.append(slot)
     slots = slots[:2]
     assert len(slots) == 2
-    open(records[order[slots[0]]].path, "wb").close()                      # zero bytes
-    with open(records[order[slots[1]]].path, "r+b") as f:                  # a header, then garbage: corrupt
+    open(records[order[slots[0]]].path, "wb").close()  # zero bytes
+    with open(records[order[slots[1]]].path, "r+b") as f:  # a header, then garbage: corrupt
         f.seek(64)
         f.write(os.urandom(os.path.getsize(f.name) - 64))
     return slots
@@ -80,21 +81,43 @@ def test_corrupt_files_on_one_rank_are_replaced_and_reported(tiny_dataset, tmp_p
     broken = [train_records[order[s]].path for s in slots]
     recorder = tmp_path / "recorder.py"
     recorder.write_text(RECORDER)
-    overrides = ["train.epochs=1", f"train.global_batch={GLOBAL_BATCH}", "data.num_actors=1",
-                 "data.object_store_mb=128", "data.max_failed_fraction=0.5", f"data.root={root}"]
+    overrides = [
+        "train.epochs=1",
+        f"train.global_batch={GLOBAL_BATCH}",
+        "data.num_actors=1",
+        "data.object_store_mb=128",
+        "data.max_failed_fraction=0.5",
+        f"data.root={root}",
+    ]
     run = subprocess.run(
-        [os.path.join(VENV_BIN, "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-         sys.executable, str(recorder), str(tmp_path / "batches_rank"), HELPER, str(tmp_path / "two"),
-         str(tmp_path / "w"), *overrides],
-        capture_output=True, text=True, timeout=540, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            os.path.join(VENV_BIN, "horovodrun"),
+            "-np",
+            "2",
+            "-H",
+            "localhost:2",
+            "--gloo",
+            sys.executable,
+            str(recorder),
+            str(tmp_path / "batches_rank"),
+            HELPER,
+            str(tmp_path / "two"),
+            str(tmp_path / "w"),
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    assert run.stdout.count("METRICS") == 2                         # both ranks returned: no hang, no crash
+    assert run.stdout.count("METRICS") == 2  # both ranks returned: no hang, no crash
     with open(tmp_path / "two" / "rank0" / "run" / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     epoch = next(r for r in records if r["kind"] == "epoch")
     final = next(r for r in records if r["kind"] == "final")
     train, _ = split_by_video(load_manifest(root), 0.2)
-    assert epoch["step"] == final["step"] == len(train.records) // GLOBAL_BATCH   # every step on both ranks
+    assert epoch["step"] == final["step"] == len(train.records) // GLOBAL_BATCH  # every step on both ranks
     assert epoch["clips_failed"] == 2 and epoch["clips_replaced"] == 2
     assert epoch["clips_read"] == epoch["step"] * GLOBAL_BATCH
     assert sorted(os.path.basename(f.split(":")[0]) for f in epoch["failed"]) == sorted(map(os.path.basename, broken))

@@ -1,4 +1,5 @@
 """`twostream doctor`: reports versions, Horovod's build, flow methods and GPUs; fails with fixes when broken."""
+
 import json
 
 import pytest
@@ -20,14 +21,17 @@ def test_doctor_on_this_machine():
     assert "gloo" in checks["horovod: tensor operations"]["detail"]
     assert checks["optical flow: methods"]["detail"].startswith("dis, farneback")
     import tensorflow as tf
-    gpus = len(tf.config.list_physical_devices("GPU"))   # what this process sees, as the doctor's own process does
+
+    gpus = len(tf.config.list_physical_devices("GPU"))  # what this process sees, as the doctor's own process does
     assert checks["GPUs"]["ok"] == (gpus > 0) and checks["GPUs"]["detail"].startswith(f"{gpus} visible")
-    assert checks["GPUs"]["required"] is False   # a CPU machine trains too: a warning, never a failure
+    assert checks["GPUs"]["required"] is False  # a CPU machine trains too: a warning, never a failure
 
 
 def test_a_broken_requirement_fails_with_its_fix(monkeypatch, capsys):
-    broken = [doctor.Check("horovod: controllers", False, "none", "rebuild with HOROVOD_WITH_GLOO=1"),
-              doctor.Check("GPUs", False, "0 visible", "install tensorflow[and-cuda]", required=False)]
+    broken = [
+        doctor.Check("horovod: controllers", False, "none", "rebuild with HOROVOD_WITH_GLOO=1"),
+        doctor.Check("GPUs", False, "0 visible", "install tensorflow[and-cuda]", required=False),
+    ]
     monkeypatch.setattr(doctor, "run_checks", lambda: broken)
     assert doctor.run(type("Args", (), {"json": False})()) == 1
     out = capsys.readouterr().out

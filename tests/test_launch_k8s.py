@@ -1,5 +1,6 @@
 """`twostream launch k8s`: the MPIJob passes the MPI operator's CRD schema, its validation.go and defaults, takes no
 name the operator takes, and every input the operator (or Kubernetes) would refuse is refused before writing."""
+
 import copy
 import os
 import re
@@ -15,10 +16,28 @@ CRD = os.path.join(os.path.dirname(__file__), "k8s", "kubeflow.org_mpijobs.yaml"
 DOCKERFILE = os.path.join(os.path.dirname(__file__), "..", "Dockerfile")
 DOCKERIGNORE = os.path.join(os.path.dirname(__file__), "..", ".dockerignore")
 ENTRYPOINT_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "launch", "jobs", "k8s_entrypoint.sh")
-ARGS = ["--name", "deepfake-a", "--workers", "2", "--slots-per-worker", "4", "--preset", "tiny",
-        "--set", "train.epochs=7", "--set", "train.global_batch=40",   # 40: splits over 2, 8 and 10 ranks
-        "--data", "/mnt/twostream/videos", "--workdir", "/mnt/twostream/runs/a",
-        "--pvc", "videos", "--image", "registry.example.com/twostream:0.1.0"]
+ARGS = [
+    "--name",
+    "deepfake-a",
+    "--workers",
+    "2",
+    "--slots-per-worker",
+    "4",
+    "--preset",
+    "tiny",
+    "--set",
+    "train.epochs=7",
+    "--set",
+    "train.global_batch=40",  # 40: splits over 2, 8 and 10 ranks
+    "--data",
+    "/mnt/twostream/videos",
+    "--workdir",
+    "/mnt/twostream/runs/a",
+    "--pvc",
+    "videos",
+    "--image",
+    "registry.example.com/twostream:0.1.0",
+]
 
 
 def _write(tmp_path, *argv):
@@ -35,14 +54,18 @@ def _job(tmp_path, *extra):
 
 # ---- the operator's CRD (tests/k8s/kubeflow.org_mpijobs.yaml, vendored from kubeflow/mpi-operator v0.8.2) ----
 
+
 def _closed(schema):
     """The schema with every object that lists its properties closed: a field it does not name is an error
     (the API server would silently drop it). No part of this CRD keeps unknown fields
     (x-kubernetes-preserve-unknown-fields), so this applies everywhere, pod templates included."""
     if isinstance(schema, dict):
         schema = {key: _closed(value) for key, value in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema \
-                and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         return schema
     if isinstance(schema, list):
@@ -54,8 +77,8 @@ def _validator():
     crd = yaml.safe_load(open(CRD))
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v2beta1"]
     formats = jsonschema.FormatChecker()
-    formats.checks("int32")(lambda n: not isinstance(n, int) or -2**31 <= n < 2**31)
-    formats.checks("int64")(lambda n: not isinstance(n, int) or -2**63 <= n < 2**63)
+    formats.checks("int32")(lambda n: not isinstance(n, int) or -(2**31) <= n < 2**31)
+    formats.checks("int64")(lambda n: not isinstance(n, int) or -(2**63) <= n < 2**63)
     return jsonschema.Draft7Validator(_closed(version["schema"]["openAPIV3Schema"]), format_checker=formats)
 
 
@@ -63,9 +86,12 @@ def _schema_errors(job):
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator().iter_errors(job)]
 
 
-VARIANTS = [[], ["--no-gpus", "--workers", "1", "--slots-per-worker", "2"],
-            ["--namespace", "ml", "--deadline-s", "86400", "--grace-period-s", "600"],
-            ["--controller", "mpi", "--backoff-limit", "0", "--mount-path", "/data"]]
+VARIANTS = [
+    [],
+    ["--no-gpus", "--workers", "1", "--slots-per-worker", "2"],
+    ["--namespace", "ml", "--deadline-s", "86400", "--grace-period-s", "600"],
+    ["--controller", "mpi", "--backoff-limit", "0", "--mount-path", "/data"],
+]
 
 
 @pytest.mark.parametrize("extra", VARIANTS)
@@ -74,7 +100,7 @@ def test_mpijob_passes_the_operators_crd_schema_with_no_unknown_field(tmp_path, 
         extra = extra + ["--data", "/data/videos", "--workdir", "/data/runs/a"]
     _, job = _job(tmp_path, *extra)
     assert _schema_errors(job) == []
-    assert set(job["metadata"]) <= {"name", "namespace"}   # the CRD leaves ObjectMeta to the API server
+    assert set(job["metadata"]) <= {"name", "namespace"}  # the CRD leaves ObjectMeta to the API server
 
 
 def test_the_closed_schema_catches_a_misspelt_field_and_a_bad_value(tmp_path):
@@ -88,7 +114,7 @@ def test_the_closed_schema_catches_a_misspelt_field_and_a_bad_value(tmp_path):
     assert any("comand" in e for e in _schema_errors(typo))
     bad = copy.deepcopy(job)
     bad["spec"]["mpiImplementation"] = "LAM"
-    bad["spec"]["runPolicy"]["backoffLimit"] = 2**31   # int32
+    bad["spec"]["runPolicy"]["backoffLimit"] = 2**31  # int32
     errors = _schema_errors(bad)
     assert any("LAM" in e for e in errors) and any("backoffLimit" in e for e in errors)
 
@@ -109,10 +135,10 @@ def operator_defaults(job):
     spec.setdefault("launcherCreationPolicy", "AtStartup")
     replicas = spec.get("mpiReplicaSpecs") or {}
     if replicas.get("Launcher") is not None:
-        replicas["Launcher"].setdefault("restartPolicy", "OnFailure")   # DefaultLauncherRestartPolicy
+        replicas["Launcher"].setdefault("restartPolicy", "OnFailure")  # DefaultLauncherRestartPolicy
         replicas["Launcher"].setdefault("replicas", 1)
     if replicas.get("Worker") is not None:
-        replicas["Worker"].setdefault("restartPolicy", "Never")         # DefaultRestartPolicy
+        replicas["Worker"].setdefault("restartPolicy", "Never")  # DefaultRestartPolicy
         replicas["Worker"].setdefault("replicas", 0)
     return job
 
@@ -124,7 +150,7 @@ def operator_errors(job):
     workers = (replicas or {}).get("Worker") or {}
     count = workers["replicas"] if workers.get("replicas", 0) > 0 else 1
     longest = f"{job['metadata']['name']}-worker-{count - 1}"
-    if len(longest) > 63 or not DNS1035.match(longest):                  # IsDNS1035Label
+    if len(longest) > 63 or not DNS1035.match(longest):  # IsDNS1035Label
         errors.append(f"validateMPIJobName: {longest!r}")
     if replicas is None:
         errors.append("validateMPIReplicaSpecs: must have replica specs")
@@ -146,10 +172,12 @@ def operator_errors(job):
     if policy.get("cleanPodPolicy") not in ("None", "Running", "All"):
         errors.append("validateRunPolicy: cleanPodPolicy")
     for key in ("ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"):
-        if policy.get(key) is not None and policy[key] < 0:                # ValidateNonnegativeField
+        if policy.get(key) is not None and policy[key] < 0:  # ValidateNonnegativeField
             errors.append(f"validateRunPolicy: {key} non-negative")
-    if policy.get("managedBy") is not None and \
-            policy["managedBy"] not in ("kubeflow.org/mpi-operator", "kueue.x-k8s.io/multikueue"):
+    if policy.get("managedBy") is not None and policy["managedBy"] not in (
+        "kubeflow.org/mpi-operator",
+        "kueue.x-k8s.io/multikueue",
+    ):
         errors.append("validateRunPolicy: managedBy")
     if not spec.get("sshAuthMountPath"):
         errors.append("validateMPIJobSpec: sshAuthMountPath required")
@@ -163,7 +191,7 @@ def operator_errors(job):
     return errors
 
 
-def _replica_errors(role, replica):   # validateReplicaSpec
+def _replica_errors(role, replica):  # validateReplicaSpec
     errors = []
     if replica.get("replicas") is None:
         errors.append(f"validateReplicaSpec {role}: replicas required")
@@ -181,24 +209,27 @@ def test_mpijob_passes_every_rule_of_the_operators_validation(tmp_path, extra):
     _, job = _job(tmp_path, *extra)
     assert operator_errors(operator_defaults(job)) == []
     # what the defaults would otherwise choose, and what we need instead
-    assert job["spec"]["launcherCreationPolicy"] == "WaitForWorkersReady"   # default AtStartup races the workers
+    assert job["spec"]["launcherCreationPolicy"] == "WaitForWorkersReady"  # default AtStartup races the workers
     assert job["spec"]["runPolicy"]["backoffLimit"] == (0 if "--backoff-limit" in extra else 6)
-    assert job["spec"]["sshAuthMountPath"] == "/root/.ssh"   # the image runs as root
+    assert job["spec"]["sshAuthMountPath"] == "/root/.ssh"  # the image runs as root
 
 
-@pytest.mark.parametrize("change,rule", [
-    (lambda j: j["metadata"].update(name="9job"), "validateMPIJobName"),
-    (lambda j: j["metadata"].update(name="j" * 55), "validateMPIJobName"),   # j..j-worker-1: 64 characters
-    (lambda j: j["spec"]["runPolicy"].update(backoffLimit=-1), "backoffLimit non-negative"),
-    (lambda j: j["spec"]["runPolicy"].update(activeDeadlineSeconds=-1), "activeDeadlineSeconds non-negative"),
-    (lambda j: j["spec"]["runPolicy"].update(cleanPodPolicy="Sometimes"), "cleanPodPolicy"),
-    (lambda j: j["spec"]["mpiReplicaSpecs"]["Launcher"].update(replicas=2), "replicas must be 1"),
-    (lambda j: j["spec"]["mpiReplicaSpecs"]["Worker"].update(restartPolicy="Always"), "Worker: restartPolicy"),
-    (lambda j: j["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"].update(containers=[]), "one container"),
-    (lambda j: j["spec"].update(mpiImplementation="LAM"), "mpiImplementation"),
-    (lambda j: j["spec"]["mpiReplicaSpecs"].pop("Launcher"), "must have Launcher"),
-    (lambda j: j["spec"].update(launcherCreationPolicy="WhenReady"), "launcherCreationPolicy"),
-])
+@pytest.mark.parametrize(
+    "change,rule",
+    [
+        (lambda j: j["metadata"].update(name="9job"), "validateMPIJobName"),
+        (lambda j: j["metadata"].update(name="j" * 55), "validateMPIJobName"),  # j..j-worker-1: 64 characters
+        (lambda j: j["spec"]["runPolicy"].update(backoffLimit=-1), "backoffLimit non-negative"),
+        (lambda j: j["spec"]["runPolicy"].update(activeDeadlineSeconds=-1), "activeDeadlineSeconds non-negative"),
+        (lambda j: j["spec"]["runPolicy"].update(cleanPodPolicy="Sometimes"), "cleanPodPolicy"),
+        (lambda j: j["spec"]["mpiReplicaSpecs"]["Launcher"].update(replicas=2), "replicas must be 1"),
+        (lambda j: j["spec"]["mpiReplicaSpecs"]["Worker"].update(restartPolicy="Always"), "Worker: restartPolicy"),
+        (lambda j: j["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"].update(containers=[]), "one container"),
+        (lambda j: j["spec"].update(mpiImplementation="LAM"), "mpiImplementation"),
+        (lambda j: j["spec"]["mpiReplicaSpecs"].pop("Launcher"), "must have Launcher"),
+        (lambda j: j["spec"].update(launcherCreationPolicy="WhenReady"), "launcherCreationPolicy"),
+    ],
+)
 def test_the_rules_above_catch_what_the_operator_refuses(tmp_path, change, rule):
     _, job = _job(tmp_path)
     change(job)
@@ -207,11 +238,16 @@ def test_the_rules_above_catch_what_the_operator_refuses(tmp_path, change, rule)
 
 # ---- names: pkg/controller/mpi_job_controller.go ----
 
+
 def operator_resources(name, workers):
     """(kind, name) of what the operator creates for a job: newJobService, newConfigMap (configSuffix),
     newSSHAuthSecret (sshAuthSecretSuffix), newLauncherJob (launcherSuffix), newWorker (workerName)."""
-    return {("Service", name), ("ConfigMap", f"{name}-config"), ("Secret", f"{name}-ssh"),
-            ("Job", f"{name}-launcher")} | {("Pod", f"{name}-worker-{i}") for i in range(workers)}
+    return {
+        ("Service", name),
+        ("ConfigMap", f"{name}-config"),
+        ("Secret", f"{name}-ssh"),
+        ("Job", f"{name}-launcher"),
+    } | {("Pod", f"{name}-worker-{i}") for i in range(workers)}
 
 
 OPERATOR_SUFFIX = re.compile(r".*-(config|ssh|launcher|worker|worker-\d+)")
@@ -249,6 +285,7 @@ def test_the_operators_hostfile_gives_horovodrun_exactly_its_ranks(tmp_path):
 
 # ---- what the launcher writes ----
 
+
 def test_mpijob_fields(tmp_path):
     config_map, job = _job(tmp_path)
     assert (job["apiVersion"], job["kind"], job["metadata"]["name"]) == ("kubeflow.org/v2beta1", "MPIJob", "deepfake-a")
@@ -262,9 +299,16 @@ def test_mpijob_fields(tmp_path):
     assert lc["image"] == wc["image"] == "registry.example.com/twostream:0.1.0"
     # horovodrun under the entrypoint, which passes SIGTERM on to the ranks (tests/test_k8s_entrypoint.py)
     assert lc["command"][:2] == ["/usr/local/bin/twostream-k8s-entrypoint", "launcher"]
-    assert lc["command"][2:7] == ["horovodrun", "-np", "8", "--hostfile", "/etc/mpi/hostfile"]   # 2 workers x 4 slots
-    assert lc["command"][7:] == ["--gloo", "twostream", "train", "--config", "/etc/twostream/config.yaml",
-                                 "--workdir", "/mnt/twostream/runs/a"]
+    assert lc["command"][2:7] == ["horovodrun", "-np", "8", "--hostfile", "/etc/mpi/hostfile"]  # 2 workers x 4 slots
+    assert lc["command"][7:] == [
+        "--gloo",
+        "twostream",
+        "train",
+        "--config",
+        "/etc/twostream/config.yaml",
+        "--workdir",
+        "/mnt/twostream/runs/a",
+    ]
     # Workers run sshd below the entrypoint, ready once it answers; ranks there read the config and the claim.
     assert wc["command"] == ["/usr/local/bin/twostream-k8s-entrypoint", "worker"]
     assert wc["readinessProbe"]["tcpSocket"]["port"] == k8s.SSH_PORT == 22
@@ -289,40 +333,44 @@ def test_both_pods_give_the_ranks_the_grace_period_to_checkpoint(tmp_path):
 
 
 def test_the_longest_name_the_operator_accepts_is_accepted(tmp_path):
-    name = "a" * (63 - len("-worker-9"))   # 10 workers: a..a-worker-9 is 63 characters
+    name = "a" * (63 - len("-worker-9"))  # 10 workers: a..a-worker-9 is 63 characters
     _, job = _job(tmp_path, "--name", name, "--workers", "10", "--slots-per-worker", "1")
     assert operator_errors(operator_defaults(job)) == []
     assert _write(tmp_path, *ARGS, "--name", name, "--workers", "11", "--slots-per-worker", "1")[0] == 2
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--image", ""], "--image is required"),
-    (["--name", "9job"], "must be a DNS-1035 label"),
-    (["--name", "Bad_Name"], "must be a DNS-1035 label"),
-    (["--name", "job-"], "must be a DNS-1035 label"),
-    (["--name", "j" * 55], "is too long: the operator names a pod"),
-    (["--deadline-s", "-1"], "--deadline-s -1 must be at least 0"),
-    (["--backoff-limit", "-1"], "--backoff-limit -1 must be at least 0"),
-    (["--grace-period-s", "0"], "--grace-period-s 0 must be at least 1: it is the time a stopped pod's ranks have"),
-    (["--grace-period-s", "-5"], "--grace-period-s -5 must be at least 1"),
-    (["--grace-period-s", str(2**63)], f"--grace-period-s {2**63} must be at most"),
-    (["--workers", "0"], "--workers 0 must be at least 1"),
-    (["--slots-per-worker", "0"], "--slots-per-worker 0 must be at least 1"),
-    (["--namespace", "ML_team"], "--namespace 'ML_team' must be a DNS label"),
-    (["--pvc", ""], "must name a ReadWriteMany PersistentVolumeClaim"),
-    (["--pvc", "Videos"], "must name a ReadWriteMany PersistentVolumeClaim"),
-    (["--mount-path", "mnt"], "--mount-path 'mnt' must be an absolute path inside the pods"),
-    (["--mount-path", "/etc"], "overlaps /etc/mpi"),
-    (["--mount-path", "/root/.ssh/keys"], "overlaps /root/.ssh"),
-    (["--workdir", "runs/a"], "--workdir 'runs/a' must be an absolute path"),
-    (["--workdir", "/tmp/runs/a"], "must be a folder under --mount-path '/mnt/twostream'"),
-    (["--workdir", "/mnt/twostream"], "must be a folder under --mount-path"),
-    (["--data", "videos"], "data.root (--data) 'videos' must be an absolute path"),
-    (["--set", "data.manifest=labels.csv"], "data.manifest 'labels.csv' must be an absolute path"),
-    (["--set", "data.flow_cache_dir=cache"], "data.flow_cache_dir 'cache' must be an absolute path"),
-])
-def test_what_the_operator_or_kubernetes_would_refuse_is_one_clear_error_and_nothing_written(tmp_path, capsys,
-                                                                                               extra, message):
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--image", ""], "--image is required"),
+        (["--name", "9job"], "must be a DNS-1035 label"),
+        (["--name", "Bad_Name"], "must be a DNS-1035 label"),
+        (["--name", "job-"], "must be a DNS-1035 label"),
+        (["--name", "j" * 55], "is too long: the operator names a pod"),
+        (["--deadline-s", "-1"], "--deadline-s -1 must be at least 0"),
+        (["--backoff-limit", "-1"], "--backoff-limit -1 must be at least 0"),
+        (["--grace-period-s", "0"], "--grace-period-s 0 must be at least 1: it is the time a stopped pod's ranks have"),
+        (["--grace-period-s", "-5"], "--grace-period-s -5 must be at least 1"),
+        (["--grace-period-s", str(2**63)], f"--grace-period-s {2**63} must be at most"),
+        (["--workers", "0"], "--workers 0 must be at least 1"),
+        (["--slots-per-worker", "0"], "--slots-per-worker 0 must be at least 1"),
+        (["--namespace", "ML_team"], "--namespace 'ML_team' must be a DNS label"),
+        (["--pvc", ""], "must name a ReadWriteMany PersistentVolumeClaim"),
+        (["--pvc", "Videos"], "must name a ReadWriteMany PersistentVolumeClaim"),
+        (["--mount-path", "mnt"], "--mount-path 'mnt' must be an absolute path inside the pods"),
+        (["--mount-path", "/etc"], "overlaps /etc/mpi"),
+        (["--mount-path", "/root/.ssh/keys"], "overlaps /root/.ssh"),
+        (["--workdir", "runs/a"], "--workdir 'runs/a' must be an absolute path"),
+        (["--workdir", "/tmp/runs/a"], "must be a folder under --mount-path '/mnt/twostream'"),
+        (["--workdir", "/mnt/twostream"], "must be a folder under --mount-path"),
+        (["--data", "videos"], "data.root (--data) 'videos' must be an absolute path"),
+        (["--set", "data.manifest=labels.csv"], "data.manifest 'labels.csv' must be an absolute path"),
+        (["--set", "data.flow_cache_dir=cache"], "data.flow_cache_dir 'cache' must be an absolute path"),
+    ],
+)
+def test_what_the_operator_or_kubernetes_would_refuse_is_one_clear_error_and_nothing_written(
+    tmp_path, capsys, extra, message
+):
     code, docs = _write(tmp_path, *ARGS, *extra)
     err = capsys.readouterr().err
     assert code == 2 and docs is None, err
@@ -338,6 +386,7 @@ def test_missing_image_is_a_clear_error(tmp_path, capsys):
 
 # ---- the image the manifests run (Dockerfile; not built by the tests: they need no Docker) ----
 
+
 def test_the_dockerfile_builds_what_the_manifests_expect():
     text = open(DOCKERFILE).read()
     assert "FROM ${BASE}" in text and "ARG BASE=python:3.11-slim" in text
@@ -346,7 +395,7 @@ def test_the_dockerfile_builds_what_the_manifests_expect():
     assert "mkdir -p /var/run/sshd" in text and "StrictModes no" in text
     assert "StrictHostKeyChecking no" in text and "UserKnownHostsFile /dev/null" in text
     assert f"Port {k8s.SSH_PORT}" in text and f"EXPOSE {k8s.SSH_PORT}" in text
-    assert not re.search(r"^USER\s+(?!root\b|0\b)", text, re.M)   # sshAuthMountPath /root/.ssh assumes root
+    assert not re.search(r"^USER\s+(?!root\b|0\b)", text, re.M)  # sshAuthMountPath /root/.ssh assumes root
     # every pod's first process is the entrypoint the manifests name, which runs sshd on the workers
     assert f"COPY --chmod=0755 launch/jobs/k8s_entrypoint.sh {k8s.ENTRYPOINT}\n" in text
     assert f'CMD ["{k8s.ENTRYPOINT}", "worker"]' in text
@@ -355,8 +404,13 @@ def test_the_dockerfile_builds_what_the_manifests_expect():
 
 def test_every_path_the_dockerfile_copies_exists_and_reaches_the_build():
     root = os.path.dirname(DOCKERFILE)
-    sources = [src for line in open(DOCKERFILE) if line.startswith("COPY ") and "--from=" not in line
-               for src in line.split()[1:-1] if not src.startswith("--")]
+    sources = [
+        src
+        for line in open(DOCKERFILE)
+        if line.startswith("COPY ") and "--from=" not in line
+        for src in line.split()[1:-1]
+        if not src.startswith("--")
+    ]
     assert "launch" in sources and "requirements.txt" in sources and "launch/jobs/k8s_entrypoint.sh" in sources
     allowed = [line[1:].strip().rstrip("/") for line in open(DOCKERIGNORE) if line.startswith("!")]
     for src in sources:

@@ -1,4 +1,5 @@
 """Folder-per-class manifests: validation errors list every problem; splits keep a video on one side."""
+
 import json
 import os
 
@@ -18,7 +19,10 @@ def test_folder_per_class(tmp_path):
     manifest = from_folder(str(tmp_path))
     assert manifest.class_names == ("a", "b")
     assert [(os.path.basename(r.path), r.label, r.video_id) for r in manifest.records] == [
-        ("y1.mp4", 0, "y1"), ("x1.mp4", 1, "x1"), ("x2.avi", 1, "x2")]
+        ("y1.mp4", 0, "y1"),
+        ("x1.mp4", 1, "x1"),
+        ("x2.avi", 1, "x2"),
+    ]
 
 
 def test_all_problems_reported_together(tmp_path):
@@ -50,16 +54,21 @@ def test_split_is_disjoint_by_video_and_deterministic(tmp_path):
 def test_csv_manifest_relative_paths_split_and_video_id(tmp_path):
     for name in ["v/a.mp4", "v/b.mp4", "v/c.mp4", "v/d.mp4"]:
         _touch(tmp_path / name)
-    (tmp_path / "list.csv").write_text("path,label,split,video_id\nv/a.mp4,walk,train,s1\nv/b.mp4,run,val,s2\n"
-                                       "v/c.mp4,run,,s1\nv/d.mp4,walk,,\n")
+    (tmp_path / "list.csv").write_text(
+        "path,label,split,video_id\nv/a.mp4,walk,train,s1\nv/b.mp4,run,val,s2\nv/c.mp4,run,,s1\nv/d.mp4,walk,,\n"
+    )
     manifest = load_manifest(str(tmp_path), str(tmp_path / "list.csv"))
     assert manifest.class_names == ("run", "walk")
     assert [(r.label, r.video_id, r.split) for r in manifest.records] == [
-        (1, "s1", "train"), (0, "s2", "val"), (0, "s1", ""), (1, "v/d", "")]
+        (1, "s1", "train"),
+        (0, "s2", "val"),
+        (0, "s1", ""),
+        (1, "v/d", ""),
+    ]
     assert manifest.records[0].path == str(tmp_path / "v" / "a.mp4")
     train, val = split_by_video(manifest, 0.5)
     assert {r.video_id for r in val.records} >= {"s2"} and "s1" in {r.video_id for r in train.records}
-    assert all(r.video_id != "s1" for r in val.records)   # c.mp4 follows its video's explicit split
+    assert all(r.video_id != "s1" for r in val.records)  # c.mp4 follows its video's explicit split
 
 
 def test_csv_reports_every_missing_file_and_bad_split_together(tmp_path):
@@ -72,13 +81,17 @@ def test_csv_reports_every_missing_file_and_bad_split_together(tmp_path):
 
 
 def test_dfdc_metadata_fakes_follow_their_original(tmp_path):
-    meta = {"r1.mp4": {"label": "REAL"}, "f1.mp4": {"label": "FAKE", "original": "r1.mp4"},
-            "f2.mp4": {"label": "FAKE", "original": "r1.mp4"}, "r2.mp4": {"label": "REAL", "split": "val"},
-            **{f"x{i}.mp4": {"label": "REAL"} for i in range(20)}}
+    meta = {
+        "r1.mp4": {"label": "REAL"},
+        "f1.mp4": {"label": "FAKE", "original": "r1.mp4"},
+        "f2.mp4": {"label": "FAKE", "original": "r1.mp4"},
+        "r2.mp4": {"label": "REAL", "split": "val"},
+        **{f"x{i}.mp4": {"label": "REAL"} for i in range(20)},
+    }
     for name in meta:
         _touch(tmp_path / name)
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
-    manifest = load_manifest(str(tmp_path))   # auto-detected in the data root
+    manifest = load_manifest(str(tmp_path))  # auto-detected in the data root
     assert manifest.class_names == ("REAL", "FAKE")
     ids = {os.path.basename(r.path): (r.label, r.video_id) for r in manifest.records}
     assert ids["f1.mp4"] == (1, "r1") and ids["f2.mp4"] == (1, "r1") and ids["r1.mp4"] == (0, "r1")
@@ -104,14 +117,24 @@ def test_hidden_folders_are_not_classes(tmp_path):
 
 
 def test_videos_in_sub_folders_of_a_class_folder_are_read_as_that_class(tmp_path):
-    for name in ["real/a.mp4", "real/day1/b.mp4", "real/day1/deep/c.mp4", "real/.hidden/x.mp4",
-                 "fake/d.mp4", "fake/day2/e.mp4"]:
+    for name in [
+        "real/a.mp4",
+        "real/day1/b.mp4",
+        "real/day1/deep/c.mp4",
+        "real/.hidden/x.mp4",
+        "fake/d.mp4",
+        "fake/day2/e.mp4",
+    ]:
         _touch(tmp_path / name)
     manifest = from_folder(str(tmp_path))
     assert manifest.class_names == ("fake", "real")
     assert sorted((r.label, r.video_id) for r in manifest.records) == [
-        (0, "d"), (0, os.path.join("day2", "e")), (1, "a"), (1, os.path.join("day1", "b")),
-        (1, os.path.join("day1", "deep", "c"))]
+        (0, "d"),
+        (0, os.path.join("day2", "e")),
+        (1, "a"),
+        (1, os.path.join("day1", "b")),
+        (1, os.path.join("day1", "deep", "c")),
+    ]
 
 
 def _csv_dataset(tmp_path, rows: list[str]) -> str:
@@ -126,7 +149,7 @@ def test_a_path_listed_twice_with_one_label_is_merged_with_a_warning(tmp_path, c
         tmp_path, ["a.mp4,real", "b.mp4,real", "c.mp4,fake", "d.mp4,fake", "a.mp4,real", "./c.mp4,fake"]
     )
     manifest = from_csv(path)
-    assert len(manifest.records) == 4   # not 6: each video scored once
+    assert len(manifest.records) == 4  # not 6: each video scored once
     assert "2 repeated row(s)" in caplog.text
     with pytest.raises(ManifestError, match="'a.mp4' is listed 2 times"):
         from_csv(path, merge_duplicates=False)

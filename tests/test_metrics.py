@@ -1,4 +1,5 @@
 """trainer/video/metrics.py against scikit-learn, and the video aggregation and order-independence of the union."""
+
 import numpy as np
 import pytest
 from scipy.optimize import brentq
@@ -52,14 +53,14 @@ def test_equal_error_rate_is_where_the_roc_curve_of_scikit_learn_crosses_fpr_equ
 
 def test_equal_error_rate_of_perfect_and_inverted_scores():
     labels = np.array([0, 0, 0, 1, 1])
-    assert metrics.equal_error_rate(*metrics.roc_curve(labels, np.array([.1, .2, .3, .8, .9])))[0] == 0.0
-    assert metrics.equal_error_rate(*metrics.roc_curve(labels, np.array([.9, .8, .7, .2, .1])))[0] == 1.0
+    assert metrics.equal_error_rate(*metrics.roc_curve(labels, np.array([0.1, 0.2, 0.3, 0.8, 0.9])))[0] == 0.0
+    assert metrics.equal_error_rate(*metrics.roc_curve(labels, np.array([0.9, 0.8, 0.7, 0.2, 0.1])))[0] == 1.0
 
 
 def test_log_loss_matches_scikit_learn_including_certain_mistakes():
     labels, probabilities = _multiclass(0)
     assert metrics.log_loss(labels, probabilities) == pytest.approx(sk.log_loss(labels, probabilities), rel=1e-12)
-    certain = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])   # the last one is certain and wrong: clipped
+    certain = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # the last one is certain and wrong: clipped
     labels = np.array([0, 1, 1])
     assert metrics.log_loss(labels, certain) == pytest.approx(sk.log_loss(labels, certain), rel=1e-12)
 
@@ -70,16 +71,18 @@ def test_top_k_accuracy_matches_scikit_learn(k):
     expected = sk.top_k_accuracy_score(labels, probabilities, k=k, labels=np.arange(probabilities.shape[1]))
     assert metrics.top_k_accuracy(labels, probabilities, k) == pytest.approx(expected)
     if k == 1:
-        assert metrics.accuracy(labels, probabilities) == pytest.approx(sk.accuracy_score(labels,
-                                                                                        probabilities.argmax(1)))
+        assert metrics.accuracy(labels, probabilities) == pytest.approx(
+            sk.accuracy_score(labels, probabilities.argmax(1))
+        )
 
 
 def test_confusion_matrix_matches_scikit_learn_with_an_absent_class():
     labels, probabilities = _multiclass(2, classes=5)
-    labels[labels == 4] = 0   # class 4 never occurs: its row stays zero, the matrix stays 5 x 5
+    labels[labels == 4] = 0  # class 4 never occurs: its row stays zero, the matrix stays 5 x 5
     predicted = probabilities.argmax(axis=1)
-    np.testing.assert_array_equal(metrics.confusion_matrix(labels, predicted, 5),
-                                  sk.confusion_matrix(labels, predicted, labels=range(5)))
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(labels, predicted, 5), sk.confusion_matrix(labels, predicted, labels=range(5))
+    )
 
 
 def test_summary_of_two_classes_and_of_one_class_only():
@@ -97,9 +100,14 @@ def test_summary_of_two_classes_and_of_one_class_only():
 
 def _scores(seed: int, videos: int = 30, views: int = 3) -> metrics.Scores:
     labels, probabilities = _multiclass(seed, n=videos * views, classes=3)
-    video_labels = np.repeat(labels[::views], views)   # every clip of a video has the video's label
-    return metrics.Scores(np.repeat(np.arange(videos), views), np.tile(np.arange(views), videos), video_labels,
-                          probabilities, -np.log(probabilities[np.arange(len(labels)), video_labels]))
+    video_labels = np.repeat(labels[::views], views)  # every clip of a video has the video's label
+    return metrics.Scores(
+        np.repeat(np.arange(videos), views),
+        np.tile(np.arange(views), videos),
+        video_labels,
+        probabilities,
+        -np.log(probabilities[np.arange(len(labels)), video_labels]),
+    )
 
 
 @pytest.mark.parametrize("how", ["mean", "max"])
@@ -122,8 +130,10 @@ def test_the_union_of_any_split_gives_the_same_report_exactly():
     scores = _scores(6)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(scores.labels))
-    parts = [metrics.Scores(*(getattr(scores, f)[chunk] for f in metrics.Scores.__dataclass_fields__))
-             for chunk in np.array_split(order, [7, 40, 41])]
+    parts = [
+        metrics.Scores(*(getattr(scores, f)[chunk] for f in metrics.Scores.__dataclass_fields__))
+        for chunk in np.array_split(order, [7, 40, 41])
+    ]
     assert metrics.report(metrics.Scores.concatenate(parts), "max") == metrics.report(scores, "max")
     flat = metrics.flat(metrics.report(scores, "mean"))
     assert flat["clips"] == 90 and flat["videos"] == 30

@@ -1,5 +1,6 @@
 """One source for each dependency's version: what `make setup` installs (requirements.txt, scripts/build_horovod.sh)
 lies inside what setup.cfg's install_requires allows, and Horovod's version is written in setup.cfg alone."""
+
 import configparser
 import os
 import subprocess
@@ -34,10 +35,13 @@ def _pins(path: str) -> dict[str, str]:
 def test_every_pin_is_allowed_by_setup_cfg_and_every_requirement_is_installed():
     allowed, pins = _install_requires(), _pins("requirements.txt")
     installed = {BUILDS.get(name, name): version for name, version in pins.items()}
-    missing = [name for name in allowed if name not in installed and name != "horovod"]   # horovod: built, below
+    missing = [name for name in allowed if name not in installed and name != "horovod"]  # horovod: built, below
     assert not missing, f"setup.cfg requires {missing}, which requirements.txt does not install"
-    outside = {name: version for name, version in installed.items()
-               if name in allowed and not allowed[name].specifier.contains(version)}
+    outside = {
+        name: version
+        for name, version in installed.items()
+        if name in allowed and not allowed[name].specifier.contains(version)
+    }
     assert not outside, f"requirements.txt pins {outside} outside setup.cfg's {[str(allowed[n]) for n in outside]}"
 
 

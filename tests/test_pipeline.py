@@ -1,4 +1,5 @@
 """The Ray pipeline: actors decode in order, bad clips are replaced and reported, tf.data gets static shapes."""
+
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ from twostream.data.distributed.pipeline import DataError, EpochStream, aligned_
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import from_folder
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 SPEC = ClipSpec(num_frames=4, size=32, flow_bound=8.0)
 
@@ -41,14 +42,18 @@ def test_one_call_returns_its_clips_as_one_batch_and_a_failed_clip_leaves_the_ot
     records = from_folder(tiny_dataset).records[:3]
     broken = str(tmp_path / "broken.avi")
     open(broken, "wb").close()
-    requests = [ClipRequest(records[0].path, EvalView()), ClipRequest(broken, EvalView()),
-                ClipRequest(records[1].path, EvalView())]
+    requests = [
+        ClipRequest(records[0].path, EvalView()),
+        ClipRequest(broken, EvalView()),
+        ClipRequest(records[1].path, EvalView()),
+    ]
     import ray
+
     batch = ray.get(pool.actors[0].load.remote(requests))
     assert batch.rgb.shape == (3, *SPEC.rgb_shape) and batch.flow.shape == (3, *SPEC.flow_shape)
     assert batch.errors[0] is None and batch.errors[2] is None and batch.errors[1].startswith(broken)
     assert not batch.rgb[1].any() and batch.paths == [r.path for r in requests]
-    results = list(pool.map(requests + [ClipRequest(records[2].path, EvalView())]))   # 3 clips per call: two calls
+    results = list(pool.map(requests + [ClipRequest(records[2].path, EvalView())]))  # 3 clips per call: two calls
     assert [r.path for r in results] == [r.path for r in requests] + [records[2].path]
     assert [r.error is None for r in results] == [True, False, True, True] and results[1].rgb is None
     loader = ClipLoader(SPEC)
@@ -74,20 +79,21 @@ def test_each_track_travels_once_per_actor_and_again_after_a_restart(ray_session
     requests = [ClipRequest(r.path, TrainView(seed), track=tracks[r.path]) for seed in (1, 2, 3) for r in records]
     loader = ClipLoader(SPEC)
     expected = [loader.load(r.path, r.view, track=r.track) for r in requests]
-    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=4, cpus_per_actor=0)   # the module's pool holds the CPUs
+    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=4, cpus_per_actor=0)  # the module's pool holds the CPUs
     try:
         actor, sent = pool.actors[0], []
         pool.actors = [_RecordingActor(actor, sent)]
         results = list(pool.map(requests))
         assert all(np.array_equal(r.rgb, e[0]) and np.array_equal(r.flow, e[1]) for r, e in zip(results, expected))
-        assert [paths for paths, _ in sent] == [[r.path for r in records], [], []]   # each track with its first clip
-        assert all(key in tracks for _, keys in sent for key in keys)                # then named by path
+        assert [paths for paths, _ in sent] == [[r.path for r in records], [], []]  # each track with its first clip
+        assert all(key in tracks for _, keys in sent for key in keys)  # then named by path
         import ray
-        ray.get(actor.__ray_call__.remote(lambda self: self.tracks.clear()))   # as a restarted actor has none
+
+        ray.get(actor.__ray_call__.remote(lambda self: self.tracks.clear()))  # as a restarted actor has none
         sent.clear()
         again = list(pool.map(requests[:4]))
         assert [r.error for r in again] == [None] * 4 and np.array_equal(again[3].rgb, expected[3][0])
-        assert [sorted(paths) for paths, _ in sent] == [[], sorted(tracks)]   # refused, then sent with the call
+        assert [sorted(paths) for paths, _ in sent] == [[], sorted(tracks)]  # refused, then sent with the call
     finally:
         pool.actors = [actor]
         pool.shutdown()
@@ -99,7 +105,7 @@ def test_local_batches_are_aligned_for_tf_data_to_use_in_place(pool, tiny_datase
     plan = plan_epoch(len(records), 4, 0, 1, seed=0, epoch=0, train=False)
     batches = list(EpochStream(records, pool, plan, seed=0, epoch=0, train=False))
     assert all(b[0].ctypes.data % 64 == 0 and b[1].ctypes.data % 64 == 0 for b in batches)
-    assert len({b[0].ctypes.data for b in batches}) == len(batches)   # a new array per batch: tf.data holds them
+    assert len({b[0].ctypes.data for b in batches}) == len(batches)  # a new array per batch: tf.data holds them
 
 
 def test_an_epoch_reports_where_its_time_went(pool, tiny_dataset):
@@ -110,14 +116,14 @@ def test_an_epoch_reports_where_its_time_went(pool, tiny_dataset):
     assert len(list(stream)) == plan.steps
     report, calls = stream.report, -(-plan.indices.size // pool.clips_per_call)
     assert report.actors == 2 and report.pool.calls == calls and report.seconds > 0
-    assert 0 < report.pool.actor_cpu_s <= report.pool.actor_busy_s * 1.05   # 5%: two clocks read apart
+    assert 0 < report.pool.actor_cpu_s <= report.pool.actor_busy_s * 1.05  # 5%: two clocks read apart
     timings = report.timings()
     assert 0 < timings["actor_busy_share"] <= 1 and 0 < timings["actor_cpu_share"] <= 1.05
     assert 0 <= timings["driver_share"] <= 1 and 0 <= timings["driver_wait_share"] <= 1
     assert 0 <= timings["calls_in_flight_min"] <= timings["calls_in_flight_mean"] <= pool.calls_in_flight
     again = EpochStream(records, pool, plan, seed=0, epoch=1, train=True)
     list(again)
-    assert again.report.pool.calls == calls   # each epoch counts its own calls, not the pool's total
+    assert again.report.pool.calls == calls  # each epoch counts its own calls, not the pool's total
 
 
 def _fake_before_real(records, plan, count: int) -> list[int]:
@@ -126,8 +132,9 @@ def _fake_before_real(records, plan, count: int) -> list[int]:
     order = plan.indices.reshape(-1)
     slots = []
     for slot in range(len(order) - 1):
-        if (records[order[slot]].label, records[order[slot + 1]].label) == (0, 1) and \
-                (not slots or slot > slots[-1] + 1):
+        if (records[order[slot]].label, records[order[slot + 1]].label) == (0, 1) and (
+            not slots or slot > slots[-1] + 1
+        ):
             slots.append(slot)
     assert len(slots) >= count and {r.label for r in records} == {0, 1}
     return slots[:count]
@@ -137,14 +144,14 @@ def test_bad_clips_are_replaced_counted_and_named(pool, tiny_dataset, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(tiny_dataset, root)
     records = from_folder(str(root)).records
-    assert from_folder(str(root)).class_names == ("fake", "real")   # label 0 = fake, 1 = real
+    assert from_folder(str(root)).class_names == ("fake", "real")  # label 0 = fake, 1 = real
     plan = plan_epoch(len(records), 8, 0, 1, seed=0, epoch=0, train=True)
     order, positions = plan.indices.reshape(-1), plan.positions.reshape(-1)
     slots = _fake_before_real(records, plan, 2)
     broken = [records[order[s]].path for s in slots]
-    open(broken[0], "wb").close()                                  # zero bytes
+    open(broken[0], "wb").close()  # zero bytes
     with open(broken[1], "wb") as f:
-        f.write(b"garbage" * 100)                                  # not a video
+        f.write(b"garbage" * 100)  # not a video
     stream = EpochStream(records, pool, plan, seed=0, epoch=0, train=True, max_failed_fraction=0.2)
     batches = list(stream)
     assert len(batches) == plan.steps == 4
@@ -153,7 +160,7 @@ def test_bad_clips_are_replaced_counted_and_named(pool, tiny_dataset, tmp_path):
     assert {f.split(":")[0] for f in stream.report.failed} == set(broken)
     rgb, flow, labels, weights, where = (np.concatenate(parts) for parts in zip(*batches))
     loader = ClipLoader(SPEC)
-    for slot in slots:   # the slot holds the next clip of the shard, its pixels and its label, at the slot's seed
+    for slot in slots:  # the slot holds the next clip of the shard, its pixels and its label, at the slot's seed
         replacement = records[order[slot + 1]]
         assert where[slot].tolist() == [order[slot + 1], 0] and labels[slot] == replacement.label == 1
         expected_rgb, expected_flow = loader.load(replacement.path, TrainView(clip_seed(0, 0, int(positions[slot]))))
@@ -189,17 +196,18 @@ def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_datase
     crash in native code would: its calls are lost for certain, and every clip comes back from the restart."""
     records = from_folder(tiny_dataset).records[:6]
     expected = [ClipLoader(SPEC).load(r.path, EvalView())[0] for r in records]
-    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=3, cpus_per_actor=0)   # the module's pool holds the CPUs
+    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=3, cpus_per_actor=0)  # the module's pool holds the CPUs
     try:
         import ray
+
         dead = ray.get(pool.actors[0].pid.remote())
         os.kill(dead, signal.SIGSTOP)
-        results = pool.map(ClipRequest(r.path, EvalView()) for r in records)   # both calls sent to the stopped actor
+        results = pool.map(ClipRequest(r.path, EvalView()) for r in records)  # both calls sent to the stopped actor
         os.kill(dead, signal.SIGKILL)
         results = list(results)
         assert [r.error for r in results] == [None] * 6
         assert all(np.array_equal(r.rgb, e) for r, e in zip(results, expected))
-        assert {r.pid for r in results} != {dead} and dead not in {r.pid for r in results}   # all re-sent
+        assert {r.pid for r in results} != {dead} and dead not in {r.pid for r in results}  # all re-sent
         assert pool.restarts == 1
         assert any("re-sending its 3 clips" in r.message for r in caplog.records)
     finally:

@@ -5,6 +5,7 @@ frozen BatchNorm, input normalisation, the max consensus, and the config's check
 These networks are big for a CPU: every test uses 2 frames, batch 1 and the smallest frame size a network takes.
 The ImageNet files themselves are never needed: a network with random weights, saved the way Keras saves it,
 stands in for them (the loading rules are the same)."""
+
 import h5py
 import keras
 import numpy as np
@@ -20,7 +21,7 @@ from twostream.models.registry import build_model
 from twostream.models.two_stream import ModelSpec
 from twostream.trainer.config import ConfigError, load
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 FRAMES = 2
 # blocks whose first conv gets the temporal shift, as the architectures are published
@@ -48,10 +49,10 @@ def _shift_layers(network):
 
 @pytest.mark.parametrize("backbone", sorted(APPLICATIONS))
 def test_every_backbone_trains_in_both_streams_and_every_variable_gets_a_gradient(backbone):
-    keras.utils.set_random_seed(0)   # unseeded, the weights depended on earlier tests: a zero gradient in some orders
+    keras.utils.set_random_seed(0)  # unseeded, the weights depended on earlier tests: a zero gradient in some orders
     model = _build(f"two_stream_{backbone}", temporal_shift=0.125)
-    assert len(_shift_layers(model.get_layer(f"rgb_{backbone}"))) == BLOCKS[backbone]   # one per block
-    assert not _shift_layers(model.get_layer(f"flow_{backbone}"))                      # RGB stream only
+    assert len(_shift_layers(model.get_layer(f"rgb_{backbone}"))) == BLOCKS[backbone]  # one per block
+    assert not _shift_layers(model.get_layer(f"flow_{backbone}"))  # RGB stream only
     with tf.GradientTape() as tape:
         logits = model(_clip(model), training=True)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(tf.constant([2]), logits, from_logits=True))
@@ -104,12 +105,12 @@ def test_keras_cache_file_loads_by_topology_into_a_rewired_network(tmp_path, mon
     EfficientNet's in-graph preprocessing (whose statistics the file holds) is left out of the backbone."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    source = _save_as_imagenet_file("efficientnetb0", str(tmp_path / "models" / "efficientnetb0_notop.h5"),
-                                    legacy=True)
+    source = _save_as_imagenet_file("efficientnetb0", str(tmp_path / "models" / "efficientnetb0_notop.h5"), legacy=True)
     model = _build("flow_only_efficientnetb0", pretrained="imagenet")
     network = model.get_layer("flow_efficientnetb0")
-    assert not [layer for layer in network.layers if isinstance(layer, (keras.layers.Normalization,
-                                                                       keras.layers.Rescaling))]
+    assert not [
+        layer for layer in network.layers if isinstance(layer, (keras.layers.Normalization, keras.layers.Rescaling))
+    ]
     _assert_loaded(source, network, flow_channels=2)
 
 
@@ -117,7 +118,7 @@ def test_a_missing_imagenet_file_is_named_with_how_to_get_it(tmp_path, monkeypat
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     expected = str(tmp_path / "models" / APPLICATIONS["resnet50"].weights_file)
     with pytest.raises(WeightsFileError) as missing:
-        _build("two_stream_resnet50", pretrained="imagenet")   # raised before the network is built
+        _build("two_stream_resnet50", pretrained="imagenet")  # raised before the network is built
     message = str(missing.value)
     assert expected in message and "keras.applications.ResNet50(include_top=False, weights='imagenet')" in message
     assert APPLICATIONS["resnet50"].weights_url in message
@@ -142,22 +143,25 @@ def test_frames_interact_only_through_the_temporal_shift():
 
 
 def test_temporal_shift_moves_channels_by_one_frame_within_each_clip():
-    frames = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2 * 3, 1, 1, 8)   # 2 clips of 3 frames, 8 channels
+    frames = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2 * 3, 1, 1, 8)  # 2 clips of 3 frames, 8 channels
     out = TemporalShift(frames=3, share=0.25)(frames).numpy().reshape(2, 3, 8)
     clips = frames.reshape(2, 3, 8)
-    np.testing.assert_array_equal(out[:, :2, :2], clips[:, 1:, :2])    # channels 0-1 from the next frame
-    np.testing.assert_array_equal(out[:, 2, :2], 0)                     # nothing after the clip's last frame
+    np.testing.assert_array_equal(out[:, :2, :2], clips[:, 1:, :2])  # channels 0-1 from the next frame
+    np.testing.assert_array_equal(out[:, 2, :2], 0)  # nothing after the clip's last frame
     np.testing.assert_array_equal(out[:, 1:, 2:4], clips[:, :2, 2:4])  # channels 2-3 from the previous frame
     np.testing.assert_array_equal(out[:, 0, 2:4], 0)
-    np.testing.assert_array_equal(out[..., 4:], clips[..., 4:])         # the rest stay
+    np.testing.assert_array_equal(out[..., 4:], clips[..., 4:])  # the rest stay
 
 
 def test_frozen_batch_norm():
     """all: BatchNorm on stored statistics in training too, so a clip's logits do not depend on its batch;
     partial: only each stream's first BatchNorm still trains (TSN's partial BN)."""
     frozen = _build("rgb_only_mobilenetv3small", freeze_bn="all")
-    norms = [layer for layer in frozen.get_layer("rgb_mobilenetv3small").layers
-             if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [
+        layer
+        for layer in frozen.get_layer("rgb_mobilenetv3small").layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     stored = [np.asarray(layer.moving_mean) for layer in norms]
     batch = _clip(frozen, batch=3, seed=4)
     together = frozen(batch, training=True).numpy()
@@ -168,8 +172,11 @@ def test_frozen_batch_norm():
     assert not any(layer.trainable_weights for layer in norms)
     partial = _build("two_stream_mobilenetv3small", freeze_bn="partial")
     for stream in ("rgb", "flow"):
-        norms = [layer for layer in partial.get_layer(f"{stream}_mobilenetv3small").layers
-                 if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = [
+            layer
+            for layer in partial.get_layer(f"{stream}_mobilenetv3small").layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
         assert [layer.trainable for layer in norms] == [True] + [False] * (len(norms) - 1)
 
 
@@ -178,49 +185,67 @@ def test_input_normalisation_is_keras_preprocess_input(mode):
     pixels = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
     expected = keras.applications.imagenet_utils.preprocess_input(pixels.astype(np.float32), mode=mode)
     np.testing.assert_allclose(ImageNetInput(mode)(pixels).numpy(), expected, rtol=1e-5, atol=1e-4)
-    flow = np.array([0, 255], dtype=np.uint8)   # the clipping bound, either way
+    flow = np.array([0, 255], dtype=np.uint8)  # the clipping bound, either way
     np.testing.assert_allclose(ImageNetInput(mode, flow=True)(flow).numpy(), [-FLOW_RANGE[mode], FLOW_RANGE[mode]])
 
 
 def test_max_consensus_takes_the_strongest_frame():
     maps = np.zeros((1, 3, 2, 2, 2), np.float32)
-    maps[0, 1, 0, 0] = [4.0, -4.0]   # frame 1: mean over its 2x2 positions = (1, -1)
+    maps[0, 1, 0, 0] = [4.0, -4.0]  # frame 1: mean over its 2x2 positions = (1, -1)
     np.testing.assert_array_equal(MaxConsensus()(maps).numpy(), [[1.0, 0.0]])
 
 
 def test_depthwise_and_separable_convs_inside_a_nested_backbone_are_counted():
     inner_input = keras.Input((8, 8, 3))
-    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(inner_input)   # 8x8x6 outputs, 9 each
-    x = keras.layers.SeparableConv2D(5, 3, strides=2, padding="same")(x)   # 4x4: 6 x (9 + 5) per position
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(inner_input)  # 8x8x6 outputs, 9 each
+    x = keras.layers.SeparableConv2D(5, 3, strides=2, padding="same")(x)  # 4x4: 6 x (9 + 5) per position
     inner = keras.Model(inner_input, x, name="inner")
     clip = keras.Input((3, 8, 8, 3), name="rgb")
     from twostream.models.layers import FoldTime
+
     model = keras.Model(clip, inner(FoldTime()(clip)))
     per_frame = 8 * 8 * 6 * 9 + 4 * 4 * 6 * (9 + 5)
-    assert flops_per_clip(model) == 2 * 3 * per_frame   # 3 frames folded into the batch
+    assert flops_per_clip(model) == 2 * 3 * per_frame  # 3 frames folded into the batch
 
 
-@pytest.mark.parametrize("change,message", [
-    ("model.pretrained=imagenet", "model.pretrained applies to the keras.applications backbones"),
-    ("model.freeze_bn=partial", "model.freeze_bn applies to the keras.applications"),
-    ("model.temporal_shift=0.125", "model.temporal_shift shifts channels .* model.name=two_stream_c3d"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("model.pretrained=imagenet", "model.pretrained applies to the keras.applications backbones"),
+        ("model.freeze_bn=partial", "model.freeze_bn applies to the keras.applications"),
+        ("model.temporal_shift=0.125", "model.temporal_shift shifts channels .* model.name=two_stream_c3d"),
+    ],
+)
 def test_options_of_other_backbones_are_refused_by_the_config(change, message):
     with pytest.raises(ConfigError, match=message):
         load(overrides=["model.name=two_stream_c3d", change])
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model.name=two_stream_resnet50", "model.freeze_bn=all"], "freeze_bn=all .* meaningful with model.pretrained"),
-    (["model.name=flow_only_tsn", "model.temporal_shift=0.1"], "RGB stream .* model.name=flow_only_tsn"),
-    (["model.name=rgb_only_xception", "clip.size=64"], "xception takes frames of at least 71 pixels; clip.size=64"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["model.name=two_stream_resnet50", "model.freeze_bn=all"],
+            "freeze_bn=all .* meaningful with model.pretrained",
+        ),
+        (["model.name=flow_only_tsn", "model.temporal_shift=0.1"], "RGB stream .* model.name=flow_only_tsn"),
+        (["model.name=rgb_only_xception", "clip.size=64"], "xception takes frames of at least 71 pixels; clip.size=64"),
+    ],
+)
 def test_inconsistent_backbone_options_are_refused_by_the_config(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load(overrides=overrides)
 
 
 def test_a_pretrained_configuration_passes_the_config():
-    config = load(overrides=["model.name=two_stream_xception", "clip.size=96", "model.pretrained=imagenet",
-                             "model.freeze_bn=partial", "model.temporal_shift=0.125", "model.consensus=max"])
+    config = load(
+        overrides=[
+            "model.name=two_stream_xception",
+            "clip.size=96",
+            "model.pretrained=imagenet",
+            "model.freeze_bn=partial",
+            "model.temporal_shift=0.125",
+            "model.consensus=max",
+        ]
+    )
     assert config.model.freeze_bn == "partial" and config.model.consensus == "max"

@@ -1,4 +1,5 @@
 """benchmarks/projection.py reads benchmarks/gpu_step.py's measurements: measured GPU ms replace FLOP-scaled ones."""
+
 import importlib.util
 import json
 import pathlib
@@ -25,7 +26,7 @@ def test_measured_gpu_ms_replace_the_scaled_estimate_and_set_the_reference_rate(
     path.write_text("\n".join(map(json.dumps, lines)) + "\n\n")
     measured, images_per_s = projection.load_gpu_ms([str(path)])
     assert measured == {("two_stream_c3d", 224): 0.35} and images_per_s == 5000.0
-    rate = 1e12   # FLOP/s: 3 x 1e9 FLOPs take 3 ms
+    rate = 1e12  # FLOP/s: 3 x 1e9 FLOPs take 3 ms
     assert projection.gpu_ms_per_clip("two_stream_c3d", 224, 1e9, rate, measured) == 0.35
     assert projection.gpu_ms_per_clip("two_stream_c3d", 112, 1e9, rate, measured) == 3.0
 

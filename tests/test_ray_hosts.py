@@ -5,6 +5,7 @@ decode actors report which node they run on. Packed (the default), both ranks fi
 go elsewhere; with --spread each rank has a node and its actors stay beside it, though Ray's own scheduling would
 send them to the idle third node (a rank's node is half used).
 """
+
 import json
 import os
 import re
@@ -17,66 +18,115 @@ import pytest
 from conftest import VENV_BIN
 from helpers.hosts import make_hosts
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
-CPUS_PER_NODE = 2   # one rank (1 CPU) and one decode actor (1 CPU) per node at most
+CPUS_PER_NODE = 2  # one rank (1 CPU) and one decode actor (1 CPU) per node at most
 NODES = 3
 # What each rank's DecoderPool logs (every rank under launch ray), behind Ray's "(BaseHorovodWorker pid=N ...)"
-PLACEMENT = re.compile(r"\(BaseHorovodWorker pid=(\d+).*?decode actors, \d+ of them on this process's Ray node "
-                       r"\w+ at ([\d.]+)[^;]*; theirs at ([\d.,]+)")
+PLACEMENT = re.compile(
+    r"\(BaseHorovodWorker pid=(\d+).*?decode actors, \d+ of them on this process's Ray node "
+    r"\w+ at ([\d.]+)[^;]*; theirs at ([\d.,]+)"
+)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(hosts, head address, env): a Ray head on host 1 and worker nodes on hosts 2 and 3, token authentication on."""
     logs = tmp_path_factory.mktemp("ray_hosts")
-    temp_dir = tempfile.mkdtemp(prefix="tsrh", dir="/tmp")   # short: Ray's socket paths must fit 107 bytes
-    env = {"PATH": f"{os.path.abspath(VENV_BIN)}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_TMPDIR": temp_dir,
-           "RAY_DEDUP_LOGS": "0", "RAY_worker_niceness": "0", "PYTHONUNBUFFERED": "1"}
+    temp_dir = tempfile.mkdtemp(prefix="tsrh", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {
+        "PATH": f"{os.path.abspath(VENV_BIN)}:{os.environ['PATH']}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_TMPDIR": temp_dir,
+        "RAY_DEDUP_LOGS": "0",
+        "RAY_worker_niceness": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     with make_hosts(NODES) as hosts:
         head = f"{hosts.address(1)}:6379"
         common = ["--block", f"--num-cpus={CPUS_PER_NODE}", "--object-store-memory=200000000", "--disable-usage-stats"]
-        hosts.start(1, ["ray", "start", "--head", f"--node-ip-address={hosts.address(1)}", "--port=6379",
-                        "--include-dashboard=false", f"--temp-dir={temp_dir}/head", *common],
-                    str(logs / "head.log"), env=env)
+        hosts.start(
+            1,
+            [
+                "ray",
+                "start",
+                "--head",
+                f"--node-ip-address={hosts.address(1)}",
+                "--port=6379",
+                "--include-dashboard=false",
+                f"--temp-dir={temp_dir}/head",
+                *common,
+            ],
+            str(logs / "head.log"),
+            env=env,
+        )
         try:
             _wait_for_nodes(hosts, head, env, 1, logs)
-            for host in range(2, NODES + 1):   # one at a time: the nodes share the head's session folder
-                hosts.start(host, ["ray", "start", f"--address={head}", f"--node-ip-address={hosts.address(host)}",
-                                   *common], str(logs / f"worker{host}.log"), env=env)
+            for host in range(2, NODES + 1):  # one at a time: the nodes share the head's session folder
+                hosts.start(
+                    host,
+                    ["ray", "start", f"--address={head}", f"--node-ip-address={hosts.address(host)}", *common],
+                    str(logs / f"worker{host}.log"),
+                    env=env,
+                )
                 _wait_for_nodes(hosts, head, env, host, logs)
             yield hosts, head, env
         finally:
-            hosts.down()   # the `ray start`s first (TERM), then every process left on the hosts, by PID
+            hosts.down()  # the `ray start`s first (TERM), then every process left on the hosts, by PID
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _wait_for_nodes(hosts, head: str, env: dict, count: int, logs) -> None:
-    count_nodes = (f"import ray; ray.init(address='{head}', log_to_driver=False); "
-                   "print(sum(n['Alive'] for n in ray.nodes()))")
+    count_nodes = (
+        f"import ray; ray.init(address='{head}', log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         done = hosts.run(1, [os.path.join(VENV_BIN, "python"), "-c", count_nodes], timeout=120, env=env)
         if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
             return
         time.sleep(2)
-    pytest.fail(f"the {count}-node Ray cluster did not form: "
-                + " ".join((logs / name).read_text()[-1500:] for name in sorted(os.listdir(logs))))
+    pytest.fail(
+        f"the {count}-node Ray cluster did not form: "
+        + " ".join((logs / name).read_text()[-1500:] for name in sorted(os.listdir(logs)))
+    )
 
 
 def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
     """Runs `launch ray` on host 1; ({rank's node IP: its actors' IPs} by rank pid, the final record)."""
     hosts, head, env = cluster
-    done = hosts.run(1, [os.path.join(VENV_BIN, "twostream"), "launch", "ray", "--address", head,
-                         "--num-workers", "2", "--cpus-per-worker", "1", *flags, "--preset", "tiny",
-                         "--data", tiny_dataset, "--workdir", str(workdir), "--set", "data.num_actors=1"],
-                     timeout=500, env=env)
+    done = hosts.run(
+        1,
+        [
+            os.path.join(VENV_BIN, "twostream"),
+            "launch",
+            "ray",
+            "--address",
+            head,
+            "--num-workers",
+            "2",
+            "--cpus-per-worker",
+            "1",
+            *flags,
+            "--preset",
+            "tiny",
+            "--data",
+            tiny_dataset,
+            "--workdir",
+            str(workdir),
+            "--set",
+            "data.num_actors=1",
+        ],
+        timeout=500,
+        env=env,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
     final = json.loads(next(line for line in output.splitlines() if line.startswith('{"final"')))
     places = {pid: (here, theirs.split(",")) for pid, here, theirs in PLACEMENT.findall(output)}
-    assert len(places) == 2, output[-5000:]   # both ranks said where they and their actors run
+    assert len(places) == 2, output[-5000:]  # both ranks said where they and their actors run
     return places, final
 
 
@@ -85,7 +135,7 @@ def test_packed_ranks_train_with_their_actors_on_the_node_with_room(cluster, tin
     """Both ranks fill one node's 2 CPUs; their actors wait there forever unless they spill to a node with room."""
     places, final = _launch(cluster, tiny_dataset, tmp_path / "packed")
     assert final["world_size"] == 2 and final["final"]["clips"] > 0
-    (rank_node,) = {here for here, _ in places.values()}   # packed: one node holds both ranks
+    (rank_node,) = {here for here, _ in places.values()}  # packed: one node holds both ranks
     assert all(rank_node not in theirs for _, theirs in places.values()), places
 
 
@@ -94,5 +144,5 @@ def test_spread_puts_one_rank_per_node_and_its_actors_beside_it(cluster, tiny_da
     hosts, _, _ = cluster
     places, final = _launch(cluster, tiny_dataset, tmp_path / "spread", "--spread")
     assert final["world_size"] == 2
-    assert len({here for here, _ in places.values()}) == 2   # two nodes of the three
+    assert len({here for here, _ in places.values()}) == 2  # two nodes of the three
     assert all(theirs == [here] for here, theirs in places.values()), places

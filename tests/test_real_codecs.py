@@ -11,6 +11,7 @@ packed AVI by packing ffmpeg's MPEG-4 stream as DivX does. A clip must hold exac
 the start, and a file that needed the sequential path is marked so on disk and counted. When the Debian
 corpus exists (scripts/real_video_corpus.sh, TWOSTREAM_REAL_VIDEOS=DIR), every file in it is checked too.
 """
+
 import contextlib
 import fractions
 import os
@@ -29,9 +30,9 @@ from twostream.data.decode.video import build_index, decode_selected, iter_frame
 FRAMES = 60
 GOP = 12
 VOP_START = b"\x00\x00\x01\xb6"
-B_VOP = 2                                          # vop_coding_type of a B-frame (top 2 bits after the start code)
-DIVX_PACKED = b"\x00\x00\x01\xb2DivX503b1393p"    # user data that tells the decoder B-frames are packed ('p')
-NOT_CODED_P_VOP = VOP_START + b"\x50\x4f"         # P, time increment 0 (5 bits at 25 fps), vop_coded 0, stuffing
+B_VOP = 2  # vop_coding_type of a B-frame (top 2 bits after the start code)
+DIVX_PACKED = b"\x00\x00\x01\xb2DivX503b1393p"  # user data that tells the decoder B-frames are packed ('p')
+NOT_CODED_P_VOP = VOP_START + b"\x50\x4f"  # P, time increment 0 (5 bits at 25 fps), vop_coded 0, stuffing
 
 
 def pack_divx(elementary: str, path: str) -> str:
@@ -39,7 +40,7 @@ def pack_divx(elementary: str, path: str) -> str:
     a not-coded frame in its place, as DivX 5 writes them; one packet per frame time, as AVI stores them."""
     stream_bytes = open(elementary, "rb").read()
     starts = [m.start() for m in re.finditer(re.escape(VOP_START), stream_bytes)]
-    header = stream_bytes[:starts[0]]
+    header = stream_bytes[: starts[0]]
     vops = [stream_bytes[a:b] for a, b in zip(starts, starts[1:] + [len(stream_bytes)])]
     kinds = [vop[4] >> 6 for vop in vops]
     packets, i = [], 0
@@ -66,8 +67,11 @@ def pack_divx(elementary: str, path: str) -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real_codecs")
-    elementary = write_coded(folder / "packed.m4v", FRAMES, ["-c:v", "mpeg4", "-q:v", "4", "-bf", "1", "-g", str(GOP),
-                                                             "-sc_threshold", "1000000000", "-f", "m4v"])
+    elementary = write_coded(
+        folder / "packed.m4v",
+        FRAMES,
+        ["-c:v", "mpeg4", "-q:v", "4", "-bf", "1", "-g", str(GOP), "-sc_threshold", "1000000000", "-f", "m4v"],
+    )
     return {
         "packed_b_frames_avi": pack_divx(elementary, str(folder / "packed.avi")),
         # 200 kb/s: several frames share a 2 KiB program-stream pack, as in a DVD menu's still frames
@@ -98,7 +102,7 @@ def test_the_files_have_the_failing_properties(files):
 def test_every_clip_is_the_frames_of_a_read_from_the_start(files, kind):
     path = files[kind]
     everything = list(iter_frames(path))
-    assert [read_code(frame) for frame in everything] == list(range(FRAMES))   # the decoder's order is the truth
+    assert [read_code(frame) for frame in everything] == list(range(FRAMES))  # the decoder's order is the truth
     indexes = FrameIndexes()
     for start in [0, 1, 5, GOP - 1, GOP, 2 * GOP + 3, FRAMES - 9]:
         wanted = np.arange(start, start + 9)
@@ -113,14 +117,14 @@ def test_a_file_read_sequentially_is_marked_on_disk_and_counted(files, tmp_path)
     first = FrameIndexes(str(tmp_path / "index"))
     decode_selected(path, None, lambda n: np.arange(30, 39), indexes=first)
     assert first.get(path, build_index).sequential and first.sequential_paths == {os.path.abspath(path)}
-    later = FrameIndexes(str(tmp_path / "index"))   # a new process: no seek is tried again
+    later = FrameIndexes(str(tmp_path / "index"))  # a new process: no seek is tried again
     seeks = video.counter.seeks
     frames, _ = decode_selected(path, 32, lambda n: np.arange(40, 49), indexes=later)
     assert video.counter.seeks == seeks and [read_code(frames[i]) for i in range(40, 49)] == list(range(40, 49))
     assert later.sequential_paths == {os.path.abspath(path)}
     normal = FrameIndexes()
     decode_selected(files["mpeg2_program_stream"], None, lambda n: np.arange(30, 39), indexes=normal)
-    assert normal.sequential_paths == set()   # it seeks fine past its first keyframe
+    assert normal.sequential_paths == set()  # it seeks fine past its first keyframe
 
 
 def _corpus_files() -> list[str]:
@@ -128,8 +132,10 @@ def _corpus_files() -> list[str]:
     return sorted(os.path.join(d, n) for d, _, names in os.walk(folder) for n in names) if folder else []
 
 
-@pytest.mark.skipif(not _corpus_files(), reason="no real-video corpus: set TWOSTREAM_REAL_VIDEOS=DIR "
-                                                "(scripts/real_video_corpus.sh DIR builds one)")
+@pytest.mark.skipif(
+    not _corpus_files(),
+    reason="no real-video corpus: set TWOSTREAM_REAL_VIDEOS=DIR (scripts/real_video_corpus.sh DIR builds one)",
+)
 @pytest.mark.parametrize("path", _corpus_files(), ids=os.path.basename)
 def test_real_corpus_clips_match_a_read_from_the_start(path):
     everything = list(iter_frames(path))
@@ -146,12 +152,13 @@ def test_prepare_and_predict_count_the_videos_read_sequentially(files, tmp_path,
     from twostream.data.make.prepare import prepare
     from twostream.data.manifest import VideoRecord
     from twostream.launch.commands import predict as predict_lib
+
     spec = ClipSpec(num_frames=4, size=32, resize="squash")
     records = [VideoRecord(path, 0, name) for name, path in sorted(files.items())]
     summary = prepare(records, spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()), progress=False)
     assert summary["computed"] == 2 and summary["failed"] == [] and summary["sequential"] == 1
 
-    class Model:   # stands in for an exported SavedModel: two classes, equal probabilities
+    class Model:  # stands in for an exported SavedModel: two classes, equal probabilities
         @staticmethod
         def serve(rgb, flow):
             return {"probabilities": type("T", (), {"numpy": lambda self: np.full((len(rgb), 2), 0.5)})()}
@@ -173,13 +180,17 @@ def test_an_epoch_record_counts_the_videos_its_actors_read_from_the_start(files,
     from twostream.data.distributed.pipeline import EpochStream
     from twostream.data.distributed.sharding import plan_epoch
     from twostream.data.manifest import VideoRecord
+
     spec = ClipSpec(num_frames=4, size=32, resize="squash")
-    records = [VideoRecord(files[name], label, name) for label, name in
-               enumerate(["packed_b_frames_avi", "mpeg2_program_stream"])]
+    records = [
+        VideoRecord(files[name], label, name)
+        for label, name in enumerate(["packed_b_frames_avi", "mpeg2_program_stream"])
+    ]
     pool = DecoderPool(spec, num_actors=1, clips_per_call=2, cpus_per_actor=0)
     try:
-        stream = EpochStream(records, pool, plan_epoch(6, 2, 0, 1, seed=0, epoch=0, train=False), seed=0, epoch=0,
-                             train=False, views=3)
+        stream = EpochStream(
+            records, pool, plan_epoch(6, 2, 0, 1, seed=0, epoch=0, train=False), seed=0, epoch=0, train=False, views=3
+        )
         batches = list(stream)
     finally:
         pool.shutdown()
@@ -214,8 +225,11 @@ class _CorruptFrame:
 
 
 def test_frames_marked_corrupt_after_a_seek_are_read_from_the_start(tmp_path, monkeypatch):
-    path = write_coded(tmp_path / "h264.mp4", FRAMES, ["-c:v", "libx264", "-bf", "2", "-g", str(GOP),
-                                                        "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+    path = write_coded(
+        tmp_path / "h264.mp4",
+        FRAMES,
+        ["-c:v", "libx264", "-bf", "2", "-g", str(GOP), "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
+    )
     everything = list(iter_frames(path))
     opened, decoded = video._opened, video._decoded
 
@@ -231,7 +245,7 @@ def test_frames_marked_corrupt_after_a_seek_are_read_from_the_start(tmp_path, mo
     monkeypatch.setattr(video, "_opened", opened_corrupting)
     monkeypatch.setattr(video, "_decoded", decoded_corrupting)
     indexes = FrameIndexes()
-    wanted = np.arange(2 * GOP + 3, 2 * GOP + 12)   # past two keyframes: both seeks come out corrupt
+    wanted = np.arange(2 * GOP + 3, 2 * GOP + 12)  # past two keyframes: both seeks come out corrupt
     frames, _ = decode_selected(path, None, lambda n: wanted, indexes=indexes)
     assert all(np.array_equal(frames[i], everything[i]) for i in wanted)
     assert indexes.get(path, build_index).sequential

@@ -5,6 +5,7 @@ of black and white blocks (16 bits) that survives compression and resizing, so a
 which frame it was given. Keyframes are placed every GOP frames exactly (scene-cut detection off), so
 "the GOP before the clip" is known without asking the code under test.
 """
+
 import os
 import subprocess
 
@@ -20,17 +21,21 @@ from twostream.data.decode.frame_index import FrameIndex, FrameIndexes
 from twostream.data.decode.sampling import EvalView, TrainView, sample_frames
 from twostream.data.decode.video import build_index, decode_by_time, decode_selected, frame_times
 
-GOP = 24           # frames from one keyframe to the next
-FRAMES = 120       # frames per test video (5 GOPs)
+GOP = 24  # frames from one keyframe to the next
+FRAMES = 120  # frames per test video (5 GOPs)
 HEIGHT, WIDTH = 96, 128
-SIZE = 32          # decode size: each code block is 8 x 8 pixels
-GRID = 4           # the code is GRID x GRID blocks, one bit each
-CODECS = {   # name -> (file name, ffmpeg output options)
-    "h264_bframes_mp4": ("h264.mp4", ["-c:v", "libx264", "-bf", "3", "-g", str(GOP), "-sc_threshold", "0",
-                                      "-pix_fmt", "yuv420p"]),
+SIZE = 32  # decode size: each code block is 8 x 8 pixels
+GRID = 4  # the code is GRID x GRID blocks, one bit each
+CODECS = {  # name -> (file name, ffmpeg output options)
+    "h264_bframes_mp4": (
+        "h264.mp4",
+        ["-c:v", "libx264", "-bf", "3", "-g", str(GOP), "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
+    ),
     # a one-frame timestamp gap at the start: OpenCV's frame seek lands one frame early in such a file
-    "mpeg4_avi": ("mpeg4.avi", ["-c:v", "mpeg4", "-q:v", "4", "-g", str(GOP), "-sc_threshold", "1000000000",
-                                "-output_ts_offset", "0.0334"]),
+    "mpeg4_avi": (
+        "mpeg4.avi",
+        ["-c:v", "mpeg4", "-q:v", "4", "-g", str(GOP), "-sc_threshold", "1000000000", "-output_ts_offset", "0.0334"],
+    ),
 }
 SLOW, FAST = 10, 30  # the VFR file: SLOW frames 100 ms apart, then FAST frames 25 ms apart
 VFR_TIMES_MS = np.concatenate([100.0 * np.arange(SLOW), 100.0 * SLOW - 75 + 25.0 * np.arange(FAST)])
@@ -58,14 +63,30 @@ def read_code(rgb: np.ndarray) -> int:
 def write_coded(path, count: int, options: list[str], pts: str | None = None) -> str:
     try:
         import imageio_ffmpeg
+
         ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as error:
         pytest.skip(f"no ffmpeg binary to write test videos ({error}); install requirements-dev.txt")
     rng = np.random.default_rng(count)
     frames = np.stack([coded_frame(i, rng) for i in range(count)])
-    command = [ffmpeg, "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{WIDTH}x{HEIGHT}", "-framerate", "1000" if pts else "30", "-i", "-"]
-    if pts:   # per-frame timestamps; commas escaped for the filter graph; passthrough keeps every frame
+    command = [
+        ffmpeg,
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{WIDTH}x{HEIGHT}",
+        "-framerate",
+        "1000" if pts else "30",
+        "-i",
+        "-",
+    ]
+    if pts:  # per-frame timestamps; commas escaped for the filter graph; passthrough keeps every frame
         command += ["-vf", "setpts=" + pts.replace(",", "\\,"), "-fps_mode", "passthrough"]
     done = subprocess.run(command + options + [str(path)], input=frames.tobytes(), capture_output=True)
     if done.returncode != 0:
@@ -81,8 +102,12 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vfr(tmp_path_factory):
-    return write_coded(tmp_path_factory.mktemp("vfr") / "vfr.mp4", SLOW + FAST,
-                       ["-c:v", "libx264", "-bf", "3", "-g", "8", "-pix_fmt", "yuv420p"], pts=VFR_PTS)
+    return write_coded(
+        tmp_path_factory.mktemp("vfr") / "vfr.mp4",
+        SLOW + FAST,
+        ["-c:v", "libx264", "-bf", "3", "-g", "8", "-pix_fmt", "yuv420p"],
+        pts=VFR_PTS,
+    )
 
 
 def _decoded_work(read) -> tuple[object, int]:
@@ -114,11 +139,12 @@ def test_the_test_videos_have_the_failure_modes(videos):
 @pytest.mark.parametrize("codec", sorted(CODECS))
 @pytest.mark.parametrize("start", [0, 5, GOP - 1, GOP, 2 * GOP + 7, FRAMES - 9])
 def test_a_clip_is_the_frames_asked_for_at_the_cost_of_its_gop(videos, codec, start):
-    wanted = np.arange(start, start + 9)   # 8 frames and the successor of the last, as online flow reads them
+    wanted = np.arange(start, start + 9)  # 8 frames and the successor of the last, as online flow reads them
     indexes = FrameIndexes()
-    indexes.get(videos[codec], build_index)   # the index is built once per video, not per clip
-    (frames, count), work = _decoded_work(lambda: decode_selected(videos[codec], SIZE, lambda n: wanted,
-                                                                  indexes=indexes))
+    indexes.get(videos[codec], build_index)  # the index is built once per video, not per clip
+    (frames, count), work = _decoded_work(
+        lambda: decode_selected(videos[codec], SIZE, lambda n: wanted, indexes=indexes)
+    )
     assert count == FRAMES
     assert [read_code(frames[i]) for i in wanted] == wanted.tolist()
     assert work <= _cost_bound(wanted), (work, _cost_bound(wanted))
@@ -127,12 +153,12 @@ def test_a_clip_is_the_frames_asked_for_at_the_cost_of_its_gop(videos, codec, st
 @pytest.mark.parametrize("codec", sorted(CODECS))
 def test_scattered_frames_seek_per_gop_and_match_a_full_decode(videos, codec):
     path = videos[codec]
-    wanted = np.array([3, 4, 30, 31, 70, 71, 118, 119])   # TSN-like: one pair in each of four GOPs
+    wanted = np.array([3, 4, 30, 31, 70, 71, 118, 119])  # TSN-like: one pair in each of four GOPs
     indexes = FrameIndexes()
     indexes.get(path, build_index)
     (frames, _), work = _decoded_work(lambda: decode_selected(path, SIZE, lambda n: wanted, indexes=indexes))
     assert [read_code(frames[i]) for i in wanted] == wanted.tolist()
-    assert work <= sum(_cost_bound(wanted[i:i + 2]) for i in range(0, len(wanted), 2))
+    assert work <= sum(_cost_bound(wanted[i : i + 2]) for i in range(0, len(wanted), 2))
     everything = video.decode_frames(path, SIZE)
     assert [read_code(f) for f in everything] == list(range(FRAMES))
     for index in wanted:
@@ -143,7 +169,7 @@ def test_scattered_frames_seek_per_gop_and_match_a_full_decode(videos, codec):
 def test_loader_clips_online_and_cached(videos, codec, tmp_path):
     """ClipLoader returns the sampled frames; with a flow cache, a new loader reads the index from disk."""
     path = videos[codec]
-    spec = ClipSpec(num_frames=8, size=SIZE, resize="squash")   # frame codes are read on the whole frame
+    spec = ClipSpec(num_frames=8, size=SIZE, resize="squash")  # frame codes are read on the whole frame
     online = ClipLoader(spec)
     for seed in range(3):
         expected = sample_frames(FRAMES, 8, "dense", 1, np.random.default_rng(seed))
@@ -151,7 +177,7 @@ def test_loader_clips_online_and_cached(videos, codec, tmp_path):
         assert [read_code(f) for f in rgb] == expected.tolist()
         assert work <= _cost_bound(np.append(expected, expected[-1] + 1))
     cache = FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params())
-    ClipLoader(spec, cache).video_flow(path)   # fills the cache; the same pass stores the decoded index
+    ClipLoader(spec, cache).video_flow(path)  # fills the cache; the same pass stores the decoded index
     assert os.listdir(tmp_path / "cache" / "index")
     later = ClipLoader(spec, FlowCache(str(tmp_path / "cache"), 1 << 26, spec.flow_params()))
     (rgb, flow), work = _decoded_work(lambda: later.load(path, EvalView()))
@@ -173,7 +199,7 @@ def test_an_index_the_decoder_contradicts_is_rebuilt_by_decoding(videos):
     indexes.replace(path, _with_phantom_frame(true, 40))
     asked = []
     frames, count = decode_selected(path, SIZE, lambda n: asked.append(n) or np.arange(38, 46), indexes=indexes)
-    assert asked == [FRAMES + 1, FRAMES] and count == FRAMES   # chosen again from the decoded count
+    assert asked == [FRAMES + 1, FRAMES] and count == FRAMES  # chosen again from the decoded count
     assert [read_code(frames[i]) for i in range(38, 46)] == list(range(38, 46))
     rebuilt = indexes.get(path, build_index)
     assert rebuilt.decoded and np.array_equal(rebuilt.pts, true.pts)
@@ -193,7 +219,7 @@ def test_cached_flow_and_a_contradicting_index_are_reconciled(videos, tmp_path):
 
 def test_vfr_times_come_from_the_index_and_time_sampling_is_exact(vfr):
     np.testing.assert_allclose(frame_times(vfr), VFR_TIMES_MS, atol=1.0)
-    ticks_ms = np.array([200, 500, 1000, 1100, 1200])   # each tick shows the last frame at or before it
+    ticks_ms = np.array([200, 500, 1000, 1100, 1200])  # each tick shows the last frame at or before it
     expected = [int(np.searchsorted(VFR_TIMES_MS, t, side="right") - 1) for t in ticks_ms]
     frames, count = decode_by_time(vfr, SIZE, lambda times: np.searchsorted(times, ticks_ms + 1e-3, "right") - 1)
     assert count == SLOW + FAST and [read_code(frames[i]) for i in sorted(frames)] == sorted(set(expected))
@@ -207,7 +233,7 @@ def test_disk_index_is_keyed_by_file_identity(videos, tmp_path):
     first.get(path, build_index)
     reused = FrameIndexes(str(tmp_path / "index")).get(path, lambda p: pytest.fail("rebuilt a stored index"))
     assert len(reused) == FRAMES
-    os.utime(path, ns=(0, 10**9))   # a changed file (new mtime) is indexed anew
+    os.utime(path, ns=(0, 10**9))  # a changed file (new mtime) is indexed anew
     built = []
     FrameIndexes(str(tmp_path / "index")).get(path, lambda p: built.append(p) or build_index(p))
     assert built == [path]

@@ -1,4 +1,5 @@
 """Sharding: equal steps on every rank, ranks together = the single-process global batches, exact eval cover."""
+
 import numpy as np
 import pytest
 

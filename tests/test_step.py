@@ -1,4 +1,5 @@
 """The update step: accumulation equals one big batch, clipping, label smoothing, non-finite skip, schedules."""
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from twostream.trainer.engine.schedule import WarmupDecay
 from twostream.trainer.engine.step import StepOptions, make_train_step, weighted_cross_entropy
 from twostream.trainer.runtime import dist
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -25,9 +26,14 @@ def _model():
 
 def _batch(n=8, seed=0):
     rng = np.random.default_rng(seed)
-    return ({"rgb": tf.constant(rng.normal(size=(n, 6)), tf.float32),
-             "flow": tf.constant(rng.normal(size=(n, 4)), tf.float32)},
-            tf.constant(rng.integers(0, 3, n), tf.int32), tf.ones(n))
+    return (
+        {
+            "rgb": tf.constant(rng.normal(size=(n, 6)), tf.float32),
+            "flow": tf.constant(rng.normal(size=(n, 4)), tf.float32),
+        },
+        tf.constant(rng.integers(0, 3, n), tf.int32),
+        tf.ones(n),
+    )
 
 
 def _train(options: StepOptions, steps=3):
@@ -55,7 +61,7 @@ class _BatchSizes(keras.layers.Layer):
         self.seen = []
 
     def call(self, x):
-        self.seen.append(x.shape[0])   # None while Keras builds the model on symbolic inputs
+        self.seen.append(x.shape[0])  # None while Keras builds the model on symbolic inputs
         return x
 
 
@@ -75,13 +81,12 @@ def test_accumulation_averages_the_micro_batch_losses():
     inputs, labels, weights = _batch(n=8)
     outputs = model(inputs).numpy()
     expected = np.mean([np.mean(part) ** 2 for part in np.split(outputs, 4)])
-    assert not np.isclose(expected, np.mean(outputs) ** 2, rtol=1e-3)   # the two forms differ on this batch
+    assert not np.isclose(expected, np.mean(outputs) ** 2, rtol=1e-3)  # the two forms differ on this batch
 
     def squared_batch_mean(labels, outputs, weights):
         return tf.reduce_mean(outputs) ** 2
 
-    step = make_train_step(model, keras.optimizers.SGD(0.0), StepOptions(accumulate_steps=4),
-                           loss=squared_batch_mean)
+    step = make_train_step(model, keras.optimizers.SGD(0.0), StepOptions(accumulate_steps=4), loss=squared_batch_mean)
     assert float(step(inputs, labels, weights)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -98,12 +103,12 @@ def test_label_smoothing_values():
     logits, labels, weights = tf.constant([[10.0, -10.0]]), tf.constant([0]), tf.ones(1)
     # targets (0.9, 0.1); -0.9 log p0 - 0.1 log p1 = 0.1 x 20 + log(1 + e^-20)
     assert float(weighted_cross_entropy(labels, logits, weights, 0.2)) == pytest.approx(2.0 + np.log1p(np.exp(-20.0)))
-    assert float(weighted_cross_entropy(labels, logits, weights)) == pytest.approx(0.0, abs=1e-6)   # 2e-9
+    assert float(weighted_cross_entropy(labels, logits, weights)) == pytest.approx(0.0, abs=1e-6)  # 2e-9
     logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [9.0, 9.0, 9.0]], np.float32)
     labels, weights, smoothing = np.array([1, 0, 2]), np.array([1.0, 1.0, 0.0], np.float32), 0.3
     log_p = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
     targets = np.eye(3)[labels] * (1 - smoothing) + smoothing / 3
-    expected = np.sum(-np.sum(targets * log_p, axis=1) * weights) / 2   # the third row is padding
+    expected = np.sum(-np.sum(targets * log_p, axis=1) * weights) / 2  # the third row is padding
     got = weighted_cross_entropy(tf.constant(labels), tf.constant(logits), tf.constant(weights), smoothing)
     assert float(got) == pytest.approx(expected, rel=1e-6)
 
@@ -126,19 +131,21 @@ def test_schedules():
     step = WarmupDecay(1.0, total_steps=100, kind="step", step_every=30, step_factor=0.1)
     assert [round(float(step(s)), 6) for s in (0, 29, 30, 60)] == [1.0, 1.0, 0.1, 0.01]
     from twostream.trainer.config import ConfigError, load
+
     with pytest.raises(ConfigError, match="train.schedule must be one of constant, cosine, step"):
-        load(overrides=["train.schedule=linear"])   # the config is where a schedule name is checked
+        load(overrides=["train.schedule=linear"])  # the config is where a schedule name is checked
 
 
 def test_a_nonfinite_gradient_under_a_finite_loss_is_caught():
     model = _model()
     before = [v.numpy() for v in model.trainable_variables]
 
-    def finite_loss_nan_gradient(labels, outputs, weights):   # sqrt'(0) x abs'(0) = inf x 0 = NaN
+    def finite_loss_nan_gradient(labels, outputs, weights):  # sqrt'(0) x abs'(0) = inf x 0 = NaN
         return tf.reduce_mean(tf.sqrt(tf.abs(outputs - tf.stop_gradient(outputs))))
 
-    step = make_train_step(model, keras.optimizers.SGD(0.5), StepOptions(skip_nonfinite=True),
-                           loss=finite_loss_nan_gradient)
+    step = make_train_step(
+        model, keras.optimizers.SGD(0.5), StepOptions(skip_nonfinite=True), loss=finite_loss_nan_gradient
+    )
     assert np.isnan(float(step(*_batch())))
     for v, b in zip(model.trainable_variables, before):
         np.testing.assert_array_equal(v.numpy(), b)

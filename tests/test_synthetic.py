@@ -1,4 +1,5 @@
 """The synthetic dataset: reproducible, readable back, and defined by motion rather than appearance."""
+
 import os
 
 import numpy as np
@@ -31,8 +32,8 @@ def test_written_videos_decode_with_every_frame(tmp_path, codec):
 def _flow_spread(label: str, seed: int) -> float:
     """Spatial spread of the flow field: near zero for one coherent motion, large for two motions."""
     spec = SynthSpec(frames=6, size=64, seed=seed)
-    frames = render_clip(np.random.default_rng([seed, 0]), label, spec)[..., ::-1]   # BGR -> RGB
-    flow = FlowEngine("dis", "medium").between_frames(frames)[:, 8:-8, 8:-8]   # drop the borders, where DIS guesses
+    frames = render_clip(np.random.default_rng([seed, 0]), label, spec)[..., ::-1]  # BGR -> RGB
+    flow = FlowEngine("dis", "medium").between_frames(frames)[:, 8:-8, 8:-8]  # drop the borders, where DIS guesses
     return float(np.mean(np.std(flow, axis=(1, 2))))
 
 

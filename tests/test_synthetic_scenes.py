@@ -1,5 +1,6 @@
 """The realistic synthetic set: non-square frames of the asked size, reproducible, a small moving region whose box
 files match it, classes told apart by the region's motion over time and not by a single frame, scenes split whole."""
+
 import csv
 import os
 from dataclasses import replace
@@ -53,7 +54,7 @@ def _auc(positives, negatives) -> float:
 def _inner(frame: np.ndarray, box) -> np.ndarray:
     """The middle half of a box (the region's inside, away from its blended rim)."""
     x, y, w, h = box
-    return frame[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4]
+    return frame[y + h // 4 : y + 3 * h // 4, x + w // 4 : x + 3 * w // 4]
 
 
 def test_frames_are_non_square_of_the_asked_size_and_decode(dataset):
@@ -85,8 +86,8 @@ def test_region_is_small_moves_and_its_box_file_matches_it(dataset):
         area = boxes[:, 2] * boxes[:, 3]
         assert np.all(area < 0.1 * SPEC.width * SPEC.height) and np.all(boxes[:, 3] >= SPEC.region * 0.8)
         centres = boxes[:, :2] + boxes[:, 2:] / 2
-        travel.append(np.linalg.norm(centres - centres[0], axis=1).max())   # pixels from where it started
-    assert min(travel) >= 2 and np.median(travel) >= 4, travel   # it travels on screen, not just jitters
+        travel.append(np.linalg.norm(centres - centres[0], axis=1).max())  # pixels from where it started
+    assert min(travel) >= 2 and np.median(travel) >= 4, travel  # it travels on screen, not just jitters
     # The box holds the region: where a real video differs from itself re-rendered with a transparent face.
     scene = make_scene(SPEC, 0)
     frames, boxes = render_pair(scene, SPEC, 0)["real"]
@@ -96,16 +97,16 @@ def test_region_is_small_moves_and_its_box_file_matches_it(dataset):
     for t, (x, y, w, h) in enumerate(boxes):
         ys, xs = np.nonzero(face[t])
         assert xs.min() >= x and xs.max() < x + w and ys.min() >= y and ys.max() < y + h
-        assert xs.max() - xs.min() >= 0.6 * w and ys.max() - ys.min() >= 0.6 * h   # and is not much larger
+        assert xs.max() - xs.min() >= 0.6 * w and ys.max() - ys.min() >= 0.6 * h  # and is not much larger
 
 
 def _relative_motion_roughness(frames: np.ndarray, boxes: np.ndarray, engine: FlowEngine) -> float:
     """RMS frame-to-frame change of the region's flow relative to the background's (pixels per frame squared)."""
-    flow = engine.between_frames(frames[..., ::-1])   # BGR -> RGB
+    flow = engine.between_frames(frames[..., ::-1])  # BGR -> RGB
     relative = []
     for t, (x, y, w, h) in enumerate(boxes[:-1]):
         outside = np.ones(flow.shape[1:3], bool)
-        outside[max(0, y - 4):y + h + 4, max(0, x - 4):x + w + 4] = False
+        outside[max(0, y - 4) : y + h + 4, max(0, x - 4) : x + w + 4] = False
         relative.append(np.median(_inner(flow[t], (x, y, w, h)).reshape(-1, 2), 0) - np.median(flow[t][outside], 0))
     return float(np.sqrt(np.mean(np.sum(np.diff(relative, axis=0) ** 2, axis=1))))
 
@@ -116,18 +117,32 @@ def test_classes_differ_in_the_regions_motion_not_in_single_frames():
     rough = {label: [_relative_motion_roughness(*pair[label], engine) for pair in pairs] for label in ("real", "fake")}
     assert _auc(rough["fake"], rough["real"]) > 0.95, rough
     # Single frames: the region's mean colour and contrast in one frame do not separate the classes.
-    pairs = _pairs(scenes=48, per_scene=6, frames=3)   # many identities: the class statistics are precise
+    pairs = _pairs(scenes=48, per_scene=6, frames=3)  # many identities: the class statistics are precise
 
     def still(label, statistic):
         return [statistic(_inner(pair[label][0][1], pair[label][1][1]).reshape(-1, 3).astype(float)) for pair in pairs]
-    statistics = {"blue": lambda p: p[:, 0].mean(), "green": lambda p: p[:, 1].mean(), "red": lambda p: p[:, 2].mean(),
-                  "contrast": lambda p: p.mean(1).std()}
+
+    statistics = {
+        "blue": lambda p: p[:, 0].mean(),
+        "green": lambda p: p[:, 1].mean(),
+        "red": lambda p: p[:, 2].mean(),
+        "contrast": lambda p: p.mean(1).std(),
+    }
     for name, statistic in statistics.items():
         assert 0.4 < _auc(still("fake", statistic), still("real", statistic)) < 0.6, name
+
     # Nor does the region's colour histogram: a nearest-class-mean rule on it is near chance (held-out halves).
     def histogram(label):
-        return np.array([np.histogramdd(_inner(pair[label][0][1], pair[label][1][1]).reshape(-1, 3),
-                                        bins=4, range=[(0, 256)] * 3)[0].ravel() / 1.0 for pair in pairs])
+        return np.array(
+            [
+                np.histogramdd(
+                    _inner(pair[label][0][1], pair[label][1][1]).reshape(-1, 3), bins=4, range=[(0, 256)] * 3
+                )[0].ravel()
+                / 1.0
+                for pair in pairs
+            ]
+        )
+
     real, fake = histogram("real"), histogram("fake")
     real, fake = real / real.sum(1, keepdims=True), fake / fake.sum(1, keepdims=True)
     half = len(pairs) // 2
@@ -137,7 +152,7 @@ def test_classes_differ_in_the_regions_motion_not_in_single_frames():
 
 def test_scenes_are_distinct_and_split_whole(dataset):
     root, rows = dataset
-    manifest = load_manifest(root)   # ROOT/manifest.csv, found by the project's loader
+    manifest = load_manifest(root)  # ROOT/manifest.csv, found by the project's loader
     assert len(manifest.records) == 48 and set(manifest.class_names) == {"real", "fake"}
     train, val = split_by_video(manifest, 0.5)
     scene_of = {os.path.join(root, r["path"]): r["scene"] for r in rows}
@@ -145,7 +160,7 @@ def test_scenes_are_distinct_and_split_whole(dataset):
     val_scenes = {scene_of[r.path] for r in val.records}
     assert val_scenes == {"s03"} and train_scenes == {"s00", "s01", "s02"}
     by_id = {}
-    for r in rows:   # a fake shares its original's video id, so the pair lands on one side
+    for r in rows:  # a fake shares its original's video id, so the pair lands on one side
         by_id.setdefault(r["video_id"], set()).add(r["label"])
     assert all(labels == {"real", "fake"} for labels in by_id.values())
     # Distinct scenes: a frame's colour histogram finds its scene (nearest scene mean, other videos' frames).
@@ -171,8 +186,30 @@ def _synth(argv: list[str]) -> int:
 
 def test_cli_writes_the_realistic_set_and_rejects_bad_sizes(tmp_path, capsys):
     out = str(tmp_path / "set")
-    assert _synth([out, "--kind", "realistic", "--num-videos", "8", "--scenes", "2", "--val-scenes", "1",
-                 "--frames", "4", "--width", "96", "--height", "72", "--region", "20"]) == 0
+    assert (
+        _synth(
+            [
+                out,
+                "--kind",
+                "realistic",
+                "--num-videos",
+                "8",
+                "--scenes",
+                "2",
+                "--val-scenes",
+                "1",
+                "--frames",
+                "4",
+                "--width",
+                "96",
+                "--height",
+                "72",
+                "--region",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert len(load_manifest(out).records) == 8 and len(os.listdir(os.path.join(out, "boxes"))) == 8
     assert _decode(os.path.join(out, "real", "s00_000_real.avi")).shape == (4, 72, 96, 3)
     assert _synth([str(tmp_path / "bad"), "--kind", "realistic", "--num-videos", "7"]) == 2

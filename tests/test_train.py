@@ -1,4 +1,5 @@
 """The whole path in one process: train, checkpoint, auto-resume, evaluate and export, via the CLI."""
+
 import json
 import os
 
@@ -7,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import copy_workdir, run_cli
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 
 def _jsonl(path):
@@ -20,11 +21,20 @@ def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
     workdir = copy_workdir(trained.workdir, str(tmp_path / "run"))
     final = json.loads(trained.stdout.strip().splitlines()[-1])["final"]
     from twostream.data.manifest import load_manifest, split_by_video
+
     held_out = split_by_video(load_manifest(tiny_dataset), 0.2)[1].records
-    assert final["clips"] == 2 * len(held_out) > 0                     # eval.views=2: two clips per video
+    assert final["clips"] == 2 * len(held_out) > 0  # eval.views=2: two clips per video
     assert final["accuracy"] * final["clips"] == pytest.approx(round(final["accuracy"] * final["clips"]))
-    for name in ["config.yaml", "metrics.jsonl", "checkpoints", "best", "export/saved_model.pb",
-                 "export/twostream.json", "export_last/saved_model.pb", "tensorboard"]:
+    for name in [
+        "config.yaml",
+        "metrics.jsonl",
+        "checkpoints",
+        "best",
+        "export/saved_model.pb",
+        "export/twostream.json",
+        "export_last/saved_model.pb",
+        "tensorboard",
+    ]:
         assert os.path.exists(os.path.join(workdir, name)), name
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
     assert len(epochs) == 1 and epochs[0]["clips_failed"] == 0
@@ -36,8 +46,19 @@ def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
     steps_per_epoch = epochs[0]["step"]
 
     # Started again with more epochs on the same workdir: it resumes after epoch 1, not from scratch.
-    second = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", workdir,
-                     "--set", "train.epochs=2", "--set", "eval.views=2")
+    second = run_cli(
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        tiny_dataset,
+        "--workdir",
+        workdir,
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "eval.views=2",
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"(step {steps_per_epoch})" in second.stderr
     epochs = [r for r in _jsonl(os.path.join(workdir, "metrics.jsonl")) if r["kind"] == "epoch"]
@@ -47,7 +68,7 @@ def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
     losses = [r["val_loss"] for r in epochs]
     assert best == {"epoch": 1 + int(np.argmin(losses)), "metric": "val_loss", "value": min(losses)}
 
-    evaluated = run_cli("evaluate", "--workdir", workdir)          # the best checkpoint by default
+    evaluated = run_cli("evaluate", "--workdir", workdir)  # the best checkpoint by default
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])["eval"]
     assert (report["checkpoint"], report["step"]) == ("best", best["epoch"] * steps_per_epoch)
@@ -72,17 +93,28 @@ def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
 def test_clear_errors_instead_of_tracebacks(tmp_path, tiny_dataset):
     missing = run_cli("train", "--preset", "tiny", "--data", str(tmp_path / "none"), "--workdir", str(tmp_path / "w"))
     assert missing.returncode == 2 and "twostream synth" in missing.stderr and "Traceback" not in missing.stderr
-    bad_key = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", str(tmp_path / "w"),
-                      "--set", "train.epoch=2")
+    bad_key = run_cli(
+        "train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", str(tmp_path / "w"), "--set", "train.epoch=2"
+    )
     assert bad_key.returncode == 2 and "train accepts" in bad_key.stderr
-    bad_batch = run_cli("train", "--preset", "tiny", "--data", tiny_dataset, "--workdir", str(tmp_path / "w"),
-                        "--set", "train.global_batch=1000")
+    bad_batch = run_cli(
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        tiny_dataset,
+        "--workdir",
+        str(tmp_path / "w"),
+        "--set",
+        "train.global_batch=1000",
+    )
     assert bad_batch.returncode == 2 and "global_batch" in bad_batch.stderr
 
 
 def test_a_first_epoch_that_waited_for_data_says_why_and_what_to_change():
     from twostream.trainer.video.video_task import slow_data_advice
-    record = {"epoch": 1, "data_wait_share": 0.4, "decode_clips_per_s": 100.0, "step_ms": 80.0}   # steps: 200 clips/s
+
+    record = {"epoch": 1, "data_wait_share": 0.4, "decode_clips_per_s": 100.0, "step_ms": 80.0}  # steps: 200 clips/s
     advice = slow_data_advice(record, global_batch=16, actors=1, flow_cached=False)
     assert "waited for data 40%" in advice and "make 100 clips/s" in advice and "take 200" in advice
     assert "data.num_actors (1 per rank" in advice and "twostream prepare" in advice

@@ -1,4 +1,5 @@
 """Decoding (codecs, containers, odd inputs, bad files) and optical flow (direction, magnitude, quantisation)."""
+
 import os
 
 import cv2
@@ -33,8 +34,10 @@ def test_grayscale_video(tmp_path):
     assert frames.shape == (4, 32, 32, 3)
 
 
-@pytest.mark.parametrize("content,reason", [(None, "not found"), (b"", "cannot open|no frame"),
-                                            (b"this is not a video" * 50, "cannot open|no frame")])
+@pytest.mark.parametrize(
+    "content,reason",
+    [(None, "not found"), (b"", "cannot open|no frame"), (b"this is not a video" * 50, "cannot open|no frame")],
+)
 def test_bad_files_raise_video_error_naming_the_file(tmp_path, content, reason):
     path = str(tmp_path / "bad.mp4")
     if content is not None:
@@ -64,7 +67,7 @@ def test_flow_of_known_translation(method, dx, dy):
     rng = np.random.default_rng(1)
     world = random_texture(rng, 128, 128)
     a = world[20:84, 20:84]
-    b = world[20 - dy:84 - dy, 20 - dx:84 - dx]    # content moves by (+dx, +dy) on screen
+    b = world[20 - dy : 84 - dy, 20 - dx : 84 - dx]  # content moves by (+dx, +dy) on screen
     flow = FlowEngine(method, "medium").between_frames(np.stack([a, b]))[0][12:-12, 12:-12]
     median = np.median(flow.reshape(-1, 2), axis=0)
     assert np.allclose(median, [dx, dy], atol=0.3), median
@@ -85,4 +88,4 @@ def test_quantisation_is_one_byte_and_within_half_a_step():
     restored = dequantize(q, 20.0)
     inside = np.abs(flow) <= 20
     assert np.max(np.abs(restored[inside] - flow[inside])) <= 20.0 / 255 + 1e-6
-    assert np.all(np.abs(restored[~inside]) >= 20 - 1e-4)   # clipped to the bound
+    assert np.all(np.abs(restored[~inside]) >= 20 - 1e-4)  # clipped to the bound

@@ -5,14 +5,15 @@ on free, and trims the heap's free top; its dynamic threshold only rises after s
 depends on what it allocated before. A fresh decoding process then spent 6 of its 16 CPU ms per 224 px clip in
 the kernel, faulting pages in (benchmarks/allocator.py measures it).
 """
+
 from __future__ import annotations
 
 import ctypes
 import functools
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # mallopt's parameter numbers (glibc's malloc.h)
-MMAP_THRESHOLD = 32 << 20    # bytes: smaller blocks come from the heap (a 4K RGB frame is 24 MiB); glibc's maximum
-TRIM_THRESHOLD = 128 << 20   # bytes of free heap top kept for reuse before any goes back to the system
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (glibc's malloc.h)
+MMAP_THRESHOLD = 32 << 20  # bytes: smaller blocks come from the heap (a 4K RGB frame is 24 MiB); glibc's maximum
+TRIM_THRESHOLD = 128 << 20  # bytes of free heap top kept for reuse before any goes back to the system
 
 
 @functools.cache

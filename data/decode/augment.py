@@ -4,6 +4,7 @@ Flow is augmented in its uint8 quantised form (data/decode/flow_format.py), with
 - resizing a crop of side c back to `size` magnifies motion by size / c (flow_format.scale);
 - a horizontal flip mirrors the image and negates horizontal flow, which is exact on stored values (flow_format.negate).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from twostream.data.decode import flow_format
 class Augmentation:
     top: int
     left: int
-    side: int      # crop side in pixels, <= size
+    side: int  # crop side in pixels, <= size
     flip: bool
 
 
@@ -45,5 +46,5 @@ def apply(rgb: np.ndarray, flow: np.ndarray, aug: Augmentation) -> tuple[np.ndar
 
 
 def _crop_resize(frames: np.ndarray, aug: Augmentation, size: int) -> np.ndarray:
-    crops = frames[:, aug.top:aug.top + aug.side, aug.left:aug.left + aug.side]
+    crops = frames[:, aug.top : aug.top + aug.side, aug.left : aug.left + aug.side]
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])

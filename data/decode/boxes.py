@@ -12,6 +12,7 @@ SMOOTH_FRAMES frames; the side is the largest of the smoothed widths and heights
 side (margin 0.2: 1.4x), a square where the frame allows it; clamped (moved, then cut) to lie inside the frame.
 Every box of a video has the same size, so all its frames resize to one base resolution.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SMOOTH_FRAMES = 9   # moving-average window for box centres and sizes (detector jitter is frame to frame)
+SMOOTH_FRAMES = 9  # moving-average window for box centres and sizes (detector jitter is frame to frame)
 COLUMNS = ("frame", "x", "y", "w", "h")
 
 
@@ -33,6 +34,7 @@ class BoxError(ValueError):
 @dataclass(frozen=True, eq=False)
 class Track:
     """One video's box track: frames (K,) int and boxes (K, 4) float x, y, w, h, sorted by frame; the margin."""
+
     frames: np.ndarray
     boxes: np.ndarray
     margin: float = 0.2
@@ -83,7 +85,7 @@ class BoxTracks:
                 except json.JSONDecodeError as error:
                     raise BoxError(f"{source}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
             if not isinstance(self._json, dict):
-                raise BoxError(f"{source}: must be an object {{\"<video>\": [[frame, x, y, w, h], ...]}}")
+                raise BoxError(f'{source}: must be an object {{"<video>": [[frame, x, y, w, h], ...]}}')
         elif not os.path.isdir(source):
             raise BoxError(f"data.boxes={source!r} is neither a folder of <video>.csv files nor a .json file")
 

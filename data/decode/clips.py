@@ -5,6 +5,7 @@ native resolution, resized to their base resolution (data/decode/transforms.py),
 pair with the first frame's box, so the crop's own motion adds none). Per clip: frames sampled, a Window cut
 from both streams alike (random at training, crop k of N at evaluation), then data/decode/augment.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,8 @@ class ClipLoader:
 
     def __init__(self, spec: ClipSpec, cache: FlowCache | None = None):
         self.spec, self.cache = spec, cache
-        keep_freed_buffers()   # this process decodes: reuse freed frame buffers (data/decode/allocator.py)
-        FlowEngine(spec.flow_method, spec.dis_preset)   # an unknown or unavailable method fails here, at start
+        keep_freed_buffers()  # this process decodes: reuse freed frame buffers (data/decode/allocator.py)
+        FlowEngine(spec.flow_method, spec.dis_preset)  # an unknown or unavailable method fails here, at start
         self.indexes = FrameIndexes(os.path.join(cache.folder, "index") if cache is not None else None)
 
     def _choose(self, placement: Placement):
@@ -60,7 +61,7 @@ class ClipLoader:
         chosen: list[np.ndarray] = []
 
         def wanted(frame_count_or_times) -> np.ndarray:
-            chosen[:] = [choose(frame_count_or_times)]   # decode_selected may choose again from the true count
+            chosen[:] = [choose(frame_count_or_times)]  # decode_selected may choose again from the true count
             return np.concatenate([chosen[0], chosen[0] + 1]) if with_successors else chosen[0]
 
         decode = decode_by_time if self.spec.sample_fps > 0 else decode_selected
@@ -108,8 +109,9 @@ class ClipLoader:
         """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
         frames, indices, _ = self._decode(path, self._choose(placement), with_successors=True)
         box = self._regions(track, *frames[int(indices[0])].shape[:2])
-        pairs = [(self._base(frames[int(i)], box(int(i))), self._base(frames[int(i) + 1], box(int(i))))
-                 for i in indices]
+        pairs = [
+            (self._base(frames[int(i)], box(int(i))), self._base(frames[int(i) + 1], box(int(i)))) for i in indices
+        ]
         flow = np.stack([self._flow(*pair) for pair in pairs])
         return np.stack([first for first, _ in pairs]), quantize(flow, self.spec.flow_bound)
 
@@ -119,12 +121,14 @@ class ClipLoader:
         self.agree_with_cache(path, len(flow_all) + 1)
         choose = self._choose(placement)
         if self.spec.sample_fps <= 0:
-            fixed = choose(len(flow_all) + 1)   # the frame count the cached flow was decoded from
-            choose = lambda hint: fixed   # noqa: E731
+            fixed = choose(len(flow_all) + 1)  # the frame count the cached flow was decoded from
+            choose = lambda hint: fixed  # noqa: E731
         frames, indices, _ = self._decode(path, choose, with_successors=False)
         if any(int(i) not in frames for i in indices) or int(np.max(indices)) >= len(flow_all):
-            raise VideoError(f"{path}: frames {indices.tolist()} not decodable although flow was cached for "
-                             f"{len(flow_all) + 1} frames; if the file changed in place, clear the flow cache")
+            raise VideoError(
+                f"{path}: frames {indices.tolist()} not decodable although flow was cached for "
+                f"{len(flow_all) + 1} frames; if the file changed in place, clear the flow cache"
+            )
         box = self._regions(track, *frames[int(indices[0])].shape[:2])
         rgb = np.stack([self._base(frames[int(i)], box(int(i))) for i in indices])
         return rgb, np.asarray(flow_all[indices])
@@ -157,7 +161,7 @@ class ClipLoader:
     def _video_flow(self, path: str, track: Track | None) -> np.ndarray:
         """Reads the video through once (two native frames in memory), flow of each pair at the base resolution."""
         fields, previous, box = [], None, None
-        for position, frame in enumerate(iter_frames(path, indexes=self.indexes)):   # also stores the frame index
+        for position, frame in enumerate(iter_frames(path, indexes=self.indexes)):  # also stores the frame index
             if box is None:
                 box = self._regions(track, *frame.shape[:2])
             if previous is not None:

@@ -1,5 +1,6 @@
 """Optical flow between consecutive frames (OpenCV DIS by default); stored as uint8 in the format of
 data/decode/flow_format.py."""
+
 from __future__ import annotations
 
 import cv2
@@ -25,9 +26,11 @@ def check_method(method: str, dis_preset: str = "fast") -> None:
     if method == "dis" and dis_preset not in DIS_PRESETS:
         raise ValueError(f"unknown DIS preset {dis_preset!r}; choose one of {DIS_PRESETS}")
     if method not in available_methods():
-        raise ValueError(f"flow method {method!r} needs cv2.optflow, which this OpenCV lacks: pip install "
-                         "opencv-contrib-python-headless (after pip uninstall opencv-python-headless: the two "
-                         f"must not be installed together), or use one of {available_methods()}")
+        raise ValueError(
+            f"flow method {method!r} needs cv2.optflow, which this OpenCV lacks: pip install "
+            "opencv-contrib-python-headless (after pip uninstall opencv-python-headless: the two "
+            f"must not be installed together), or use one of {available_methods()}"
+        )
 
 
 class FlowEngine:
@@ -45,8 +48,17 @@ class FlowEngine:
         if self.method == "farneback":
             # flow None (OpenCV allocates the output) is valid; OpenCV's stubs type that argument as non-optional
             return cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
-                previous_gray, next_gray, None, pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
-                poly_sigma=1.2, flags=0)
+                previous_gray,
+                next_gray,
+                None,
+                pyr_scale=0.5,
+                levels=3,
+                winsize=15,
+                iterations=3,
+                poly_n=5,
+                poly_sigma=1.2,
+                flags=0,
+            )
         # flow None here too: the same non-optional output argument in OpenCV's stubs
         return self._estimator.calc(previous_gray, next_gray, None)  # type: ignore[call-overload]
 

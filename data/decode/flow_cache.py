@@ -12,6 +12,7 @@ Value: uint8 (N-1, H, W, 2), in one of FORMATS
 Concurrent writers are safe: each writes a private temp file and os.replace()s it into place, so a reader sees
 all or nothing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,11 +23,13 @@ import tempfile
 import cv2
 import numpy as np
 
-FORMAT_VERSION = 3   # bump when the stored layout or the flow computation changes
+FORMAT_VERSION = 3  # bump when the stored layout or the flow computation changes
 FORMATS = ("png", "webp", "raw")
 SUFFIXES = {"png": ".png.flow", "webp": ".webp.flow", "raw": ".npy"}
-ENCODINGS = {"png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]),   # zlib level 3: near level 6's size, half its time
-             "webp": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])}   # OpenCV: a quality above 100 means lossless
+ENCODINGS = {
+    "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]),  # zlib level 3: near level 6's size, half its time
+    "webp": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+}  # OpenCV: a quality above 100 means lossless
 
 
 class FlowCache:
@@ -36,7 +39,7 @@ class FlowCache:
         self.folder, self.max_bytes, self.fmt = folder, max_bytes, fmt
         self.params = json.dumps({**params, "format": fmt, "version": FORMAT_VERSION}, sort_keys=True)
         os.makedirs(folder, exist_ok=True)
-        self._bytes_estimate = self.total_bytes()   # refreshed by a scan whenever it passes the bound
+        self._bytes_estimate = self.total_bytes()  # refreshed by a scan whenever it passes the bound
 
     def key(self, video_path: str, variant: str = "") -> str:
         """sha1 of file identity + flow parameters + format (+ `variant`: the video's region); a changed or
@@ -57,7 +60,7 @@ class FlowCache:
         path = self._file(self.key(video_path, variant))
         try:
             flow = np.load(path, mmap_mode="r") if self.fmt == "raw" else ImageFlow(path)
-            os.utime(path)   # mtime = last use: eviction drops the least recently used entries first
+            os.utime(path)  # mtime = last use: eviction drops the least recently used entries first
             return flow
         except (OSError, ValueError):
             return None
@@ -90,7 +93,7 @@ class FlowCache:
                     path = os.path.join(directory, name)
                     try:
                         stat = os.stat(path)
-                    except FileNotFoundError:   # evicted by another writer meanwhile
+                    except FileNotFoundError:  # evicted by another writer meanwhile
                         continue
                     found.append((stat.st_mtime, stat.st_size, path))
         return found
@@ -127,7 +130,7 @@ class FlowCache:
 
 # An image-format entry: int64 little-endian header [pairs, height, width], then pairs + 1 offsets (bytes from the
 # end of the offsets to each image's start; the last is the end), then one H x 2W grayscale image per frame pair.
-HEADER = 24   # bytes
+HEADER = 24  # bytes
 
 
 def write_images(f, flow: np.ndarray, extension: str, options: list[int]) -> None:
@@ -182,5 +185,5 @@ class ImageFlow:
                 image = cv2.imdecode(np.frombuffer(f.read(int(end - start)), np.uint8), cv2.IMREAD_GRAYSCALE)
                 if image is None or image.shape != (self.height, 2 * self.width):
                     raise ValueError(f"{self.path}: frame pair {index} is damaged; clear the flow cache")
-                fields[out, ..., 0], fields[out, ..., 1] = image[:, :self.width], image[:, self.width:]
+                fields[out, ..., 0], fields[out, ..., 1] = image[:, : self.width], image[:, self.width :]
         return fields[0] if single else fields

@@ -6,12 +6,13 @@ which is what the models compute in-graph (models/layers.py) and the TensorBoard
 (trainer/video/visualize.py). Plain arithmetic only (NumPy arrays and Keras tensors alike); no OpenCV, so the
 models may import it.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-LEVELS = 255          # the largest stored value; 0 stores -bound, LEVELS stores +bound
-ZERO = LEVELS / 2.0   # 127.5: the stored value of zero flow (between two bytes: zero flow rounds to 128)
+LEVELS = 255  # the largest stored value; 0 stores -bound, LEVELS stores +bound
+ZERO = LEVELS / 2.0  # 127.5: the stored value of zero flow (between two bytes: zero flow rounds to 128)
 
 
 def quantize(flow: np.ndarray, bound: float) -> np.ndarray:

@@ -11,6 +11,7 @@ increasing (MPEG-4 Part 2 AVIs with packed B-frames: the decoder outputs 1, 3, 2
 after a seek disagree with that read (MPEG program streams, broken timestamps), is marked `sequential`: it is
 read from the start, and the flag is stored with its index so no later process seeks in it again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,17 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INDEX_VERSION = 2      # bump when the stored layout or how indexes are built changes
+INDEX_VERSION = 2  # bump when the stored layout or how indexes are built changes
 MEMORY_ENTRIES = 4096  # indexes kept in memory per process (a 30 s, 30 fps video's takes about 8 KB)
 
 
 @dataclass(frozen=True)
 class FrameIndex:
-    pts: np.ndarray        # int64 (N,): presentation timestamps, increasing, in units of time_base
+    pts: np.ndarray  # int64 (N,): presentation timestamps, increasing, in units of time_base
     keyframes: np.ndarray  # int64: sorted positions (indices into pts) a decoder can start from; always holds 0
-    time_base: float       # seconds per pts unit
-    decoded: bool          # True: built by decoding every frame; False: from the packets, checked when used
-    sequential: bool = False   # True: frames are known only by their order from the start: no seeking
+    time_base: float  # seconds per pts unit
+    decoded: bool  # True: built by decoding every frame; False: from the packets, checked when used
+    sequential: bool = False  # True: frames are known only by their order from the start: no seeking
 
     @property
     def seekable(self) -> bool:
@@ -73,7 +74,7 @@ def from_stamps(stamps: list[tuple[int | None, bool]], time_base: float, decoded
     if np.any(np.diff(pts) <= 0):
         return None
     keyframes = np.flatnonzero([key for _, key in stamps])
-    keyframes = np.union1d([0], keyframes).astype(np.int64)   # decoding from the start always works
+    keyframes = np.union1d([0], keyframes).astype(np.int64)  # decoding from the start always works
     return FrameIndex(pts, keyframes, time_base, decoded)
 
 
@@ -124,7 +125,7 @@ class FrameIndexes:
     def get(self, path: str, build) -> FrameIndex:
         """The stored index of `path`, or `build(path)` (a FrameIndex) stored and returned."""
         if not os.path.isfile(path):
-            return build(path)   # no identity to key on: the builder names the missing file (VideoError)
+            return build(path)  # no identity to key on: the builder names the missing file (VideoError)
         key = self.key(path)
         index = self._memory.get(key) or self._load(key)
         if index is None:
@@ -156,9 +157,14 @@ class FrameIndexes:
             return None
         try:
             with np.load(self._file(key)) as stored:
-                return FrameIndex(stored["pts"], stored["keyframes"], float(stored["time_base"]),
-                                  bool(stored["decoded"]), bool(stored["sequential"]))
-        except (OSError, ValueError, KeyError):   # missing, or torn by a crash: build again
+                return FrameIndex(
+                    stored["pts"],
+                    stored["keyframes"],
+                    float(stored["time_base"]),
+                    bool(stored["decoded"]),
+                    bool(stored["sequential"]),
+                )
+        except (OSError, ValueError, KeyError):  # missing, or torn by a crash: build again
             return None
 
     def _save(self, key: str, index: FrameIndex) -> None:
@@ -167,8 +173,14 @@ class FrameIndexes:
         handle, temp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as f:
-                np.savez(f, pts=index.pts, keyframes=index.keyframes, time_base=index.time_base,
-                         decoded=index.decoded, sequential=index.sequential)
+                np.savez(
+                    f,
+                    pts=index.pts,
+                    keyframes=index.keyframes,
+                    time_base=index.time_base,
+                    decoded=index.decoded,
+                    sequential=index.sequential,
+                )
             os.replace(temp, self._file(key))
         except BaseException:
             os.unlink(temp)

@@ -7,6 +7,7 @@ Variable-frame-rate files can be sampled by time instead: sample_by_time picks o
 A clip request asks for a TrainView (a seed) or an EvalView (clip k of N, crop k of M); the view types live here,
 the lowest module that reads them, so that the loader, the transforms and the Ray requests all share them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from twostream.data.decode.clip_spec import SAMPLING_MODES
 @dataclass(frozen=True)
 class TrainView:
     """A training clip: `seed` draws its frames, its crop and its augmentation (data/decode/clips.py)."""
+
     seed: int
 
 
@@ -27,21 +29,23 @@ class TrainView:
 class EvalView:
     """An evaluation clip, the same every time: clip `clip` of `clips` evenly spread in time (1: centred), cut at
     crop `crop` of `crops` spread along the long side (1: the centre; data/decode/transforms.py eval_window)."""
+
     clip: int = 0
     clips: int = 1
     crop: int = 0
     crops: int = 1
 
 
-View = TrainView | EvalView   # what a clip request asks for (data/distributed/actors.py ClipRequest)
+View = TrainView | EvalView  # what a clip request asks for (data/distributed/actors.py ClipRequest)
 # Where a clip's frames and crop go: drawn from a training clip's generator (made once from its TrainView's seed,
 # since frames, crop and augmentation draw from it in turn), or fixed by an EvalView.
 Placement = np.random.Generator | EvalView
-CENTRED = EvalView()   # one clip, centred in time and space
+CENTRED = EvalView()  # one clip, centred in time and space
 
 
-def sample_frames(num_frames: int, length: int, mode: str = "dense", stride: int = 1,
-                  placement: Placement = CENTRED) -> np.ndarray:
+def sample_frames(
+    num_frames: int, length: int, mode: str = "dense", stride: int = 1, placement: Placement = CENTRED
+) -> np.ndarray:
     """`length` frame indices: random from a generator, or an EvalView's clip k of N spread evenly (1: centred)."""
     usable = max(1, num_frames - 1)
     if mode == "dense":
@@ -74,7 +78,7 @@ def _segments(usable: int, length: int, placement: Placement) -> np.ndarray:
     if isinstance(placement, np.random.Generator):
         offset = placement.random(length)
     else:
-        offset = np.full(length, (placement.clip + 0.5) / placement.clips)   # 1 clip: the middle of each segment
+        offset = np.full(length, (placement.clip + 0.5) / placement.clips)  # 1 clip: the middle of each segment
     return (low + np.minimum(np.floor(offset * width), width - 1)).astype(np.int64)
 
 
@@ -86,7 +90,7 @@ def sample_by_time(timestamps_ms: np.ndarray, fps: float, choose: Callable[[int]
     and each tick becomes the frame on screen at that time: the last one whose timestamp is <= the tick.
     """
     times = np.asarray(timestamps_ms, np.float64) - timestamps_ms[0]
-    ticks = np.arange(int(times[-1] * fps / 1000.0 + 1e-6) + 1) * (1000.0 / fps)   # ms
-    on_screen = np.searchsorted(times, ticks + 1e-3, side="right") - 1   # 1e-3 ms: a tick on a frame's time shows it
+    ticks = np.arange(int(times[-1] * fps / 1000.0 + 1e-6) + 1) * (1000.0 / fps)  # ms
+    on_screen = np.searchsorted(times, ticks + 1e-3, side="right") - 1  # 1e-3 ms: a tick on a frame's time shows it
     # sample_frames picks ticks that have a successor tick, so their frame has a successor frame; min() guards ties
     return np.minimum(on_screen[choose(len(ticks))], len(times) - 2)

@@ -8,6 +8,7 @@ side drawn from `clip.scale_jitter`) and a random `size` x `size` crop; at evalu
 the long side (1: the centre; 3: both ends and the centre, like mmaction2's ThreeCrop). Rescaling flow scales
 its values by the same factor as the image (data/decode/flow_format.py scale, per axis).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,14 +33,16 @@ def resize(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 @dataclass(frozen=True)
 class Window:
     """Where a clip is cut from its base frames: rescaled to `shape` (None: kept), then a square crop."""
+
     top: int
     left: int
     size: int
     shape: tuple[int, int] | None = None
 
 
-def train_window(rng: np.random.Generator, base: tuple[int, int], size: int,
-                 scale_jitter: Sequence[int] = ()) -> Window:
+def train_window(
+    rng: np.random.Generator, base: tuple[int, int], size: int, scale_jitter: Sequence[int] = ()
+) -> Window:
     """A random crop of `size` (after rescaling to a short side drawn from scale_jitter [min, max], if given).
 
     Draws nothing from `rng` where there is no choice (a base of size x size and no jitter), so square
@@ -69,7 +72,7 @@ def apply(rgb: np.ndarray, flow: np.ndarray, window: Window) -> tuple[np.ndarray
         (height, width), (new_height, new_width) = rgb.shape[1:3], window.shape
         rgb = np.stack([resize(frame, window.shape) for frame in rgb])
         flow = np.stack([resize(field, window.shape) for field in flow])
-        flow[..., 0] = flow_format.scale(flow[..., 0], new_width / width)    # x motion scales with the width
+        flow[..., 0] = flow_format.scale(flow[..., 0], new_width / width)  # x motion scales with the width
         flow[..., 1] = flow_format.scale(flow[..., 1], new_height / height)
     crop = (slice(None), slice(window.top, window.top + window.size), slice(window.left, window.left + window.size))
     return np.ascontiguousarray(rgb[crop]), np.ascontiguousarray(flow[crop])

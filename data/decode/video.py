@@ -11,6 +11,7 @@ index, the read falls back: the index rebuilt by decoding, then seeks one keyfra
 from the start, and the file's index is marked sequential (stored) so it is read from the start from then
 on (tests/test_real_codecs.py). Only a file that a read from the start cannot decode is bad input.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +27,7 @@ import numpy as np
 from twostream.data.decode.frame_index import FrameIndex, FrameIndexes, as_sequential, from_decoded, from_stamps
 
 DECODE_THREADS = 1  # per decoding process: one core per decode actor; parallelism comes from the number of actors
-MIN_FRAMES = 2      # optical flow needs a pair; a one-frame video is reported as bad input
+MIN_FRAMES = 2  # optical flow needs a pair; a one-frame video is reported as bad input
 
 
 class VideoError(RuntimeError):
@@ -39,12 +40,12 @@ class _Mismatch(Exception):
 
 @dataclass
 class DecodeCounter:
-    frames: int = 0   # frames the decoder produced, wanted or not
-    seeks: int = 0    # jumps to a keyframe
+    frames: int = 0  # frames the decoder produced, wanted or not
+    seeks: int = 0  # jumps to a keyframe
 
 
 counter = DecodeCounter()
-_memory_indexes = FrameIndexes()   # for callers that keep no FrameIndexes of their own
+_memory_indexes = FrameIndexes()  # for callers that keep no FrameIndexes of their own
 
 
 @contextlib.contextmanager
@@ -74,11 +75,11 @@ def _decoded(container, stream) -> Iterator[av.VideoFrame]:
     while True:
         try:
             packet = next(packets)
-        except (StopIteration, av.FFmpegError):   # the end, or a damaged container from here on
+        except (StopIteration, av.FFmpegError):  # the end, or a damaged container from here on
             return
         try:
             frames = packet.decode()
-        except av.FFmpegError:   # a corrupt packet: its frame is missing, which the index check notices
+        except av.FFmpegError:  # a corrupt packet: its frame is missing, which the index check notices
             continue
         for frame in frames:
             counter.frames += 1
@@ -90,7 +91,7 @@ def build_index(path: str) -> FrameIndex:
     with _opened(path) as (container, stream):
         try:
             stamps = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
-        except av.FFmpegError:   # a damaged container: let the decoding pass find what is readable
+        except av.FFmpegError:  # a damaged container: let the decoding pass find what is readable
             stamps = []
         index = from_stamps(stamps, float(stream.time_base or 0), decoded=False)
     return index if index is not None else decode_index(path)
@@ -104,8 +105,9 @@ def decode_index(path: str) -> FrameIndex:
     return from_decoded(stamps, time_base)
 
 
-def decode_frames(path: str, size: int | None, max_frames: int = 100_000,
-                  indexes: FrameIndexes | None = None) -> np.ndarray:
+def decode_frames(
+    path: str, size: int | None, max_frames: int = 100_000, indexes: FrameIndexes | None = None
+) -> np.ndarray:
     """Every frame, read through from the start; uint8 (N, size, size, 3) RGB (size None: native (N, H, W, 3)).
 
     VideoError when none decodes. With `indexes`, the same pass stores the video's decoded frame index.
@@ -139,8 +141,13 @@ def frame_shape(path: str) -> tuple[int, int]:
         return int(stream.codec_context.height), int(stream.codec_context.width)
 
 
-def decode_selected(path: str, size: int | None, choose: Callable[[int], np.ndarray], seek_gap: int | None = None,
-                    indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
+def decode_selected(
+    path: str,
+    size: int | None,
+    choose: Callable[[int], np.ndarray],
+    seek_gap: int | None = None,
+    indexes: FrameIndexes | None = None,
+) -> tuple[dict[int, np.ndarray], int]:
     """Decodes the frames `choose(num_frames)` asks for; returns ({index: RGB frame}, num_frames).
 
     num_frames is the frame index's count; frames are size x size (None: native). seek_gap: also seek when a frame is
@@ -150,8 +157,9 @@ def decode_selected(path: str, size: int | None, choose: Callable[[int], np.ndar
     return _decode_chosen(path, size, lambda index: choose(len(index)), seek_gap, indexes)
 
 
-def decode_by_time(path: str, size: int | None, choose: Callable[[np.ndarray], np.ndarray],
-                   indexes: FrameIndexes | None = None) -> tuple[dict[int, np.ndarray], int]:
+def decode_by_time(
+    path: str, size: int | None, choose: Callable[[np.ndarray], np.ndarray], indexes: FrameIndexes | None = None
+) -> tuple[dict[int, np.ndarray], int]:
     """Decodes the frames `choose(timestamps_ms)` asks for (variable-frame-rate files); as decode_selected."""
     return _decode_chosen(path, size, lambda index: choose(_times_ms(path, index)), None, indexes)
 
@@ -165,13 +173,20 @@ def _times_ms(path: str, index: FrameIndex) -> np.ndarray:
     if len(index) < MIN_FRAMES:
         raise VideoError(f"{path}: only {len(index)} frame decoded; optical flow needs at least {MIN_FRAMES}")
     if not index.timestamped:
-        raise VideoError(f"{path}: its frames carry no timestamps, so it cannot be sampled by time; "
-                         "set clip.sample_fps=0 to sample it by frame index")
+        raise VideoError(
+            f"{path}: its frames carry no timestamps, so it cannot be sampled by time; "
+            "set clip.sample_fps=0 to sample it by frame index"
+        )
     return index.times_ms()
 
 
-def _decode_chosen(path: str, size: int | None, choose: Callable[[FrameIndex], np.ndarray], seek_gap: int | None,
-                   indexes: FrameIndexes | None) -> tuple[dict[int, np.ndarray], int]:
+def _decode_chosen(
+    path: str,
+    size: int | None,
+    choose: Callable[[FrameIndex], np.ndarray],
+    seek_gap: int | None,
+    indexes: FrameIndexes | None,
+) -> tuple[dict[int, np.ndarray], int]:
     """Reads the frames choose(index) names; when the decoder disagrees with the index, falls back (_fallback)."""
     indexes = indexes or _memory_indexes
     index, earlier = indexes.get(path, build_index), 0
@@ -179,15 +194,16 @@ def _decode_chosen(path: str, size: int | None, choose: Callable[[FrameIndex], n
         if len(index) < MIN_FRAMES:
             raise VideoError(f"{path}: only {len(index)} frame decoded; optical flow needs at least {MIN_FRAMES}")
         wanted = np.unique(choose(index))
-        wanted = wanted[wanted < len(index)]   # a caller's fixed indices may exceed a shorter real video
+        wanted = wanted[wanted < len(index)]  # a caller's fixed indices may exceed a shorter real video
         try:
             return _read(path, size, wanted, index, seek_gap, earlier), len(index)
         except _Mismatch as mismatch:
             index, earlier = _fallback(path, index, earlier, str(mismatch), indexes)
 
 
-def _fallback(path: str, index: FrameIndex, earlier: int, mismatch: str,
-              indexes: FrameIndexes) -> tuple[FrameIndex, int]:
+def _fallback(
+    path: str, index: FrameIndex, earlier: int, mismatch: str, indexes: FrameIndexes
+) -> tuple[FrameIndex, int]:
     """The next way to read after a mismatch: (index, keyframes to start earlier) or VideoError when none is left.
 
     A packet index is rebuilt by decoding; a decoded one is tried from one keyframe earlier, then marked
@@ -204,19 +220,22 @@ def _fallback(path: str, index: FrameIndex, earlier: int, mismatch: str,
         index = as_sequential(index)
         indexes.replace(path, index)
         return index, 0
-    raise VideoError(f"{path}: {mismatch} reading from the start, although a decoding pass produced it; the file "
-                     "changed while being read, or its decoder output differs between reads")
+    raise VideoError(
+        f"{path}: {mismatch} reading from the start, although a decoding pass produced it; the file "
+        "changed while being read, or its decoder output differs between reads"
+    )
 
 
-def _read(path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None,
-          earlier: int = 0) -> dict[int, np.ndarray]:
+def _read(
+    path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, seek_gap: int | None, earlier: int = 0
+) -> dict[int, np.ndarray]:
     """Frames at the sorted positions `wanted`: seek to the keyframe before one only when that saves decoding.
 
     earlier: each seek starts this many keyframes before the one at or before its frame.
     """
     frames = {}
     with _opened(path) as (container, stream):
-        reader, next_position = None, 0   # next_position: the frame the reader yields next
+        reader, next_position = None, 0  # next_position: the frame the reader yields next
         for target in (int(i) for i in wanted):
             if reader is None or _should_seek(index, target, next_position, seek_gap):
                 reader = _from_keyframe(container, stream, index, target, earlier, fresh=reader is None)
@@ -234,12 +253,13 @@ def _read(path: str, size: int | None, wanted: np.ndarray, index: FrameIndex, se
 
 def _should_seek(index: FrameIndex, target: int, next_position: int, seek_gap: int | None) -> bool:
     if not index.seekable:
-        return False   # no timestamps to seek by or to recognise frames with, or seeks disagree: read on
+        return False  # no timestamps to seek by or to recognise frames with, or seeks disagree: read on
     return index.keyframe_before(target) > next_position or (seek_gap is not None and target - next_position > seek_gap)
 
 
-def _from_keyframe(container, stream, index: FrameIndex, target: int, earlier: int = 0,
-                   fresh: bool = False) -> Iterator[tuple[int, av.VideoFrame]]:
+def _from_keyframe(
+    container, stream, index: FrameIndex, target: int, earlier: int = 0, fresh: bool = False
+) -> Iterator[tuple[int, av.VideoFrame]]:
     """(position, frame) from the last keyframe at or before `target` on, or `earlier` keyframes before it
     (a sequential index: numbered from the start). `fresh`: nothing was read yet, so keyframe 0 needs no seek
     (seeking to the start of an MPEG program stream loses its first frames).
@@ -266,10 +286,10 @@ def _from_keyframe(container, stream, index: FrameIndex, target: int, earlier: i
         first_position = None if first is None else index.position(first.pts)
         if first_position is None or first_position <= target or keyframe == 0:
             break
-        keyframe = index.keyframe_before(keyframe - 1)   # landed past the frame: start one keyframe earlier
+        keyframe = index.keyframe_before(keyframe - 1)  # landed past the frame: start one keyframe earlier
     for frame in frames if first is None else itertools.chain([first], frames):
         position = _position_of(frame, index)
-        if frame.is_corrupt and position >= keyframe:   # earlier ones: open-GOP leading frames, never returned
+        if frame.is_corrupt and position >= keyframe:  # earlier ones: open-GOP leading frames, never returned
             raise _Mismatch(f"frame {position} of {len(index)} came out corrupt after a seek")
         yield position, frame
 

@@ -1,4 +1,5 @@
 """Ray actors that decode clips and compute their flow, and an ordered, bounded dispatcher over them."""
+
 from __future__ import annotations
 
 import collections
@@ -27,60 +28,71 @@ ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavaila
 @dataclass(frozen=True)
 class ClipRequest:
     path: str
-    view: View                   # TrainView(seed) or EvalView(clip k of N, crop k of M): data/decode/sampling.py
-    track: Track | None = None   # the video's region of interest (data/decode/boxes.py); None: the full frame
+    view: View  # TrainView(seed) or EvalView(clip k of N, crop k of M): data/decode/sampling.py
+    track: Track | None = None  # the video's region of interest (data/decode/boxes.py); None: the full frame
 
 
 @dataclass
 class ClipResult:
     """One clip, as DecoderPool.map yields it; rgb and flow are views into its call's ClipBatch."""
-    rgb: np.ndarray | None     # uint8 (T, H, W, 3), None when the clip failed
-    flow: np.ndarray | None    # uint8 (T, H, W, 2)
+
+    rgb: np.ndarray | None  # uint8 (T, H, W, 3), None when the clip failed
+    flow: np.ndarray | None  # uint8 (T, H, W, 2)
     error: str | None = None
-    path: str = ""             # the clip this result is of, as the actor saw it (tests check none is lost)
-    pid: int = 0               # the decoding process: a new one after Ray restarted a dead actor
-    sequential: bool = False   # the video had to be read from the start (its seeks disagree with such a read)
+    path: str = ""  # the clip this result is of, as the actor saw it (tests check none is lost)
+    pid: int = 0  # the decoding process: a new one after Ray restarted a dead actor
+    sequential: bool = False  # the video had to be read from the start (its seeks disagree with such a read)
 
 
 @dataclass
 class ClipBatch:
     """What one actor call returns: its clips in two contiguous arrays, so Ray moves two buffers per call (read
     in place from the object store) instead of two per clip. A failed clip's slot is zeros, its error set."""
-    rgb: np.ndarray            # uint8 (n, T, H, W, 3)
-    flow: np.ndarray           # uint8 (n, T, H, W, 2)
-    errors: list[str | None]   # per clip: why it failed, None when it loaded
+
+    rgb: np.ndarray  # uint8 (n, T, H, W, 3)
+    flow: np.ndarray  # uint8 (n, T, H, W, 2)
+    errors: list[str | None]  # per clip: why it failed, None when it loaded
     paths: list[str]
     pid: int
-    unknown_tracks: bool = False   # a request named a track this actor never received (it restarted): resend
-    sequential: list[bool] = field(default_factory=list)   # per clip: its video is read from the start
-    busy_s: float = 0.0    # wall seconds the actor spent on this call
-    cpu_s: float = 0.0     # CPU seconds of its decoding thread in them (less: asleep, or queued for a core)
+    unknown_tracks: bool = False  # a request named a track this actor never received (it restarted): resend
+    sequential: list[bool] = field(default_factory=list)  # per clip: its video is read from the start
+    busy_s: float = 0.0  # wall seconds the actor spent on this call
+    cpu_s: float = 0.0  # CPU seconds of its decoding thread in them (less: asleep, or queued for a core)
 
     def results(self) -> list[ClipResult]:
-        return [ClipResult(None, None, error, path, self.pid, from_start) if error is not None else
-                ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
-                for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, self.sequential))]
+        return [
+            ClipResult(None, None, error, path, self.pid, from_start)
+            if error is not None
+            else ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
+            for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, self.sequential))
+        ]
 
 
 @dataclass
 class PoolStats:
     """What a DecoderPool's calls cost, summed since it started; EpochStream reports an epoch's difference."""
+
     calls: int = 0
-    actor_busy_s: float = 0.0    # ClipBatch.busy_s, summed
-    actor_cpu_s: float = 0.0     # ClipBatch.cpu_s, summed
-    driver_wait_s: float = 0.0   # time the driver blocked in ray.get on a call's result (the actors were behind)
+    actor_busy_s: float = 0.0  # ClipBatch.busy_s, summed
+    actor_cpu_s: float = 0.0  # ClipBatch.cpu_s, summed
+    driver_wait_s: float = 0.0  # time the driver blocked in ray.get on a call's result (the actors were behind)
     # Calls the actors still had to finish (sent, result not ready) when the driver came for the oldest, counted
     # while the pool was full (not in an epoch's last calls): 0 means the actors had run dry, waiting for the driver.
     in_flight_sum: int = 0
     in_flight_samples: int = 0
-    in_flight_min: int | None = None   # since the last new_window()
+    in_flight_min: int | None = None  # since the last new_window()
 
     def since(self, earlier: PoolStats) -> PoolStats:
         """The calls collected after `earlier` (a copy taken then)."""
-        return PoolStats(self.calls - earlier.calls, self.actor_busy_s - earlier.actor_busy_s,
-                         self.actor_cpu_s - earlier.actor_cpu_s, self.driver_wait_s - earlier.driver_wait_s,
-                         self.in_flight_sum - earlier.in_flight_sum,
-                         self.in_flight_samples - earlier.in_flight_samples, self.in_flight_min)
+        return PoolStats(
+            self.calls - earlier.calls,
+            self.actor_busy_s - earlier.actor_busy_s,
+            self.actor_cpu_s - earlier.actor_cpu_s,
+            self.driver_wait_s - earlier.driver_wait_s,
+            self.in_flight_sum - earlier.in_flight_sum,
+            self.in_flight_samples - earlier.in_flight_samples,
+            self.in_flight_min,
+        )
 
     def new_window(self) -> PoolStats:
         """A copy of the totals so far (for since()), and in_flight_min restarted."""
@@ -91,8 +103,8 @@ class PoolStats:
 
 @dataclass(frozen=True)
 class CacheSettings:
-    folder: str               # empty: no flow cache, flow computed online every time
-    max_bytes: int            # the cache's size bound (config: data.flow_cache_gb)
+    folder: str  # empty: no flow cache, flow computed online every time
+    max_bytes: int  # the cache's size bound (config: data.flow_cache_gb)
 
 
 NO_CACHE = CacheSettings("", 0)
@@ -110,13 +122,15 @@ class ClipDecoder:
 
     def __init__(self, spec: ClipSpec, cache: CacheSettings = NO_CACHE):
         import cv2
-        cv2.setNumThreads(1)   # one core per actor; parallelism comes from the number of actors
+
+        cv2.setNumThreads(1)  # one core per actor; parallelism comes from the number of actors
         self.spec = spec
         self.loader = make_loader(spec, cache)
-        self.tracks: dict[str, Track] = {}   # by video path, each sent once (DecoderPool._submit)
+        self.tracks: dict[str, Track] = {}  # by video path, each sent once (DecoderPool._submit)
 
-    def load(self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None,
-             keys: Sequence[str | None] = ()) -> ClipBatch:
+    def load(
+        self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None, keys: Sequence[str | None] = ()
+    ) -> ClipBatch:
         """The requests' clips, in order. A request's track comes with it, or is one this actor keeps (`tracks`
         adds to them): keys[i], where given and not None, names request i's (DecoderPool._submit sends each once)."""
         started, cpu_started = time.perf_counter(), time.thread_time()
@@ -135,11 +149,12 @@ class ClipDecoder:
             track = self.tracks[key] if key is not None else request.track
             try:
                 rgb[i], flow[i] = self.loader.load(request.path, request.view, track)
-            except Exception as error:   # any bad file becomes a reported failure, never a dead actor
+            except Exception as error:  # any bad file becomes a reported failure, never a dead actor
                 errors[i] = f"{request.path}: {error}"
         paths = [r.path for r in requests]
-        return ClipBatch(rgb, flow, errors, paths, os.getpid(),
-                         sequential=[self.loader.read_sequentially(path) for path in paths])
+        return ClipBatch(
+            rgb, flow, errors, paths, os.getpid(), sequential=[self.loader.read_sequentially(path) for path in paths]
+        )
 
     def pid(self) -> int:
         return os.getpid()
@@ -152,47 +167,64 @@ class ClipDecoder:
 class DecoderPool:
     """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
 
-    def __init__(self, spec: ClipSpec, num_actors: int, clips_per_call: int, cpus_per_actor: float = 1.0,
-                 start_timeout_s: float = 120.0, cache: CacheSettings = NO_CACHE):
+    def __init__(
+        self,
+        spec: ClipSpec,
+        num_actors: int,
+        clips_per_call: int,
+        cpus_per_actor: float = 1.0,
+        start_timeout_s: float = 120.0,
+        cache: CacheSettings = NO_CACHE,
+    ):
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
         self.stats = PoolStats()
-        self.calls_in_flight = 2 * num_actors   # one call running and one queued per actor
+        self.calls_in_flight = 2 * num_actors  # one call running and one queued per actor
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
         # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
         self.node = ray.get_runtime_context().get_node_id()
         here = NodeAffinitySchedulingStrategy(self.node, soft=True, _spill_on_unavailable=True)
         # mypy keeps a decorated class's own type, so ray.remote's ActorClass (and its options) is hidden from it
-        self.actors = [ClipDecoder.options(  # type: ignore[attr-defined]
-            num_cpus=cpus_per_actor, scheduling_strategy=here).remote(spec, cache) for _ in range(num_actors)]
+        self.actors = [
+            ClipDecoder.options(  # type: ignore[attr-defined]
+                num_cpus=cpus_per_actor, scheduling_strategy=here
+            ).remote(spec, cache)
+            for _ in range(num_actors)
+        ]
         self._next_actor = 0
-        self._tracks_sent: list[dict[str, Track]] = [{} for _ in self.actors]   # see `_submit`
+        self._tracks_sent: list[dict[str, Track]] = [{} for _ in self.actors]  # see `_submit`
         self._wait_until_placed(cpus_per_actor, start_timeout_s)
         places = ray.get([actor.where.remote() for actor in self.actors])
         self.actor_nodes = [node for _, node in places]
-        self._pids = {pid for pid, _ in places}   # see `restarts`
+        self._pids = {pid for pid, _ in places}  # see `restarts`
         self._first_pids = len(self._pids)
         elsewhere = sum(node != self.node for node in self.actor_nodes)
-        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}   # node id -> its IP
+        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}  # node id -> its IP
         (log.warning if elsewhere else log.info)(
-            "%d decode actors, %d of them on this process's Ray node %s at %s%s; theirs at %s", num_actors,
-            num_actors - elsewhere, self.node[:12], address.get(self.node, "?"),
+            "%d decode actors, %d of them on this process's Ray node %s at %s%s; theirs at %s",
+            num_actors,
+            num_actors - elsewhere,
+            self.node[:12],
+            address.get(self.node, "?"),
             " (no room left there: their frames cross the network)" if elsewhere else "",
-            ",".join(address.get(node, "?") for node in self.actor_nodes))
+            ",".join(address.get(node, "?") for node in self.actor_nodes),
+        )
 
     def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
         """Fails loudly, instead of waiting forever, when the cluster has no room for the actors."""
-        ready, _ = ray.wait([a.__ray_ready__.remote() for a in self.actors], num_returns=len(self.actors),
-                            timeout=timeout_s)
+        ready, _ = ray.wait(
+            [a.__ray_ready__.remote() for a in self.actors], num_returns=len(self.actors), timeout=timeout_s
+        )
         if len(ready) < len(self.actors):
-            started, wanted = len(ready), len(self.actors)   # counted before shutdown() empties the list
+            started, wanted = len(ready), len(self.actors)  # counted before shutdown() empties the list
             self.shutdown()
             raise RuntimeError(
                 f"only {started} of {wanted} decode actors ({cpus_per_actor} CPU each) started within "
                 f"{timeout_s:.0f}s; the Ray cluster has {ray.cluster_resources().get('CPU', 0):g} CPUs. "
-                "Lower data.num_actors or data.cpus_per_actor, or add nodes.")
-        ray.get(ready)   # re-raises an actor's constructor error (e.g. an unknown flow method)
+                "Lower data.num_actors or data.cpus_per_actor, or add nodes."
+            )
+        ray.get(ready)  # re-raises an actor's constructor error (e.g. an unknown flow method)
 
     def map(self, requests: Iterable[ClipRequest]) -> Iterator[ClipResult]:
         """An iterator over one result per request, in request order; memory stays bounded by calls_in_flight.
@@ -263,7 +295,7 @@ class DecoderPool:
         try:
             batch = self._get(ref)
         except ACTOR_DEATH_ERRORS:
-            self._tracks_sent[number].clear()   # Ray restarts it empty
+            self._tracks_sent[number].clear()  # Ray restarts it empty
             raise
         if batch.unknown_tracks:
             self._tracks_sent[number].clear()
@@ -294,7 +326,7 @@ class DecoderPool:
             except ray.exceptions.ActorUnavailableError:
                 time.sleep(0.2)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                return   # gone for good, or not back in time: the re-sent calls report it
+                return  # gone for good, or not back in time: the re-sent calls report it
 
     def _one_by_one(self, request: ClipRequest) -> ClipResult:
         try:

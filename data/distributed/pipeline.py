@@ -1,4 +1,5 @@
 """One rank's epoch of batches: sharding plan -> Ray decode actors -> failed clips replaced -> tf.data."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,8 @@ from twostream.data.distributed.sharding import Plan
 from twostream.data.manifest import VideoRecord
 
 log = logging.getLogger(__name__)
-MAX_REPLACEMENT_TRIES = 8   # a failed clip is swapped for up to this many other clips of the same shard
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # rgb, flow, labels, weights, index
+MAX_REPLACEMENT_TRIES = 8  # a failed clip is swapped for up to this many other clips of the same shard
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # rgb, flow, labels, weights, index
 
 
 class DataError(RuntimeError):
@@ -28,29 +29,32 @@ class DataError(RuntimeError):
 @dataclass
 class EpochReport:
     """What one rank read in one epoch; the trainer sums these over ranks for the epoch log."""
+
     clips_read: int = 0
-    failed: list[str] = field(default_factory=list)   # "path: reason", one per failure
+    failed: list[str] = field(default_factory=list)  # "path: reason", one per failure
     replaced: int = 0
-    without_box: set[str] = field(default_factory=set)   # videos read at full frame: data.boxes has no track for them
-    sequential: set[str] = field(default_factory=set)    # videos read from the start: their seeks disagree
+    without_box: set[str] = field(default_factory=set)  # videos read at full frame: data.boxes has no track for them
+    sequential: set[str] = field(default_factory=set)  # videos read from the start: their seeks disagree
     # where the epoch's time went (the epoch record's actor_*, driver_* and calls_in_flight_* fields)
-    seconds: float = 0.0       # from the first decode calls to the last batch handed to tf.data
-    generator_s: float = 0.0   # this process's time producing batches: waiting on the actors, results, batch fill
+    seconds: float = 0.0  # from the first decode calls to the last batch handed to tf.data
+    generator_s: float = 0.0  # this process's time producing batches: waiting on the actors, results, batch fill
     actors: int = 0
-    pool: PoolStats = field(default_factory=PoolStats)   # the actors' calls collected in the epoch
+    pool: PoolStats = field(default_factory=PoolStats)  # the actors' calls collected in the epoch
 
     def timings(self) -> dict:
         """Where the epoch's time went: the clips per second the actors would make if never idle, their busy share and
         the on-CPU share of that, the driver's own work (results and batch fill) and its wait on the actors, and the
         decode calls in flight at each collection."""
         pool, seconds = self.pool, max(self.seconds, 1e-9)
-        return {"decode_clips_per_s": self.clips_read * self.actors / pool.actor_busy_s if pool.actor_busy_s else None,
-                "actor_busy_share": pool.actor_busy_s / (max(self.actors, 1) * seconds),
-                "actor_cpu_share": pool.actor_cpu_s / pool.actor_busy_s if pool.actor_busy_s else 0.0,
-                "driver_share": max(0.0, self.generator_s - pool.driver_wait_s) / seconds,
-                "driver_wait_share": pool.driver_wait_s / seconds,
-                "calls_in_flight_mean": pool.in_flight_sum / pool.in_flight_samples if pool.in_flight_samples else None,
-                "calls_in_flight_min": pool.in_flight_min}
+        return {
+            "decode_clips_per_s": self.clips_read * self.actors / pool.actor_busy_s if pool.actor_busy_s else None,
+            "actor_busy_share": pool.actor_busy_s / (max(self.actors, 1) * seconds),
+            "actor_cpu_share": pool.actor_cpu_s / pool.actor_busy_s if pool.actor_busy_s else 0.0,
+            "driver_share": max(0.0, self.generator_s - pool.driver_wait_s) / seconds,
+            "driver_wait_share": pool.driver_wait_s / seconds,
+            "calls_in_flight_mean": pool.in_flight_sum / pool.in_flight_samples if pool.in_flight_samples else None,
+            "calls_in_flight_min": pool.in_flight_min,
+        }
 
 
 def clip_seed(seed: int, epoch: int, position: int) -> int:
@@ -69,14 +73,25 @@ class EpochStream:
     it counts (the step still needs a full batch). `boxes`: the videos' regions of interest (data/decode/boxes.py).
     """
 
-    def __init__(self, records: Sequence[VideoRecord], pool: DecoderPool, plan: Plan, *, seed: int, epoch: int,
-                 train: bool, max_failed_fraction: float = 0.05, views: int = 1, crops: int = 1,
-                 boxes: BoxTracks | None = None):
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        pool: DecoderPool,
+        plan: Plan,
+        *,
+        seed: int,
+        epoch: int,
+        train: bool,
+        max_failed_fraction: float = 0.05,
+        views: int = 1,
+        crops: int = 1,
+        boxes: BoxTracks | None = None,
+    ):
         self.records, self.pool, self.plan = records, pool, plan
         self.seed, self.epoch, self.train = seed, epoch, train
         self.max_failed_fraction = max_failed_fraction
         self.crops = 1 if train else crops
-        self.per_record = 1 if train else views * crops   # plan entries per record: clips x crops
+        self.per_record = 1 if train else views * crops  # plan entries per record: clips x crops
         self.boxes = boxes
         self.report = EpochReport()
 
@@ -92,7 +107,7 @@ class EpochStream:
         (the same on any rank), at evaluation clip k of N and crop k of M (the class docstring's layout)."""
         if self.train:
             return TrainView(clip_seed(self.seed, self.epoch, position))
-        clip, crop = divmod(int(index) % self.per_record, self.crops)   # int: the plan's entries are numpy's
+        clip, crop = divmod(int(index) % self.per_record, self.crops)  # int: the plan's entries are numpy's
         return EvalView(clip, self.per_record // self.crops, crop, self.crops)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -106,14 +121,14 @@ class EpochStream:
         """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
-        resumed = time.perf_counter()   # this generator's time runs from here to each yield
+        resumed = time.perf_counter()  # this generator's time runs from here to each yield
         for index, result in enumerate(results):
             item, weight = int(indices[index]), weights[index]
             if result.error is not None:
                 item, result = self._replace(index, result.error)
                 weight = weight if self.train else 0.0
             slot = index % local_batch
-            if slot == 0:   # a new batch each time: tf.data may still hold the previous one
+            if slot == 0:  # a new batch each time: tf.data may still hold the previous one
                 rgb = aligned_empty((local_batch, *result.rgb.shape))
                 flow = aligned_empty((local_batch, *result.flow.shape))
                 labels, kept = np.zeros(local_batch, np.int32), np.zeros(local_batch, np.float32)
@@ -146,17 +161,21 @@ class EpochStream:
                 self.report.replaced += 1
                 return int(indices[candidate]), result
             self._record_failure(result.error)
-        raise DataError(f"no loadable replacement found for a failed clip after {MAX_REPLACEMENT_TRIES} tries; "
-                        "failures so far:\n  " + "\n  ".join(self.report.failed))
+        raise DataError(
+            f"no loadable replacement found for a failed clip after {MAX_REPLACEMENT_TRIES} tries; "
+            "failures so far:\n  " + "\n  ".join(self.report.failed)
+        )
 
     def _record_failure(self, error: str) -> None:
         log.warning("skipping unreadable clip %s", error)
         self.report.failed.append(error)
         allowed = max(1, int(self.max_failed_fraction * self.plan.indices.size))
         if len(self.report.failed) > allowed:
-            raise DataError(f"{len(self.report.failed)} clips failed to load in epoch {self.epoch} (more than "
-                            f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
-                            f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed))
+            raise DataError(
+                f"{len(self.report.failed)} clips failed to load in epoch {self.epoch} (more than "
+                f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
+                f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed)
+            )
 
 
 def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
@@ -166,30 +185,33 @@ def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
     size = int(np.prod(shape))
     raw = np.empty(size + align, np.uint8)
     start = -raw.ctypes.data % align
-    return raw[start:start + size].reshape(shape)
+    return raw[start : start + size].reshape(shape)
 
 
-def to_dataset(stream: Iterable[Batch], spec: ClipSpec, local_batch: int, prefetch: int = 2,
-               with_index: bool = False) -> tf.data.Dataset:
+def to_dataset(
+    stream: Iterable[Batch], spec: ClipSpec, local_batch: int, prefetch: int = 2, with_index: bool = False
+) -> tf.data.Dataset:
     """The one bridge into TensorFlow: static shapes, uint8 over the wire, batches prefetched; EpochStream's
     batches (64-byte aligned) become tensors without a copy.
 
     Elements are (inputs, labels, weights), plus each clip's (record, view) when `with_index` (evaluation)."""
     signature = (
-        {"rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
-         "flow": tf.TensorSpec((local_batch, *spec.flow_shape), tf.uint8)},
+        {
+            "rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
+            "flow": tf.TensorSpec((local_batch, *spec.flow_shape), tf.uint8),
+        },
         tf.TensorSpec((local_batch,), tf.int32),
         tf.TensorSpec((local_batch,), tf.float32),
     ) + ((tf.TensorSpec((local_batch, 2), tf.int32),) if with_index else ())
 
-    started = [iter(stream)]   # the actors decode the first clips while TensorFlow builds its iterator
+    started = [iter(stream)]  # the actors decode the first clips while TensorFlow builds its iterator
 
     def generate():
-        for rgb, flow, labels, weights, index in (started.pop() if started else iter(stream)):
+        for rgb, flow, labels, weights, index in started.pop() if started else iter(stream):
             yield ({"rgb": rgb, "flow": flow}, labels, weights) + ((index,) if with_index else ())
 
     options = tf.data.Options()
-    options.autotune.enabled = False   # nothing to tune here, and with it on, deleting a finished iterator (at
+    options.autotune.enabled = False  # nothing to tune here, and with it on, deleting a finished iterator (at
     #                                    each epoch's end) waited ~0.5 s (up to 1.2 s) in about 1 epoch of 3
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(prefetch)
     return dataset.with_options(options)

@@ -5,6 +5,7 @@ rank r takes the r-th contiguous slice of B = G / world_size positions. A single
 therefore sees exactly the same global batches as N ranks together, which is what makes a distributed
 run reproducible by a single-process one.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,10 @@ class ShardingError(ValueError):
 @dataclass(frozen=True)
 class Plan:
     """One rank's share of one epoch: `indices[s]` are the record indices of its local batch at step s."""
-    indices: np.ndarray     # int64 (steps, local_batch): indices into the record list
-    weights: np.ndarray     # float32 (steps, local_batch): 0 for padding (evaluation only), else 1
-    positions: np.ndarray   # int64 (steps, local_batch): global position in the epoch, seeds the clip sampling
+
+    indices: np.ndarray  # int64 (steps, local_batch): indices into the record list
+    weights: np.ndarray  # float32 (steps, local_batch): 0 for padding (evaluation only), else 1
+    positions: np.ndarray  # int64 (steps, local_batch): global position in the epoch, seeds the clip sampling
 
     @property
     def steps(self) -> int:
@@ -36,9 +38,11 @@ class Plan:
 def local_batch_size(global_batch: int, world_size: int) -> int:
     """The one place the global batch is divided by the world size."""
     if global_batch < world_size or global_batch % world_size:
-        raise ShardingError(f"global batch size {global_batch} must be a positive multiple of the number of "
-                            f"processes ({world_size}); set train.global_batch to e.g. "
-                            f"{max(1, global_batch // world_size) * world_size or world_size}")
+        raise ShardingError(
+            f"global batch size {global_batch} must be a positive multiple of the number of "
+            f"processes ({world_size}); set train.global_batch to e.g. "
+            f"{max(1, global_batch // world_size) * world_size or world_size}"
+        )
     return global_batch // world_size
 
 
@@ -49,16 +53,19 @@ def epoch_order(num_records: int, seed: int, epoch: int, shuffle: bool) -> np.nd
     return np.random.default_rng([seed, epoch]).permutation(num_records)
 
 
-def plan_epoch(num_records: int, global_batch: int, rank: int, world_size: int, *, seed: int, epoch: int,
-               train: bool) -> Plan:
+def plan_epoch(
+    num_records: int, global_batch: int, rank: int, world_size: int, *, seed: int, epoch: int, train: bool
+) -> Plan:
     """Training drops the last partial global batch; evaluation pads it with zero-weight repeats so every
     clip is scored exactly once while every rank still runs the same number of steps."""
     local = local_batch_size(global_batch, world_size)
     order = epoch_order(num_records, seed, epoch, shuffle=train)
     steps = num_records // global_batch if train else math.ceil(num_records / global_batch)
     if steps == 0:
-        raise ShardingError(f"{num_records} training clips make no full global batch of {global_batch}; "
-                            "lower train.global_batch or add videos")
+        raise ShardingError(
+            f"{num_records} training clips make no full global batch of {global_batch}; "
+            "lower train.global_batch or add videos"
+        )
     positions = np.arange(steps * global_batch).reshape(steps, world_size, local)[:, rank, :]
     weights = (positions < num_records).astype(np.float32)
     return Plan(order[positions % num_records], weights, positions)

@@ -4,6 +4,7 @@ Every frame is searched (at native resolution, or shrunk so its long side is at 
 found, the one nearest the previous frame's face is kept (the most confident on the first detection), so a
 track follows one person. Frames without a face are left out of the file; data/decode/boxes.py interpolates them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,8 @@ import numpy as np
 from twostream.data.decode.boxes import COLUMNS
 from twostream.data.decode.video import iter_frames
 
-MAX_SIDE = 640          # pixels: YuNet finds faces of 10 px and more; larger frames are shrunk to this first
-SCORE_THRESHOLD = 0.6   # YuNet's confidence to keep a face
+MAX_SIDE = 640  # pixels: YuNet finds faces of 10 px and more; larger frames are shrunk to this first
+SCORE_THRESHOLD = 0.6  # YuNet's confidence to keep a face
 
 
 class FaceModelError(ValueError):
@@ -27,13 +28,17 @@ class FaceModelError(ValueError):
 def load_detector(model_path: str, score_threshold: float = SCORE_THRESHOLD):
     """cv2.FaceDetectorYN from the user's ONNX file (e.g. face_detection_yunet_2023mar.onnx)."""
     if not os.path.isfile(model_path):
-        raise FaceModelError(f"--detect-faces {model_path!r}: file not found; pass the path of a YuNet ONNX model "
-                             "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)")
+        raise FaceModelError(
+            f"--detect-faces {model_path!r}: file not found; pass the path of a YuNet ONNX model "
+            "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
+        )
     try:
         return cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold)
     except cv2.error as error:
-        raise FaceModelError(f"--detect-faces {model_path!r}: OpenCV cannot load it as a YuNet model: "
-                             f"{str(error).strip().splitlines()[-1]}") from None
+        raise FaceModelError(
+            f"--detect-faces {model_path!r}: OpenCV cannot load it as a YuNet model: "
+            f"{str(error).strip().splitlines()[-1]}"
+        ) from None
 
 
 def _faces(detector, rgb: np.ndarray) -> np.ndarray:
@@ -47,7 +52,7 @@ def _faces(detector, rgb: np.ndarray) -> np.ndarray:
     _, found = detector.detect(image)
     if found is None:
         return np.zeros((0, 5))
-    boxes = found[:, [0, 1, 2, 3, 14]].astype(np.float64)   # YuNet rows: box, 5 landmarks (x, y), score
+    boxes = found[:, [0, 1, 2, 3, 14]].astype(np.float64)  # YuNet rows: box, 5 landmarks (x, y), score
     boxes[:, :4] /= shrink
     return boxes
 
@@ -84,6 +89,7 @@ def write_track(rows, path: str) -> int:
 def detect_faces(records, model_path: str, out_dir: str, progress: bool = True) -> dict:
     """Writes OUT_DIR/<file stem>.csv for every record with a face; returns {"tracks", "no_face", "failed"}."""
     from tqdm import tqdm
+
     detector = load_detector(model_path)
     os.makedirs(out_dir, exist_ok=True)
     tracks, no_face, failed = 0, [], []
@@ -91,7 +97,7 @@ def detect_faces(records, model_path: str, out_dir: str, progress: bool = True) 
         target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".csv")
         try:
             rows = list(track_faces(path, detector))
-        except Exception as error:   # a bad file is reported; the others go on
+        except Exception as error:  # a bad file is reported; the others go on
             failed.append(f"{path}: {error}")
             continue
         if rows:

@@ -3,6 +3,7 @@ cached.
 
 Before it starts, it prints the disk use it projects for the dataset, from each video's frame index.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,13 @@ log = logging.getLogger(__name__)
 BYTES_PER_PIXEL = {"raw": (2.0, 2.0), "png": (0.10, 0.21), "webp": (0.05, 0.13)}
 
 
-def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, progress: bool = True,
-            boxes: BoxTracks | None = None) -> dict:
+def prepare(
+    records: Sequence[VideoRecord],
+    spec: ClipSpec,
+    cache: FlowCache,
+    progress: bool = True,
+    boxes: BoxTracks | None = None,
+) -> dict:
     """Fills `cache` for `records` (each video's flow of its region when `boxes` has its track); returns
     {"computed", "cached", "failed": ["path: reason", ...], "projected_bytes", "without_box", "sequential"};
     sequential: videos whose decoded timestamps come out of order, read from the start (data/decode/video.py)."""
@@ -38,27 +44,33 @@ def prepare(records: Sequence[VideoRecord], spec: ClipSpec, cache: FlowCache, pr
     if progress:
         print(describe(projected, cache), file=sys.stderr, flush=True)
     without_box = sum(track is None for track in tracks.values()) if boxes is not None else 0
-    summary: dict[str, Any] = {"computed": 0, "cached": 0, "failed": [],
-                               "projected_bytes": [projected["low"], projected["high"]], "without_box": without_box}
+    summary: dict[str, Any] = {
+        "computed": 0,
+        "cached": 0,
+        "failed": [],
+        "projected_bytes": [projected["low"], projected["high"]],
+        "without_box": without_box,
+    }
     for path in tqdm(paths, desc="flow", unit="video", disable=not progress, dynamic_ncols=True):
         try:
             track = tracks[path]
             cached = cache.get(path, track.digest() if track is not None else "")
-            if cached is not None:   # done by an earlier (possibly interrupted) run
-                loader.agree_with_cache(path, len(cached) + 1)   # its frame index, if that run left none
+            if cached is not None:  # done by an earlier (possibly interrupted) run
+                loader.agree_with_cache(path, len(cached) + 1)  # its frame index, if that run left none
                 summary["cached"] += 1
                 continue
-            loader.video_flow(path, track)   # stores the frame index of the same decoding pass
+            loader.video_flow(path, track)  # stores the frame index of the same decoding pass
             summary["computed"] += 1
-        except Exception as error:   # a bad file is reported and skipped; training will replace its clips
+        except Exception as error:  # a bad file is reported and skipped; training will replace its clips
             log.warning("cannot prepare %s: %s", path, error)
             summary["failed"].append(f"{path}: {error}")
     summary["sequential"] = loader.sequential_videos()
     return summary
 
 
-def projected_bytes(paths: Sequence[str], spec: ClipSpec, cache: FlowCache, loader: ClipLoader,
-                    tracks: dict | None = None) -> dict:
+def projected_bytes(
+    paths: Sequence[str], spec: ClipSpec, cache: FlowCache, loader: ClipLoader, tracks: dict | None = None
+) -> dict:
     """{"videos", "pairs", "low", "high"}: frame pairs counted from the frame indexes (stored for later), times the
     pixels of each video's base resolution (of its region, with a track), times bytes."""
     pairs, readable, pixels = 0, 0, 0
@@ -66,7 +78,7 @@ def projected_bytes(paths: Sequence[str], spec: ClipSpec, cache: FlowCache, load
         try:
             count = max(0, len(loader.indexes.get(path, build_index)) - 1)
             height, width = frame_shape(path)
-        except Exception:   # reported by the preparing pass itself
+        except Exception:  # reported by the preparing pass itself
             continue
         track = (tracks or {}).get(path)
         if track is not None:
@@ -81,12 +93,16 @@ def projected_bytes(paths: Sequence[str], spec: ClipSpec, cache: FlowCache, load
 def describe(projected: dict, cache: FlowCache) -> str:
     low, high = BYTES_PER_PIXEL[cache.fmt]
     amount = _size(projected["low"]) if low == high else f"{_size(projected['low'])} to {_size(projected['high'])}"
-    line = (f"prepare: {projected['videos']} videos, {projected['pairs']} frame pairs: projected {amount} as "
-            f"{cache.fmt} ({low:g}{'' if low == high else f'-{high:g}'} bytes per pixel per frame pair) in "
-            f"{cache.folder}, bound {_size(cache.max_bytes)}")
+    line = (
+        f"prepare: {projected['videos']} videos, {projected['pairs']} frame pairs: projected {amount} as "
+        f"{cache.fmt} ({low:g}{'' if low == high else f'-{high:g}'} bytes per pixel per frame pair) in "
+        f"{cache.folder}, bound {_size(cache.max_bytes)}"
+    )
     if projected["high"] > 0.9 * cache.max_bytes:
-        line += ("; that may exceed the bound, so the least recently used entries would be evicted and computed "
-                 "again: raise data.flow_cache_gb")
+        line += (
+            "; that may exceed the bound, so the least recently used entries would be evicted and computed "
+            "again: raise data.flow_cache_gb"
+        )
     return line
 
 

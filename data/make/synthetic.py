@@ -7,6 +7,7 @@ Every clip shows a textured background seen through a panning camera and a textu
 Textures, positions, pan direction and speed are drawn from the same distributions for both classes,
 so the still frames of both classes are statistically identical; only the motion differs.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,13 +23,13 @@ CODECS = {"mjpg": ("MJPG", ".avi"), "mp4v": ("mp4v", ".mp4")}
 
 @dataclass(frozen=True)
 class SynthSpec:
-    num_videos: int = 600      # total clips, split evenly across classes
-    frames: int = 20           # frames per clip
-    size: int = 64             # frame height and width, pixels
+    num_videos: int = 600  # total clips, split evenly across classes
+    frames: int = 20  # frames per clip
+    size: int = 64  # frame height and width, pixels
     fps: float = 10.0
-    max_speed: float = 2.5     # camera pan speed bound, pixels per frame
-    min_offset: float = 1.2    # fake patch speed minus pan speed, at least this many pixels per frame
-    patch: int = 24            # side of the moving patch, pixels
+    max_speed: float = 2.5  # camera pan speed bound, pixels per frame
+    min_offset: float = 1.2  # fake patch speed minus pan speed, at least this many pixels per frame
+    patch: int = 24  # side of the moving patch, pixels
     codec: str = "mjpg"
     seed: int = 0
 
@@ -63,7 +64,7 @@ def render_clip(rng: np.random.Generator, label: str, spec: SynthSpec) -> np.nda
     patch_velocity = pan if label == "real" else _fake_patch_velocity(rng, pan, spec)
     margin = spec.patch // 2 + int(spec.max_speed * spec.frames) // 2
     start = rng.uniform(margin, size - margin, size=2) if size > 2 * margin else np.array([size / 2, size / 2])
-    start = start + patch_velocity * spec.frames / 2   # the patch passes `start` mid-clip
+    start = start + patch_velocity * spec.frames / 2  # the patch passes `start` mid-clip
     frames = []
     for t in range(spec.frames):
         # The camera moves by `pan`, so the scene appears to move by -pan on screen; a "real" patch is
@@ -112,7 +113,7 @@ def synthesize(out_dir: str, spec: SynthSpec = SynthSpec()) -> list[str]:
         os.makedirs(os.path.join(out_dir, class_name), exist_ok=True)
     for index in range(spec.num_videos):
         label = CLASSES[index % len(CLASSES)]
-        rng = np.random.default_rng([spec.seed, index])   # per-clip stream: any subset regenerates identically
+        rng = np.random.default_rng([spec.seed, index])  # per-clip stream: any subset regenerates identically
         path = os.path.join(out_dir, label, f"{label}_{index:05d}{CODECS[spec.codec][1]}")
         write_video(path, render_clip(rng, label, spec), spec.fps, spec.codec)
         paths.append(path)

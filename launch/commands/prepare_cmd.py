@@ -1,4 +1,5 @@
 """`twostream prepare`: precomputes a dataset's optical flow into the flow cache (resumable, with a progress bar)."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,21 @@ def add_parser(commands) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (sets data.root)")
     parser.add_argument("--preset", help="a shipped config preset whose clip size and flow settings are used")
     parser.add_argument("--config", help="a YAML config file (applied after the preset)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value; repeatable, e.g. --set clip.size=112")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value; repeatable, e.g. --set clip.size=112",
+    )
     parser.add_argument("--clean", action="store_true", help="delete the flow cache instead of filling it")
-    parser.add_argument("--detect-faces", metavar="MODEL.onnx",
-                        help="first write face tracks with OpenCV's YuNet (your ONNX model file) to data.boxes "
-                             "(default DATA/.boxes), then fill the flow cache with each video's face region")
+    parser.add_argument(
+        "--detect-faces",
+        metavar="MODEL.onnx",
+        help="first write face tracks with OpenCV's YuNet (your ONNX model file) to data.boxes "
+        "(default DATA/.boxes), then fill the flow cache with each video's face region",
+    )
     parser.set_defaults(run=run)
 
 
@@ -26,16 +36,17 @@ def run(args) -> int:
     from twostream.data.make.prepare import prepare
     from twostream.data.manifest import from_config
     from twostream.trainer import config as config_lib
+
     config = config_lib.load(args.preset, args.config, list(args.overrides) + [f"data.root={args.data}"])
-    folder = config.data.flow_cache_folder(for_writing=True)   # the folder `twostream train` reads by default
+    folder = config.data.flow_cache_folder(for_writing=True)  # the folder `twostream train` reads by default
     cache = FlowCache(folder, config.data.flow_cache_bytes, config.clip.flow_params())
     if args.clean:
         freed = cache.clear()
-        _remove_empty(folder)   # gone, so that training no longer finds a default cache there
+        _remove_empty(folder)  # gone, so that training no longer finds a default cache there
         print(json.dumps({"cache": folder, "freed_bytes": freed}))
         return 0
     records = from_config(config.data).records
-    try:   # a bad model file or box file: one message (the CLI prints ConfigErrors), before any work
+    try:  # a bad model file or box file: one message (the CLI prints ConfigErrors), before any work
         if args.detect_faces:
             config = _detect_faces(config, records, args.detect_faces)
         boxes = BoxTracks(config.data.boxes, config.data.box_margin) if config.data.boxes else None
@@ -45,9 +56,19 @@ def run(args) -> int:
     except (BoxError, FaceModelError) as error:
         raise config_lib.ConfigError(str(error)) from None
     summary = prepare(records, config.clip, cache, boxes=boxes)
-    print(json.dumps({"cache": folder, "computed": summary["computed"], "already_cached": summary["cached"],
-                      "failed": summary["failed"], "cache_bytes": cache.total_bytes(),
-                      "without_box": summary["without_box"], "read_sequentially": summary["sequential"]}))
+    print(
+        json.dumps(
+            {
+                "cache": folder,
+                "computed": summary["computed"],
+                "already_cached": summary["cached"],
+                "failed": summary["failed"],
+                "cache_bytes": cache.total_bytes(),
+                "without_box": summary["without_box"],
+                "read_sequentially": summary["sequential"],
+            }
+        )
+    )
     if config.data.flow_cache_dir:
         print(f"train with the cache: --set data.flow_cache_dir={folder} (and the same clip settings)")
     else:
@@ -60,10 +81,12 @@ def _detect_faces(config, records, model: str):
     import dataclasses
 
     from twostream.data.make.faces import detect_faces
+
     folder = config.data.boxes or os.path.join(config.data.root, ".boxes")
     faces = detect_faces(records, model, folder)
-    print(json.dumps({"boxes": folder, "tracks": faces["tracks"], "no_face": faces["no_face"],
-                      "failed": faces["failed"]}))
+    print(
+        json.dumps({"boxes": folder, "tracks": faces["tracks"], "no_face": faces["no_face"], "failed": faces["failed"]})
+    )
     print(f"train on the face regions: --set data.boxes={folder}")
     return dataclasses.replace(config, data=dataclasses.replace(config.data, boxes=folder))
 
@@ -73,5 +96,5 @@ def _remove_empty(folder: str) -> None:
     for directory, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
         try:
             os.rmdir(directory)
-        except OSError:   # not empty: something else lives there; leave it
+        except OSError:  # not empty: something else lives there; leave it
             pass

@@ -1,4 +1,5 @@
 """`twostream launch horovod`: builds the `horovodrun ... twostream train ...` command, prints or runs it."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,10 @@ def tool(name: str) -> str:
         return beside
     found = shutil.which(name)
     if not found:
-        raise LaunchError(f"'{name}' not found next to {sys.executable} nor on PATH; install twostream "
-                          "(make setup) or activate its virtualenv")
+        raise LaunchError(
+            f"'{name}' not found next to {sys.executable} nor on PATH; install twostream "
+            "(make setup) or activate its virtualenv"
+        )
     return found
 
 
@@ -62,38 +65,66 @@ def hostfile_slots(path: str) -> list[tuple[str, int]]:
 @dataclass(frozen=True)
 class Elastic:
     """horovodrun's elastic mode: between min_np and max_np ranks, on the hosts a discovery script prints."""
+
     min_np: int
     max_np: int
-    discovery_script: str          # an executable printing 'host:slots' lines, run again every second
-    network_interface: str = ""    # e.g. lo or eth0; without it Horovod waits for 2 hosts before starting
+    discovery_script: str  # an executable printing 'host:slots' lines, run again every second
+    network_interface: str = ""  # e.g. lo or eth0; without it Horovod waits for 2 hosts before starting
 
     def args(self, np: int) -> list[str]:
         if not os.path.isfile(self.discovery_script) or not os.access(self.discovery_script, os.X_OK):
-            raise LaunchError(f"--host-discovery-script {self.discovery_script!r} must be an executable file that "
-                              "prints one 'host:slots' line per available host")
+            raise LaunchError(
+                f"--host-discovery-script {self.discovery_script!r} must be an executable file that "
+                "prints one 'host:slots' line per available host"
+            )
         if not 1 <= self.min_np <= np <= self.max_np:
-            raise LaunchError(f"elastic needs 1 <= --min-np ({self.min_np}) <= -np ({np}) <= --max-np "
-                              f"({self.max_np})")
-        return ["--min-np", str(self.min_np), "--max-np", str(self.max_np),
-                "--host-discovery-script", os.path.abspath(self.discovery_script),
-                *(["--network-interface", self.network_interface] if self.network_interface else [])]
+            raise LaunchError(f"elastic needs 1 <= --min-np ({self.min_np}) <= -np ({np}) <= --max-np ({self.max_np})")
+        return [
+            "--min-np",
+            str(self.min_np),
+            "--max-np",
+            str(self.max_np),
+            "--host-discovery-script",
+            os.path.abspath(self.discovery_script),
+            *(["--network-interface", self.network_interface] if self.network_interface else []),
+        ]
 
     def world_sizes(self) -> range:
         """Every number of ranks the job may pass through."""
         return range(self.min_np, self.max_np + 1)
 
 
-def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: list[str],
-                  controller: str = "gloo", extra: Sequence[str] = (), elastic: Elastic | None = None) -> list[str]:
+def build_command(
+    np: int,
+    hosts: str | None,
+    hostfile: str | None,
+    train_args: list[str],
+    controller: str = "gloo",
+    extra: Sequence[str] = (),
+    elastic: Elastic | None = None,
+) -> list[str]:
     """horovodrun -np N (-H hosts | --hostfile F | elastic flags) --gloo|--mpi twostream train ARGS, checked."""
     if np < 1:
         raise LaunchError(f"-np must be at least 1, got {np}")
     if elastic is not None:
         if hosts or hostfile or controller != "gloo":
-            raise LaunchError("--elastic takes its hosts from --host-discovery-script (not -H/--hostfile) and "
-                              "needs the gloo controller")
-        return [tool("horovodrun"), "-np", str(np), *elastic.args(np), "--gloo", *extra,
-                tool("twostream"), "train", *train_args, "--set", "train.elastic=true"]
+            raise LaunchError(
+                "--elastic takes its hosts from --host-discovery-script (not -H/--hostfile) and "
+                "needs the gloo controller"
+            )
+        return [
+            tool("horovodrun"),
+            "-np",
+            str(np),
+            *elastic.args(np),
+            "--gloo",
+            *extra,
+            tool("twostream"),
+            "train",
+            *train_args,
+            "--set",
+            "train.elastic=true",
+        ]
     if hosts and hostfile:
         raise LaunchError("pass either -H or --hostfile, not both")
     if hostfile:
@@ -103,11 +134,22 @@ def build_command(np: int, hosts: str | None, hostfile: str | None, train_args: 
         where, slots = ["-H", hosts], host_slots(hosts)
     total = sum(n for _, n in slots)
     if np > total:
-        raise LaunchError(f"-np {np} needs {np} slots but the hosts offer {total} "
-                          f"({', '.join(f'{h}:{n}' for h, n in slots)}); lower -np or add slots, e.g. -H "
-                          f"{slots[0][0]}:{np - total + slots[0][1]}")
-    return [tool("horovodrun"), "-np", str(np), *where, f"--{controller}", *extra,
-            tool("twostream"), "train", *train_args]
+        raise LaunchError(
+            f"-np {np} needs {np} slots but the hosts offer {total} "
+            f"({', '.join(f'{h}:{n}' for h, n in slots)}); lower -np or add slots, e.g. -H "
+            f"{slots[0][0]}:{np - total + slots[0][1]}"
+        )
+    return [
+        tool("horovodrun"),
+        "-np",
+        str(np),
+        *where,
+        f"--{controller}",
+        *extra,
+        tool("twostream"),
+        "train",
+        *train_args,
+    ]
 
 
 def stall_args(seconds: int) -> list[str]:
@@ -115,16 +157,38 @@ def stall_args(seconds: int) -> list[str]:
     dead) makes the others shut Horovod down after about `seconds` instead of waiting forever (0: off)."""
     if seconds < 0:
         raise LaunchError(f"--stall-shutdown-s must be 0 (off) or a number of seconds, got {seconds}")
-    return ["--stall-check-warning-time-seconds", str(max(1, seconds // 2)),
-            "--stall-check-shutdown-time-seconds", str(seconds)] if seconds else []
+    return (
+        [
+            "--stall-check-warning-time-seconds",
+            str(max(1, seconds // 2)),
+            "--stall-check-shutdown-time-seconds",
+            str(seconds),
+        ]
+        if seconds
+        else []
+    )
 
 
 def run(args) -> int:
-    elastic = Elastic(args.min_np or args.np, args.max_np or args.np, args.host_discovery_script or "",
-                      args.network_interface or "") if args.elastic else None
-    command = build_command(args.np, args.hosts, args.hostfile,
-                            config_args.forward(args) + ["--workdir", args.workdir], args.controller,
-                            extra=stall_args(args.stall_shutdown_s), elastic=elastic)
+    elastic = (
+        Elastic(
+            args.min_np or args.np,
+            args.max_np or args.np,
+            args.host_discovery_script or "",
+            args.network_interface or "",
+        )
+        if args.elastic
+        else None
+    )
+    command = build_command(
+        args.np,
+        args.hosts,
+        args.hostfile,
+        config_args.forward(args) + ["--workdir", args.workdir],
+        args.controller,
+        extra=stall_args(args.stall_shutdown_s),
+        elastic=elastic,
+    )
     # A bad value, a missing --data or a batch the ranks cannot split fails here, once, not on every rank.
     config_args.preflight(args, elastic.world_sizes() if elastic is not None else [args.np])
     print(shlex.join(command), flush=True)
@@ -138,12 +202,23 @@ def add_parser(commands) -> None:
     parser.add_argument("-np", "--num-proc", dest="np", type=int, required=True, help="number of processes (ranks)")
     parser.add_argument("-H", "--hosts", help="host:slots list, e.g. node1:4,node2:4 (default localhost:NP)")
     parser.add_argument("--hostfile", help="file with lines 'hostname slots=N'")
-    parser.add_argument("--controller", choices=["gloo", "mpi"], default="gloo",
-                        help="gloo (default; what this build has) or mpi (a Horovod built with MPI)")
-    parser.add_argument("--stall-shutdown-s", type=int, default=0,
-                        help="end the job when a rank hangs in a collective this long (default 0: wait)")
-    parser.add_argument("--elastic", action="store_true",
-                        help="Horovod elastic: keep training when ranks die, take added hosts (needs the flags below)")
+    parser.add_argument(
+        "--controller",
+        choices=["gloo", "mpi"],
+        default="gloo",
+        help="gloo (default; what this build has) or mpi (a Horovod built with MPI)",
+    )
+    parser.add_argument(
+        "--stall-shutdown-s",
+        type=int,
+        default=0,
+        help="end the job when a rank hangs in a collective this long (default 0: wait)",
+    )
+    parser.add_argument(
+        "--elastic",
+        action="store_true",
+        help="Horovod elastic: keep training when ranks die, take added hosts (needs the flags below)",
+    )
     parser.add_argument("--min-np", type=int, help="elastic: fewest ranks to go on with (default -np)")
     parser.add_argument("--max-np", type=int, help="elastic: most ranks to grow to (default -np)")
     parser.add_argument("--host-discovery-script", help="elastic: executable printing 'host:slots' lines")

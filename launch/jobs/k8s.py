@@ -1,5 +1,6 @@
 """`twostream launch k8s`: writes a Kubeflow MPIJob (kubeflow.org/v2beta1) that runs horovodrun over its workers,
 and a ConfigMap with the resolved config; every input checked as the MPI operator checks it, before writing."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,19 +14,19 @@ from twostream.launch import config_args
 from twostream.launch.jobs.horovod_cmd import LaunchError
 
 # Paths inside the pods.
-CONFIG_DIR = "/etc/twostream"   # our ConfigMap (the resolved config), mounted on the workers
+CONFIG_DIR = "/etc/twostream"  # our ConfigMap (the resolved config), mounted on the workers
 HOSTFILE = "/etc/mpi/hostfile"  # the operator's NAME-config, on the launcher: 'NAME-worker-I.NAME.NS.svc slots=S'
-SSH_DIR = "/root/.ssh"          # sshAuthMountPath: the operator mounts the job's SSH key here; the image runs as root
-RESERVED_DIRS = ("/etc/mpi", SSH_DIR, CONFIG_DIR)   # mounts no volume of ours may hide or sit inside
-SSH_PORT = 22                   # the image's sshd (Dockerfile); horovodrun connects to its default port
-ENTRYPOINT = "/usr/local/bin/twostream-k8s-entrypoint"   # launch/jobs/k8s_entrypoint.sh: SIGTERM to the ranks
+SSH_DIR = "/root/.ssh"  # sshAuthMountPath: the operator mounts the job's SSH key here; the image runs as root
+RESERVED_DIRS = ("/etc/mpi", SSH_DIR, CONFIG_DIR)  # mounts no volume of ours may hide or sit inside
+SSH_PORT = 22  # the image's sshd (Dockerfile); horovodrun connects to its default port
+ENTRYPOINT = "/usr/local/bin/twostream-k8s-entrypoint"  # launch/jobs/k8s_entrypoint.sh: SIGTERM to the ranks
 
-DEFAULT_BACKOFF_LIMIT = 6       # Kubernetes' own Job default: a failed launcher is retried and training resumes
-DEFAULT_GRACE_PERIOD_S = 120    # SIGTERM to SIGKILL: the ranks reach the next agreed step and rank 0 checkpoints
-DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")     # what the operator demands of '<name>-worker-N'
+DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes' own Job default: a failed launcher is retried and training resumes
+DEFAULT_GRACE_PERIOD_S = 120  # SIGTERM to SIGKILL: the ranks reach the next agreed step and rank 0 checkpoints
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # what the operator demands of '<name>-worker-N'
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a namespace
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")   # a PVC
-INT32_MAX = 2**31 - 1           # replicas, slotsPerWorker and backoffLimit are int32 in the MPIJob API
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # a PVC
+INT32_MAX = 2**31 - 1  # replicas, slotsPerWorker and backoffLimit are int32 in the MPIJob API
 
 
 def config_map_name(name: str) -> str:
@@ -41,30 +42,41 @@ def pod_names(name: str, workers: int) -> list[str]:
 
 # ---- checks: the operator's validation.go, Kubernetes' name rules, and what a resumable job needs ----
 
+
 def check_args(args) -> None:
     """The arguments on their own; LaunchError naming the flag and the fix."""
     if not args.image or any(c.isspace() for c in args.image):
-        raise LaunchError(f"--image is required, without spaces (got {args.image!r}): the container image built "
-                          "from this repository's Dockerfile, e.g. --image registry.example.com/twostream:0.1.0")
+        raise LaunchError(
+            f"--image is required, without spaces (got {args.image!r}): the container image built "
+            "from this repository's Dockerfile, e.g. --image registry.example.com/twostream:0.1.0"
+        )
     _check_int("--workers", args.workers, 1, INT32_MAX)
     _check_int("--slots-per-worker", args.slots_per_worker, 1, INT32_MAX)
     _check_int("--backoff-limit", args.backoff_limit, 0, INT32_MAX)
     _check_int("--deadline-s", args.deadline_s, 0, 2**63 - 1)
     if args.grace_period_s < 1:
-        raise LaunchError(f"--grace-period-s {args.grace_period_s} must be at least 1: it is the time a stopped pod's "
-                          "ranks have to reach the next agreed step and checkpoint before Kubernetes kills them "
-                          f"(default {DEFAULT_GRACE_PERIOD_S})")
+        raise LaunchError(
+            f"--grace-period-s {args.grace_period_s} must be at least 1: it is the time a stopped pod's "
+            "ranks have to reach the next agreed step and checkpoint before Kubernetes kills them "
+            f"(default {DEFAULT_GRACE_PERIOD_S})"
+        )
     _check_int("--grace-period-s", args.grace_period_s, 1, 2**63 - 1)
     if not DNS1035_LABEL.match(args.name):
-        raise LaunchError(f"--name {args.name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
-                          "starting with a letter and ending with a letter or digit, e.g. --name deepfake-a")
+        raise LaunchError(
+            f"--name {args.name!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
+            "starting with a letter and ending with a letter or digit, e.g. --name deepfake-a"
+        )
     for pod in pod_names(args.name, args.workers):
         if len(pod) > 63:
-            raise LaunchError(f"--name {args.name!r} is too long: the operator names a pod {pod!r} "
-                              f"({len(pod)} characters; a DNS label has at most 63); shorten --name")
+            raise LaunchError(
+                f"--name {args.name!r} is too long: the operator names a pod {pod!r} "
+                f"({len(pod)} characters; a DNS label has at most 63); shorten --name"
+            )
     if args.namespace is not None and (len(args.namespace) > 63 or not DNS1123_LABEL.match(args.namespace)):
-        raise LaunchError(f"--namespace {args.namespace!r} must be a DNS label: lowercase letters, digits and '-', "
-                          "at most 63 characters")
+        raise LaunchError(
+            f"--namespace {args.namespace!r} must be a DNS label: lowercase letters, digits and '-', "
+            "at most 63 characters"
+        )
 
 
 def check_storage(args, config) -> None:
@@ -72,19 +84,28 @@ def check_storage(args, config) -> None:
     launcher's working folder), and the workdir on the claim, so checkpoints outlive the pods and a retried job
     resumes."""
     if not args.pvc or len(args.pvc) > 253 or not DNS1123_SUBDOMAIN.match(args.pvc):
-        raise LaunchError(f"--pvc {args.pvc!r} must name a ReadWriteMany PersistentVolumeClaim (lowercase letters, "
-                          "digits, '-' and '.'): every worker reads the data and rank 0 keeps the workdir on it")
+        raise LaunchError(
+            f"--pvc {args.pvc!r} must name a ReadWriteMany PersistentVolumeClaim (lowercase letters, "
+            "digits, '-' and '.'): every worker reads the data and rank 0 keeps the workdir on it"
+        )
     _check_pod_path("--mount-path", args.mount_path)
     for reserved in RESERVED_DIRS:
         if _inside(args.mount_path, reserved) or _inside(reserved, args.mount_path):
-            raise LaunchError(f"--mount-path {args.mount_path!r} overlaps {reserved}, which the pods need "
-                              f"(reserved: {', '.join(RESERVED_DIRS)}); mount the claim elsewhere, e.g. /mnt/twostream")
+            raise LaunchError(
+                f"--mount-path {args.mount_path!r} overlaps {reserved}, which the pods need "
+                f"(reserved: {', '.join(RESERVED_DIRS)}); mount the claim elsewhere, e.g. /mnt/twostream"
+            )
     _check_pod_path("--workdir", args.workdir)
-    if not _inside(args.workdir, args.mount_path) or _inside(args.mount_path, args.workdir):   # under, not equal
-        raise LaunchError(f"--workdir {args.workdir!r} must be a folder under --mount-path {args.mount_path!r} "
-                          f"(the claim {args.pvc!r}); elsewhere it is lost with the pod and the job cannot resume")
-    for key, path in (("data.root (--data)", config.data.root), ("data.manifest", config.data.manifest),
-                      ("data.flow_cache_dir", config.data.flow_cache_dir)):
+    if not _inside(args.workdir, args.mount_path) or _inside(args.mount_path, args.workdir):  # under, not equal
+        raise LaunchError(
+            f"--workdir {args.workdir!r} must be a folder under --mount-path {args.mount_path!r} "
+            f"(the claim {args.pvc!r}); elsewhere it is lost with the pod and the job cannot resume"
+        )
+    for key, path in (
+        ("data.root (--data)", config.data.root),
+        ("data.manifest", config.data.manifest),
+        ("data.flow_cache_dir", config.data.flow_cache_dir),
+    ):
         if path:
             _check_pod_path(key, path)
 
@@ -108,20 +129,30 @@ def _inside(path: str, folder: str) -> bool:
 
 # ---- the manifests ----
 
+
 def manifests(args, config) -> list[dict]:
     """Our ConfigMap holding the resolved config, and the MPIJob whose launcher runs horovodrun on the workers."""
     from twostream.trainer import config as config_lib
+
     metadata = {"name": args.name, **({"namespace": args.namespace} if args.namespace else {})}
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {**metadata, "name": config_map_name(args.name)},
-                  "data": {"config.yaml": yaml.safe_dump(config_lib.to_dict(config), sort_keys=False)}}
-    run_policy = {"cleanPodPolicy": "Running", "backoffLimit": args.backoff_limit,
-                  **({"activeDeadlineSeconds": args.deadline_s} if args.deadline_s else {})}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {**metadata, "name": config_map_name(args.name)},
+        "data": {"config.yaml": yaml.safe_dump(config_lib.to_dict(config), sort_keys=False)},
+    }
+    run_policy = {
+        "cleanPodPolicy": "Running",
+        "backoffLimit": args.backoff_limit,
+        **({"activeDeadlineSeconds": args.deadline_s} if args.deadline_s else {}),
+    }
     mpijob = {
-        "apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": metadata,
+        "apiVersion": "kubeflow.org/v2beta1",
+        "kind": "MPIJob",
+        "metadata": metadata,
         "spec": {
             "slotsPerWorker": args.slots_per_worker,
-            "mpiImplementation": "OpenMPI",    # hostfile lines 'host slots=N', the format horovodrun reads
+            "mpiImplementation": "OpenMPI",  # hostfile lines 'host slots=N', the format horovodrun reads
             "sshAuthMountPath": SSH_DIR,
             # The launcher starts once every worker's sshd answers (readinessProbe), not before their names resolve.
             "launcherCreationPolicy": "WaitForWorkersReady",
@@ -139,8 +170,17 @@ def _launcher_pod(args) -> dict:
     """Runs horovodrun only: it reaches each worker over SSH and starts its ranks there. Under the entrypoint, which
     first stops ranks a previous launcher left, and on SIGTERM has every worker signal its ranks."""
     train = ["twostream", "train", "--config", f"{CONFIG_DIR}/config.yaml", "--workdir", args.workdir]
-    command = [ENTRYPOINT, "launcher", "horovodrun", "-np", str(args.workers * args.slots_per_worker),
-               "--hostfile", HOSTFILE, f"--{args.controller}", *train]
+    command = [
+        ENTRYPOINT,
+        "launcher",
+        "horovodrun",
+        "-np",
+        str(args.workers * args.slots_per_worker),
+        "--hostfile",
+        HOSTFILE,
+        f"--{args.controller}",
+        *train,
+    ]
     container = {"name": "launcher", "image": args.image, "imagePullPolicy": "IfNotPresent", "command": command}
     return {"spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container]}}
 
@@ -148,21 +188,31 @@ def _launcher_pod(args) -> dict:
 def _worker_pod(args) -> dict:
     """Runs sshd under the entrypoint, which passes SIGTERM on to the ranks horovodrun starts here and waits for
     them; they read the config and the claim (data and workdir)."""
-    resources = {"limits": {"nvidia.com/gpu": args.slots_per_worker}} if args.gpus else \
-        {"requests": {"cpu": str(args.slots_per_worker)}}
+    resources = (
+        {"limits": {"nvidia.com/gpu": args.slots_per_worker}}
+        if args.gpus
+        else {"requests": {"cpu": str(args.slots_per_worker)}}
+    )
     container = {
-        "name": "worker", "image": args.image, "imagePullPolicy": "IfNotPresent",
-        "command": [ENTRYPOINT, "worker"],   # /usr/sbin/sshd -De below it
+        "name": "worker",
+        "image": args.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [ENTRYPOINT, "worker"],  # /usr/sbin/sshd -De below it
         "ports": [{"name": "ssh", "containerPort": SSH_PORT}],
         "readinessProbe": {"tcpSocket": {"port": SSH_PORT}, "periodSeconds": 2},
         "resources": resources,
-        "volumeMounts": [{"name": "twostream-config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "data", "mountPath": args.mount_path}],
+        "volumeMounts": [
+            {"name": "twostream-config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "data", "mountPath": args.mount_path},
+        ],
     }
-    volumes = [{"name": "twostream-config", "configMap": {"name": config_map_name(args.name)}},
-               {"name": "data", "persistentVolumeClaim": {"claimName": args.pvc}}]
-    return {"spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container],
-                     "volumes": volumes}}
+    volumes = [
+        {"name": "twostream-config", "configMap": {"name": config_map_name(args.name)}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": args.pvc}},
+    ]
+    return {
+        "spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container], "volumes": volumes}
+    }
 
 
 def run(args) -> int:
@@ -173,8 +223,10 @@ def run(args) -> int:
     out = args.out or f"{args.name}.yaml"
     with open(out, "w") as f:
         yaml.safe_dump_all(manifests(args, config), f, sort_keys=False)
-    print(f"wrote {out} (ConfigMap {config_map_name(args.name)} + MPIJob {args.name}, {args.workers} workers x "
-          f"{args.slots_per_worker} slots); start it with: kubectl apply -f {shlex.quote(out)}")
+    print(
+        f"wrote {out} (ConfigMap {config_map_name(args.name)} + MPIJob {args.name}, {args.workers} workers x "
+        f"{args.slots_per_worker} slots); start it with: kubectl apply -f {shlex.quote(out)}"
+    )
     return 0
 
 
@@ -185,19 +237,32 @@ def add_parser(commands) -> None:
     parser.add_argument("--namespace")
     parser.add_argument("--workers", type=int, default=2, help="worker pods")
     parser.add_argument("--slots-per-worker", type=int, default=1, help="ranks per worker pod (= GPUs per pod)")
-    parser.add_argument("--gpus", action=argparse.BooleanOptionalAction, default=True,
-                        help="request slots-per-worker GPUs per worker")
+    parser.add_argument(
+        "--gpus", action=argparse.BooleanOptionalAction, default=True, help="request slots-per-worker GPUs per worker"
+    )
     parser.add_argument("--pvc", help="ReadWriteMany PersistentVolumeClaim holding the data and the workdir (required)")
     parser.add_argument("--mount-path", default="/mnt/twostream", help="where --pvc is mounted in the worker pods")
-    parser.add_argument("--controller", choices=["gloo", "mpi"], default="gloo",
-                        help="horovodrun's controller; mpi needs an image whose Horovod is built with MPI "
-                             "(this repository's Dockerfile builds Gloo only)")
-    parser.add_argument("--backoff-limit", type=int, default=DEFAULT_BACKOFF_LIMIT,
-                        help="launcher retries before the job fails (each retry resumes from the workdir)")
+    parser.add_argument(
+        "--controller",
+        choices=["gloo", "mpi"],
+        default="gloo",
+        help="horovodrun's controller; mpi needs an image whose Horovod is built with MPI "
+        "(this repository's Dockerfile builds Gloo only)",
+    )
+    parser.add_argument(
+        "--backoff-limit",
+        type=int,
+        default=DEFAULT_BACKOFF_LIMIT,
+        help="launcher retries before the job fails (each retry resumes from the workdir)",
+    )
     parser.add_argument("--deadline-s", type=int, default=0, help="runPolicy.activeDeadlineSeconds (0: none)")
-    parser.add_argument("--grace-period-s", type=int, default=DEFAULT_GRACE_PERIOD_S,
-                        help="the pods' terminationGracePeriodSeconds: time from SIGTERM to SIGKILL for the ranks to "
-                             "reach the next agreed step (every train.log_every steps) and checkpoint")
+    parser.add_argument(
+        "--grace-period-s",
+        type=int,
+        default=DEFAULT_GRACE_PERIOD_S,
+        help="the pods' terminationGracePeriodSeconds: time from SIGTERM to SIGKILL for the ranks to "
+        "reach the next agreed step (every train.log_every steps) and checkpoint",
+    )
     parser.add_argument("--out", help="YAML file to write (default NAME.yaml)")
     config_args.add_config_args(parser, data_required=True)
     parser.add_argument("--workdir", required=True, help="a folder under --mount-path, e.g. /mnt/twostream/runs/a")

@@ -7,6 +7,7 @@ each srun task sets Horovod's rank variables from its SLURM ones, then execs the
 The rank layout is Horovod's own (`get_host_assignments` over 'node:tasks' of the allocation, ranks filled node
 by node), which is srun's block distribution; each task checks that SLURM placed it where that layout says.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ import sys
 from horovod.runner.common.util.hosts import SlotInfo, get_host_assignments, parse_hosts
 from horovod.runner.http.http_server import RendezvousServer
 
-HOSTS_VARIABLE = "TWOSTREAM_SRUN_HOSTS"   # 'node:tasks,...' from the batch step to every task
+HOSTS_VARIABLE = "TWOSTREAM_SRUN_HOSTS"  # 'node:tasks,...' from the batch step to every task
 
 
 class SrunError(RuntimeError):
@@ -57,10 +58,11 @@ def rendezvous_address(nodes: list[str]) -> str:
     try:
         peer = socket.gethostbyname(nodes[1])
     except OSError as error:
-        raise SrunError(f"cannot resolve node {nodes[1]!r} ({error}); "
-                        "the nodes must resolve each other's names") from None
+        raise SrunError(
+            f"cannot resolve node {nodes[1]!r} ({error}); the nodes must resolve each other's names"
+        ) from None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((peer, 9))   # UDP: no packet is sent; the kernel picks the route and its source address
+        probe.connect((peer, 9))  # UDP: no packet is sent; the kernel picks the route and its source address
         return probe.getsockname()[0]
 
 
@@ -68,8 +70,17 @@ def srun_command(command: list[str], environ=os.environ) -> list[str]:
     """srun with one task per rank of the allocation, block distribution (the layout `plan` assumes), each
     task wrapped by `task`. srun (SLURM >= 22.05) no longer takes --cpus-per-task from the job: passed on."""
     cpus = environ.get("SLURM_CPUS_PER_TASK")
-    return ["srun", "--distribution=block", *([f"--cpus-per-task={cpus}"] if cpus else []),
-            sys.executable, "-m", "twostream.launch.jobs.srun", "task", "--", *command]
+    return [
+        "srun",
+        "--distribution=block",
+        *([f"--cpus-per-task={cpus}"] if cpus else []),
+        sys.executable,
+        "-m",
+        "twostream.launch.jobs.srun",
+        "task",
+        "--",
+        *command,
+    ]
 
 
 def rendezvous(command: list[str]) -> int:
@@ -85,8 +96,14 @@ def rendezvous(command: list[str]) -> int:
     server.init(plan(hosts))
     address = rendezvous_address(nodes)
     print(f"twostream: Gloo rendezvous at {address}:{port} for {hosts}", flush=True)
-    env = {**os.environ, HOSTS_VARIABLE: hosts, "HOROVOD_GLOO_RENDEZVOUS_ADDR": address,
-           "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port), "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo"}
+    env = {
+        **os.environ,
+        HOSTS_VARIABLE: hosts,
+        "HOROVOD_GLOO_RENDEZVOUS_ADDR": address,
+        "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
+        "HOROVOD_CONTROLLER": "gloo",
+        "HOROVOD_CPU_OPERATIONS": "gloo",
+    }
     try:
         return subprocess.call(srun_command(command), env=env)
     finally:
@@ -102,19 +119,28 @@ def task_environment(environ=os.environ) -> dict:
     slot = slots[rank]
     node, local = environ.get("SLURMD_NODENAME", ""), int(environ["SLURM_LOCALID"])
     if (slot.hostname, slot.local_rank) != (node, local):
-        raise SrunError(f"rank {rank} runs as local task {local} on {node!r} but block distribution puts it at "
-                        f"local task {slot.local_rank} on {slot.hostname!r}; start srun with --distribution=block")
-    return {"HOROVOD_HOSTNAME": slot.hostname, "HOROVOD_RANK": str(slot.rank), "HOROVOD_SIZE": str(slot.size),
-            "HOROVOD_LOCAL_RANK": str(slot.local_rank), "HOROVOD_LOCAL_SIZE": str(slot.local_size),
-            "HOROVOD_CROSS_RANK": str(slot.cross_rank), "HOROVOD_CROSS_SIZE": str(slot.cross_size),
-            "HOROVOD_GLOO_IFACE": environ.get("HOROVOD_GLOO_IFACE")
-            or interface_towards(environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"]),
-            "PYTHONUNBUFFERED": "1"}
+        raise SrunError(
+            f"rank {rank} runs as local task {local} on {node!r} but block distribution puts it at "
+            f"local task {slot.local_rank} on {slot.hostname!r}; start srun with --distribution=block"
+        )
+    return {
+        "HOROVOD_HOSTNAME": slot.hostname,
+        "HOROVOD_RANK": str(slot.rank),
+        "HOROVOD_SIZE": str(slot.size),
+        "HOROVOD_LOCAL_RANK": str(slot.local_rank),
+        "HOROVOD_LOCAL_SIZE": str(slot.local_size),
+        "HOROVOD_CROSS_RANK": str(slot.cross_rank),
+        "HOROVOD_CROSS_SIZE": str(slot.cross_size),
+        "HOROVOD_GLOO_IFACE": environ.get("HOROVOD_GLOO_IFACE")
+        or interface_towards(environ["HOROVOD_GLOO_RENDEZVOUS_ADDR"]),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def interface_towards(address: str) -> str:
     """The network interface this node uses to reach `address` (Gloo's ranks connect over it), e.g. eth0 or lo."""
     import psutil
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((address, 9))
         local = probe.getsockname()[0]

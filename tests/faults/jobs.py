@@ -1,4 +1,5 @@
 """Shared by the fault tests: run tests/helpers/fault_job.py under horovodrun and read what it left behind."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import numpy as np
 from conftest import REPO, VENV_BIN
 
 HELPER = os.path.join(REPO, "tests", "helpers", "fault_job.py")
-STEPS, GLOBAL_BATCH = 8, 4   # the helper's defaults: 8 steps per epoch of 4 examples
+STEPS, GLOBAL_BATCH = 8, 4  # the helper's defaults: 8 steps per epoch of 4 examples
 
 
 def horovodrun_command(where: list[str], job_args: list[str]) -> tuple[list[str], dict]:
@@ -22,8 +23,9 @@ def horovodrun_command(where: list[str], job_args: list[str]) -> tuple[list[str]
 def horovodrun(where: list[str], job_args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     """horovodrun WHERE --gloo python fault_job.py JOB_ARGS; stdout and stderr together in .stdout."""
     command, env = horovodrun_command(where, job_args)
-    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                          env=env)
+    return subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env
+    )
 
 
 def discovery(folder, hosts: list[str]) -> tuple[str, str]:
@@ -60,4 +62,4 @@ def global_batch(epoch: int, step: int) -> list[int]:
     """The ids of global step `step` (1-based, over all epochs), as fault_job.py orders them."""
     order = np.random.default_rng([0, epoch]).permutation(STEPS * GLOBAL_BATCH)
     within = (step - 1) % STEPS
-    return sorted(order[within * GLOBAL_BATCH:(within + 1) * GLOBAL_BATCH].tolist())
+    return sorted(order[within * GLOBAL_BATCH : (within + 1) * GLOBAL_BATCH].tolist())

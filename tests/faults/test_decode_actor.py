@@ -1,5 +1,6 @@
 """A Ray decode actor killed mid-epoch: Ray restarts it, its clips are re-sent, the epoch completes with every
 clip exactly once (checked by clip path), and the epoch record counts the restart."""
+
 import json
 import os
 
@@ -12,7 +13,7 @@ from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import load_manifest
 from twostream.trainer import config as config_lib
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 
 class KillAfter:
@@ -36,14 +37,14 @@ def test_killed_actor_restarts_and_no_clip_is_lost_or_repeated(ray_session, tiny
     pool = DecoderPool(config_lib.load("tiny").clip, num_actors=2, clips_per_call=2)
     try:
         plan = plan_epoch(len(records), 4, 0, 1, seed=0, epoch=0, train=True)
-        killer = KillAfter(pool, after=6)    # 2 calls of 2 clips still in flight on each actor
+        killer = KillAfter(pool, after=6)  # 2 calls of 2 clips still in flight on each actor
         stream = EpochStream(records, killer, plan, seed=0, epoch=0, train=True)
         batches = list(stream)
         assert len(batches) == plan.steps
-        assert killer.paths == [records[p].path for p in plan.indices.reshape(-1)]   # in order, each once
+        assert killer.paths == [records[p].path for p in plan.indices.reshape(-1)]  # in order, each once
         assert stream.report.failed == [] and stream.report.clips_read == plan.indices.size
         assert pool.restarts == 1
-        assert any("re-sending" in r.message for r in caplog.records)   # calls in flight were lost, and re-sent
+        assert any("re-sending" in r.message for r in caplog.records)  # calls in flight were lost, and re-sent
     finally:
         pool.shutdown()
 
@@ -51,9 +52,10 @@ def test_killed_actor_restarts_and_no_clip_is_lost_or_repeated(ray_session, tiny
 @pytest.mark.timeout(300)
 def test_epoch_record_counts_actor_restarts_and_failed_clips(ray_session, tiny_dataset, tmp_path, monkeypatch):
     from twostream.trainer.video.video_task import train
+
     original, killed = DecoderPool.map, []
 
-    def map_then_kill(pool, requests):   # kills a decode actor once, 6 clips into the first epoch
+    def map_then_kill(pool, requests):  # kills a decode actor once, 6 clips into the first epoch
         for count, result in enumerate(original(pool, requests), 1):
             if count == 6 and not killed:
                 killed.append(pool.actors[0])

@@ -3,6 +3,7 @@
 The discovery script names this machine twice ('localhost' and '127.0.0.1', both local to Horovod), so a
 killed rank blacklists only its own name, and appending a name to the hosts file adds a slot.
 """
+
 import json
 
 import pytest
@@ -14,21 +15,37 @@ def _final_weights(done):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("killed", [1, 0])   # rank 0's death: the survivor becomes rank 0 and writes
+@pytest.mark.parametrize("killed", [1, 0])  # rank 0's death: the survivor becomes rank 0 and writes
 @pytest.mark.tensorflow
 def test_survivor_finishes_after_a_rank_is_sigkilled(tmp_path, killed):
     script, _ = discovery(tmp_path, ["localhost:1", "127.0.0.1:1"])
     workdir, ids = tmp_path / "w", tmp_path / "ids"
     ids.mkdir()
-    done = horovodrun(["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script],
-                      ["--workdir", str(workdir), "--ids-dir", str(ids), "--elastic", "--kill-rank", str(killed),
-                       "--kill-at", "11", "--set", "train.elastic_commit_every=2"])
+    done = horovodrun(
+        ["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script],
+        [
+            "--workdir",
+            str(workdir),
+            "--ids-dir",
+            str(ids),
+            "--elastic",
+            "--kill-rank",
+            str(killed),
+            "--kill-at",
+            "11",
+            "--set",
+            "train.elastic_commit_every=2",
+        ],
+    )
     assert done.returncode == 0, tail(done)
     assert "SIGKILLs itself before step 11" in done.stdout and "exit with status code 137" in done.stdout
 
     epochs = records(workdir)
     assert [(r["epoch"], r["step"], r["steps"], r["world_size"], r["resets"]) for r in epochs] == [
-        (1, 8, 8, 2, 0), (2, 16, 8, 1, 1), (3, 24, 8, 1, 1)]
+        (1, 8, 8, 2, 0),
+        (2, 16, 8, 1, 1),
+        (3, 24, 8, 1, 1),
+    ]
     assert records(workdir, "final")[0]["step"] == 3 * STEPS
 
     # Rolled back to the commit at step 10, then the survivor alone trained steps 11..24 on whole global batches.
@@ -46,10 +63,24 @@ def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
     workdir, ids = tmp_path / "w", tmp_path / "ids"
     ids.mkdir()
     # One host to start with: Horovod then needs the interface named (else it waits for two hosts).
-    done = horovodrun(["-np", "1", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script,
-                       "--network-interface", "lo"],
-                      ["--workdir", str(workdir), "--ids-dir", str(ids), "--elastic", "--add-host", "127.0.0.1:1",
-                       "--add-at", "4", "--discovery-file", hosts, "--set", "train.elastic_commit_every=2"])
+    done = horovodrun(
+        ["-np", "1", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script, "--network-interface", "lo"],
+        [
+            "--workdir",
+            str(workdir),
+            "--ids-dir",
+            str(ids),
+            "--elastic",
+            "--add-host",
+            "127.0.0.1:1",
+            "--add-at",
+            "4",
+            "--discovery-file",
+            hosts,
+            "--set",
+            "train.elastic_commit_every=2",
+        ],
+    )
     assert done.returncode == 0, tail(done)
 
     epochs = records(workdir)
@@ -57,7 +88,7 @@ def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
     assert (epochs[-1]["world_size"], epochs[-1]["resets"], epochs[-1]["step"]) == (2, 1, 3 * STEPS)
     finals = _final_weights(done)
     assert sorted(f["rank"] for f in finals) == [0, 1]
-    assert finals[0]["weights"] == finals[1]["weights"]          # the joiner got rank 0's state, in step since
+    assert finals[0]["weights"] == finals[1]["weights"]  # the joiner got rank 0's state, in step since
 
     # Alone first (whole global batches, from step 1 to at least the step the host was added at) ...
     processes = list(batches_by_process(str(ids)).values())
@@ -76,13 +107,26 @@ def test_added_host_joins_and_shards_rebalance_with_equal_steps(tmp_path):
 
 def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
     from twostream.launch.jobs.horovod_cmd import Elastic, LaunchError, build_command
+
     script, _ = discovery(tmp_path, ["localhost:1"])
     elastic = Elastic(1, 2, script, "lo")
     command = build_command(2, None, None, ["--preset", "tiny", "--data", "D", "--workdir", "W"], elastic=elastic)
-    assert command[1:12] == ["-np", "2", "--min-np", "1", "--max-np", "2", "--host-discovery-script", script,
-                             "--network-interface", "lo", "--gloo"]
+    assert command[1:12] == [
+        "-np",
+        "2",
+        "--min-np",
+        "1",
+        "--max-np",
+        "2",
+        "--host-discovery-script",
+        script,
+        "--network-interface",
+        "lo",
+        "--gloo",
+    ]
     assert command[-2:] == ["--set", "train.elastic=true"]
     from twostream.trainer.config import ConfigError, check_world, load
+
     with pytest.raises(ConfigError, match="train.global_batch=8 does not split evenly over 3 ranks"):
         check_world(load(overrides=["train.global_batch=8"]), Elastic(2, 4, script).world_sizes())
     with pytest.raises(LaunchError, match="must be an executable file"):
@@ -99,6 +143,7 @@ def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, ti
 
     from twostream.trainer import config as config_lib
     from twostream.trainer.video.inputs import Inputs
+
     config = config_lib.load("tiny", overrides=[f"data.root={tiny_dataset}", "data.num_actors=1"])
     inputs = Inputs(config, 0, 1, 1)
     try:
@@ -109,7 +154,7 @@ def test_video_inputs_reshard_to_a_new_world_with_the_same_steps(ray_session, ti
             dataset, stream = inputs.train_epoch(1, from_step=2)
             assert dataset.element_spec[1].shape == (config.train.global_batch // 2,)
             halves.append(stream.plan)
-        assert [half.steps for half in halves] == [whole.steps - 2] * 2     # equal steps, none lost
+        assert [half.steps for half in halves] == [whole.steps - 2] * 2  # equal steps, none lost
         np.testing.assert_array_equal(np.concatenate([h.indices for h in halves], axis=1), whole.indices[2:])
     finally:
         inputs.close()

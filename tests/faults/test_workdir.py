@@ -1,4 +1,5 @@
 """An unwritable or full workdir is a clear ConfigError before the first step, not a crash an hour in."""
+
 import subprocess
 
 import keras
@@ -8,13 +9,15 @@ from conftest import run_cli
 from twostream.trainer.config import ConfigError, TrainConfig
 from twostream.trainer.engine.loop import fit
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
 
 def _fit(workdir: str) -> None:
     """fit() whose data source fails the test if training ever starts."""
+
     def batches(epoch, from_step):
         raise AssertionError("training started despite a bad workdir")
+
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     fit(model, TrainConfig(global_batch=2, epochs=1), workdir, batches, 1)
 
@@ -22,9 +25,12 @@ def _fit(workdir: str) -> None:
 @pytest.mark.timeout(120)
 def test_unwritable_workdir_is_refused_before_training(tmp_path):
     blocker = tmp_path / "a-file"
-    blocker.write_text("")                       # a path under a file cannot be created, even by root
-    with pytest.raises(ConfigError, match=r"workdir .*a-file/run.*: it is not writable \(Not a directory\); "
-                                          r"choose another --workdir"):
+    blocker.write_text("")  # a path under a file cannot be created, even by root
+    with pytest.raises(
+        ConfigError,
+        match=r"workdir .*a-file/run.*: it is not writable \(Not a directory\); "
+        r"choose another --workdir",
+    ):
         _fit(str(blocker / "run"))
 
 

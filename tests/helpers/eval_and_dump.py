@@ -4,6 +4,7 @@ this rank reports (metrics over every rank's clips) and the clips it scored itse
 Usage: eval_and_dump.py OUT_DIR [SECTION.KEY=VALUE ...]
 Writes OUT_DIR/rank<R>.json (the reported metrics) and OUT_DIR/rank<R>.npz (this rank's own scored clips).
 """
+
 import dataclasses
 import json
 import os
@@ -27,7 +28,7 @@ def main() -> None:
     keras.utils.set_random_seed(config.train.seed)
     inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
     model = build_model(config.model, len(inputs.class_names), config.clip.rgb_shape, config.clip.flow_shape)
-    dist.broadcast_variables(model.weights)   # every rank scores with rank 0's weights
+    dist.broadcast_variables(model.weights)  # every rank scores with rank 0's weights
     local = local_scores(make_eval_step(model), inputs.eval_epoch()[0])
     reported = over_ranks(local, config.eval.video_aggregate)
     inputs.close()

@@ -11,6 +11,7 @@ in the workdir's parent remembers it), so a rank
 that is restarted, or a job that is started again, does not repeat it. Each process writes the record ids
 of every batch it trains on to IDS_DIR/ids-<pid>.jsonl, so a test can check what each rank read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def once(args, event: str) -> bool:
         return False
 
 
-starving: list[int] = []   # the step before which this process sent itself its signal, with --starve
+starving: list[int] = []  # the step before which this process sent itself its signal, with --starve
 
 
 def scheduled(args, step: int):
@@ -67,7 +68,7 @@ def scheduled(args, step: int):
             f.write(args.add_host + "\n")
         print(f"FAULT host {args.add_host} added before step {step}", flush=True)
     if args.add_at > 0 and step >= args.add_at and dist.size() == 1:
-        time.sleep(0.5)   # slow until the added rank has joined, so it joins before the job ends
+        time.sleep(0.5)  # slow until the added rank has joined, so it joins before the job ends
 
 
 def make_batches(args, x, y):
@@ -80,17 +81,29 @@ def make_batches(args, x, y):
         order = np.random.default_rng([0, epoch]).permutation(len(x))
         log = open(os.path.join(args.ids_dir, f"ids-{os.getpid()}.jsonl"), "a") if args.ids_dir else None
         for step in range(from_step, steps):
-            ids = order[step * global_batch:(step + 1) * global_batch][rank * local:(rank + 1) * local]
+            ids = order[step * global_batch : (step + 1) * global_batch][rank * local : (rank + 1) * local]
             global_step = epoch * steps + step + 1
             scheduled(args, global_step)
             labels = y[ids].copy()
             if global_step == args.nan_at and rank == args.nan_rank:
-                labels[0] = np.nan    # one rank's loss only (a NaN input can vanish in a ReLU, leaving the loss finite)
+                labels[0] = np.nan  # one rank's loss only (a NaN input can vanish in a ReLU, leaving the loss finite)
             if log:
-                log.write(json.dumps({"pid": os.getpid(), "rank": rank, "size": size, "epoch": epoch,
-                                      "step": global_step, "ids": ids.tolist()}) + "\n")
+                log.write(
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "rank": rank,
+                            "size": size,
+                            "epoch": epoch,
+                            "step": global_step,
+                            "ids": ids.tolist(),
+                        }
+                    )
+                    + "\n"
+                )
                 log.flush()
             yield tf.constant(x[ids]), tf.constant(labels)
+
     return batches
 
 
@@ -128,17 +141,27 @@ def main() -> None:
     x = rng.normal(size=(args.steps * args.global_batch, 4)).astype("float32")
     y = (x @ np.array([1.0, -2.0, 0.5, 3.0], "float32")).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
-    train = config_lib.load(overrides=[f"train.epochs={args.epochs}", f"train.global_batch={args.global_batch}",
-                                       "train.optimizer=sgd", "train.lr=0.01", f"train.elastic={args.elastic}",
-                                       *args.overrides]).train
+    train = config_lib.load(
+        overrides=[
+            f"train.epochs={args.epochs}",
+            f"train.global_batch={args.global_batch}",
+            "train.optimizer=sgd",
+            "train.lr=0.01",
+            f"train.elastic={args.elastic}",
+            *args.overrides,
+        ]
+    ).train
     try:
         metrics = fit(model, train, args.workdir, make_batches(args, x, y), args.steps, loss=squared_error)
     except Preempted as stopped:
         print(f"PREEMPTED rank {dist.rank()} step {stopped.step}", flush=True)
         raise SystemExit(EXIT_CODE) from None
     weights = [float(np.asarray(w).sum()) for w in model.weights]
-    print("DONE", json.dumps({"rank": dist.rank(), "size": dist.size(), "metrics": metrics, "weights": weights}),
-          flush=True)
+    print(
+        "DONE",
+        json.dumps({"rank": dist.rank(), "size": dist.size(), "metrics": metrics, "weights": weights}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

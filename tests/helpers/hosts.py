@@ -9,6 +9,7 @@ made.
 Each set of hosts has a prefix of its own (namespaces `<prefix>w`, `<prefix>n1`, ...), so a test never touches the
 namespaces of another test or of a person's `scripts/hosts.sh up`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,9 @@ import subprocess
 
 import pytest
 
-HOSTS_SH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "scripts", "hosts.sh")
+HOSTS_SH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "scripts", "hosts.sh"
+)
 
 
 def why_no_hosts() -> str | None:
@@ -46,19 +48,30 @@ class Hosts:
         self._started: list[subprocess.Popen] = []
 
     def address(self, host: int) -> str:
-        return subprocess.run([HOSTS_SH, "addr", str(host)], capture_output=True, text=True, env=self.env,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [HOSTS_SH, "addr", str(host)], capture_output=True, text=True, env=self.env, check=True
+        ).stdout.strip()
 
     def run(self, host: int, command: list[str], timeout: float = 300, env: dict | None = None):
         """Runs `command` on `host` to its end: a CompletedProcess with text output."""
-        return subprocess.run([HOSTS_SH, "run", str(host), *command], capture_output=True, text=True,
-                              timeout=timeout, env={**self.env, **(env or {})})
+        return subprocess.run(
+            [HOSTS_SH, "run", str(host), *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+        )
 
     def start(self, host: int, command: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:
         """Starts `command` on `host` in the background, its output to `log_path`; stopped by `down`."""
         with open(log_path, "w") as log:
-            process = subprocess.Popen([HOSTS_SH, "run", str(host), *command], stdout=log, stderr=subprocess.STDOUT,
-                                       env={**self.env, **(env or {})}, start_new_session=True)
+            process = subprocess.Popen(
+                [HOSTS_SH, "run", str(host), *command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
+            )
         self._started.append(process)
         return process
 
@@ -72,7 +85,7 @@ class Hosts:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
         subprocess.run([HOSTS_SH, "down"], env=self.env, capture_output=True, timeout=120)
-        for process in self._started:   # hosts.sh run exec's the command: its PID was in a host, now ended
+        for process in self._started:  # hosts.sh run exec's the command: its PID was in a host, now ended
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait()

@@ -4,6 +4,7 @@ address and node, the batch's shape, and the processes it started.
 
 Usage: node_ray_inputs.py OUT_DIR [SECTION.KEY=VALUE ...]
 """
+
 import json
 import os
 import sys
@@ -22,10 +23,16 @@ def main() -> None:
     dist.init()
     inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
     rgb = next(iter(inputs.train_epoch(0)[0]))[0]["rgb"]
-    seen = {"rank": dist.rank(), "local_rank": dist.local_rank(), "pid": os.getpid(),
-            "gcs": ray.get_runtime_context().gcs_address, "node": inputs.pool.node, "batch": list(rgb.shape),
-            "descendants": [(p.pid, p.name()) for p in psutil.Process().children(recursive=True)],
-            "folder": ray_node._node_ray.folder}   # where the node's ranks met
+    seen = {
+        "rank": dist.rank(),
+        "local_rank": dist.local_rank(),
+        "pid": os.getpid(),
+        "gcs": ray.get_runtime_context().gcs_address,
+        "node": inputs.pool.node,
+        "batch": list(rgb.shape),
+        "descendants": [(p.pid, p.name()) for p in psutil.Process().children(recursive=True)],
+        "folder": ray_node._node_ray.folder,
+    }  # where the node's ranks met
     inputs.close()
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"rank{dist.rank()}.json"), "w") as f:

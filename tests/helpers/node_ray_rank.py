@@ -4,6 +4,7 @@ killed instead of leaving.
 
 Usage: node_ray_rank.py LOCAL_RANK LOCAL_SIZE KEY VIDEO [--hold]
 """
+
 import json
 import os
 import sys
@@ -22,16 +23,28 @@ start_ray(None, num_cpus=1, object_store_mb=100, node=NodeRanks(local_rank, loca
 pool = DecoderPool(config_lib.load("tiny").clip, num_actors=1, clips_per_call=1)
 clip = next(pool.map([ClipRequest(video, TrainView(local_rank))]))
 descendants = [(p.pid, p.name()) for p in psutil.Process().children(recursive=True)]
-listening = []   # every listening TCP socket of this process and the Ray processes it started
+listening = []  # every listening TCP socket of this process and the Ray processes it started
 for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
     try:
         listening += [c.laddr.ip for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN]
-    except psutil.Error:   # a process that ended meanwhile
+    except psutil.Error:  # a process that ended meanwhile
         pass
-print(json.dumps({"local_rank": local_rank, "pid": os.getpid(), "gcs": ray.get_runtime_context().gcs_address,
-                  "node": pool.node, "actor_pid": clip.pid, "error": clip.error,
-                  "rgb_shape": list(clip.rgb.shape) if clip.rgb is not None else None,
-                  "descendants": descendants, "listening": listening}), flush=True)
+print(
+    json.dumps(
+        {
+            "local_rank": local_rank,
+            "pid": os.getpid(),
+            "gcs": ray.get_runtime_context().gcs_address,
+            "node": pool.node,
+            "actor_pid": clip.pid,
+            "error": clip.error,
+            "rgb_shape": list(clip.rgb.shape) if clip.rgb is not None else None,
+            "descendants": descendants,
+            "listening": listening,
+        }
+    ),
+    flush=True,
+)
 if "--hold" in sys.argv:
     time.sleep(600)
 pool.shutdown()

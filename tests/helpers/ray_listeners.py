@@ -1,6 +1,7 @@
 """Starts Ray as `twostream train` does (start_ray, then a decoder pool) and prints, as JSON, every listening
 TCP socket of this process and its descendants ([[pid, process name, address, port], ...]), where the decode
 actors run, and which of Ray's processes a SIGUSR1 (SLURM's warning signal reaches every process) killed."""
+
 import json
 import signal
 import sys
@@ -19,12 +20,15 @@ listening = []
 for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
     try:
         name = " ".join(process.cmdline())[:200]
-        listening += [[process.pid, name, c.laddr.ip, c.laddr.port] for c in process.net_connections("inet")
-                      if c.status == psutil.CONN_LISTEN]
-    except psutil.Error:   # a process that ended meanwhile
+        listening += [
+            [process.pid, name, c.laddr.ip, c.laddr.port]
+            for c in process.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+    except psutil.Error:  # a process that ended meanwhile
         pass
 killed = []
-if len(sys.argv) == 1:   # a private Ray: its processes are this one's descendants
+if len(sys.argv) == 1:  # a private Ray: its processes are this one's descendants
     children = psutil.Process().children(recursive=True)
     for child in children:
         child.send_signal(signal.SIGUSR1)

@@ -4,6 +4,7 @@ Usage: script_helps.py OUT_JSON SCRIPT [SCRIPT ...]
 Runs each SCRIPT as `python SCRIPT --help` would (as __main__, with its own folder first on sys.path), one after
 another, and writes {script: {"exit": exit status, "help": what it printed}} to OUT_JSON.
 """
+
 import contextlib
 import io
 import json
@@ -23,7 +24,7 @@ def help_of(script: str) -> dict:
             runpy.run_path(script, run_name="__main__")
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-    except Exception:   # a script that breaks on import: its traceback is the "help", with status 1
+    except Exception:  # a script that breaks on import: its traceback is the "help", with status 1
         code = 1
         out.write(traceback.format_exc())
     finally:

@@ -12,6 +12,7 @@ same weights whether or not it is the first run of its process.
 as a preempted job would stop; N must be a multiple of train.checkpoint_every. The product has no such
 hook: this helper wraps the loop's Checkpoints.save from outside.
 """
+
 import os
 import sys
 
@@ -23,17 +24,19 @@ from twostream.trainer import config as config_lib
 from twostream.trainer.engine import loop
 from twostream.trainer.video import video_task
 
-STOPPED = 3   # exit code of a run stopped by --stop-after-step
+STOPPED = 3  # exit code of a run stopped by --stop-after-step
 
 
 def stop_after_step(stop_step: int) -> None:
     """Makes the loop's checkpoint saves end the process right after the one at `stop_step`."""
+
     class StoppingCheckpoints(loop.Checkpoints):
         def save(self, step: int, state: dict | None = None) -> None:
             super().save(step, state)
             if step == stop_step:
                 print("STOPPED after step", step, flush=True)
-                os._exit(STOPPED)   # no clean-up at all: like a killed job
+                os._exit(STOPPED)  # no clean-up at all: like a killed job
+
     loop.Checkpoints = StoppingCheckpoints
 
 
@@ -41,9 +44,11 @@ def seed_before_building(seed: int) -> None:
     """Makes train() seed Python, NumPy, TensorFlow and Keras again right before it builds the model. train()
     seeds first thing, but starting Ray (only the first run of a process starts it) then draws from Python's
     `random`, from which Keras seeds the initialisers: without this a second run would start elsewhere."""
+
     def build_model(*args, **kwargs):
         keras.utils.set_random_seed(seed)
         return registry.build_model(*args, **kwargs)
+
     video_task.build_model = build_model
 
 

@@ -11,6 +11,7 @@ is refused with a ConfigError. A write that fails (a full disk) removes its part
 checkpoint and raises CheckpointWriteError naming the folder and the space needed. A Ctrl-C during a write
 takes effect after it (preemption.interrupts_deferred).
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,7 +32,7 @@ from twostream.trainer.runtime.preemption import interrupts_deferred
 
 log = logging.getLogger(__name__)
 
-LATEST, BEST = "checkpoints", "best"   # folders under the workdir
+LATEST, BEST = "checkpoints", "best"  # folders under the workdir
 
 
 def check_workdir(workdir: str, min_free_mb: int = 100, collective: bool = True) -> None:
@@ -50,8 +51,9 @@ def check_workdir(workdir: str, min_free_mb: int = 100, collective: bool = True)
             problem = f"it is not writable ({error.strerror or error})"
     fine = dist.all_agree(not problem) if collective else not problem
     if not fine:
-        raise ConfigError(f"workdir {workdir!r}: {problem or 'rank 0 cannot write it'}; "
-                                     "choose another --workdir or free space")
+        raise ConfigError(
+            f"workdir {workdir!r}: {problem or 'rank 0 cannot write it'}; choose another --workdir or free space"
+        )
 
 
 class CheckpointWriteError(RunError):
@@ -64,7 +66,7 @@ def damage(path: str) -> str:
         reader = tf.train.load_checkpoint(path)
         for key in reader.get_variable_to_shape_map():
             reader.get_tensor(key)
-    except (tf.errors.OpError, IndexError, ValueError, OSError) as error:   # IndexError: a truncated data file
+    except (tf.errors.OpError, IndexError, ValueError, OSError) as error:  # IndexError: a truncated data file
         return (str(error).strip().splitlines() or [type(error).__name__])[0]
     return ""
 
@@ -83,7 +85,7 @@ class Checkpoints:
 
     def __init__(self, workdir: str, model, optimizer, keep: int = 3):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.loop_state = tf.Variable("", dtype=tf.string, trainable=False, name="loop_state")   # JSON
+        self.loop_state = tf.Variable("", dtype=tf.string, trainable=False, name="loop_state")  # JSON
         self.model, self.optimizer = model, optimizer
         self.directory = os.path.join(workdir, LATEST)
         tracked = {"model": model, "step": self.step, "loop_state": self.loop_state}
@@ -118,10 +120,12 @@ class Checkpoints:
         path = self.newest_whole(manager)
         try:
             manager.checkpoint.restore(path).expect_partial()
-        except ValueError as error:   # Keras/TF: a variable's shape differs from the saved one
-            raise ConfigError(f"checkpoint {path} does not fit this model ({str(error).strip().splitlines()[0]}): "
-                              "it was trained with another model, width, clip size or class count; train with the "
-                              "settings in the workdir's config.yaml, or pass a new --workdir") from None
+        except ValueError as error:  # Keras/TF: a variable's shape differs from the saved one
+            raise ConfigError(
+                f"checkpoint {path} does not fit this model ({str(error).strip().splitlines()[0]}): "
+                "it was trained with another model, width, clip size or class count; train with the "
+                "settings in the workdir's config.yaml, or pass a new --workdir"
+            ) from None
         log.info("restored %s (step %d)", path, int(self.step.numpy()))
         return int(self.step.numpy())
 
@@ -132,13 +136,18 @@ class Checkpoints:
         problems: list[str] = []
         for path in candidates:
             if not (problem := damage(path)):
-                if problems:   # the steps after it are trained again, and their epochs logged again
-                    log.warning("skipped damaged checkpoint(s) for %s, whose later steps are trained again: %s",
-                                path, "; ".join(problems))
+                if problems:  # the steps after it are trained again, and their epochs logged again
+                    log.warning(
+                        "skipped damaged checkpoint(s) for %s, whose later steps are trained again: %s",
+                        path,
+                        "; ".join(problems),
+                    )
                 return path
             problems.append(f"{path}: {problem}")
-        raise ConfigError(f"every checkpoint in {manager.directory} is damaged ({'; '.join(problems)}); move the "
-                          "folder away to train from scratch, or pass a new --workdir")
+        raise ConfigError(
+            f"every checkpoint in {manager.directory} is damaged ({'; '.join(problems)}); move the "
+            "folder away to train from scratch, or pass a new --workdir"
+        )
 
     @staticmethod
     def latest_on_disk(workdir: str) -> str | None:
@@ -184,20 +193,25 @@ class Checkpoints:
             path = os.path.join(manager.directory, f"ckpt-{step}")
             for leftover in files_of(path):
                 os.remove(leftover)
-            shutil.rmtree(path + "_temp", ignore_errors=True)   # TF writes the shards there first
+            shutil.rmtree(path + "_temp", ignore_errors=True)  # TF writes the shards there first
             raise CheckpointWriteError(self._write_problem(manager.directory, path, last, error)) from None
 
     def _write_problem(self, directory: str, path: str, last: str | None, error: Exception) -> str:
         """One line: what failed, the space free and needed, what is kept, what to do."""
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        full = isinstance(error, tf.errors.ResourceExhaustedError) or getattr(error, "errno", None) == errno.ENOSPC \
+        full = (
+            isinstance(error, tf.errors.ResourceExhaustedError)
+            or getattr(error, "errno", None) == errno.ENOSPC
             or "No space left" in text
+        )
         needed = sum(os.path.getsize(f) for f in files_of(last)) if last else self.variable_bytes()
         free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
         kept = f"the last good checkpoint {last} is kept" if last else "no earlier checkpoint exists"
-        return (f"checkpoint {path} could not be written: {'the disk is full' if full else text} "
-                f"({_size(free)} free in {directory}, a checkpoint needs about {_size(needed)}); "
-                f"{kept}; free space (or pass a --workdir on another disk) and run the same command to resume")
+        return (
+            f"checkpoint {path} could not be written: {'the disk is full' if full else text} "
+            f"({_size(free)} free in {directory}, a checkpoint needs about {_size(needed)}); "
+            f"{kept}; free space (or pass a --workdir on another disk) and run the same command to resume"
+        )
 
     def variable_bytes(self) -> int:
         """Bytes of the model's and optimizer's variables: about a checkpoint's size."""

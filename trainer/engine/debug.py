@@ -1,4 +1,5 @@
 """Debug-mode helpers for the loop: deterministic TensorFlow ops, and the data->model boundary described."""
+
 from __future__ import annotations
 
 import keras
@@ -14,8 +15,11 @@ def describe_batch(batch, model: keras.Model) -> str:
     """One line per tensor crossing from tf.data into the model, then what the model expects and returns."""
     inputs, labels, weights = batch
     lines = ["debug (eager steps, deterministic ops): data -> model boundary, first batch of this rank:"]
-    for name, tensor in [*(("inputs/" + k, v) for k, v in sorted(inputs.items())),
-                         ("labels", labels), ("weights", weights)]:
+    for name, tensor in [
+        *(("inputs/" + k, v) for k, v in sorted(inputs.items())),
+        ("labels", labels),
+        ("weights", weights),
+    ]:
         lines.append(f"  {name:12s} shape={tuple(tensor.shape)} dtype={tensor.dtype.name}")
     for spec in model.inputs:
         lines.append(f"  model input  {spec.name:12s} shape={tuple(spec.shape)} dtype={spec.dtype}")

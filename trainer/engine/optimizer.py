@@ -1,4 +1,5 @@
 """The optimizer, its learning-rate schedule and the step options, as train (the config's loop settings) asks."""
+
 from __future__ import annotations
 
 import keras
@@ -22,12 +23,22 @@ def make_optimizer(
 
 
 def learning_rate_schedule(train: config_lib.TrainConfig, peak_lr: float, steps_per_epoch: int) -> WarmupDecay:
-    return WarmupDecay(peak_lr, total_steps=train.epochs * steps_per_epoch,
-                       warmup_steps=round(train.warmup_epochs * steps_per_epoch), kind=train.schedule,
-                       step_every=train.step_decay_epochs * steps_per_epoch, step_factor=train.step_decay_factor)
+    return WarmupDecay(
+        peak_lr,
+        total_steps=train.epochs * steps_per_epoch,
+        warmup_steps=round(train.warmup_epochs * steps_per_epoch),
+        kind=train.schedule,
+        step_every=train.step_decay_epochs * steps_per_epoch,
+        step_factor=train.step_decay_factor,
+    )
 
 
 def step_options(train: config_lib.TrainConfig) -> StepOptions:
-    return StepOptions(accumulate_steps=train.accumulate_steps, clip_grad_norm=train.clip_grad_norm,
-                       label_smoothing=train.label_smoothing, skip_nonfinite=train.on_nonfinite == "skip",
-                       fp16_allreduce=train.fp16_allreduce, eager=train.eager)
+    return StepOptions(
+        accumulate_steps=train.accumulate_steps,
+        clip_grad_norm=train.clip_grad_norm,
+        label_smoothing=train.label_smoothing,
+        skip_nonfinite=train.on_nonfinite == "skip",
+        fp16_allreduce=train.fp16_allreduce,
+        eager=train.eager,
+    )

@@ -1,4 +1,5 @@
 """Learning-rate schedules: linear warmup from zero, then constant, cosine or step decay (per optimizer step)."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,16 @@ from twostream.trainer.config import SCHEDULES  # noqa: F401 (train.schedule's n
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """peak * min(1, step / warmup_steps) * decay(step), with decay computed over the post-warmup steps."""
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, *, kind: str,
-                 step_every: int = 1, step_factor: float = 0.1):
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        *,
+        kind: str,
+        step_every: int = 1,
+        step_factor: float = 0.1,
+    ):
         """kind: one of SCHEDULES (train.schedule, checked by the config)."""
         self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
         self.kind, self.step_every, self.step_factor = kind, max(1, int(step_every)), float(step_factor)
@@ -33,5 +42,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak * warmup * decay
 
     def get_config(self) -> dict:
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "kind": self.kind, "step_every": self.step_every, "step_factor": self.step_factor}
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "kind": self.kind,
+            "step_every": self.step_every,
+            "step_factor": self.step_factor,
+        }

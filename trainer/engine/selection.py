@@ -1,9 +1,10 @@
 """Best-model selection: which epoch record field (train.select_metric) picks the best epoch, and which way."""
+
 from __future__ import annotations
 
 from twostream.trainer.config import ConfigError
 
-MINIMISED = ("loss", "eer", "error", "mae", "mse")   # names ending so are best when lowest; any other when highest
+MINIMISED = ("loss", "eer", "error", "mae", "mse")  # names ending so are best when lowest; any other when highest
 
 
 def is_better(name: str, record: dict, best: float | None) -> bool:
@@ -13,10 +14,12 @@ def is_better(name: str, record: dict, best: float | None) -> bool:
         return False
     if name not in record:
         numbers = sorted(key for key, value in record.items() if is_number(value))
-        raise ConfigError(f"train.select_metric={name!r} is not in the epoch record; choose one of "
-                          f"{', '.join(numbers)}, or '' for no selection")
+        raise ConfigError(
+            f"train.select_metric={name!r} is not in the epoch record; choose one of "
+            f"{', '.join(numbers)}, or '' for no selection"
+        )
     value = record[name]
-    if not is_number(value):   # e.g. ROC-AUC of a held-out set with one class only
+    if not is_number(value):  # e.g. ROC-AUC of a held-out set with one class only
         return False
     if best is None:
         return True

@@ -1,4 +1,5 @@
 """The task's update and evaluation steps: forward, loss, gradients averaged over ranks, optimizer update."""
+
 from __future__ import annotations
 
 import functools
@@ -12,20 +13,21 @@ from twostream.trainer.runtime import dist
 
 @dataclass(frozen=True)
 class StepOptions:
-    accumulate_steps: int = 1      # micro-batches per rank whose gradients are summed before one allreduce
-    clip_grad_norm: float = 0.0    # clip the averaged gradients to this global norm (0: off)
+    accumulate_steps: int = 1  # micro-batches per rank whose gradients are summed before one allreduce
+    clip_grad_norm: float = 0.0  # clip the averaged gradients to this global norm (0: off)
     label_smoothing: float = 0.0
-    skip_nonfinite: bool = False   # skip the update (on every rank) instead of stopping on a NaN/Inf loss
-    fp16_allreduce: bool = False   # compress gradients to float16 for the allreduce
-    eager: bool = False            # run eagerly (debugging) instead of as a tf.function
+    skip_nonfinite: bool = False  # skip the update (on every rank) instead of stopping on a NaN/Inf loss
+    fp16_allreduce: bool = False  # compress gradients to float16 for the allreduce
+    eager: bool = False  # run eagerly (debugging) instead of as a tf.function
 
 
 def weighted_cross_entropy(labels, logits, weights, label_smoothing: float = 0.0):
     """Mean softmax cross-entropy over the examples with weight 1 (padding has weight 0)."""
     if label_smoothing:
         targets = tf.one_hot(labels, tf.shape(logits)[-1])
-        per_example = keras.losses.categorical_crossentropy(targets, logits, from_logits=True,
-                                                            label_smoothing=label_smoothing)
+        per_example = keras.losses.categorical_crossentropy(
+            targets, logits, from_logits=True, label_smoothing=label_smoothing
+        )
     else:
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     return tf.reduce_sum(per_example * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
@@ -37,8 +39,9 @@ def _split(tree, parts: int):
     return [tf.nest.pack_sequence_as(tree, [f[i] for f in flat]) for i in range(parts)]
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, options: StepOptions = StepOptions(),
-                    loss=None):
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, options: StepOptions = StepOptions(), loss=None
+):
     """Returns step(inputs, labels, weights=None) -> loss averaged over all ranks (the same value on every rank).
 
     `loss(labels, outputs, weights)` is the mean loss over the examples of weight 1 (default: softmax
@@ -58,7 +61,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
     """
     variables = model.trainable_variables
     k = options.accumulate_steps
-    loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)   # it skips Inf/NaN steps itself
+    loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)  # it skips Inf/NaN steps itself
     if loss is None:
         loss = functools.partial(weighted_cross_entropy, label_smoothing=options.label_smoothing)
 
@@ -68,13 +71,13 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
             with tf.GradientTape() as tape:
                 logits = model(micro[0], training=True)
                 micro_loss = tf.cast(loss(micro[1], logits, micro[2]), tf.float32) / k
-                scaled_loss = optimizer.scale_loss(micro_loss)   # x the loss scale; apply_gradients divides
+                scaled_loss = optimizer.scale_loss(micro_loss)  # x the loss scale; apply_gradients divides
             gradients = [g + m for g, m in zip(gradients, tape.gradient(scaled_loss, variables))]
             total += micro_loss
         return gradients, total
 
     def apply(gradients):
-        if options.clip_grad_norm:   # the gradients are still scaled: scale the bound with them
+        if options.clip_grad_norm:  # the gradients are still scaled: scale the bound with them
             bound = options.clip_grad_norm * optimizer.scale_loss(tf.constant(1.0))
             gradients, _ = tf.clip_by_global_norm(gradients, bound)
         optimizer.apply_gradients(zip(gradients, variables))
@@ -84,11 +87,12 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, o
             weights = tf.ones(tf.shape(labels)[:1], tf.float32)
         gradients, mean_loss = local_gradients(inputs, labels, weights)
         *gradients, mean_loss = dist.average(gradients + [mean_loss], fp16_compression=options.fp16_allreduce)
-        if not loss_scaling:   # a NaN can hide in the gradients alone (e.g. oneDNN's fused Dense+ReLU on a NaN input)
+        if not loss_scaling:  # a NaN can hide in the gradients alone (e.g. oneDNN's fused Dense+ReLU on a NaN input)
             mean_loss = tf.where(_all_finite(gradients), mean_loss, tf.constant(float("nan")))
         if options.skip_nonfinite:
-            tf.cond(tf.math.is_finite(mean_loss), lambda: apply(gradients) or tf.constant(True),
-                    lambda: tf.constant(False))
+            tf.cond(
+                tf.math.is_finite(mean_loss), lambda: apply(gradients) or tf.constant(True), lambda: tf.constant(False)
+            )
         else:
             apply(gradients)
         return mean_loss
@@ -101,8 +105,10 @@ def check_accumulation(labels, k: int) -> None:
     batch = len(labels)
     if batch % k:
         from twostream.trainer.config import ConfigError  # here: step.py is used without the config too
-        raise ConfigError(f"train.accumulate_steps={k} must divide the per-rank batch ({batch} = "
-                          "train.global_batch / processes)")
+
+        raise ConfigError(
+            f"train.accumulate_steps={k} must divide the per-rank batch ({batch} = train.global_batch / processes)"
+        )
 
 
 def _all_finite(tensors) -> tf.Tensor:
@@ -114,7 +120,7 @@ def make_eval_step(model: keras.Model, *, eager: bool = False):
     trainer/video/evaluate.py drops the padding and gathers them over ranks."""
 
     def step(inputs, labels):
-        logits = tf.cast(model(inputs, training=False), tf.float32)   # float32 also under mixed precision
+        logits = tf.cast(model(inputs, training=False), tf.float32)  # float32 also under mixed precision
         losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         return losses, tf.nn.softmax(logits)
 
@@ -130,7 +136,7 @@ class StepTotals:
         self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
         self.finite = tf.Variable(0, trainable=False, dtype=tf.int64)
         self.nonfinite = tf.Variable(0, trainable=False, dtype=tf.int64)
-        self.first_nonfinite = tf.Variable(-1, trainable=False, dtype=tf.int64)   # -1: none in this window
+        self.first_nonfinite = tf.Variable(-1, trainable=False, dtype=tf.int64)  # -1: none in this window
         self.first_nonfinite_value = tf.Variable(0.0, trainable=False, dtype=tf.float32)
 
     def add(self, loss) -> None:
@@ -144,11 +150,19 @@ class StepTotals:
 
     def read_and_reset(self) -> dict:
         """The window's totals as Python numbers (the host sync), then zeros for the next window."""
-        values = {"loss_sum": float(self.loss_sum.numpy()), "finite": int(self.finite.numpy()),
-                  "nonfinite": int(self.nonfinite.numpy()), "first_nonfinite": int(self.first_nonfinite.numpy()),
-                  "first_nonfinite_value": float(self.first_nonfinite_value.numpy())}
-        for variable, start in ((self.loss_sum, 0.0), (self.finite, 0), (self.nonfinite, 0),
-                                (self.first_nonfinite, -1)):
+        values = {
+            "loss_sum": float(self.loss_sum.numpy()),
+            "finite": int(self.finite.numpy()),
+            "nonfinite": int(self.nonfinite.numpy()),
+            "first_nonfinite": int(self.first_nonfinite.numpy()),
+            "first_nonfinite_value": float(self.first_nonfinite_value.numpy()),
+        }
+        for variable, start in (
+            (self.loss_sum, 0.0),
+            (self.finite, 0),
+            (self.nonfinite, 0),
+            (self.first_nonfinite, -1),
+        ):
             variable.assign(start)
         return values
 

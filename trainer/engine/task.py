@@ -4,6 +4,7 @@ The loop (trainer/engine/loop.py) owns the optimizer, schedule, checkpoints, res
 and best-model selection; a task owns what is trained on and how it is scored. trainer/video/video_task.py is the
 two-stream video task; `FunctionTask` wraps plain functions, which is what `loop.fit` does for any Keras model.
 """
+
 from __future__ import annotations
 
 import abc
@@ -18,8 +19,8 @@ class Task(abc.ABC):
     """Subclass and set `model` and `steps_per_epoch`; define `batches`, and override the rest where needed."""
 
     model: keras.Model
-    steps_per_epoch: int   # the same on every rank and in every epoch
-    loss: Callable | None = None   # loss(labels, outputs, weights) -> mean loss; None: cross-entropy on logits
+    steps_per_epoch: int  # the same on every rank and in every epoch
+    loss: Callable | None = None  # loss(labels, outputs, weights) -> mean loss; None: cross-entropy on logits
 
     @abc.abstractmethod
     def batches(self, epoch: int, from_step: int) -> Iterable:
@@ -27,7 +28,7 @@ class Task(abc.ABC):
         mid-epoch): exactly steps_per_epoch - from_step of them. Called again after an elastic reset, so it
         must shard by the current dist.rank() / dist.size()."""
 
-    def begin(self, step: int) -> None:   # noqa: B027 (an optional hook: a task may have nothing to do here)
+    def begin(self, step: int) -> None:  # noqa: B027 (an optional hook: a task may have nothing to do here)
         """Called on every rank once the checkpoint (if any) is restored, before the first step: the run can start."""
 
     def train_step(self, optimizer: keras.optimizers.Optimizer, options: StepOptions) -> Callable:
@@ -60,8 +61,14 @@ class Task(abc.ABC):
 class FunctionTask(Task):
     """A task made of plain functions: batches(epoch, from_step) and optionally loss and evaluate()."""
 
-    def __init__(self, model: keras.Model, batches: Callable[[int, int], Iterable], steps_per_epoch: int,
-                 loss: Callable | None = None, evaluate: Callable[[], dict] | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        batches: Callable[[int, int], Iterable],
+        steps_per_epoch: int,
+        loss: Callable | None = None,
+        evaluate: Callable[[], dict] | None = None,
+    ):
         self.model, self.steps_per_epoch, self.loss = model, steps_per_epoch, loss
         self._batches, self._evaluate = batches, evaluate
 

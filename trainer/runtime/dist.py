@@ -4,6 +4,7 @@ Horovod 0.28.1 predates Keras 3, whose variables are not tf.Variables, so this m
 core ops (grouped_allreduce, broadcast, allgather) and hands them the underlying tf.Variables
 (`keras_variable.value`). A plain `twostream train` is a world of one; `horovodrun -np N` a world of N.
 """
+
 from __future__ import annotations
 
 import horovod.tensorflow as hvd
@@ -22,7 +23,7 @@ def init() -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(cores)
         tf.config.threading.set_inter_op_parallelism_threads(min(cores, 2))
-    except RuntimeError:   # TensorFlow already started in this process (e.g. a second init): keep its threads
+    except RuntimeError:  # TensorFlow already started in this process (e.g. a second init): keep its threads
         pass
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -145,6 +146,7 @@ def _horovod_errors_as_internal(body):
     grouped_allreduce, whose failure names HorovodGroupedAllreduce: measured, a survivor of a SIGKILLed
     peer then left fit() with None after 9 of 24 steps and exited 0. So any tf.errors.OpError naming
     Horovod becomes the HorovodInternalError that triggers the reset; other errors propagate."""
+
     def wrapped(state):
         try:
             return body(state)
@@ -152,17 +154,26 @@ def _horovod_errors_as_internal(body):
             if "Horovod" in str(error.message):
                 raise HorovodInternalError(error) from error
             raise
+
     return wrapped
 
 
 def build_info() -> dict:
     """What this Horovod was built with (for `twostream doctor`): controllers and tensor operations."""
     import horovod
-    return {"version": horovod.__version__,
-            "controllers": {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built()},
-            "tensor_operations": {"nccl": bool(hvd.nccl_built()), "ddl": hvd.ddl_built(), "ccl": hvd.ccl_built(),
-                                  "mpi": hvd.mpi_built(), "gloo": hvd.gloo_built()},
-            "gpu": {"cuda": hvd.cuda_built(), "rocm": hvd.rocm_built()}}
+
+    return {
+        "version": horovod.__version__,
+        "controllers": {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built()},
+        "tensor_operations": {
+            "nccl": bool(hvd.nccl_built()),
+            "ddl": hvd.ddl_built(),
+            "ccl": hvd.ccl_built(),
+            "mpi": hvd.mpi_built(),
+            "gloo": hvd.gloo_built(),
+        },
+        "gpu": {"cuda": hvd.cuda_built(), "rocm": hvd.rocm_built()},
+    }
 
 
 def broadcast_object(obj, root_rank: int = 0):

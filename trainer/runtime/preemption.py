@@ -14,6 +14,7 @@ is written, which finishes first (`interrupts_deferred`); the run stops with Int
 INTERRUPTED_EXIT_CODE, and the workdir resumes from its last checkpoint. A KeyboardInterrupt swallowed by library
 code (a thread, a cleanup) is raised again at the loop's next step (`raise_if_interrupted`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,18 +26,20 @@ from twostream.trainer.runtime import dist
 
 log = logging.getLogger("twostream")
 
-EXIT_CODE = 75   # EX_TEMPFAIL (sysexits.h): stopped on request, resumable; `twostream train` exits with it
+EXIT_CODE = 75  # EX_TEMPFAIL (sysexits.h): stopped on request, resumable; `twostream train` exits with it
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-INTERRUPTED_EXIT_CODE = 130   # 128 + SIGINT: the shell's status for a command stopped by Ctrl-C
-_interrupted = False          # set by on_interrupt: Ctrl-C came, even if its KeyboardInterrupt was swallowed
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT: the shell's status for a command stopped by Ctrl-C
+_interrupted = False  # set by on_interrupt: Ctrl-C came, even if its KeyboardInterrupt was swallowed
 
 
 class Preempted(Exception):
     """Every rank stopped on a preemption signal; the checkpoint of `step` (in `epoch`, 1-based) is saved."""
 
     def __init__(self, step: int, epoch: int):
-        super().__init__(f"preempted: stopped with the checkpoint of step {step} (epoch {epoch}) saved; "
-                         f"start the same job again to resume from it (exit code {EXIT_CODE})")
+        super().__init__(
+            f"preempted: stopped with the checkpoint of step {step} (epoch {epoch}) saved; "
+            f"start the same job again to resume from it (exit code {EXIT_CODE})"
+        )
         self.step, self.epoch = step, epoch
 
 
@@ -89,7 +92,7 @@ class StopListener:
         self._previous = {}
 
     def __enter__(self) -> StopListener:
-        if threading.current_thread() is threading.main_thread():   # Python allows handlers only there
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
             for number in SIGNALS:
                 self._previous[number] = signal.signal(number, self._on_signal)
         return self
@@ -101,8 +104,9 @@ class StopListener:
 
     def _on_signal(self, number: int, frame) -> None:
         if not self.signalled:
-            log.warning("received %s: stopping at the next agreed step, after a checkpoint",
-                        signal.Signals(number).name)
+            log.warning(
+                "received %s: stopping at the next agreed step, after a checkpoint", signal.Signals(number).name
+            )
         self.signalled = True
 
     def agreed(self) -> bool:

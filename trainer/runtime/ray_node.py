@@ -13,6 +13,7 @@ Ray's processes are children of local rank 0 and die with it (Ray starts them wi
 is left behind even when that rank is killed; a joined rank then stops with one clear error instead of waiting
 for a Ray that is gone (`_exit_when_gone`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,22 +38,28 @@ import ray
 from twostream.trainer.runtime.resources import usable_cores
 
 log = logging.getLogger(__name__)
-MEET_TIMEOUT_S = 300.0    # how long a rank waits for the others of its node (they import TensorFlow meanwhile)
-LEAVE_TIMEOUT_S = 120.0   # how long local rank 0 waits for the others to leave before it stops the node's Ray
+MEET_TIMEOUT_S = 300.0  # how long a rank waits for the others of its node (they import TensorFlow meanwhile)
+LEAVE_TIMEOUT_S = 120.0  # how long local rank 0 waits for the others to leave before it stops the node's Ray
 CONNECT_TIMEOUT_S = 30.0  # how long a join waits for a cluster's address to answer (config: data.ray_connect_timeout_s)
-_node_ray = None          # this process's SharedRay, when it takes part in one
+_node_ray = None  # this process's SharedRay, when it takes part in one
 
 
 @dataclass(frozen=True)
 class NodeRanks:
     """This rank's place among the ranks of its job on this machine."""
+
     local_rank: int
     local_size: int
-    job_key: str   # the same on every rank of the job and different for every job (two jobs on one node)
+    job_key: str  # the same on every rank of the job and different for every job (two jobs on one node)
 
 
-def start_ray(address: str | None, num_cpus: float | None = None, object_store_mb: int = 1024,
-              node: NodeRanks | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+def start_ray(
+    address: str | None,
+    num_cpus: float | None = None,
+    object_store_mb: int = 1024,
+    node: NodeRanks | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> None:
     """Joins the cluster at `address` (or $RAY_ADDRESS; refused after `connect_timeout_s` when it does not
     answer); else, with `node` naming two or more ranks on this machine, takes part in the Ray they share; else
     starts a private Ray. `num_cpus`: the logical CPUs this process's actors reserve; a Ray started here offers
@@ -85,9 +92,16 @@ def start_private_ray(num_cpus: int, object_store_mb: int) -> None:
     it Ray joins the cluster a `ray start` on this machine recorded in /tmp/ray/ray_current_cluster (and fails
     when given num_cpus, or when that cluster has ended)."""
     with _loopback_node_address(), _ignoring_warning_signal():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                 log_to_driver=False, configure_logging=False, object_store_memory=object_store_mb * 1024 * 1024,
-                 _system_config={"worker_niceness": 0})   # Ray's default, nice 15, starved the decode actors
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+            configure_logging=False,
+            object_store_memory=object_store_mb * 1024 * 1024,
+            _system_config={"worker_niceness": 0},
+        )  # Ray's default, nice 15, starved the decode actors
         #   beside the busy trainer: `make demo` waited 10-13% for data in 2 of 6 epochs, 0.8-1.6% with nice 0
 
 
@@ -98,6 +112,7 @@ def _loopback_node_address():
     while this process starts its private Ray or joins its node's (a joining driver would otherwise rewrite
     127.0.0.1 to the routable address, where nothing listens): a driver joining a cluster must stay reachable."""
     from ray._private import ray_constants
+
     before = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
@@ -111,7 +126,7 @@ def _ignoring_warning_signal():
     """The private Ray's processes start with SIGUSR1 ignored (they inherit it): a scheduler's warning signal
     (SLURM --signal=USR1@N) reaches every process of the job step, and by default it kills Ray's agents and
     workers, which takes the node down while the rank, which handles it, is stopping at a checkpoint."""
-    if threading.current_thread() is not threading.main_thread():   # Python sets handlers only there
+    if threading.current_thread() is not threading.main_thread():  # Python sets handlers only there
         yield
         return
     previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -131,7 +146,8 @@ def join_ray(address: str, log_to_driver: bool = False, connect_timeout_s: float
         raise ConnectionError(
             f"could not join the Ray cluster at {address} ({error}). Check the address (`ray start --head` prints "
             "it); a cluster with token authentication needs its token here: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
-            "(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) as on the head") from None
+            "(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) as on the head"
+        ) from None
 
 
 def wait_until_answers(address: str, timeout_s: float) -> None:
@@ -142,7 +158,7 @@ def wait_until_answers(address: str, timeout_s: float) -> None:
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return
-    host = host.strip("[]")   # an IPv6 address in brackets
+    host = host.strip("[]")  # an IPv6 address in brackets
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()
@@ -154,8 +170,9 @@ def wait_until_answers(address: str, timeout_s: float) -> None:
                 raise ConnectionError(
                     f"the Ray cluster at {address} did not answer within {timeout_s:g}s ({error.strerror or error}). "
                     "Check the address (`ray start --head` prints it) and that the head is running and reachable; "
-                    "a slow head: raise data.ray_connect_timeout_s") from None
-            time.sleep(0.5)   # a head still starting answers soon
+                    "a slow head: raise data.ray_connect_timeout_s"
+                ) from None
+            time.sleep(0.5)  # a head still starting answers soon
 
 
 # ---------------------------------------------------------------------------------- the node's shared Ray
@@ -171,12 +188,19 @@ class SharedRay:
     def __init__(self, node: NodeRanks, num_cpus: int, object_store_mb: int):
         self.node, self.folder = node, node_folder(node.job_key)
         self.starter = node.local_rank == 0
-        self._members: TextIO | None = None   # the open `members` file whose lock this rank holds (a joined rank)
+        self._members: TextIO | None = None  # the open `members` file whose lock this rank holds (a joined rank)
         self._left = threading.Event()
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
-        _write_json(self._path(f"rank.{node.local_rank}"), {
-            "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)), "usable": usable_cores(),
-            "num_cpus": num_cpus, "object_store_mb": object_store_mb})
+        _write_json(
+            self._path(f"rank.{node.local_rank}"),
+            {
+                "pid": os.getpid(),
+                "cpus": sorted(os.sched_getaffinity(0)),
+                "usable": usable_cores(),
+                "num_cpus": num_cpus,
+                "object_store_mb": object_store_mb,
+            },
+        )
         if not self.starter:
             self._join()
             return
@@ -184,7 +208,7 @@ class SharedRay:
         try:
             self._start()
         except BaseException:
-            shutil.rmtree(self.folder, ignore_errors=True)   # the others see rank 0 end and say so
+            shutil.rmtree(self.folder, ignore_errors=True)  # the others see rank 0 end and say so
             raise
 
     def _path(self, name: str) -> str:
@@ -198,27 +222,36 @@ class SharedRay:
         num_cpus = max(min(len(cpus), sum(r["usable"] for r in ranks)), sum(r["num_cpus"] for r in ranks))
         object_store_mb = sum(r["object_store_mb"] for r in ranks)
         started = time.monotonic()
-        with _affinity(cpus):   # Ray's processes serve every local rank: they may run on any rank's CPUs
+        with _affinity(cpus):  # Ray's processes serve every local rank: they may run on any rank's CPUs
             start_private_ray(num_cpus, object_store_mb)
-        _write_json(self._path("head"), {"address": ray.get_runtime_context().gcs_address,
-                                         "auth_mode": os.environ.get("RAY_AUTH_MODE", "")})
-        log.info("started this node's Ray for %d local ranks in %.1fs: %d CPUs, %d MiB object store",
-                 self.node.local_size, time.monotonic() - started, num_cpus, object_store_mb)
+        _write_json(
+            self._path("head"),
+            {"address": ray.get_runtime_context().gcs_address, "auth_mode": os.environ.get("RAY_AUTH_MODE", "")},
+        )
+        log.info(
+            "started this node's Ray for %d local ranks in %.1fs: %d CPUs, %d MiB object store",
+            self.node.local_size,
+            time.monotonic() - started,
+            num_cpus,
+            object_store_mb,
+        )
 
     def _join(self) -> None:
         starter = self._wait_for("rank.0", "local rank 0", None)["pid"]
         head = self._wait_for("head", f"local rank 0 (pid {starter}) to start this node's Ray", starter)
         if head["auth_mode"] and os.environ.get("RAY_AUTH_MODE") != head["auth_mode"]:
-            _set_auth_mode(head["auth_mode"])   # the starter's token (~/.ray/auth_token or RAY_AUTH_TOKEN*) is ours
+            _set_auth_mode(head["auth_mode"])  # the starter's token (~/.ray/auth_token or RAY_AUTH_TOKEN*) is ours
         self._members = open(self._path("members"), "a")
-        fcntl.flock(self._members, fcntl.LOCK_SH)   # held until leave() or this process ends
+        fcntl.flock(self._members, fcntl.LOCK_SH)  # held until leave() or this process ends
         threading.Thread(target=self._exit_when_gone, args=(starter,), daemon=True, name="node-ray-watch").start()
         try:
             with _loopback_node_address():
                 ray.init(address=head["address"], log_to_driver=False, configure_logging=False)
         except (ConnectionError, ray.exceptions.AuthenticationError) as error:
-            raise ConnectionError(f"local rank {self.node.local_rank} could not join this node's Ray at "
-                                  f"{head['address']}, started by local rank 0 (pid {starter}): {error}") from None
+            raise ConnectionError(
+                f"local rank {self.node.local_rank} could not join this node's Ray at "
+                f"{head['address']}, started by local rank 0 (pid {starter}): {error}"
+            ) from None
 
     def _wait_for(self, name: str, what: str, starter: int | None) -> dict:
         """The JSON in file `name`, once written; a clear error after MEET_TIMEOUT_S, or at once if the starter
@@ -226,12 +259,15 @@ class SharedRay:
         deadline = time.monotonic() + MEET_TIMEOUT_S
         while not os.path.exists(self._path(name)):
             if starter is not None and not _alive(starter):
-                raise RuntimeError(f"local rank {self.node.local_rank}: local rank 0 (pid {starter}) ended before "
-                                   "starting this node's Ray; see its error")
+                raise RuntimeError(
+                    f"local rank {self.node.local_rank}: local rank 0 (pid {starter}) ended before "
+                    "starting this node's Ray; see its error"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"local rank {self.node.local_rank} waited {MEET_TIMEOUT_S:.0f}s for {what} in {self.folder}: "
-                    f"every one of the {self.node.local_size} local ranks must start (see the missing one's error)")
+                    f"every one of the {self.node.local_size} local ranks must start (see the missing one's error)"
+                )
             time.sleep(0.1)
         with open(self._path(name)) as f:
             return json.load(f)
@@ -241,9 +277,12 @@ class SharedRay:
         node's Ray has ended with it); Ray alone would retry for a minute, then exit with a GCS error."""
         _wait_until_ended(starter)
         if not self._left.is_set():
-            print(f"twostream: local rank {self.node.local_rank} stops: local rank 0 (pid {starter}), which ran "
-                  "this node's Ray, ended, and the decode actors ended with it; see its error", file=sys.stderr,
-                  flush=True)
+            print(
+                f"twostream: local rank {self.node.local_rank} stops: local rank 0 (pid {starter}), which ran "
+                "this node's Ray, ended, and the decode actors ended with it; see its error",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(1)
 
     def leave(self) -> None:
@@ -253,7 +292,7 @@ class SharedRay:
             self._left.set()
             ray.shutdown()
             assert self._members is not None, "__init__ (_join) opens it: a rank whose join failed has no object"
-            self._members.close()   # releases the lock
+            self._members.close()  # releases the lock
             return
         with open(self._path("members"), "a") as members:
             if not _lock_within(members, LEAVE_TIMEOUT_S):
@@ -289,18 +328,18 @@ def _alive(pid: int) -> bool:
     """False once the process has ended, also while it waits to be reaped (a zombie) by its launcher."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")   # the state, after the command name
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # the state, after the command name
     except (FileNotFoundError, ProcessLookupError):
         return False
 
 
 def _wait_until_ended(pid: int) -> None:
     try:
-        with os.fdopen(os.pidfd_open(pid)) as pidfd:   # Linux 5.3+: readable once the process has ended
+        with os.fdopen(os.pidfd_open(pid)) as pidfd:  # Linux 5.3+: readable once the process has ended
             select.select([pidfd], [], [])
     except ProcessLookupError:
         return
-    except OSError:   # no pidfd here: look once a second
+    except OSError:  # no pidfd here: look once a second
         while _alive(pid):
             time.sleep(1)
 
@@ -324,7 +363,7 @@ def _affinity(cpus: set[int]):
     before = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, cpus)
-    except OSError as error:   # a CPU outside this process's cgroup: Ray runs on this rank's CPUs
+    except OSError as error:  # a CPU outside this process's cgroup: Ray runs on this rank's CPUs
         log.warning("this node's Ray runs on local rank 0's CPUs only (%s)", error)
     try:
         yield
@@ -337,6 +376,7 @@ def _set_auth_mode(mode: str) -> None:
     token authentication on for a new local Ray by itself) and reloads the config and token as Ray does."""
     # Ray's _raylet.pyi stub lists only part of the compiled module; both names exist in it at run time
     from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
     os.environ["RAY_AUTH_MODE"] = mode
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

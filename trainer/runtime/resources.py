@@ -2,6 +2,7 @@
 
 One home for the count that sizes decode actors, the private Ray and TensorFlow's thread pools.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Evaluation charts drawn with OpenCV (BGR): ROC curves with their AUC and equal-error points, confusion matrices."""
+
 from __future__ import annotations
 
 import cv2
@@ -6,7 +7,7 @@ import numpy as np
 
 from twostream.trainer.video import metrics
 
-INK, GRID, COLOURS = (40, 40, 40), (225, 225, 225), [(200, 90, 20), (30, 120, 230)]   # blue, orange
+INK, GRID, COLOURS = (40, 40, 40), (225, 225, 225), [(200, 90, 20), (30, 120, 230)]  # blue, orange
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -21,12 +22,12 @@ def _vertical_text(image, text: str, centre_x: int, centre_y: int) -> None:
     _text(strip, text, (2, height + 2), 0.5)
     rotated = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
     top, left = centre_y - rotated.shape[0] // 2, centre_x - rotated.shape[1] // 2
-    image[top:top + rotated.shape[0], left:left + rotated.shape[1]] = rotated
+    image[top : top + rotated.shape[0], left : left + rotated.shape[1]] = rotated
 
 
 def draw_roc(path: str, curves: list, positive: str, size: int = 480) -> None:
     """ROC curves (name, (fpr, tpr, thresholds)) with their AUC, and each equal-error point as a dot."""
-    left, top, side = 70, 30, size - 100   # plot area, pixels
+    left, top, side = 70, 30, size - 100  # plot area, pixels
     image = np.full((size, size, 3), 255, np.uint8)
 
     def point(fpr, tpr):
@@ -37,17 +38,23 @@ def draw_roc(path: str, curves: list, positive: str, size: int = 480) -> None:
         cv2.line(image, point(0, tick), point(1, tick), GRID, 1)
         _text(image, f"{tick:.1f}", (point(tick, 0)[0] - 10, top + side + 18), 0.4)
         _text(image, f"{tick:.1f}", (left - 32, point(0, tick)[1] + 4), 0.4)
-    for a in np.arange(0, 1, 0.1):   # chance: a dashed diagonal
+    for a in np.arange(0, 1, 0.1):  # chance: a dashed diagonal
         cv2.line(image, point(a, a), point(a + 0.05, a + 0.05), (160, 160, 160), 1, cv2.LINE_AA)
     cv2.rectangle(image, point(0, 1), point(1, 0), INK, 1)
     for i, (name, (fpr, tpr, thresholds)) in enumerate(curves):
         colour = COLOURS[i % len(COLOURS)]
-        cv2.polylines(image, [np.array([point(x, y) for x, y in zip(fpr, tpr)], np.int32)], False, colour, 2,
-                      cv2.LINE_AA)
+        cv2.polylines(
+            image, [np.array([point(x, y) for x, y in zip(fpr, tpr)], np.int32)], False, colour, 2, cv2.LINE_AA
+        )
         eer, _ = metrics.equal_error_rate(fpr, tpr, thresholds)
         cv2.circle(image, point(eer, 1 - eer), 4, colour, -1, cv2.LINE_AA)
-        _text(image, f"{name}: AUC {metrics.roc_auc(fpr, tpr):.3f}, EER {eer:.3f}",
-              (left + side * 0.3, top + side - 14 - 20 * (len(curves) - 1 - i)), 0.45, colour)
+        _text(
+            image,
+            f"{name}: AUC {metrics.roc_auc(fpr, tpr):.3f}, EER {eer:.3f}",
+            (left + side * 0.3, top + side - 14 - 20 * (len(curves) - 1 - i)),
+            0.45,
+            colour,
+        )
     _text(image, f"ROC, positive class: {positive}", (left, top - 10), 0.5)
     _text(image, "false positive rate", (left + side / 2 - 70, size - 12), 0.5)
     _vertical_text(image, "true positive rate", 14, top + side // 2)
@@ -57,7 +64,7 @@ def draw_roc(path: str, curves: list, positive: str, size: int = 480) -> None:
 def draw_confusion(path: str, panels: list, class_names: list[str]) -> None:
     """One confusion matrix per (title, counts) panel, side by side: rows true, columns predicted, shaded by
     the share of the row's examples."""
-    cell = int(np.clip(400 // len(class_names), 6, 70))   # pixels; many classes get small cells, no counts
+    cell = int(np.clip(400 // len(class_names), 6, 70))  # pixels; many classes get small cells, no counts
     margin, names = 90, [n[:10] for n in class_names]
     images = []
     for title, counts in panels:
@@ -71,16 +78,22 @@ def draw_confusion(path: str, panels: list, class_names: list[str]) -> None:
             x, y = margin + column * cell, margin + row * cell
             cv2.rectangle(image, (x, y), (x + cell, y + cell), (255, shade, shade), -1)
             if cell >= 30:
-                _text(image, str(count), (x + cell / 2 - 5 * len(str(count)), y + cell / 2 + 5), 0.5,
-                      (255, 255, 255) if shares[row, column] > 0.6 else INK)
+                _text(
+                    image,
+                    str(count),
+                    (x + cell / 2 - 5 * len(str(count)), y + cell / 2 + 5),
+                    0.5,
+                    (255, 255, 255) if shares[row, column] > 0.6 else INK,
+                )
         cv2.rectangle(image, (margin, margin), (margin + side, margin + side), INK, 1)
         if cell >= 14:
             for i, name in enumerate(names):
-                _text(image, name, (4, margin + i * cell + cell / 2 + 4), 0.4)                 # true class (rows)
-                _text(image, name, (margin + i * cell + 2, margin - 8 - 12 * (i % 2)), 0.4)   # predicted
+                _text(image, name, (4, margin + i * cell + cell / 2 + 4), 0.4)  # true class (rows)
+                _text(image, name, (margin + i * cell + 2, margin - 8 - 12 * (i % 2)), 0.4)  # predicted
         _text(image, title, (margin, 22), 0.55)
         _text(image, "rows: true, columns: predicted", (margin, 44), 0.4)
         images.append(image)
     height = max(i.shape[0] for i in images)
-    cv2.imwrite(path, np.hstack([np.pad(i, ((0, height - i.shape[0]), (0, 0), (0, 0)), constant_values=255)
-                                 for i in images]))
+    cv2.imwrite(
+        path, np.hstack([np.pad(i, ((0, height - i.shape[0]), (0, 0), (0, 0)), constant_values=255) for i in images])
+    )

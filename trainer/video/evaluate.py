@@ -4,6 +4,7 @@ Exact across ranks: each rank scores its share of the clips, every scored clip i
 dropped) and the metrics are computed on the union (trainer/video/metrics.py). The `evaluate` command
 (launch/commands/evaluate_cmd.py) writes the report files; trainer/video/charts.py draws them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,12 +17,17 @@ def local_scores(eval_step, dataset) -> metrics.Scores:
     parts = []
     for inputs, labels, weights, index in dataset:
         losses, probabilities = eval_step(inputs, labels)
-        keep = weights.numpy() > 0   # weight 0: padding, or a stand-in for a clip that failed to load
+        keep = weights.numpy() > 0  # weight 0: padding, or a stand-in for a clip that failed to load
         index = index.numpy()[keep].astype(np.int64)
-        parts.append(metrics.Scores(records=index[:, 0], views=index[:, 1],
-                                    labels=labels.numpy()[keep].astype(np.int64),
-                                    probabilities=probabilities.numpy()[keep].astype(np.float64),
-                                    losses=losses.numpy()[keep].astype(np.float64)))
+        parts.append(
+            metrics.Scores(
+                records=index[:, 0],
+                views=index[:, 1],
+                labels=labels.numpy()[keep].astype(np.int64),
+                probabilities=probabilities.numpy()[keep].astype(np.float64),
+                losses=losses.numpy()[keep].astype(np.float64),
+            )
+        )
     return metrics.Scores.concatenate(parts)
 
 

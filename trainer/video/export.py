@@ -1,4 +1,5 @@
 """Exports a trained model as a SavedModel whose `serve` signature takes raw uint8 RGB and flow clips."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from twostream.data.decode.clip_spec import ClipSpec
 
-META_FILE = "twostream.json"   # beside saved_model.pb: class names and the clip spec the model expects
+META_FILE = "twostream.json"  # beside saved_model.pb: class names and the clip spec the model expects
 
 
 def export(model: keras.Model, path: str, clip: ClipSpec, class_names: list[str]) -> None:
@@ -19,8 +20,10 @@ def export(model: keras.Model, path: str, clip: ClipSpec, class_names: list[str]
     archive.add_endpoint(
         name="serve",
         fn=lambda rgb, flow: {"probabilities": tf.nn.softmax(model({"rgb": rgb, "flow": flow}, training=False))},
-        input_signature=[tf.TensorSpec((None, *clip.rgb_shape), tf.uint8, name="rgb"),
-                         tf.TensorSpec((None, *clip.flow_shape), tf.uint8, name="flow")],
+        input_signature=[
+            tf.TensorSpec((None, *clip.rgb_shape), tf.uint8, name="rgb"),
+            tf.TensorSpec((None, *clip.flow_shape), tf.uint8, name="flow"),
+        ],
     )
     archive.write_out(path, verbose=False)
     with open(os.path.join(path, META_FILE), "w") as f:

@@ -1,4 +1,5 @@
 """The data side of a run: manifest and split, the Ray decoder pool, and each epoch's tf.data dataset."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ def default_num_actors(local_size: int) -> int:
 
 
 def cache_settings(config: Config) -> CacheSettings:
-    return CacheSettings(config.data.flow_cache_folder(), config.data.flow_cache_bytes)   # where prepare put it
+    return CacheSettings(config.data.flow_cache_folder(), config.data.flow_cache_bytes)  # where prepare put it
 
 
 def load_boxes(config: Config, records) -> BoxTracks | None:
@@ -48,7 +49,8 @@ def node_ranks(config: Config, world_size: int, local_size: int) -> NodeRanks | 
     if world_size == 1 or config.train.elastic or config.data.ray_address or os.environ.get("RAY_ADDRESS"):
         return None
     from twostream.trainer.runtime import dist
-    job_key = dist.broadcast_object(secrets.token_hex(8))   # rank 0's: the same on every rank, new for every job
+
+    job_key = dist.broadcast_object(secrets.token_hex(8))  # rank 0's: the same on every rank, new for every job
     return NodeRanks(dist.local_rank(), local_size, job_key)
 
 
@@ -60,7 +62,7 @@ class RaisesDataError:
         self.stream, self.error = stream, None
 
     def __iter__(self):
-        return self._remembering(iter(self.stream))   # iter now: the stream sends its first decode calls at once
+        return self._remembering(iter(self.stream))  # iter now: the stream sends its first decode calls at once
 
     def _remembering(self, batches):
         try:
@@ -87,6 +89,7 @@ class DataErrorDataset:
 
     def __iter__(self):
         import tensorflow as tf
+
         try:
             yield from self._dataset
         except tf.errors.OpError:
@@ -103,14 +106,23 @@ class Inputs:
         manifest = from_config(config.data)
         self.class_names = manifest.class_names
         self.train_records, self.val_records = (m.records for m in split_by_video(manifest, config.data.val_fraction))
-        self.steps_per_epoch = self._plan(epoch=0, train=True).steps   # the same for every epoch and rank
+        self.steps_per_epoch = self._plan(epoch=0, train=True).steps  # the same for every epoch and rank
         self.boxes = load_boxes(config, manifest.records)
         num_actors = config.data.num_actors or default_num_actors(local_size)
-        start_ray(config.data.ray_address or None, num_cpus=math.ceil(num_actors * config.data.cpus_per_actor),
-                  object_store_mb=config.data.object_store_mb, node=node_ranks(config, world_size, local_size),
-                  connect_timeout_s=config.data.ray_connect_timeout_s)
-        self.pool = DecoderPool(config.clip, num_actors, config.data.clips_per_call, config.data.cpus_per_actor,
-                                cache=cache_settings(config))
+        start_ray(
+            config.data.ray_address or None,
+            num_cpus=math.ceil(num_actors * config.data.cpus_per_actor),
+            object_store_mb=config.data.object_store_mb,
+            node=node_ranks(config, world_size, local_size),
+            connect_timeout_s=config.data.ray_connect_timeout_s,
+        )
+        self.pool = DecoderPool(
+            config.clip,
+            num_actors,
+            config.data.clips_per_call,
+            config.data.cpus_per_actor,
+            cache=cache_settings(config),
+        )
 
     def reshard(self, rank: int, world_size: int) -> None:
         """Takes this process's place in a new world (after an elastic reset): later epochs are split over
@@ -118,10 +130,20 @@ class Inputs:
         self.rank, self.world_size = rank, world_size
 
     def _plan(self, epoch: int, train: bool):
-        clips = len(self.train_records) if train else \
-            len(self.val_records) * self.config.eval.views * self.config.eval.spatial_crops
-        return plan_epoch(clips, self.config.train.global_batch, self.rank, self.world_size,
-                          seed=self.config.train.seed, epoch=epoch, train=train)
+        clips = (
+            len(self.train_records)
+            if train
+            else len(self.val_records) * self.config.eval.views * self.config.eval.spatial_crops
+        )
+        return plan_epoch(
+            clips,
+            self.config.train.global_batch,
+            self.rank,
+            self.world_size,
+            seed=self.config.train.seed,
+            epoch=epoch,
+            train=train,
+        )
 
     def train_epoch(self, epoch: int, from_step: int = 0):
         """(dataset, stream) for one training epoch, starting at `from_step` when resuming mid-epoch."""
@@ -134,9 +156,18 @@ class Inputs:
         return self._dataset(self.val_records, self._plan(0, train=False), 0, train=False)
 
     def _dataset(self, records, plan, epoch: int, train: bool):
-        stream = EpochStream(records, self.pool, plan, seed=self.config.train.seed, epoch=epoch, train=train,
-                             max_failed_fraction=self.config.data.max_failed_fraction,
-                             views=self.config.eval.views, crops=self.config.eval.spatial_crops, boxes=self.boxes)
+        stream = EpochStream(
+            records,
+            self.pool,
+            plan,
+            seed=self.config.train.seed,
+            epoch=epoch,
+            train=train,
+            max_failed_fraction=self.config.data.max_failed_fraction,
+            views=self.config.eval.views,
+            crops=self.config.eval.spatial_crops,
+            boxes=self.boxes,
+        )
         local_batch = plan.indices.shape[1]  # this rank's share of the global batch (sharding.py divides it)
         guarded = RaisesDataError(stream)
         dataset = to_dataset(guarded, self.config.clip, local_batch, with_index=not train)

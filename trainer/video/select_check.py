@@ -1,5 +1,6 @@
 """Checks train.select_metric against the epoch-record fields the video task will write, before training starts
 (the loop itself would find a wrong name only at the end of the first epoch)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from twostream.trainer.config import Config, ConfigError
 from twostream.trainer.video import metrics
 
-TRAIN_FIELDS = ("train_loss",)   # the loop's own metric in the record; the rest are counts and speeds
+TRAIN_FIELDS = ("train_loss",)  # the loop's own metric in the record; the rest are counts and speeds
 
 
 def validation_fields(num_classes: int, aggregate: str = "mean") -> list[str]:
@@ -15,8 +16,13 @@ def validation_fields(num_classes: int, aggregate: str = "mean") -> list[str]:
     clips of one class each, named as the loop names them."""
     labels = np.arange(2) % num_classes
     probabilities = np.full((2, num_classes), 1.0 / num_classes)
-    scores = metrics.Scores(records=np.arange(2), views=np.zeros(2, np.int64), labels=labels,
-                            probabilities=probabilities, losses=np.zeros(2))
+    scores = metrics.Scores(
+        records=np.arange(2),
+        views=np.zeros(2, np.int64),
+        labels=labels,
+        probabilities=probabilities,
+        losses=np.zeros(2),
+    )
     return [f"val_{name}" for name in metrics.flat(metrics.report(scores, aggregate))]
 
 
@@ -25,5 +31,7 @@ def check_select_metric(config: Config, num_classes: int) -> None:
     name = config.train.select_metric
     allowed = [*validation_fields(num_classes, config.eval.video_aggregate), *TRAIN_FIELDS]
     if name and name not in allowed:
-        raise ConfigError(f"train.select_metric={name!r} is not a field of the epoch record ({num_classes} classes); "
-                          f"choose one of {', '.join(allowed)}, or '' for no selection")
+        raise ConfigError(
+            f"train.select_metric={name!r} is not a field of the epoch record ({num_classes} classes); "
+            f"choose one of {', '.join(allowed)}, or '' for no selection"
+        )

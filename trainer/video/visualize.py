@@ -1,4 +1,5 @@
 """Sample clips as TensorBoard images: RGB frames, and optical flow in colour (direction = hue, magnitude = value)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +15,9 @@ def flow_to_rgb(flow: np.ndarray) -> np.ndarray:
     value the magnitude in units of the clipping bound (zero flow is black, a component at the bound is
     full brightness), saturation 1. The scale is fixed, so images of different clips compare directly.
     """
-    units = to_unit(flow.astype(np.float32))                         # dequantised flow / bound, in [-1, 1]
+    units = to_unit(flow.astype(np.float32))  # dequantised flow / bound, in [-1, 1]
     dx, dy = units[..., 0], units[..., 1]
-    hue = (np.arctan2(dy, dx) / (2.0 * np.pi)) % 1.0                 # angle as a fraction of a turn
+    hue = (np.arctan2(dy, dx) / (2.0 * np.pi)) % 1.0  # angle as a fraction of a turn
     value = np.minimum(np.hypot(dx, dy), 1.0)
     hsv = np.stack([hue, np.ones_like(hue), value], axis=-1)
     return np.round(tf.image.hsv_to_rgb(hsv).numpy() * 255.0).astype(np.uint8)
