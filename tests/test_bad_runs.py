@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 from conftest import copy_workdir, run_cli
 
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
+
 CHECKPOINTS = "checkpoints"
 FAULTS = r'''
 import os, signal, sys
@@ -62,7 +64,6 @@ elif mode != "none":
 
 from twostream.launch.cli import main
 
-pytestmark = pytest.mark.tensorflow   # starts TensorFlow: left out of `make check`
 sys.exit(main(argv))
 '''
 

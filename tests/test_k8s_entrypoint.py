@@ -165,6 +165,10 @@ class Job:
 def job(tmp_path):
     job = Job(tmp_path)
     decoy = subprocess.Popen([sys.executable, str(job.rank), "train", "--events", str(tmp_path / "decoy")])
+    deadline = time.monotonic() + WAIT_S  # running, its SIGTERM handler set, before the entrypoint could act
+    while "started" not in ((tmp_path / "decoy").exists() and (tmp_path / "decoy").read_text() or ""):
+        assert time.monotonic() < deadline and decoy.poll() is None, "the decoy rank did not start"
+        time.sleep(0.05)
     yield job
     job.stop_all()
     decoy.kill()

@@ -22,6 +22,7 @@ class KillAfter:
 
     def __init__(self, pool: DecoderPool, after: int):
         self.pool, self.after, self.paths = pool, after, []
+        self.actors, self.stats = pool.actors, pool.stats  # what EpochStream reads of a pool besides map
 
     def map(self, requests):
         for result in self.pool.map(requests):
