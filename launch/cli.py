@@ -185,12 +185,30 @@ def cmd_predict(args) -> int:
     from twostream.launch.commands.predict import PredictError, run
 
     try:
+        if args.stream:
+            return predict_stream(args)
+        if not args.videos:
+            raise PredictError("give the video files to score, or --stream SOURCE for a live feed")
         return run(
             args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json, boxes=args.boxes
         )
     except PredictError as error:
         print(f"twostream predict: error: {error}", file=sys.stderr)
         return 2
+
+
+def predict_stream(args) -> int:
+    from twostream.launch.commands.predict import PredictError, resolve
+    from twostream.launch.commands.stream import score_feed
+
+    if args.videos:
+        raise PredictError("give video files or --stream SOURCE, not both")
+    if args.hop is not None and args.hop < 1:
+        raise PredictError(f"--hop must be at least 1 frame, got {args.hop}")
+    if args.stream_timeout <= 0:
+        raise PredictError(f"--stream-timeout must be positive, got {args.stream_timeout}")
+    model, _, _ = resolve(args.model, args.workdir, 1, None)
+    return score_feed(args.stream, model, args.hop or 0, args.stream_timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="score video files with an exported model (decode, flow, model, clips aggregated per video)"
     )
-    predict.add_argument("videos", nargs="+", metavar="VIDEO")
+    predict.add_argument("videos", nargs="*", metavar="VIDEO")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="an exported model folder (WORKDIR/export: the best; WORKDIR/export_last)")
     source.add_argument("--workdir", help="a training workdir: its export/, views and aggregation")
@@ -276,6 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
         "data.boxes) for a model trained on regions of interest",
     )
     predict.add_argument("--json", action="store_true", help="print one JSON object instead of one line per video")
+    predict.add_argument(
+        "--stream",
+        metavar="SOURCE",
+        help="score a live feed instead of files: a URL FFmpeg reads (udp://, rtsp://, http://), a v4l2 device "
+        "(/dev/video0) or - for standard input; one JSON line per window of the model's clip",
+    )
+    predict.add_argument("--hop", type=int, help="--stream: frames between windows (default: half a window)")
+    predict.add_argument(
+        "--stream-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="--stream: the feed has ended when no frame came for this long (default 10)",
+    )
     predict.set_defaults(run=cmd_predict)
 
     launch = commands.add_parser("launch", help="start training: horovodrun, a Ray cluster, SLURM or Kubernetes")

@@ -108,12 +108,28 @@ class ClipLoader:
     def _load_online(self, path: str, placement: Placement, track: Track | None):
         """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
         frames, indices, _ = self._decode(path, self._choose(placement), with_successors=True)
-        box = self._regions(track, *frames[int(indices[0])].shape[:2])
+        return self._with_flow(frames, indices, self._regions(track, *frames[int(indices[0])].shape[:2]))
+
+    def _with_flow(self, frames, indices: np.ndarray, box):
+        """(base RGB of frames[i], quantised flow from frames[i] to frames[i + 1]) for each i of `indices`."""
         pairs = [
             (self._base(frames[int(i)], box(int(i))), self._base(frames[int(i) + 1], box(int(i)))) for i in indices
         ]
         flow = np.stack([self._flow(*pair) for pair in pairs])
         return np.stack([first for first, _ in pairs]), quantize(flow, self.spec.flow_bound)
+
+    def window_frames(self) -> int:
+        """Consecutive frames one clip takes from a live feed: its span, plus the successor of its last frame."""
+        return self.spec.frame_stride * (self.spec.num_frames - 1) + 2
+
+    def from_frames(self, frames) -> tuple[np.ndarray, np.ndarray]:
+        """The evaluation clip (centred, the centre crop) of consecutive native RGB frames held in memory, e.g. the
+        last window_frames() of a live feed, sampled by frame count as a video of that many frames would be (a feed
+        has no index: clip.sample_fps is not applied); flow computed here."""
+        view, spec = EvalView(), self.spec
+        indices = sample_frames(len(frames), spec.num_frames, spec.sampling, spec.frame_stride, view)
+        rgb, flow = self._with_flow(frames, indices, self._regions(None, *frames[0].shape[:2]))
+        return transforms.apply(rgb, flow, transforms.eval_window(rgb.shape[1:3], self.spec.size, view))
 
     def _load_cached(self, path: str, placement: Placement, track: Track | None):
         """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""

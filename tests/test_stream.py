@@ -1,0 +1,130 @@
+"""`twostream predict --stream`: a live MPEG-TS feed over UDP on loopback and through a pipe, scored window by window
+with the session's trained model; the feed's end and Ctrl-C both stop it cleanly."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+
+import pytest
+from conftest import VENV_BIN, run_cli
+
+pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
+
+FPS, SECONDS = 25, 3
+WAIT_S = 120  # a guard against a hang, not a measurement
+
+
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _feed(target: str, seconds: float, **popen) -> subprocess.Popen:
+    """ffmpeg sending a moving test pattern as MPEG-TS at its real rate (-re) to `target` (a URL, or - for stdout)."""
+    source = f"testsrc2=size=160x120:rate={FPS}"
+    command = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", source, "-t", str(seconds)]
+    return subprocess.Popen([*command, "-f", "mpegts", target], **popen)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _predict(source: str, workdir: str, *extra: str, **popen) -> subprocess.Popen:
+    argv = [os.path.join(VENV_BIN, "twostream"), "predict", "--stream", source, "--workdir", workdir, *extra]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _wait_until_reading(predict: subprocess.Popen) -> list[str]:
+    """stderr lines up to predict's "reading SOURCE" line (the model is loaded, the feed about to be opened)."""
+    lines = []
+    while not lines or "reading" not in lines[-1]:
+        line = predict.stderr.readline()
+        assert line, f"predict ended before reading its feed: {''.join(lines)}"
+        lines.append(line)
+    return lines
+
+
+def _check_windows(lines: list[str], class_names: list[str], frames_sent: int) -> list[dict]:
+    windows = [json.loads(line) for line in lines]
+    assert len(windows) >= 5, lines
+    for window in windows:
+        assert set(window) == {"time_s", "frame", "scores", "frames_dropped", "latency_ms"}
+        assert sorted(window["scores"]) == sorted(class_names)
+        assert sum(window["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert window["latency_ms"] > 0 and window["frames_dropped"] >= 0
+    frames = [w["frame"] for w in windows]
+    assert frames == sorted(set(frames)) and frames[-1] < frames_sent
+    times = [w["time_s"] for w in windows]
+    assert times == sorted(times) and times[-1] - times[0] > 1.0  # the feed's own clock, over its seconds
+    return windows
+
+
+def test_a_udp_feed_is_scored_window_by_window_and_ends_with_a_summary(trained):
+    class_names = json.load(open(os.path.join(trained.workdir, "export", "twostream.json")))["class_names"]
+    url = f"udp://127.0.0.1:{_free_udp_port()}"
+    predict = _predict(url, trained.workdir, "--hop", "3", "--stream-timeout", "3")
+    try:
+        _wait_until_reading(predict)
+        _feed(f"{url}?pkt_size=1316", SECONDS).wait(timeout=WAIT_S)
+        out, err = predict.communicate(timeout=WAIT_S)
+    finally:
+        predict.kill()
+    assert predict.returncode == 0, err
+    windows = _check_windows(out.splitlines(), class_names, FPS * SECONDS)
+    # every window is `hop` frames after the one before, plus those that arrived while it was scored
+    assert all(b["frame"] - a["frame"] == 3 + b["frames_dropped"] for a, b in zip(windows, windows[1:]))
+    summary = err.strip().splitlines()[-1]
+    assert f"{url} ended:" in summary and f"{len(windows)} windows scored" in summary and "latency median" in summary
+    assert "Traceback" not in err
+
+
+def test_a_piped_feed_ends_with_its_pipe_and_ctrl_c_stops_a_live_one(trained):
+    class_names = json.load(open(os.path.join(trained.workdir, "export", "twostream.json")))["class_names"]
+    feed = _feed("-", SECONDS, stdout=subprocess.PIPE)
+    predict = _predict("-", trained.workdir, stdin=feed.stdout)
+    feed.stdout.close()  # the pipe is predict's now: its end is the feed's end
+    out, err = predict.communicate(timeout=WAIT_S)
+    feed.wait(timeout=WAIT_S)
+    assert predict.returncode == 0, err
+    _check_windows(out.splitlines(), class_names, FPS * SECONDS)
+
+    url = f"udp://127.0.0.1:{_free_udp_port()}"
+    predict = _predict(url, trained.workdir)
+    live = None
+    try:
+        _wait_until_reading(predict)
+        live = _feed(f"{url}?pkt_size=1316", 60)
+        assert json.loads(predict.stdout.readline())["scores"]  # a first window: the feed is being scored
+        predict.send_signal(signal.SIGINT)
+        _, err = predict.communicate(timeout=30)
+    finally:
+        predict.kill()
+        if live is not None:
+            live.kill()
+            live.wait()
+    assert predict.returncode == 130, err
+    assert "stopped (Ctrl-C)" in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_a_feed_that_sends_nothing_and_a_feed_beside_files_are_refused_in_one_line(trained, tmp_path):
+    silent = run_cli(
+        "predict",
+        "--stream",
+        f"udp://127.0.0.1:{_free_udp_port()}",
+        "--workdir",
+        trained.workdir,
+        "--stream-timeout",
+        "1",
+    )
+    assert silent.returncode == 2 and "no frame from udp://127.0.0.1:" in silent.stderr
+    assert "is the feed sending?" in silent.stderr and "Traceback" not in silent.stderr
+    both = run_cli("predict", "x.mp4", "--stream", "-", "--workdir", trained.workdir)
+    assert both.returncode == 2 and both.stderr.strip() == (
+        "twostream predict: error: give video files or --stream SOURCE, not both"
+    )
