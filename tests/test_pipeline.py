@@ -126,6 +126,26 @@ def test_an_epoch_reports_where_its_time_went(pool, tiny_dataset):
     assert again.report.pool.calls == calls  # each epoch counts its own calls, not the pool's total
 
 
+def test_the_next_phase_is_started_once_the_last_call_is_sent_and_read_from_there(pool, tiny_dataset):
+    """A stream's `then` runs once its last decode call is sent, before its last batch is handed on; the stream it
+    starts ahead is read from where it is (its first calls are not sent twice)."""
+    records = from_folder(tiny_dataset).records
+    plan = plan_epoch(len(records), 4, 0, 1, seed=0, epoch=0, train=True)
+    handed, started = [], []
+    ahead = EpochStream(records, pool, plan, seed=0, epoch=1, train=True)
+    stream = EpochStream(
+        records, pool, plan, seed=0, epoch=0, train=True, then=lambda: (started.append(len(handed)), iter(ahead))
+    )
+    for batch in stream:
+        handed.append(batch)
+    assert len(started) == 1 and started[0] < plan.steps
+    assert iter(ahead) is iter(ahead)  # one set of calls, whoever asks
+    again = EpochStream(records, pool, plan, seed=0, epoch=1, train=True)
+    for got, expected in zip(ahead, again, strict=True):  # the same clips as a stream started when asked for
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[2], expected[2])
+    assert ahead.report.pool.calls == again.report.pool.calls == -(-plan.indices.size // pool.clips_per_call)
+
+
 def _fake_before_real(records, plan, count: int) -> list[int]:
     """Slots of the plan holding a `fake` clip whose next clip in the shard is `real` (and not itself chosen):
     breaking those files makes every replacement change the label."""

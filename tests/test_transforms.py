@@ -158,10 +158,12 @@ class _RecordingPool:
         self.requests = []
         self.actors, self.stats = [], PoolStats()  # what EpochStream reads of a pool besides map
 
-    def map(self, requests):
+    def map(self, requests, stats=None, then=None):
         for request in requests:
             self.requests.append(request)
             yield ClipResult(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4, 2), np.uint8), None, request.path)
+        if then is not None:
+            then()
 
 
 def test_spatial_crops_are_views_aggregated_per_video():

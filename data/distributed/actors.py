@@ -8,7 +8,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,7 +70,7 @@ class ClipBatch:
 
 @dataclass
 class PoolStats:
-    """What a DecoderPool's calls cost, summed since it started; EpochStream reports an epoch's difference."""
+    """What the calls of one DecoderPool.map cost (EpochStream reports its epoch's)."""
 
     calls: int = 0
     actor_busy_s: float = 0.0  # ClipBatch.busy_s, summed
@@ -80,25 +80,7 @@ class PoolStats:
     # while the pool was full (not in an epoch's last calls): 0 means the actors had run dry, waiting for the driver.
     in_flight_sum: int = 0
     in_flight_samples: int = 0
-    in_flight_min: int | None = None  # since the last new_window()
-
-    def since(self, earlier: PoolStats) -> PoolStats:
-        """The calls collected after `earlier` (a copy taken then)."""
-        return PoolStats(
-            self.calls - earlier.calls,
-            self.actor_busy_s - earlier.actor_busy_s,
-            self.actor_cpu_s - earlier.actor_cpu_s,
-            self.driver_wait_s - earlier.driver_wait_s,
-            self.in_flight_sum - earlier.in_flight_sum,
-            self.in_flight_samples - earlier.in_flight_samples,
-            self.in_flight_min,
-        )
-
-    def new_window(self) -> PoolStats:
-        """A copy of the totals so far (for since()), and in_flight_min restarted."""
-        copied = dataclasses.replace(self)
-        self.in_flight_min = None
-        return copied
+    in_flight_min: int | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +160,7 @@ class DecoderPool:
     ):
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
-        self.stats = PoolStats()
+        self.stats = PoolStats()  # the map whose call is being collected counts there (map sets it)
         self.calls_in_flight = 2 * num_actors  # one call running and one queued per actor
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
@@ -226,27 +208,37 @@ class DecoderPool:
             )
         ray.get(ready)  # re-raises an actor's constructor error (e.g. an unknown flow method)
 
-    def map(self, requests: Iterable[ClipRequest]) -> Iterator[ClipResult]:
+    def map(
+        self, requests: Iterable[ClipRequest], stats: PoolStats | None = None, then: Callable[[], None] | None = None
+    ) -> Iterator[ClipResult]:
         """An iterator over one result per request, in request order; memory stays bounded by calls_in_flight.
 
         The first calls_in_flight calls are sent now, before the first next(): the actors start decoding
-        while the caller is still setting up (e.g. TensorFlow building the epoch's iterator).
+        while the caller is still setting up (e.g. TensorFlow building the epoch's iterator). The calls' costs
+        are counted in `stats`; `then()` is called once the last call is sent (the next map's first calls then
+        queue behind it, and the actors decode them while this map's consumer finishes).
         """
         chunks = _chunks(iter(requests), self.clips_per_call)
         first = itertools.islice(chunks, self.calls_in_flight)
         pending = collections.deque((self._submit(chunk), chunk) for chunk in first)
-        return self._in_order(pending, chunks)
+        return self._in_order(pending, chunks, stats or PoolStats(), then)
 
-    def _in_order(self, pending: collections.deque, chunks: Iterator[list]) -> Iterator[ClipResult]:
+    def _in_order(
+        self, pending: collections.deque, chunks: Iterator[list], stats: PoolStats, then: Callable[[], None] | None
+    ) -> Iterator[ClipResult]:
         """Collects the oldest call and sends the next chunk before yielding its results, so every actor keeps
         a call queued behind the running one while the consumer works through the results."""
         while pending:
+            self.stats = stats  # this map's call is collected now (another map's may be collected in between)
             if len(pending) == self.calls_in_flight:
                 self._count_in_flight([ref for (ref, _), _ in pending])
             results = self._collect(*pending.popleft())
             chunk = next(chunks, None)
             if chunk is not None:
                 pending.append((self._submit(chunk), chunk))
+            elif then is not None:
+                next_map, then = then, None
+                next_map()
             yield from results
 
     def _count_in_flight(self, refs: list[ray.ObjectRef]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ class EpochReport:
     without_box: set[str] = field(default_factory=set)  # videos read at full frame: data.boxes has no track for them
     sequential: set[str] = field(default_factory=set)  # videos read from the start: their seeks disagree
     # where the epoch's time went (the epoch record's actor_*, driver_* and calls_in_flight_* fields)
-    seconds: float = 0.0  # from the first decode calls to the last batch handed to tf.data
+    seconds: float = 0.0  # from the first decode calls (sent ahead, during the phase before) to the last batch
     generator_s: float = 0.0  # this process's time producing batches: waiting on the actors, results, batch fill
     actors: int = 0
     pool: PoolStats = field(default_factory=PoolStats)  # the actors' calls collected in the epoch
@@ -86,6 +86,7 @@ class EpochStream:
         views: int = 1,
         crops: int = 1,
         boxes: BoxTracks | None = None,
+        then: Callable[[], None] | None = None,
     ):
         self.records, self.pool, self.plan = records, pool, plan
         self.seed, self.epoch, self.train = seed, epoch, train
@@ -94,6 +95,9 @@ class EpochStream:
         self.per_record = 1 if train else views * crops  # plan entries per record: clips x crops
         self.boxes = boxes
         self.report = EpochReport()
+        self.then = then  # called once this epoch's last decode call is sent (DecoderPool.map)
+        self._batch_iterator: Iterator[Batch] | None = None
+        self._started = 0.0  # when the first decode calls were sent
 
     def _request(self, index: int, position: int) -> ClipRequest:
         record = self.records[index // self.per_record]
@@ -111,11 +115,14 @@ class EpochStream:
         return EvalView(clip, self.per_record // self.crops, crop, self.crops)
 
     def __iter__(self) -> Iterator[Batch]:
-        """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come."""
-        indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
-        self._started, self._pool_before = time.perf_counter(), self.pool.stats.new_window()
-        self.report.actors = len(self.pool.actors)
-        return self._batches(self.pool.map(self._request(i, p) for i, p in zip(indices, positions)))
+        """Sends the epoch's first decode calls at once (DecoderPool.map), then yields batches as they come; a
+        stream started before (its first calls sent ahead) goes on where it is."""
+        if self._batch_iterator is None:
+            indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
+            self.report.actors, self._started = len(self.pool.actors), time.perf_counter()
+            requests = (self._request(i, p) for i, p in zip(indices, positions))
+            self._batch_iterator = self._batches(self.pool.map(requests, self.report.pool, self.then))
+        return self._batch_iterator
 
     def _batches(self, results: Iterator) -> Iterator[Batch]:
         """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
@@ -148,7 +155,6 @@ class EpochStream:
         now = time.perf_counter()
         self.report.generator_s += now - resumed
         self.report.seconds = now - self._started
-        self.report.pool = self.pool.stats.since(self._pool_before)
 
     def _replace(self, index: int, error: str):
         """Swaps a failed clip for the next loadable clip of this rank's shard (deterministic order)."""
@@ -156,7 +162,8 @@ class EpochStream:
         indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
         for offset in range(1, MAX_REPLACEMENT_TRIES + 1):
             candidate = (index + offset) % len(indices)
-            (result,) = self.pool.map([self._request(int(indices[candidate]), int(positions[index]))])
+            request = self._request(int(indices[candidate]), int(positions[index]))
+            (result,) = self.pool.map([request], self.report.pool)
             if result.error is None:
                 self.report.replaced += 1
                 return int(indices[candidate]), result

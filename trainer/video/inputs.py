@@ -116,6 +116,9 @@ class Inputs:
             node=node_ranks(config, world_size, local_size),
             connect_timeout_s=config.data.ray_connect_timeout_s,
         )
+        self.look_ahead = False  # send the next phase's first decode calls behind the current one's last
+        self._ahead: tuple | None = None  # (phase key, its stream, started)
+        self._epoch_after_eval = 0
         self.pool = DecoderPool(
             config.clip,
             num_actors,
@@ -146,17 +149,48 @@ class Inputs:
         )
 
     def train_epoch(self, epoch: int, from_step: int = 0):
-        """(dataset, stream) for one training epoch, starting at `from_step` when resuming mid-epoch."""
-        plan = self._plan(epoch, train=True).from_step(from_step)
-        return self._dataset(self.train_records, plan, epoch, train=True)
+        """(dataset, stream) for one training epoch, starting at `from_step` when resuming mid-epoch. With
+        `look_ahead`, once its last decode call is sent the validation's first calls follow (eval_epoch)."""
+        self._epoch_after_eval = epoch + 1
+        return self._dataset(self._stream(("train", epoch, from_step)), train=True)
 
     def eval_epoch(self):
         """(dataset, stream) scoring eval.views evenly spread clips of every validation video exactly once
-        across ranks (padding weighted 0); its elements carry each clip's (record, view) for video-level metrics."""
-        return self._dataset(self.val_records, self._plan(0, train=False), 0, train=False)
+        across ranks (padding weighted 0); its elements carry each clip's (record, view) for video-level metrics.
+        With `look_ahead`, once its last decode call is sent the next training epoch's first calls follow."""
+        return self._dataset(self._stream(("eval",)), train=False)
 
-    def _dataset(self, records, plan, epoch: int, train: bool):
-        stream = EpochStream(
+    def _stream(self, phase: tuple) -> EpochStream:
+        """This rank's stream of `phase`: the one started ahead when it is that phase's in this world, else new."""
+        key, ahead = (*phase, self.rank, self.world_size), self._ahead
+        self._ahead = None
+        if ahead is not None and ahead[0] == key:
+            return ahead[1]
+        if phase[0] == "eval":
+            return self._new_stream(self.val_records, self._plan(0, train=False), 0, train=False)
+        _, epoch, from_step = phase
+        plan = self._plan(epoch, train=True).from_step(from_step)
+        return self._new_stream(self.train_records, plan, epoch, train=True)
+
+    def _start_ahead(self, phase: tuple) -> None:
+        """Sends `phase`'s first decode calls now, behind the current phase's last: the actors decode them while
+        the trainer finishes the current phase, so the next one starts with its first batches ready."""
+        stream = self._stream(phase)
+        iter(stream)
+        self._ahead = ((*phase, self.rank, self.world_size), stream)
+
+    def _next_phase(self, train: bool):
+        """What follows a phase when looking ahead: validation after training, the next epoch after validation."""
+        if not self.look_ahead:
+            return None
+        if train:
+            return lambda: self._start_ahead(("eval",))
+        if self._epoch_after_eval < self.config.train.epochs:
+            return lambda: self._start_ahead(("train", self._epoch_after_eval, 0))
+        return None
+
+    def _new_stream(self, records, plan, epoch: int, train: bool) -> EpochStream:
+        return EpochStream(
             records,
             self.pool,
             plan,
@@ -167,8 +201,11 @@ class Inputs:
             views=self.config.eval.views,
             crops=self.config.eval.spatial_crops,
             boxes=self.boxes,
+            then=self._next_phase(train),
         )
-        local_batch = plan.indices.shape[1]  # this rank's share of the global batch (sharding.py divides it)
+
+    def _dataset(self, stream: EpochStream, train: bool):
+        local_batch = stream.plan.indices.shape[1]  # this rank's share of the global batch (sharding.py divides it)
         guarded = RaisesDataError(stream)
         dataset = to_dataset(guarded, self.config.clip, local_batch, with_index=not train)
         return DataErrorDataset(dataset, guarded), stream

@@ -40,6 +40,7 @@ class VideoTask(Task):
     def __init__(self, config: config_lib.Config):
         self.config = config
         self.inputs = Inputs(config, dist.rank(), dist.size(), dist.local_size())
+        self.inputs.look_ahead = True  # each epoch is followed by its validation, and that by the next epoch
         self.steps_per_epoch = self.inputs.steps_per_epoch
         # seeded here, after Ray started (it draws from Python's random, which Keras' initialisers are seeded
         # from), so the first weights are the same whether this process started, joined or already had a Ray
