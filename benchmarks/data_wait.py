@@ -13,8 +13,7 @@ its time went (the epoch record's step_ms, actor_*, driver_* and calls_in_flight
 --profile FILE runs train under py-spy (`pip install py-spy`, requirements-dev.txt): all its processes, idle
 threads included, as py-spy's raw (collapsed) stacks in FILE, and prints the decode actors' and the driver's
 heaviest stacks, so time a thread spends asleep (a lock, a condition variable) shows where it is.
-Ray starts the decode actors at nice 15 unless RAY_worker_niceness is set in this command's environment
-(docs/performance.md, "Data-wait share of the main job").
+The Ray that train starts runs the decode actors at nice 0 (trainer/runtime/ray_node.py; Ray's own default is 15).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.flow_format import dequantize, quantize
 from twostream.data.decode.sampling import EvalView, TrainView, sample_frames
 from twostream.data.decode.video import decode_frames
-from twostream.data.distributed.actors import ClipResult, PoolStats
+from twostream.data.distributed.actors import ClipResult
 from twostream.data.distributed.pipeline import EpochStream
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.make.synthetic import random_texture, write_video
@@ -156,7 +156,7 @@ class _RecordingPool:
 
     def __init__(self):
         self.requests = []
-        self.actors, self.stats = [], PoolStats()  # what EpochStream reads of a pool besides map
+        self.actors = []  # what EpochStream reads of a pool besides map
 
     def map(self, requests, stats=None, then=None):
         for request in requests:

@@ -82,6 +82,17 @@ class PoolStats:
     in_flight_samples: int = 0
     in_flight_min: int | None = None
 
+    def count_call(self, batch: ClipBatch, waited_s: float) -> None:
+        self.calls += 1
+        self.actor_busy_s += batch.busy_s
+        self.actor_cpu_s += batch.cpu_s
+        self.driver_wait_s += waited_s
+
+    def count_in_flight(self, in_flight: int) -> None:
+        self.in_flight_min = in_flight if self.in_flight_min is None else min(self.in_flight_min, in_flight)
+        self.in_flight_sum += in_flight
+        self.in_flight_samples += 1
+
 
 @dataclass(frozen=True)
 class CacheSettings:
@@ -160,7 +171,6 @@ class DecoderPool:
     ):
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
-        self.stats = PoolStats()  # the map whose call is being collected counts there (map sets it)
         self.calls_in_flight = 2 * num_actors  # one call running and one queued per actor
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
@@ -229,10 +239,12 @@ class DecoderPool:
         """Collects the oldest call and sends the next chunk before yielding its results, so every actor keeps
         a call queued behind the running one while the consumer works through the results."""
         while pending:
-            self.stats = stats  # this map's call is collected now (another map's may be collected in between)
             if len(pending) == self.calls_in_flight:
-                self._count_in_flight([ref for (ref, _), _ in pending])
-            results = self._collect(*pending.popleft())
+                refs = [ref for (ref, _), _ in pending]
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+                stats.count_in_flight(len(refs) - len(ready))
+            call, sent = pending.popleft()
+            results = self._collect(call, sent, stats)
             chunk = next(chunks, None)
             if chunk is not None:
                 pending.append((self._submit(chunk), chunk))
@@ -240,13 +252,6 @@ class DecoderPool:
                 next_map, then = then, None
                 next_map()
             yield from results
-
-    def _count_in_flight(self, refs: list[ray.ObjectRef]) -> None:
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
-        stats, in_flight = self.stats, len(refs) - len(ready)
-        stats.in_flight_min = in_flight if stats.in_flight_min is None else min(stats.in_flight_min, in_flight)
-        stats.in_flight_sum += in_flight
-        stats.in_flight_samples += 1
 
     def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> tuple[ray.ObjectRef, int]:
         """(the call, its actor's number), round-robin over the actors. A request's track travels once per actor
@@ -267,44 +272,40 @@ class DecoderPool:
             keys.append(key)
         return self.actors[number].load.remote(wire, new, keys), number
 
-    def _collect(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
+    def _collect(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest], stats: PoolStats) -> list[ClipResult]:
         """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then
         clip by clip, so a clip that kills its decoder becomes one reported failure and no other clip is lost."""
         try:
-            return self._results(call, chunk)
+            return self._results(call, chunk, stats)
         except ACTOR_DEATH_ERRORS as error:
             log.warning("decode actor died (%s); re-sending its %d clips", type(error).__name__, len(chunk))
             self._await_restart(call[1])
         try:
-            return self._results(self._submit(chunk), chunk)
+            return self._results(self._submit(chunk), chunk, stats)
         except ACTOR_DEATH_ERRORS:
-            return [self._one_by_one(request) for request in chunk]
+            return [self._one_by_one(request, stats) for request in chunk]
 
-    def _results(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest]) -> list[ClipResult]:
+    def _results(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest], stats: PoolStats) -> list[ClipResult]:
         """Waits for one call. An actor that restarted has lost the tracks sent to it: the chunk goes again, its
         tracks with it."""
         ref, number = call
         try:
-            batch = self._get(ref)
+            batch = self._get(ref, stats)
         except ACTOR_DEATH_ERRORS:
             self._tracks_sent[number].clear()  # Ray restarts it empty
             raise
         if batch.unknown_tracks:
             self._tracks_sent[number].clear()
-            batch = self._get(self._submit(chunk, all_tracks=True)[0])
+            batch = self._get(self._submit(chunk, all_tracks=True)[0], stats)
         self._pids.add(batch.pid)
         return batch.results()
 
-    def _get(self, ref: ray.ObjectRef) -> ClipBatch:
+    @staticmethod
+    def _get(ref: ray.ObjectRef, stats: PoolStats) -> ClipBatch:
         """One call's ClipBatch, its cost and the driver's wait for it counted in `stats`."""
         started = time.perf_counter()
-        try:
-            batch = ray.get(ref)
-        finally:
-            self.stats.driver_wait_s += time.perf_counter() - started
-        self.stats.calls += 1
-        self.stats.actor_busy_s += batch.busy_s
-        self.stats.actor_cpu_s += batch.cpu_s
+        batch = ray.get(ref)
+        stats.count_call(batch, time.perf_counter() - started)
         return batch
 
     def _await_restart(self, number: int) -> None:
@@ -320,9 +321,9 @@ class DecoderPool:
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 return  # gone for good, or not back in time: the re-sent calls report it
 
-    def _one_by_one(self, request: ClipRequest) -> ClipResult:
+    def _one_by_one(self, request: ClipRequest, stats: PoolStats) -> ClipResult:
         try:
-            return self._results(self._submit([request]), [request])[0]
+            return self._results(self._submit([request]), [request], stats)[0]
         except ACTOR_DEATH_ERRORS as error:
             return ClipResult(None, None, f"{request.path}: its decode actor died twice ({type(error).__name__})")
 

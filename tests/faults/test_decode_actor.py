@@ -22,7 +22,7 @@ class KillAfter:
 
     def __init__(self, pool: DecoderPool, after: int):
         self.pool, self.after, self.paths = pool, after, []
-        self.actors, self.stats = pool.actors, pool.stats  # what EpochStream reads of a pool besides map
+        self.actors = pool.actors  # what EpochStream reads of a pool besides map
 
     def map(self, requests, stats=None, then=None):
         for result in self.pool.map(requests, stats, then):

@@ -117,7 +117,7 @@ class Inputs:
             connect_timeout_s=config.data.ray_connect_timeout_s,
         )
         self.look_ahead = False  # send the next phase's first decode calls behind the current one's last
-        self._ahead: tuple | None = None  # (phase key, its stream, started)
+        self._ahead: tuple[tuple, EpochStream] | None = None  # (phase key, its stream, first calls sent)
         self._epoch_after_eval = 0
         self.pool = DecoderPool(
             config.clip,
