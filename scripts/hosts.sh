@@ -10,6 +10,8 @@
 # The hosts' bridge lives in a namespace of its own: the machine has no route to the hosts and the hosts none
 # out, so nothing they send leaves the machine. HOSTS_PREFIX (default ts) names the namespaces (PREFIXw, the
 # bridge; PREFIXn1.., the hosts) and HOSTS_SUBNET (default 10.77.0) their /24, so that two sets can coexist.
+# HOSTS_BIND="SRC:DST ..." bind-mounts files over existing ones in what `run` starts (e.g. a test's ssh_config over
+# /etc/ssh/ssh_config), seen by that process and its children only.
 set -euo pipefail
 
 PREFIX=${HOSTS_PREFIX:-ts}
@@ -49,7 +51,8 @@ run() {
   [[ $# -gt 0 ]] || die "run needs a command: run HOST CMD [ARGS...]"
   # nsenter, not `ip netns exec`: that remounts /sys, which hides the cgroup mounts (slurmd needs them)
   exec nsenter --net="/run/netns/${PREFIX}n$host" unshare --uts --mount --propagation private \
-    bash -c 'hostname "$1"; mount --bind "$2" /etc/hosts; shift 2; exec "$@"' _ "node$host" "$STATE/hosts" "$@"
+    bash -c 'hostname "$1"; mount --bind "$2" /etc/hosts; for pair in $3; do mount --bind "${pair%%:*}" "${pair#*:}"; done
+             shift 3; exec "$@"' _ "node$host" "$STATE/hosts" "${HOSTS_BIND:-}" "$@"
 }
 
 stop_pids() {   # TERM, up to 10 s for them to end, then KILL: the processes of namespace $1 only

@@ -12,6 +12,7 @@ PACKAGES=(
   "slurm-wlm:slurmctld"     # tests/test_launch_slurm.py: a real SLURM (slurmctld, slurmd, sbatch, scontrol)
   "munge:munged"            # SLURM's authentication
   "iproute2:ip"             # network-namespace hosts (scripts/hosts.sh)
+  "openssh-server:sshd"     # tests/test_*_hosts.py: horovodrun over a real sshd on each host
 )
 
 if [ "${1:-}" = "--list" ]; then
