@@ -1,27 +1,19 @@
-"""`twostream launch slurm`: the sbatch script, the srun rank mapping, and real jobs on a one-node SLURM started
-here by scripts/slurm_local.sh (skipped, with the reason, where its daemons cannot start)."""
+"""`twostream launch slurm`: the sbatch script and the srun rank mapping. Real jobs on a real two-node SLURM:
+tests/test_slurm_hosts.py."""
 
-import json
 import os
-import re
 import shutil
 import stat
-import subprocess
 import sys
-import time
 
 import pytest
-from conftest import REPO, VENV_BIN
+from conftest import VENV_BIN
 
 from twostream.launch import cli
 from twostream.launch.jobs import srun
 from twostream.trainer.runtime.preemption import EXIT_CODE
 
-pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
-
-SLURM_LOCAL = os.path.join(REPO, "scripts", "slurm_local.sh")
-EPOCHS, STEPS_PER_EPOCH = 4, 5  # of the jobs below: tiny preset on the test's 22 training clips, global batch 4
-ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
+pytestmark = pytest.mark.tensorflow  # imports Horovod's runner (srun): left out of `make check`
 
 
 def _write(tmp_path, data, *extra):
@@ -198,143 +190,3 @@ def test_tasks_per_node_and_node_names(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("SLURM_CONF", str(conf))
     assert srun.node_names("node[1-2],gpu7") == ["node1", "node2", "gpu7"]  # SLURM's own expansion, offline
-
-
-# ---------------------------------------------------------------------- real jobs on a one-node SLURM
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    """SLURM's daemons on this machine for this module; the env that reaches them (SLURM_CONF)."""
-    if not os.path.exists("/usr/sbin/slurmctld") and os.geteuid() != 0:
-        pytest.skip("SLURM is not installed and this is not root: apt-get install slurm-wlm munge")
-    folder = str(tmp_path_factory.mktemp("slurm"))
-    env = {**os.environ, "TWOSTREAM_SLURM_DIR": folder}
-    started = subprocess.run([SLURM_LOCAL, "start"], capture_output=True, text=True, env=env, timeout=300)
-    try:
-        if started.returncode != 0:
-            pytest.skip(f"SLURM daemons did not start: {started.stderr.strip()[-500:]}")
-        yield {**env, "SLURM_CONF": os.path.join(folder, "slurm.conf")}
-    finally:
-        subprocess.run([SLURM_LOCAL, "stop"], env=env, timeout=60)
-
-
-def _submit(slurm, dataset: str, workdir: str, *extra: str) -> str:
-    result = subprocess.run(
-        [
-            os.path.join(VENV_BIN, "twostream"),
-            "launch",
-            "slurm",
-            "--nodes",
-            "1",
-            "--gpus-per-node",
-            "0",
-            "--procs-per-node",
-            "2",
-            "--time",
-            "10",
-            "--warning-s",
-            "60",
-            "--partition",
-            "debug",
-            "--preset",
-            "tiny",
-            "--data",
-            dataset,
-            "--workdir",
-            workdir,
-            "--set",
-            "data.num_actors=1",
-            "--set",
-            "data.object_store_mb=128",
-            "--set",
-            f"train.epochs={EPOCHS}",
-            "--set",
-            "train.log_every=1",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        env=slurm,
-        timeout=120,
-    )
-    assert result.returncode == 0 and "Submitted batch job" in result.stdout, result.stdout + result.stderr
-    return result.stdout.split()[-1]
-
-
-def _job(slurm, job_id: str) -> dict:
-    """`scontrol show job` as a dict (jobs stay listed MinJobAge=300 s after they end)."""
-    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, env=slurm).stdout
-    return dict(item.split("=", 1) for item in out.split() if "=" in item)
-
-
-def _wait(condition, what: str, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
-def _records(workdir: str, kind: str = "epoch") -> list[dict]:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [r for r in map(json.loads, f) if r["kind"] == kind]
-
-
-def _latest_checkpoint_step(workdir: str) -> int:
-    """The step of the checkpoint a resume starts from, as the checkpoints' own state file names it."""
-    with open(os.path.join(workdir, "checkpoints", "checkpoint")) as f:
-        return int(re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', f.read(), re.M).group(1))
-
-
-def _log(workdir: str, job_id: str) -> str:
-    with open(os.path.join(workdir, f"slurm-{job_id}.out")) as f:
-        return f.read()
-
-
-@pytest.mark.timeout(900)
-def test_warning_signal_requeues_and_resumes_then_scancel_and_resubmission_record_every_epoch_once(
-    slurm, tiny_dataset, tmp_path
-):
-    """One workdir through both ways a SLURM job stops (one job start-up fewer than a job for each): SLURM's
-    warning signal checkpoints and requeues the job, which resumes with two srun ranks; then scancel stops the
-    requeued run, and the same command submitted again resumes it to the end, every epoch recorded once."""
-    workdir = str(tmp_path / "run")
-    job_id = _submit(slurm, tiny_dataset, workdir)
-    _wait(
-        lambda: _records(workdir) or _job(slurm, job_id).get("JobState") not in ("PENDING", "RUNNING"),
-        "the first epoch's record",
-    )
-    # The warning SLURM sends --warning-s before the time limit, sent now: to the job steps (the ranks) only.
-    subprocess.run(["scancel", "--signal=USR1", job_id], env=slurm, check=True)
-    _wait(lambda: _job(slurm, job_id).get("Restarts") == "1", "the requeue")  # restarts 10 s later (cred_expire)
-    (warned,) = _records(workdir, "preempted")
-    assert warned["step"] >= STEPS_PER_EPOCH  # after the first epoch
-    # The requeued run: once it has recorded an epoch of its own, scancel (SIGTERM to every step and the batch shell).
-    _wait(
-        lambda: (
-            len(_records(workdir)) > warned["step"] // STEPS_PER_EPOCH or _job(slurm, job_id).get("JobState") in ENDED
-        ),
-        "the requeued run's first epoch record",
-    )
-    subprocess.run(["scancel", job_id], env=slurm, check=True)
-    _wait(lambda: _job(slurm, job_id).get("JobState") in ENDED, "the cancel")
-    job, log = _job(slurm, job_id), _log(workdir, job_id)
-    assert job["JobState"] == "CANCELLED" and job["Restarts"] == "1", log[-3000:]  # scancel does not requeue
-    assert f"requeueing job {job_id}" in log and "(restart 1): 2 ranks by srun" in log
-    assert f"ckpt-{warned['step']} (step {warned['step']})" in log  # the requeued run resumed there
-    logged = [r["epoch"] for r in _records(workdir)]
-    latest = _latest_checkpoint_step(workdir)
-    first, *cancelled = _records(workdir, "preempted")  # the warning's stop, then the cancel's
-    assert first == warned and latest >= max(warned["step"], _records(workdir)[-1]["step"])
-    if cancelled:  # rank 0 finished a step after the SIGTERM: it checkpointed that step, the run resumes there
-        assert [r["step"] for r in cancelled] == [latest]
-    # else scancel's SIGTERM stopped the ranks' Ray before any step could end (docs/fault-tolerance.md#preemption)
-
-    again = _submit(slurm, tiny_dataset, workdir)  # the user resubmits the same command
-    _wait(lambda: _job(slurm, again).get("JobState") in ENDED, "the resubmission", timeout=420)
-    assert _job(slurm, again)["JobState"] == "COMPLETED", _log(workdir, again)[-3000:]
-    assert f"ckpt-{latest} (step {latest})" in _log(workdir, again)
-    assert logged == list(range(1, len(logged) + 1))
-    assert [(r["epoch"], r["world_size"]) for r in _records(workdir)] == [(e, 2) for e in range(1, EPOCHS + 1)]
-    assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))

@@ -47,6 +47,10 @@ class Hosts:
         self.env = {**os.environ, "HOSTS_PREFIX": prefix}
         self._started: list[subprocess.Popen] = []
 
+    def bind(self, source: str, target: str) -> None:
+        """`source` mounted over the existing file `target` in every process `run` or `start` begins after this."""
+        self.env["HOSTS_BIND"] = f"{self.env.get('HOSTS_BIND', '')} {source}:{target}".strip()
+
     def address(self, host: int) -> str:
         return subprocess.run(
             [HOSTS_SH, "addr", str(host)], capture_output=True, text=True, env=self.env, check=True
