@@ -30,6 +30,8 @@ COPY requirements.txt ./
 RUN if [ "$VARIANT" = gpu ]; then sed -i 's/^tensorflow-cpu==/tensorflow[and-cuda]==/' requirements.txt; fi \
  && pip install --no-cache-dir pip==26.3 setuptools==84.2.1 wheel==0.48.0 \
  && pip install --no-cache-dir -r requirements.txt
+# setup.cfg too: build_horovod.sh reads the Horovod version it pins from there.
+COPY setup.cfg ./
 COPY scripts/build_horovod.sh scripts/
 # GPU: Horovod links the NCCL that tensorflow[and-cuda] installed (nvidia-nccl-cu12), so both use one NCCL.
 RUN if [ "$VARIANT" = gpu ]; then \
@@ -68,9 +70,11 @@ RUN mkdir -p /var/run/sshd \
       > /etc/ssh/ssh_config.d/twostream.conf \
  && ssh-keygen -A
 COPY --from=build /usr/local /usr/local
-COPY --chmod=0755 launch/jobs/k8s_entrypoint.sh /usr/local/bin/twostream-k8s-entrypoint
+# COPY, then chmod: COPY --chmod needs BuildKit, and Docker's classic builder (Debian 12's docker.io) builds this too.
+COPY launch/jobs/k8s_entrypoint.sh /usr/local/bin/twostream-k8s-entrypoint
 # Ranks started over SSH do not see the image's ENV; the loader finds the GPU variant's NCCL and CUDA runtime here.
-RUN if [ "$VARIANT" = gpu ]; then \
+RUN chmod 0755 /usr/local/bin/twostream-k8s-entrypoint \
+ && if [ "$VARIANT" = gpu ]; then \
       printf '%s\n' /usr/local/lib/python3.11/site-packages/nvidia/nccl/lib "/usr/local/cuda-$CUDA_VERSION/lib64" \
         > /etc/ld.so.conf.d/twostream-gpu.conf; \
     fi \

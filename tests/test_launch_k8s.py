@@ -397,7 +397,7 @@ def test_the_dockerfile_builds_what_the_manifests_expect():
     assert f"Port {k8s.SSH_PORT}" in text and f"EXPOSE {k8s.SSH_PORT}" in text
     assert not re.search(r"^USER\s+(?!root\b|0\b)", text, re.M)  # sshAuthMountPath /root/.ssh assumes root
     # every pod's first process is the entrypoint the manifests name, which runs sshd on the workers
-    assert f"COPY --chmod=0755 launch/jobs/k8s_entrypoint.sh {k8s.ENTRYPOINT}\n" in text
+    assert f"COPY launch/jobs/k8s_entrypoint.sh {k8s.ENTRYPOINT}\n" in text and f"chmod 0755 {k8s.ENTRYPOINT}" in text
     assert f'CMD ["{k8s.ENTRYPOINT}", "worker"]' in text
     assert "/usr/sbin/sshd -De" in open(ENTRYPOINT_SCRIPT).read()
 
