@@ -1,77 +1,92 @@
-"""Face tracks for data.boxes from OpenCV's YuNet detector (cv2.FaceDetectorYN); the ONNX model file is the user's.
+"""Face tracks for data.boxes: a face detector on every frame, one face followed, one `<file stem>.csv` per video.
 
-Every frame is searched (at native resolution, or shrunk so its long side is at most MAX_SIDE); of the faces
-found, the one nearest the previous frame's face is kept (the most confident on the first detection), so a
-track follows one person. Frames without a face are left out of the file; data/decode/boxes.py interpolates them.
+The detector (data/make/face_detectors.py) is the built-in MTCNN or YuNet from your ONNX file. Linking: a face within
+LINK_DISTANCE face sizes of the followed one, and of a similar size, continues the track (the nearest); otherwise (the
+first face, after a cut, or when the followed face is lost) the track takes the face that `pick` names: the largest,
+the most confident, or the one nearest the frame's centre. A run of fewer than MIN_RUN frames taken that way is
+dropped as a false detection when the video has a longer one. Frames without a box are left out of the file;
+data/decode/boxes.py interpolates them and holds the first and last box. A video without a face gets no file and is
+counted, not failed.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable
 
-import cv2
 import numpy as np
 
 from twostream.data.decode.boxes import COLUMNS
 from twostream.data.decode.video import iter_frames
+from twostream.data.make.face_detectors import BUILTIN, FaceModelError, load_detector
 
-MAX_SIDE = 640  # pixels: YuNet finds faces of 10 px and more; larger frames are shrunk to this first
-SCORE_THRESHOLD = 0.6  # YuNet's confidence to keep a face
+__all__ = ["PICKS", "FaceModelError", "detect_faces", "link", "load_detector", "track_faces", "write_track"]
 
-
-class FaceModelError(ValueError):
-    """The YuNet model file is missing or not loadable; the message says what to pass."""
-
-
-def load_detector(model_path: str, score_threshold: float = SCORE_THRESHOLD):
-    """cv2.FaceDetectorYN from the user's ONNX file (e.g. face_detection_yunet_2023mar.onnx)."""
-    if not os.path.isfile(model_path):
-        raise FaceModelError(
-            f"--detect-faces {model_path!r}: file not found; pass the path of a YuNet ONNX model "
-            "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
-        )
-    try:
-        return cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold)
-    except cv2.error as error:
-        raise FaceModelError(
-            f"--detect-faces {model_path!r}: OpenCV cannot load it as a YuNet model: "
-            f"{str(error).strip().splitlines()[-1]}"
-        ) from None
+PICKS = ("largest", "confident", "centre")  # which face a track takes when it has none to follow
+LINK_DISTANCE = 1.0  # face sizes (sqrt(w h)) a face's centre may move from the followed one and still be it
+LINK_SIZE_RATIO = 2.0  # and its size may change at most this factor
+MIN_RUN = 3  # frames: a shorter run that no earlier face continues is a false detection when a longer one exists
 
 
-def _faces(detector, rgb: np.ndarray) -> np.ndarray:
-    """(K, 5) x, y, w, h, score of the faces in one RGB frame, in the frame's own pixels."""
-    height, width = rgb.shape[:2]
-    shrink = min(1.0, MAX_SIDE / max(height, width))
-    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if shrink < 1.0:
-        image = cv2.resize(image, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
-    detector.setInputSize((image.shape[1], image.shape[0]))
-    _, found = detector.detect(image)
-    if found is None:
-        return np.zeros((0, 5))
-    boxes = found[:, [0, 1, 2, 3, 14]].astype(np.float64)  # YuNet rows: box, 5 landmarks (x, y), score
-    boxes[:, :4] /= shrink
-    return boxes
+def _size(box: np.ndarray) -> float:
+    return float(np.sqrt(box[2] * box[3]))
 
 
-def track_faces(path: str, detector) -> Iterator[tuple[int, float, float, float, float]]:
-    """(frame, x, y, w, h) per frame with a face, following the face nearest the previous one."""
-    previous = None
-    for position, rgb in enumerate(iter_frames(path)):
-        faces = _faces(detector, rgb)
+def _centres(faces: np.ndarray) -> np.ndarray:
+    return faces[:, :2] + faces[:, 2:4] / 2
+
+
+def _follow(faces: np.ndarray, followed: np.ndarray) -> int | None:
+    """Index of the face nearest the followed box within LINK_DISTANCE sizes and LINK_SIZE_RATIO; None if none."""
+    size = _size(followed)
+    distance = np.linalg.norm(_centres(faces) - _centres(followed[None])[0], axis=1) / size
+    ratio = np.sqrt(faces[:, 2] * faces[:, 3]) / size
+    near = (distance <= LINK_DISTANCE) & (ratio <= LINK_SIZE_RATIO) & (ratio >= 1 / LINK_SIZE_RATIO)
+    return int(np.flatnonzero(near)[np.argmin(distance[near])]) if near.any() else None
+
+
+def _pick(faces: np.ndarray, pick: str, shape: tuple[int, int]) -> int:
+    """Index of the face `pick` names among `faces` in a frame of `shape` (height, width)."""
+    if pick == "confident":
+        return int(np.argmax(faces[:, 4]))
+    if pick == "centre":
+        middle = np.array([shape[1], shape[0]]) / 2
+        return int(np.argmin(np.linalg.norm(_centres(faces) - middle, axis=1)))
+    return int(np.argmax(faces[:, 2] * faces[:, 3]))
+
+
+def link(detections: Iterable[tuple[tuple[int, int], np.ndarray]], pick: str = "largest") -> list[tuple]:
+    """(frame, x, y, w, h) of one followed face, from each frame's (shape, (K, 5) faces); short false runs dropped."""
+    if pick not in PICKS:
+        raise ValueError(f"pick {pick!r}: choose one of {', '.join(PICKS)}")
+    runs: list[list[tuple]] = []
+    followed = None
+    for position, (shape, faces) in enumerate(detections):
         if not len(faces):
             continue
-        if previous is None:
-            chosen = faces[np.argmax(faces[:, 4])]
-        else:
-            centres = faces[:, :2] + faces[:, 2:4] / 2
-            chosen = faces[np.argmin(np.linalg.norm(centres - (previous[:2] + previous[2:4] / 2), axis=1))]
-        previous = chosen
-        x, y, w, h = (float(v) for v in chosen[:4])
-        yield position, x, y, w, h
+        chosen = _follow(faces, followed) if followed is not None else None
+        if chosen is None:  # nothing to follow: a new run starts with the face `pick` names
+            chosen = _pick(faces, pick, shape)
+            runs.append([])
+        followed = faces[chosen]
+        runs[-1].append((position, *(float(v) for v in followed[:4])))
+    longest = max((len(run) for run in runs), default=0)
+    return [row for run in runs if len(run) >= MIN_RUN or len(run) == longest for row in run]
+
+
+def track_faces(path: str, detector, pick: str = "largest") -> tuple[list[tuple], int]:
+    """The video's followed face as rows (frame, x, y, w, h), and its number of frames."""
+    frames = 0
+
+    def detections():
+        nonlocal frames
+        for rgb in iter_frames(path):
+            frames += 1
+            yield rgb.shape[:2], detector(rgb)
+
+    rows = link(detections(), pick)
+    return rows, frames
 
 
 def write_track(rows, path: str) -> int:
@@ -86,23 +101,29 @@ def write_track(rows, path: str) -> int:
     return len(rows)
 
 
-def detect_faces(records, model_path: str, out_dir: str, progress: bool = True) -> dict:
-    """Writes OUT_DIR/<file stem>.csv for every record with a face; returns {"tracks", "no_face", "failed"}."""
+def detect_faces(records, model: str | None, out_dir: str, progress: bool = True, pick: str = "largest") -> dict:
+    """Writes OUT_DIR/<file stem>.csv for every record with a face (model None or "builtin": the built-in detector,
+    else a YuNet .onnx file); returns {"detector", "tracks", "no_face", "failed", "frames", "frames_with_face"}."""
     from tqdm import tqdm
 
-    detector = load_detector(model_path)
+    detector = load_detector(model)
     os.makedirs(out_dir, exist_ok=True)
-    tracks, no_face, failed = 0, [], []
+    summary: dict = {"detector": "yunet" if model not in (None, "", BUILTIN) else BUILTIN, "tracks": 0}
+    summary.update(no_face=[], failed=[], frames=0, frames_with_face=0)
     for path in tqdm(sorted({r.path for r in records}), desc="faces", unit="video", disable=not progress):
         target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".csv")
         try:
-            rows = list(track_faces(path, detector))
+            rows, frames = track_faces(path, detector, pick)
         except Exception as error:  # a bad file is reported; the others go on
-            failed.append(f"{path}: {error}")
+            summary["failed"].append(f"{path}: {error}")
             continue
+        summary["frames"] += frames
+        summary["frames_with_face"] += len(rows)
         if rows:
             write_track(rows, target)
-            tracks += 1
+            summary["tracks"] += 1
         else:
-            no_face.append(path)
-    return {"tracks": tracks, "no_face": no_face, "failed": failed}
+            summary["no_face"].append(path)
+            if os.path.exists(target):  # an earlier run's track: this detector found no face
+                os.remove(target)
+    return summary

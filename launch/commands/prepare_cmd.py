@@ -22,9 +22,19 @@ def add_parser(commands) -> None:
     parser.add_argument("--clean", action="store_true", help="delete the flow cache instead of filling it")
     parser.add_argument(
         "--detect-faces",
+        nargs="?",
+        const="builtin",
         metavar="MODEL.onnx",
-        help="first write face tracks with OpenCV's YuNet (your ONNX model file) to data.boxes "
-        "(default DATA/.boxes), then fill the flow cache with each video's face region",
+        help="first write face tracks to data.boxes (default DATA/.boxes), then fill the flow cache with each "
+        "video's face region; alone (or `builtin`): the built-in detector (MTCNN, nothing downloaded); "
+        "with a YuNet ONNX file: OpenCV's YuNet",
+    )
+    parser.add_argument(
+        "--pick-face",
+        choices=("largest", "confident", "centre"),
+        default="largest",
+        help="with --detect-faces: the face a track takes where it has none to follow (the first face, after a "
+        "cut): the largest (default), the most confident, or the one nearest the frame's centre",
     )
     parser.set_defaults(run=run)
 
@@ -48,7 +58,7 @@ def run(args) -> int:
     records = from_config(config.data).records
     try:  # a bad model file or box file: one message (the CLI prints ConfigErrors), before any work
         if args.detect_faces:
-            config = _detect_faces(config, records, args.detect_faces)
+            config = _detect_faces(config, records, args.detect_faces, args.pick_face)
         boxes = BoxTracks(config.data.boxes, config.data.box_margin) if config.data.boxes else None
         if boxes:
             for record in records:
@@ -76,17 +86,15 @@ def run(args) -> int:
     return 0
 
 
-def _detect_faces(config, records, model: str):
-    """Writes YuNet face tracks to data.boxes (DATA/.boxes when unset); returns the config reading them."""
+def _detect_faces(config, records, model: str, pick: str):
+    """Writes face tracks to data.boxes (DATA/.boxes when unset); returns the config reading them."""
     import dataclasses
 
     from twostream.data.make.faces import detect_faces
 
     folder = config.data.boxes or os.path.join(config.data.root, ".boxes")
-    faces = detect_faces(records, model, folder)
-    print(
-        json.dumps({"boxes": folder, "tracks": faces["tracks"], "no_face": faces["no_face"], "failed": faces["failed"]})
-    )
+    faces = detect_faces(records, model, folder, pick=pick)
+    print(json.dumps({"boxes": folder, **faces}))
     print(f"train on the face regions: --set data.boxes={folder}")
     return dataclasses.replace(config, data=dataclasses.replace(config.data, boxes=folder))
 
