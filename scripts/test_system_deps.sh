@@ -7,12 +7,13 @@
 #   scripts/test_system_deps.sh --list   # the packages, one per line
 set -euo pipefail
 
-# package -> a command it provides (how "installed" is checked)
+# package -> a command it provides, or an absolute path of a file it installs (how "installed" is checked)
 PACKAGES=(
   "slurm-wlm:slurmctld"     # tests/test_launch_slurm.py: a real SLURM (slurmctld, slurmd, sbatch, scontrol)
   "munge:munged"            # SLURM's authentication
   "iproute2:ip"             # network-namespace hosts (scripts/hosts.sh)
   "openssh-server:sshd"     # tests/test_*_hosts.py: horovodrun over a real sshd on each host
+  "opencv-doc:/usr/share/doc/opencv-doc/examples/data/messi5.jpg"  # tests/test_faces_builtin.py: real faces
 )
 
 if [ "${1:-}" = "--list" ]; then
@@ -20,9 +21,16 @@ if [ "${1:-}" = "--list" ]; then
   exit 0
 fi
 
+present() {  # a command on PATH or in /usr/sbin, or an absolute file path
+  case "$1" in
+    /*) [ -e "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
+  esac
+}
+
 missing=()
 for entry in "${PACKAGES[@]}"; do
-  command -v "${entry##*:}" >/dev/null 2>&1 || [ -x "/usr/sbin/${entry##*:}" ] || missing+=("${entry%%:*}")
+  present "${entry#*:}" || missing+=("${entry%%:*}")
 done
 [ ${#missing[@]} = 0 ] && exit 0
 
