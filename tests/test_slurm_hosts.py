@@ -162,20 +162,15 @@ def test_via_horovodrun_starts_node2s_rank_over_ssh_and_trains_as_srun_does(bed,
     finals = {}
     for via in ("srun", "horovodrun"):
         workdir = str(tmp_path / via)
-        accepted_before = _ssh_logins(bed, 2)
+        accepted_before = bed.ssh.logins(2)
         job_id = _submit(bed, tiny_dataset, workdir, 1, 2, "--via", via)
         _wait(lambda: _job(bed, job_id).get("JobState") in ENDED, f"the --via {via} job")
         log = _log(workdir, job_id)
         assert _job(bed, job_id)["JobState"] == "COMPLETED", log[-3000:]
         assert [r["world_size"] for r in _records(workdir)] == [2, 2]
         finals[via] = json.loads(re.search(r'(\{"final".*)', log).group(1))["final"]
-        logins = _ssh_logins(bed, 2) - accepted_before
+        logins = bed.ssh.logins(2) - accepted_before
         assert logins > 0 if via == "horovodrun" else logins == 0, (via, log[-3000:])
     assert "2 ranks on node1:1,node2:1" in log  # horovodrun -H over the allocation's nodes
     assert finals["horovodrun"]["loss"] == pytest.approx(finals["srun"]["loss"], rel=1e-5), finals
 
-
-def _ssh_logins(bed, host: int) -> int:
-    """Root logins by key that host's sshd accepted so far (its log)."""
-    with open(os.path.join(bed.ssh.folder, f"sshd{host}.log")) as f:
-        return f.read().count("Accepted publickey for root")

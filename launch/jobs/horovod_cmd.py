@@ -154,7 +154,8 @@ def build_command(
 
 def stall_args(seconds: int) -> list[str]:
     """Horovod's stall check, made to end the job: a rank that stops taking part in collectives (hung, not
-    dead) makes the others shut Horovod down after about `seconds` instead of waiting forever (0: off)."""
+    dead) makes the others shut Horovod down after about `seconds` instead of waiting forever (0: off); and
+    Gloo's timeout (default 30 s), after which a rank whose peer's host went silent gives up on it."""
     if seconds < 0:
         raise LaunchError(f"--stall-shutdown-s must be 0 (off) or a number of seconds, got {seconds}")
     return (
@@ -162,6 +163,8 @@ def stall_args(seconds: int) -> list[str]:
             "--stall-check-warning-time-seconds",
             str(max(1, seconds // 2)),
             "--stall-check-shutdown-time-seconds",
+            str(seconds),
+            "--gloo-timeout-seconds",
             str(seconds),
         ]
         if seconds

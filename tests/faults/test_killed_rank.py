@@ -43,7 +43,8 @@ def test_killed_rank_fails_the_job_then_a_rerun_resumes_from_the_checkpoint(tmp_
 @pytest.mark.timeout(240)
 def test_hung_rank_ends_the_job_when_a_stall_shutdown_is_set(tmp_path):
     """A rank that hangs (SIGSTOP: alive, silent) would leave the other waiting in its allreduce forever;
-    with `launch horovod --stall-shutdown-s 10` Horovod's stall check shuts down and the job exits non-zero."""
+    with `launch horovod --stall-shutdown-s 10` Gloo's timeout and Horovod's stall check shut Horovod down and
+    the job exits non-zero, naming the rank that hangs."""
     from twostream.launch.jobs.horovod_cmd import stall_args
 
     workdir, ids = tmp_path / "w", tmp_path / "ids"
@@ -54,6 +55,8 @@ def test_hung_rank_ends_the_job_when_a_stall_shutdown_is_set(tmp_path):
         timeout=200,
     )
     assert done.returncode != 0, tail(done)
-    assert "SIGSTOPs itself (hangs) before step 11" in done.stdout and "Horovod has been shut down" in done.stdout
+    assert "SIGSTOPs itself (hangs) before step 11" in done.stdout
+    # rank 0 names the rank that stopped answering and why (trainer/runtime/peers.py)
+    assert "rank 1 on localhost: its host answers but its process does not (no reply in 3 s: hung" in done.stdout
     # rank 0 got to step 11's allreduce and waited there; rank 1 hung before step 11
     assert sorted(rows[-1]["step"] for rows in batches_by_process(str(ids)).values()) == [10, 11]

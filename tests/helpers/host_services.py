@@ -78,6 +78,11 @@ class SshAccess:
                 pytest.fail(f"ssh node{source} -> {target} failed: {done.stderr.strip()}")
             time.sleep(0.5)
 
+    def logins(self, host: int) -> int:
+        """Root logins by key that `host`'s sshd accepted so far (its log)."""
+        with open(os.path.join(self.folder, f"sshd{host}.log")) as f:
+            return f.read().count("Accepted publickey for root")
+
     def cleanup(self) -> None:
         if self._made_privsep:
             shutil.rmtree(PRIVSEP_DIR, ignore_errors=True)

@@ -76,10 +76,11 @@ def run(task: Task, train: config_lib.TrainConfig, workdir: str) -> dict:
     with StopListener() as stop:
         checkpoints = Checkpoints(workdir, task.model, optimizer)
         if not train.elastic:
-            step = checkpoints.restore_or_initialize()  # + broadcast from rank 0 (marked: Horovod)
-            state = LoopState(step=step, **checkpoints.state)
-            task.begin(step)
-            return Loop(task, train, workdir, optimizer, schedule, stop).run(state)
+            with dist.lost_ranks_named():  # a rank or host gone: one line naming it, not Horovod's traceback
+                step = checkpoints.restore_or_initialize()  # + broadcast from rank 0 (marked: Horovod)
+                state = LoopState(step=step, **checkpoints.state)
+                task.begin(step)
+                return Loop(task, train, workdir, optimizer, schedule, stop).run(state)
         # Elastic: rank 0 restores alone; elastic.run's first sync broadcasts weights and state to every rank
         # (a collective here would deadlock a rank that joins later, while the others are inside sync).
         step = checkpoints.restore_on_chief()

@@ -7,10 +7,14 @@ core ops (grouped_allreduce, broadcast, allgather) and hands them the underlying
 
 from __future__ import annotations
 
+import contextlib
+
 import horovod.tensorflow as hvd
 import tensorflow as tf
 from horovod.common.exceptions import HorovodInternalError
 
+from twostream.trainer.engine.errors import RunError
+from twostream.trainer.runtime import peers
 from twostream.trainer.runtime.resources import cores_per_rank
 
 
@@ -92,6 +96,27 @@ def gather_objects(obj) -> list:
     if hvd.size() == 1:
         return [obj]
     return hvd.allgather_object(obj, name="gather_objects")
+
+
+@contextlib.contextmanager
+def lost_ranks_named():
+    """Runs a block of collectives (not elastic); when one fails because a rank's process or host is gone, raises a
+    RunError naming that rank, its host and why (peers.py) instead of Horovod's traceback. Every rank opens a beacon
+    first and learns the others' (a collective)."""
+    if hvd.size() == 1:
+        yield
+        return
+    beacon = peers.Beacon()
+    try:
+        beacons = hvd.allgather_object(beacon.address(), name="peer_beacons")
+        try:
+            yield
+        except tf.errors.OpError as error:
+            if "Horovod" not in str(error.message):
+                raise
+            raise RunError(peers.failure_message(beacons, hvd.rank(), str(error.message))) from None
+    finally:
+        beacon.close()
 
 
 # ---------------------------------------------------------------------- elastic mode (horovodrun --min-np/--max-np)
