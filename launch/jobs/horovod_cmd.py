@@ -62,6 +62,9 @@ def hostfile_slots(path: str) -> list[tuple[str, int]]:
     return parsed
 
 
+MAX_COOLDOWN_S = 3600  # Horovod's own bound on a blacklisted host's cooldown
+
+
 @dataclass(frozen=True)
 class Elastic:
     """horovodrun's elastic mode: between min_np and max_np ranks, on the hosts a discovery script prints."""
@@ -70,6 +73,7 @@ class Elastic:
     max_np: int
     discovery_script: str  # an executable printing 'host:slots' lines, run again every second
     network_interface: str = ""  # e.g. lo or eth0; without it Horovod waits for 2 hosts before starting
+    host_cooldown_s: int = 0  # Horovod's cooldown unit for a failed host (see cooldown_args); 0: never again
 
     def args(self, np: int) -> list[str]:
         if not os.path.isfile(self.discovery_script) or not os.access(self.discovery_script, os.X_OK):
@@ -79,6 +83,10 @@ class Elastic:
             )
         if not 1 <= self.min_np <= np <= self.max_np:
             raise LaunchError(f"elastic needs 1 <= --min-np ({self.min_np}) <= -np ({np}) <= --max-np ({self.max_np})")
+        if not 0 <= self.host_cooldown_s <= MAX_COOLDOWN_S:
+            raise LaunchError(
+                f"--host-cooldown-s must be 0 (never again) to {MAX_COOLDOWN_S}, got {self.host_cooldown_s}"
+            )
         return [
             "--min-np",
             str(self.min_np),
@@ -87,7 +95,16 @@ class Elastic:
             "--host-discovery-script",
             os.path.abspath(self.discovery_script),
             *(["--network-interface", self.network_interface] if self.network_interface else []),
+            *self.cooldown_args(),
         ]
+
+    def cooldown_args(self) -> list[str]:
+        """Horovod blacklists a host whose rank failed; with a cooldown it tries the host again after
+        2^failures x host_cooldown_s plus up to one host_cooldown_s at random (2-3x at the first failure),
+        at most MAX_COOLDOWN_S."""
+        if not self.host_cooldown_s:
+            return []
+        return ["--blacklist-cooldown-range", str(self.host_cooldown_s), str(MAX_COOLDOWN_S)]
 
     def world_sizes(self) -> range:
         """Every number of ranks the job may pass through."""
@@ -179,6 +196,7 @@ def run(args) -> int:
             args.max_np or args.np,
             args.host_discovery_script or "",
             args.network_interface or "",
+            args.host_cooldown_s,
         )
         if args.elastic
         else None
@@ -226,6 +244,13 @@ def add_parser(commands) -> None:
     parser.add_argument("--max-np", type=int, help="elastic: most ranks to grow to (default -np)")
     parser.add_argument("--host-discovery-script", help="elastic: executable printing 'host:slots' lines")
     parser.add_argument("--network-interface", help="elastic: interface for Gloo, e.g. eth0 (lo on one machine)")
+    parser.add_argument(
+        "--host-cooldown-s",
+        type=int,
+        default=0,
+        help="elastic: try a host whose rank failed again after 2-3x this many seconds, twice that after a "
+        "second failure, at most 1 h (default 0: never again in this job)",
+    )
     config_args.add_config_args(parser)
     parser.add_argument("--workdir", required=True, help="checkpoints, logs and export (rank 0 writes)")
     parser.add_argument("--dry-run", action="store_true", help="print the horovodrun command, do not run it")

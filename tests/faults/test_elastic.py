@@ -133,6 +133,10 @@ def test_launch_horovod_elastic_builds_horovodruns_elastic_command(tmp_path):
         build_command(2, None, None, [], elastic=Elastic(1, 2, str(tmp_path / "none")))
     with pytest.raises(LaunchError, match="not -H"):
         build_command(2, "localhost:2", None, [], elastic=elastic)
+    cooled = Elastic(1, 2, script, "lo", host_cooldown_s=5).args(2)
+    assert cooled[-3:] == ["--blacklist-cooldown-range", "5", "3600"]  # a failed host may come back
+    with pytest.raises(LaunchError, match="--host-cooldown-s must be 0"):
+        Elastic(1, 2, script, "lo", host_cooldown_s=4000).args(2)
 
 
 @pytest.mark.timeout(120)

@@ -49,6 +49,7 @@ class SshAccess:
             "UsePAM no\nStrictModes no\nPidFile none\nSubsystem sftp internal-sftp\n",
         )
         self._made_privsep = False
+        self.listeners: dict[int, int] = {}  # host -> its sshd's PID (the sessions are its children)
 
     def _write(self, name: str, text: str) -> str:
         path = os.path.join(self.folder, name)
@@ -64,7 +65,7 @@ class SshAccess:
             self._made_privsep = True
         for host in range(1, hosts.count + 1):
             log = os.path.join(self.folder, f"sshd{host}.log")
-            hosts.start(host, [SSHD, "-D", "-e", "-f", self.server_config], log)
+            self.listeners[host] = hosts.start(host, [SSHD, "-D", "-e", "-f", self.server_config], log).pid
         for host in range(1, hosts.count + 1):  # every sshd answers from every host before a test relies on it
             self.wait_for(hosts, 1, f"node{host}")
 
