@@ -291,7 +291,13 @@ def main() -> None:
     parser.add_argument("--nvlink-gbs", type=float, default=195.0, help="allreduce bus bandwidth inside a node, GB/s")
     parser.add_argument("--nic-gbit", type=float, default=200.0, help="line rate of each node NIC, Gbit/s")
     parser.add_argument("--nics-per-node", type=int, default=8)
-    parser.add_argument("--net-efficiency", type=float, default=0.8, help="achieved share of the NICs' line rate")
+    parser.add_argument(
+        "--net-efficiency",
+        type=float,
+        default=0.87,
+        help="achieved share of the NICs' line rate (0.87-0.88: Gloo's ring between 2 and 3 test hosts at "
+        "1 Gbit/s, benchmarks/allreduce_hosts.py)",
+    )
     parser.add_argument("--hop-latency-us", type=float, default=5.0, help="latency of one ring step, microseconds")
     parser.add_argument(
         "--fusion-mib", type=float, default=64.0, help="Horovod's fusion buffer (HOROVOD_FUSION_THRESHOLD)"

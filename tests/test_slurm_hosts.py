@@ -173,4 +173,3 @@ def test_via_horovodrun_starts_node2s_rank_over_ssh_and_trains_as_srun_does(bed,
         assert logins > 0 if via == "horovodrun" else logins == 0, (via, log[-3000:])
     assert "2 ranks on node1:1,node2:1" in log  # horovodrun -H over the allocation's nodes
     assert finals["horovodrun"]["loss"] == pytest.approx(finals["srun"]["loss"], rel=1e-5), finals
-
