@@ -2,8 +2,9 @@
 
 The hosts are network namespaces (tests/helpers/hosts.py): each node has its own address, and the job's ranks and
 decode actors report which node they run on. Packed (the default), both ranks fill one node and their actors must
-go elsewhere; with --spread each rank has a node and its actors stay beside it, though Ray's own scheduling would
-send them to the idle third node (a rank's node is half used).
+go elsewhere, and their decoded frames cross the network (counted in the epoch records); with --spread each rank has
+a node and its actors stay beside it, though Ray's own scheduling would send them to the idle third node (a rank's
+node is half used), and no decoded frame crosses a host.
 """
 
 import json
@@ -137,6 +138,8 @@ def test_packed_ranks_train_with_their_actors_on_the_node_with_room(cluster, tin
     assert final["world_size"] == 2 and final["final"]["clips"] > 0
     (rank_node,) = {here for here, _ in places.values()}  # packed: one node holds both ranks
     assert all(rank_node not in theirs for _, theirs in places.values()), places
+    crossed = _from_other_nodes(tmp_path / "packed")
+    assert crossed and all(mb > 0 for mb in crossed), crossed  # their frames crossed the network
 
 
 @pytest.mark.timeout(900)
@@ -146,3 +149,11 @@ def test_spread_puts_one_rank_per_node_and_its_actors_beside_it(cluster, tiny_da
     assert final["world_size"] == 2
     assert len({here for here, _ in places.values()}) == 2  # two nodes of the three
     assert all(theirs == [here] for here, theirs in places.values()), places
+    crossed = _from_other_nodes(tmp_path / "spread")
+    assert crossed and set(crossed) == {0}  # no decoded frame crossed a host, in any epoch
+
+
+def _from_other_nodes(workdir) -> list[float]:
+    """Each epoch's decoded MB that came from actors on another node (the epoch records, summed over ranks)."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r["decoded_mb_from_other_nodes"] for r in map(json.loads, f) if r["kind"] == "epoch"]

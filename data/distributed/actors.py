@@ -81,6 +81,7 @@ class PoolStats:
     in_flight_sum: int = 0
     in_flight_samples: int = 0
     in_flight_min: int | None = None
+    remote_bytes: int = 0  # decoded frames (rgb + flow) from actors on another Ray node: what crossed the network
 
     def count_call(self, batch: ClipBatch, waited_s: float) -> None:
         self.calls += 1
@@ -298,6 +299,8 @@ class DecoderPool:
             self._tracks_sent[number].clear()
             batch = self._get(self._submit(chunk, all_tracks=True)[0], stats)
         self._pids.add(batch.pid)
+        if self.actor_nodes[number] != self.node:
+            stats.remote_bytes += batch.rgb.nbytes + batch.flow.nbytes
         return batch.results()
 
     @staticmethod

@@ -108,6 +108,7 @@ def data_report(report, restarts: int = 0) -> dict:
         "restarts": sum(restarted),
         "videos_without_box": len(set().union(*(r.without_box for r in reports))),
         "videos_read_sequentially": len(set().union(*(r.sequential for r in reports))),
+        "decoded_mb_from_other_nodes": round(sum(r.pool.remote_bytes for r in reports) / 1e6, 3),
         **mean_timings([r.timings() for r in reports]),
     }
 
