@@ -61,6 +61,24 @@ def test_evaluate_draws_roc_and_confusion_images(evaluated):
         assert min(image.shape[:2]) >= 200 and image.std() > 10, name  # a drawing, not a blank canvas
 
 
+def test_evaluate_shows_its_charts_in_tensorboard(evaluated):
+    import glob
+
+    import tensorflow as tf
+
+    workdir, printed, _ = evaluated
+    shown = {}
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag.startswith("eval/"):
+                    png = tf.make_ndarray(value.tensor)[2]  # [width, height, png]
+                    shown[(value.tag, event.step)] = tf.io.decode_png(png).numpy()
+    for tag, name in (("eval/roc", "roc.png"), ("eval/confusion", "confusion.png")):
+        written = cv2.cvtColor(cv2.imread(os.path.join(workdir, name)), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(shown[(tag, printed["step"])], written)  # the PNG itself, at its step
+
+
 def _predict(*args):
     result = run_cli("predict", *args)
     return result, [line.split("\t") for line in result.stdout.strip().splitlines()]

@@ -45,6 +45,22 @@ def test_every_pin_is_allowed_by_setup_cfg_and_every_requirement_is_installed():
     assert not outside, f"requirements.txt pins {outside} outside setup.cfg's {[str(allowed[n]) for n in outside]}"
 
 
+def test_the_dev_pins_of_an_extra_are_allowed_by_it():
+    config = configparser.ConfigParser()
+    config.read(os.path.join(REPO, "setup.cfg"))
+    extras = config["options.extras_require"]
+    allowed = {
+        Requirement(line).name: Requirement(line)
+        for name in extras
+        for line in extras[name].splitlines()
+        if line.strip()
+    }
+    pins = _pins("requirements-dev.txt")
+    assert set(allowed) <= set(pins), f"requirements-dev.txt does not install the extras' {set(allowed) - set(pins)}"
+    outside = {name: pins[name] for name in allowed if not allowed[name].specifier.contains(pins[name])}
+    assert not outside, f"requirements-dev.txt pins {outside} outside setup.cfg's extras"
+
+
 def test_horovods_version_is_read_from_setup_cfg():
     (pin,) = _install_requires()["horovod"].specifier
     assert pin.operator == "=="

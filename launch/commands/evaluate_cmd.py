@@ -21,7 +21,7 @@ from twostream.trainer.video import charts, metrics
 
 log = logging.getLogger("twostream")
 
-REPORT_FILE, ROC_FILE, CONFUSION_FILE = "eval.json", "roc.png", "confusion.png"
+REPORT_FILE, ROC_FILE, CONFUSION_FILE = "eval.json", "roc.png", "confusion.png"  # charts: also in TensorBoard
 
 
 def evaluate_workdir(workdir: str, overrides: Sequence[str] = (), checkpoint: str = "best") -> dict:
@@ -130,6 +130,12 @@ def write_report(
     }
     with open(os.path.join(workdir, REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2)
+    draw_charts(workdir, sections, scores, labels, probabilities, class_names)
+    log_charts(workdir, summary["step"])
+
+
+def draw_charts(workdir: str, sections: dict, scores, labels, probabilities, class_names: list[str]) -> None:
+    """roc.png (two classes) and confusion.png: matplotlib's where the `charts` extra is installed, else OpenCV's."""
     if len(class_names) == 2:  # a ROC curve needs one positive class
         curves = [
             (f"clips ({len(scores.labels)})", metrics.roc_curve(scores.labels, scores.probabilities[:, 1])),
@@ -146,3 +152,17 @@ def write_report(
         ],
         class_names,
     )
+
+
+def log_charts(workdir: str, step: int) -> None:
+    """The charts as TensorBoard images (WORKDIR/tensorboard, IMAGES: eval/roc, eval/confusion) at the checkpoint's
+    step."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    with writer.as_default(step=step):
+        for name in (ROC_FILE, CONFUSION_FILE):
+            path = os.path.join(workdir, name)
+            if os.path.isfile(path):  # no roc.png beyond two classes
+                tf.summary.image(f"eval/{os.path.splitext(name)[0]}", charts.read_rgb(path)[None])
+    writer.close()

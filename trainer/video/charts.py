@@ -1,99 +1,46 @@
-"""Evaluation charts drawn with OpenCV (BGR): ROC curves with their AUC and equal-error points, confusion matrices."""
+"""Evaluation and evidence charts: matplotlib's where the `charts` extra is installed, else OpenCV's."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import cv2
 import numpy as np
 
-from twostream.trainer.video import metrics
 
-INK, GRID, COLOURS = (40, 40, 40), (225, 225, 225), [(200, 90, 20), (30, 120, 230)]  # blue, orange
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def _text(image, text: str, origin, scale: float = 0.45, colour=INK) -> None:
-    cv2.putText(image, text, (int(origin[0]), int(origin[1])), FONT, scale, colour, 1, cv2.LINE_AA)
+def backend() -> str:
+    """ "matplotlib" where it is installed (`pip install twostream[charts]`), else "opencv"."""
+    return "matplotlib" if importlib.util.find_spec("matplotlib") is not None else "opencv"
 
 
-def _vertical_text(image, text: str, centre_x: int, centre_y: int) -> None:
-    """Text rotated 90 degrees counter-clockwise (a y-axis label)."""
-    (width, height), _ = cv2.getTextSize(text, FONT, 0.5, 1)
-    strip = np.full((height + 8, width + 4, 3), 255, np.uint8)
-    _text(strip, text, (2, height + 2), 0.5)
-    rotated = cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    top, left = centre_y - rotated.shape[0] // 2, centre_x - rotated.shape[1] // 2
-    image[top : top + rotated.shape[0], left : left + rotated.shape[1]] = rotated
+def _module():
+    if backend() == "matplotlib":
+        from twostream.trainer.video import charts_mpl
+
+        return charts_mpl
+    from twostream.trainer.video import charts_cv
+
+    return charts_cv
 
 
-def draw_roc(path: str, curves: list, positive: str, size: int = 480) -> None:
-    """ROC curves (name, (fpr, tpr, thresholds)) with their AUC, and each equal-error point as a dot."""
-    left, top, side = 70, 30, size - 100  # plot area, pixels
-    image = np.full((size, size, 3), 255, np.uint8)
-
-    def point(fpr, tpr):
-        return int(round(left + fpr * side)), int(round(top + (1 - tpr) * side))
-
-    for tick in np.linspace(0, 1, 6):
-        cv2.line(image, point(tick, 0), point(tick, 1), GRID, 1)
-        cv2.line(image, point(0, tick), point(1, tick), GRID, 1)
-        _text(image, f"{tick:.1f}", (point(tick, 0)[0] - 10, top + side + 18), 0.4)
-        _text(image, f"{tick:.1f}", (left - 32, point(0, tick)[1] + 4), 0.4)
-    for a in np.arange(0, 1, 0.1):  # chance: a dashed diagonal
-        cv2.line(image, point(a, a), point(a + 0.05, a + 0.05), (160, 160, 160), 1, cv2.LINE_AA)
-    cv2.rectangle(image, point(0, 1), point(1, 0), INK, 1)
-    for i, (name, (fpr, tpr, thresholds)) in enumerate(curves):
-        colour = COLOURS[i % len(COLOURS)]
-        cv2.polylines(
-            image, [np.array([point(x, y) for x, y in zip(fpr, tpr)], np.int32)], False, colour, 2, cv2.LINE_AA
-        )
-        eer, _ = metrics.equal_error_rate(fpr, tpr, thresholds)
-        cv2.circle(image, point(eer, 1 - eer), 4, colour, -1, cv2.LINE_AA)
-        _text(
-            image,
-            f"{name}: AUC {metrics.roc_auc(fpr, tpr):.3f}, EER {eer:.3f}",
-            (left + side * 0.3, top + side - 14 - 20 * (len(curves) - 1 - i)),
-            0.45,
-            colour,
-        )
-    _text(image, f"ROC, positive class: {positive}", (left, top - 10), 0.5)
-    _text(image, "false positive rate", (left + side / 2 - 70, size - 12), 0.5)
-    _vertical_text(image, "true positive rate", 14, top + side // 2)
-    cv2.imwrite(path, image)
+def draw_roc(path: str, curves: list, positive: str) -> None:
+    """PNG of ROC curves (name, (fpr, tpr, thresholds)), each with its AUC and equal-error point."""
+    _module().draw_roc(path, curves, positive)
 
 
 def draw_confusion(path: str, panels: list, class_names: list[str]) -> None:
-    """One confusion matrix per (title, counts) panel, side by side: rows true, columns predicted, shaded by
-    the share of the row's examples."""
-    cell = int(np.clip(400 // len(class_names), 6, 70))  # pixels; many classes get small cells, no counts
-    margin, names = 90, [n[:10] for n in class_names]
-    images = []
-    for title, counts in panels:
-        if counts.size == 0:
-            continue
-        side = cell * len(class_names)
-        image = np.full((margin + side + 40, max(margin + side + 20, 360), 3), 255, np.uint8)
-        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        for (row, column), count in np.ndenumerate(counts):
-            shade = int(255 - 200 * shares[row, column])
-            x, y = margin + column * cell, margin + row * cell
-            cv2.rectangle(image, (x, y), (x + cell, y + cell), (255, shade, shade), -1)
-            if cell >= 30:
-                _text(
-                    image,
-                    str(count),
-                    (x + cell / 2 - 5 * len(str(count)), y + cell / 2 + 5),
-                    0.5,
-                    (255, 255, 255) if shares[row, column] > 0.6 else INK,
-                )
-        cv2.rectangle(image, (margin, margin), (margin + side, margin + side), INK, 1)
-        if cell >= 14:
-            for i, name in enumerate(names):
-                _text(image, name, (4, margin + i * cell + cell / 2 + 4), 0.4)  # true class (rows)
-                _text(image, name, (margin + i * cell + 2, margin - 8 - 12 * (i % 2)), 0.4)  # predicted
-        _text(image, title, (margin, 22), 0.55)
-        _text(image, "rows: true, columns: predicted", (margin, 44), 0.4)
-        images.append(image)
-    height = max(i.shape[0] for i in images)
-    cv2.imwrite(
-        path, np.hstack([np.pad(i, ((0, height - i.shape[0]), (0, 0), (0, 0)), constant_values=255) for i in images])
-    )
+    """PNG of confusion matrices (title, counts) side by side: rows true, columns predicted."""
+    _module().draw_confusion(path, panels, class_names)
+
+
+def draw_timeline(path: str, points: list, class_names: list[str], marked: list, title: str) -> None:
+    """PNG of each class's probability per window over time: `points` [((first, last), probabilities)]."""
+    _module().draw_timeline(path, points, class_names, marked, title)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """A chart's PNG as uint8 RGB (H, W, 3), e.g. for TensorBoard."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
