@@ -254,14 +254,14 @@ def interrupted_message(workdir: str) -> str:
 def export_best_and_last(model: keras.Model, workdir: str, config: config_lib.Config, class_names: list[str]) -> None:
     """WORKDIR/export_last: the model as it is; WORKDIR/export: the best checkpoint's weights (the last when
     there is no best). The model's own weights are left as they were."""
-    export(model, os.path.join(workdir, EXPORT_LAST), config.clip, class_names)
+    export(model, os.path.join(workdir, EXPORT_LAST), config.clip, class_names, config.model)
     checkpoints = Checkpoints(workdir, model, optimizer=None)
     if checkpoints.latest_best is None:
-        export(model, os.path.join(workdir, EXPORT), config.clip, class_names)
+        export(model, os.path.join(workdir, EXPORT), config.clip, class_names, config.model)
     else:
         last = [v.numpy() for v in model.variables]
         checkpoints.restore_on_chief(best=True)
-        export(model, os.path.join(workdir, EXPORT), config.clip, class_names)
+        export(model, os.path.join(workdir, EXPORT), config.clip, class_names, config.model)
         for variable, value in zip(model.variables, last):
             variable.assign(value)
     log.info(
