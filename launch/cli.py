@@ -190,11 +190,33 @@ def cmd_predict(args) -> int:
         if not args.videos:
             raise PredictError("give the video files to score, or --stream SOURCE for a live feed")
         return run(
-            args.videos, args.model, args.workdir, args.views, args.aggregate, as_json=args.json, boxes=args.boxes
+            args.videos,
+            args.model,
+            args.workdir,
+            args.views,
+            args.aggregate,
+            as_json=args.json,
+            boxes=args.boxes,
+            explain=explain_options(args),
         )
     except PredictError as error:
         print(f"twostream predict: error: {error}", file=sys.stderr)
         return 2
+
+
+def explain_options(args):
+    """predict's --explain options, or None without --explain."""
+    from twostream.launch.commands.explain_cmd import ExplainOptions
+    from twostream.launch.commands.predict import PredictError
+
+    if not args.explain:
+        if args.explain_class or args.explain_clips is not None:
+            raise PredictError("--explain-class and --explain-clips go with --explain OUT_DIR")
+        return None
+    if args.hop is not None and args.hop < 1:
+        raise PredictError(f"--hop must be at least 1 frame, got {args.hop}")
+    clips = 3 if args.explain_clips is None else args.explain_clips
+    return ExplainOptions(args.explain, args.explain_class, clips, args.hop or 0)
 
 
 def predict_stream(args) -> int:
@@ -208,7 +230,9 @@ def predict_stream(args) -> int:
     if args.stream_timeout <= 0:
         raise PredictError(f"--stream-timeout must be positive, got {args.stream_timeout}")
     model, _, _ = resolve(args.model, args.workdir, 1, None)
-    return score_feed(args.stream, model, args.hop or 0, args.stream_timeout)
+    return score_feed(
+        args.stream, model, args.hop or 0, args.stream_timeout, explain=explain_options(args), workdir=args.workdir
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,13 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a live feed instead of files: a URL FFmpeg reads (udp://, rtsp://, http://), a v4l2 device "
         "(/dev/video0) or - for standard input; one JSON line per window of the model's clip",
     )
-    predict.add_argument("--hop", type=int, help="--stream: frames between windows (default: half a window)")
+    predict.add_argument(
+        "--hop", type=int, help="--stream and --explain: frames between windows (default: half a window)"
+    )
     predict.add_argument(
         "--stream-timeout",
         type=float,
         default=10.0,
         metavar="SECONDS",
         help="--stream: the feed has ended when no frame came for this long (default 10)",
+    )
+    predict.add_argument(
+        "--explain",
+        metavar="OUT_DIR",
+        help="also write, per video (or feed), its score over time (NAME.scores.png) and Grad-CAM over its frames "
+        "and flow for the windows with the strongest evidence (NAME.cam1.png, ...), with NAME.explain.json",
+    )
+    predict.add_argument(
+        "--explain-class",
+        metavar="CLASS",
+        help="--explain: the class whose evidence is shown (default: the prediction)",
+    )
+    predict.add_argument(
+        "--explain-clips", type=int, metavar="N", help="--explain: windows drawn with Grad-CAM per video (default 3)"
     )
     predict.set_defaults(run=cmd_predict)
 

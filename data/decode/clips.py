@@ -86,8 +86,8 @@ class ClipLoader:
         return rgb, flow
 
     @staticmethod
-    def _regions(track: Track | None, height: int, width: int):
-        """box(i) -> (x0, y0, x1, y1) of frame i's region (the full frame without a track)."""
+    def regions(track: Track | None, height: int, width: int):
+        """box(i) -> (x0, y0, x1, y1) of frame i's region (the full frame without a track), native pixels."""
         if track is None:
             return lambda i: (0, 0, width, height)
         boxes = region_boxes(track, height, width)
@@ -108,7 +108,7 @@ class ClipLoader:
     def _load_online(self, path: str, placement: Placement, track: Track | None):
         """Decodes only the sampled frames and their successors, and computes flow for those pairs."""
         frames, indices, _ = self._decode(path, self._choose(placement), with_successors=True)
-        return self._with_flow(frames, indices, self._regions(track, *frames[int(indices[0])].shape[:2]))
+        return self._with_flow(frames, indices, self.regions(track, *frames[int(indices[0])].shape[:2]))
 
     def _with_flow(self, frames, indices: np.ndarray, box):
         """(base RGB of frames[i], quantised flow from frames[i] to frames[i + 1]) for each i of `indices`."""
@@ -122,13 +122,15 @@ class ClipLoader:
         """Consecutive frames one clip takes from a live feed: its span, plus the successor of its last frame."""
         return self.spec.frame_stride * (self.spec.num_frames - 1) + 2
 
-    def from_frames(self, frames) -> tuple[np.ndarray, np.ndarray]:
+    def from_frames(self, frames, track: Track | None = None, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The evaluation clip (centred, the centre crop) of consecutive native RGB frames held in memory, e.g. the
         last window_frames() of a live feed, sampled by frame count as a video of that many frames would be (a feed
-        has no index: clip.sample_fps is not applied); flow computed here."""
+        has no index: clip.sample_fps is not applied); flow computed here. `track`: the video's region of interest,
+        `first` the video's frame number of frames[0] (the track's boxes are by frame number)."""
         view, spec = EvalView(), self.spec
         indices = sample_frames(len(frames), spec.num_frames, spec.sampling, spec.frame_stride, view)
-        rgb, flow = self._with_flow(frames, indices, self._regions(None, *frames[0].shape[:2]))
+        box = self.regions(track, *frames[0].shape[:2])
+        rgb, flow = self._with_flow(frames, indices, lambda i: box(first + i))
         return transforms.apply(rgb, flow, transforms.eval_window(rgb.shape[1:3], self.spec.size, view))
 
     def _load_cached(self, path: str, placement: Placement, track: Track | None):
@@ -145,7 +147,7 @@ class ClipLoader:
                 f"{path}: frames {indices.tolist()} not decodable although flow was cached for "
                 f"{len(flow_all) + 1} frames; if the file changed in place, clear the flow cache"
             )
-        box = self._regions(track, *frames[int(indices[0])].shape[:2])
+        box = self.regions(track, *frames[int(indices[0])].shape[:2])
         rgb = np.stack([self._base(frames[int(i)], box(int(i))) for i in indices])
         return rgb, np.asarray(flow_all[indices])
 
@@ -179,7 +181,7 @@ class ClipLoader:
         fields, previous, box = [], None, None
         for position, frame in enumerate(iter_frames(path, indexes=self.indexes)):  # also stores the frame index
             if box is None:
-                box = self._regions(track, *frame.shape[:2])
+                box = self.regions(track, *frame.shape[:2])
             if previous is not None:
                 pair = self._base(previous, box(position - 1)), self._base(frame, box(position - 1))
                 fields.append(quantize(self._flow(*pair), self.spec.flow_bound))

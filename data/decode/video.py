@@ -135,6 +135,13 @@ def iter_frames(path: str, max_frames: int = 100_000, indexes: FrameIndexes | No
         indexes.replace(path, from_decoded(stamps, time_base))
 
 
+def iter_timed(path: str) -> Iterator[tuple[np.ndarray, float | None]]:
+    """Every frame at native resolution (uint8 RGB) with its presentation time, s (None where the file has none)."""
+    with _opened(path) as (container, stream):
+        for frame in _decoded(container, stream):
+            yield frame_rgb(frame), frame.time
+
+
 def frame_shape(path: str) -> tuple[int, int]:
     """(height, width) of the video's frames, from its stream header (nothing decoded)."""
     with _opened(path) as (_, stream):

@@ -57,6 +57,11 @@ def _fake_patch_velocity(rng: np.random.Generator, pan: np.ndarray, spec: SynthS
 
 def render_clip(rng: np.random.Generator, label: str, spec: SynthSpec) -> np.ndarray:
     """Renders one clip as uint8 frames (T, size, size, 3) in BGR order, OpenCV's convention."""
+    return render_with_patch(rng, label, spec)[0]
+
+
+def render_with_patch(rng: np.random.Generator, label: str, spec: SynthSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(render_clip's frames, the patch's centre (x, y) in each, pixels (T, 2)): where a fake's evidence is."""
     size, travel = spec.size, int(np.ceil(spec.max_speed * spec.frames)) + 2
     world = random_texture(rng, size + 2 * travel, size + 2 * travel)
     patch = random_texture(rng, spec.patch, spec.patch)
@@ -65,7 +70,7 @@ def render_clip(rng: np.random.Generator, label: str, spec: SynthSpec) -> np.nda
     margin = spec.patch // 2 + int(spec.max_speed * spec.frames) // 2
     start = rng.uniform(margin, size - margin, size=2) if size > 2 * margin else np.array([size / 2, size / 2])
     start = start + patch_velocity * spec.frames / 2  # the patch passes `start` mid-clip
-    frames = []
+    frames, centres = [], []
     for t in range(spec.frames):
         # The camera moves by `pan`, so the scene appears to move by -pan on screen; a "real" patch is
         # glued to the scene, so its screen velocity is -pan too.
@@ -74,7 +79,8 @@ def render_clip(rng: np.random.Generator, label: str, spec: SynthSpec) -> np.nda
         centre = start - patch_velocity * t
         _paste(frame, patch, centre)
         frames.append(frame)
-    return np.stack(frames)
+        centres.append(centre)
+    return np.stack(frames), np.array(centres)
 
 
 def _shifted_crop(image: np.ndarray, top_left_xy: np.ndarray, size: int) -> np.ndarray:

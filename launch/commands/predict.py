@@ -35,6 +35,7 @@ class VideoPrediction:
     views: int = 0  # clips scored (views x spatial crops)
     error: str | None = None  # why the video could not be scored
     sequential: bool = False  # read from the start: its seeks disagree with such a read
+    explained: str | None = None  # --explain: the name its pictures start with in OUT_DIR
 
 
 def resolve(model: str | None, workdir: str | None, views: int | None, aggregate: str | None):
@@ -83,11 +84,24 @@ def load_model(folder: str):
 
 
 def predict(
-    paths: list[str], model_folder: str, views: int = 1, aggregate: str = "mean", crops: int = 1, boxes=None
+    paths: list[str],
+    model_folder: str,
+    views: int = 1,
+    aggregate: str = "mean",
+    crops: int = 1,
+    boxes=None,
+    explain=None,
+    workdir: str | None = None,
 ) -> list[VideoPrediction]:
     """One VideoPrediction per path, in order; a video that cannot be read gets its error, not an exception.
-    `boxes`: data/decode/boxes.py BoxTracks with the videos' regions (by file stem), for a model trained on regions."""
+    `boxes`: data/decode/boxes.py BoxTracks with the videos' regions (by file stem), for a model trained on regions.
+    `explain`: explain_cmd.ExplainOptions, to write each video's evidence pictures."""
     loaded, meta = load_model(model_folder)
+    explainer = None
+    if explain is not None:
+        from twostream.launch.commands.explain_cmd import Explainer
+
+        explainer = Explainer(loaded, meta, model_folder, workdir, explain)
     class_names = meta["class_names"]
     loader = ClipLoader(ClipSpec(**meta["clip"]))  # no flow cache: each video's flow is computed once here
     results = []
@@ -106,15 +120,19 @@ def predict(
         rgb, flow = (np.stack(stream) for stream in zip(*clips))
         probabilities = loaded.serve(rgb, flow)["probabilities"].numpy().astype(np.float64)
         video = metrics.aggregate_views(probabilities, aggregate)
-        results.append(
-            VideoPrediction(
-                path,
-                class_names[int(np.argmax(video))],
-                dict(zip(class_names, video.tolist())),
-                len(clips),
-                sequential=loader.read_sequentially(path),
-            )
+        result = VideoPrediction(
+            path,
+            class_names[int(np.argmax(video))],
+            dict(zip(class_names, video.tolist())),
+            len(clips),
+            sequential=loader.read_sequentially(path),
         )
+        if explainer is not None:
+            try:
+                result.explained = explainer.video(path, track)["name"]
+            except Exception as error:  # scored, but its pictures failed: said, and the others still run
+                result.error = f"{path}: --explain: {error}"
+        results.append(result)
     return results
 
 
@@ -140,12 +158,15 @@ def run(
     aggregate: str | None = None,
     as_json: bool = False,
     boxes: str | None = None,
+    explain=None,
 ) -> int:
     """The command: one line per video (or one JSON object) on stdout, errors on stderr; 1 if any video failed.
 
-    `boxes`: box tracks (data.boxes' format) of these videos, for a model trained on regions of interest."""
+    `boxes`: box tracks (data.boxes' format) of these videos, for a model trained on regions of interest.
+    `explain`: explain_cmd.ExplainOptions: each video's score over time and Grad-CAM pictures."""
     model, views, aggregate = resolve(model, workdir, views, aggregate)
-    results = predict(paths, model, views, aggregate, crops_of(workdir), box_tracks(boxes, workdir))
+    tracks = box_tracks(boxes, workdir)
+    results = predict(paths, model, views, aggregate, crops_of(workdir), tracks, explain, workdir)
     if as_json:
         print(
             json.dumps(
@@ -156,10 +177,11 @@ def run(
     for result in results:
         if result.error:
             print(f"twostream predict: error: {result.error}", file=sys.stderr)
-        elif not as_json:
-            assert result.probabilities is not None, "predict gives each video an error or its scores"
+        if result.probabilities is not None and not as_json:
             scores = "  ".join(f"{name} {p:.4f}" for name, p in result.probabilities.items())
             print(f"{result.path}\t{result.prediction}\t{scores}")
+    if explain is not None:
+        print(f"twostream predict: evidence pictures in {explain.out_dir}", file=sys.stderr)
     sequential = sum(r.sequential for r in results)
     if sequential:  # correct, only slower: each of their clips decodes from the start
         print(

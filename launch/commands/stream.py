@@ -7,7 +7,8 @@ scored as `predict` scores a clip (the model's clip settings, the centre crop, f
 is slower than the feed, windows are skipped, not queued: a line's `frames_dropped` counts the frames that
 arrived beyond its hop. The feed ends when it says so or when no frame comes for `timeout_s`; Ctrl-C stops at
 once. Each line: `time_s` (the window's last frame, on the feed's clock), `frame` (its number), `scores`,
-`frames_dropped`, `latency_ms` (from that frame leaving the decoder to its score).
+`frames_dropped`, `latency_ms` (from that frame leaving the decoder to its score). With --explain, the best windows
+are kept as they come and their pictures written once the feed stops (launch/commands/explain_cmd.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.video import frame_rgb
 from twostream.launch.commands.predict import PredictError, load_model
+from twostream.trainer.video.explain import cut
 
 
 class FeedReader(threading.Thread):
@@ -76,11 +78,26 @@ def open_feed(source: str, timeout_s: float):
     return av.open(source, timeout=(timeout_s, timeout_s))
 
 
-def score_feed(source: str, model_folder: str, hop: int = 0, timeout_s: float = 10.0, out=sys.stdout) -> int:
-    """Scores the feed until it ends (0; 1 when it never gave a frame) or Ctrl-C (130); a summary on stderr."""
+def score_feed(
+    source: str,
+    model_folder: str,
+    hop: int = 0,
+    timeout_s: float = 10.0,
+    out=sys.stdout,
+    explain=None,
+    workdir: str | None = None,
+) -> int:
+    """Scores the feed until it ends (0; 1 when it never gave a frame) or Ctrl-C (130); a summary on stderr.
+    `explain` (explain_cmd.ExplainOptions): at the end, the feed's pictures as `feed.*` in its folder."""
     loaded, meta = load_model(model_folder)
     class_names = meta["class_names"]
     loader = ClipLoader(ClipSpec(**meta["clip"]))
+    explainer = evidence = None
+    if explain is not None:  # the Keras model is built before the feed is read, not when it ends
+        from twostream.launch.commands.explain_cmd import Explainer
+
+        explainer = Explainer(loaded, meta, model_folder, workdir, explain)
+        evidence = explainer.evidence()
     window = loader.window_frames()
     hop = hop or max(1, window // 2)
     loaded.serve(*(np.zeros((1, *shape), np.uint8) for shape in (loader.spec.rgb_shape, loader.spec.flow_shape)))
@@ -94,8 +111,11 @@ def score_feed(source: str, model_folder: str, hop: int = 0, timeout_s: float = 
         while (got := reader.wait_for(wanted)) is not None:
             frames, count = got
             skipped = count - wanted  # arrived while the previous window was scored
-            rgb, flow = loader.from_frames(np.stack([f[0] for f in frames]))
-            probabilities = loaded.serve(rgb[None], flow[None])["probabilities"].numpy()[0].astype(np.float64)
+            clip = cut(loader, [f[0] for f in frames], count - len(frames), (frames[0][1], frames[-1][1]))
+            probabilities = loaded.serve(clip.rgb[None], clip.flow[None])["probabilities"]
+            probabilities = probabilities.numpy()[0].astype(np.float64)
+            if evidence is not None:
+                evidence.add(clip, probabilities)
             _, time_s, arrived = frames[-1]
             latencies.append((time.perf_counter() - arrived) * 1e3)
             line = {
@@ -110,11 +130,20 @@ def score_feed(source: str, model_folder: str, hop: int = 0, timeout_s: float = 
             wanted = count + hop
     except KeyboardInterrupt:
         summary(source, reader, latencies, dropped, "stopped (Ctrl-C)")
+        explained(explainer, evidence)
         return 130
     if reader.error:
         raise PredictError(reader.error)
     summary(source, reader, latencies, dropped, "ended")
+    explained(explainer, evidence)
     return 0
+
+
+def explained(explainer, evidence) -> None:
+    """The feed's evidence pictures, once it has stopped (nothing when no window was scored)."""
+    if explainer is not None and evidence.timeline:
+        name = explainer.write(evidence, "feed")["name"]
+        print(f"twostream predict: evidence pictures in {explainer.out_dir} ({name}.*)", file=sys.stderr)
 
 
 def summary(source: str, reader: FeedReader, latencies: list[float], dropped: int, how: str) -> None:
