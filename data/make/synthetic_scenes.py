@@ -31,6 +31,12 @@ CLASSES = ("real", "fake")
 FACE_ASPECT = 0.8  # region width / height
 
 
+# The realistic set with only the evidence a region swap from the same video leaves, a per-frame offset (no
+# flicker, scale change or lag), at the jitter that makes it as hard for the CPU-size footage recipe as the real
+# set of benchmarks/real_fakes.py (calibrated there: docs/data.md, "Real footage fakes"). SceneSpec(**LIKE_REAL_FAKES)
+LIKE_REAL_FAKES = {"jitter": 0.5, "flicker": 0.0, "scale_jitter": 0.0, "lag_share": 0.0}
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     num_videos: int = 96  # real and fake videos together; each scene gets the same number of real/fake pairs
@@ -44,6 +50,7 @@ class SceneSpec:
     jitter: float = 0.6  # std of the region's offset from its track, pixels (per video: real; per frame: fake)
     flicker: float = 5.0  # std of the region's brightness offset, grey levels (likewise)
     scale_jitter: float = 0.03  # std of the region's relative scale change (likewise)
+    lag_share: float = 0.5  # share of fakes whose region is updated only every other frame
     codec: str = "mjpg"
     seed: int = 0
 
@@ -244,7 +251,7 @@ def render_pair(scene: Scene, spec: SceneSpec, index: int) -> dict:
         "fake": (
             swapped_face,
             _offsets(rng, spec, strength, per_frame=True),
-            np.arange(spec.frames) // 2 * 2 if rng.random() < 0.5 else np.arange(spec.frames),
+            np.arange(spec.frames) // 2 * 2 if rng.random() < spec.lag_share else np.arange(spec.frames),
         ),
     }
     noise = rng.normal(0, scene.noise, (spec.frames, spec.height, spec.width, 3)).astype(np.float32)
