@@ -189,6 +189,8 @@ def cmd_predict(args) -> int:
             return predict_stream(args)
         if not args.videos:
             raise PredictError("give the video files to score, or --stream SOURCE for a live feed")
+        if args.detect_faces:
+            raise PredictError("--detect-faces goes with --stream; for files, `prepare --detect-faces` and --boxes")
         return run(
             args.videos,
             args.model,
@@ -225,14 +227,33 @@ def predict_stream(args) -> int:
 
     if args.videos:
         raise PredictError("give video files or --stream SOURCE, not both")
+    if args.box_margin < 0:
+        raise PredictError(f"--box-margin must be 0 or more, got {args.box_margin}")
     if args.hop is not None and args.hop < 1:
         raise PredictError(f"--hop must be at least 1 frame, got {args.hop}")
     if args.stream_timeout <= 0:
         raise PredictError(f"--stream-timeout must be positive, got {args.stream_timeout}")
     model, _, _ = resolve(args.model, args.workdir, 1, None)
+    explain = explain_options(args)
+    faces = live_faces(args)
     return score_feed(
-        args.stream, model, args.hop or 0, args.stream_timeout, explain=explain_options(args), workdir=args.workdir
+        args.stream, model, args.hop or 0, args.stream_timeout, explain=explain, workdir=args.workdir, faces=faces
     )
+
+
+def live_faces(args):
+    """--stream --detect-faces: the face tracker that cuts each window around the followed face, or None."""
+    from twostream.launch.commands.predict import PredictError
+
+    if not args.detect_faces:
+        return None
+    from twostream.data.make.faces import FaceModelError, LiveFaceTrack, load_detector
+
+    try:
+        detector = load_detector(args.detect_faces)
+    except FaceModelError as error:
+        raise PredictError(str(error)) from None
+    return LiveFaceTrack(detector, args.pick_face, args.box_margin)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,6 +347,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--hop", type=int, help="--stream and --explain: frames between windows (default: half a window)"
+    )
+    predict.add_argument(
+        "--detect-faces",
+        nargs="?",
+        const="builtin",
+        metavar="MODEL.onnx",
+        help="--stream: follow a face through the feed and cut each window around it, as a model trained on face "
+        "tracks (data.boxes) expects; alone (or `builtin`): the built-in detector, or a YuNet ONNX file",
+    )
+    predict.add_argument(
+        "--pick-face",
+        choices=("largest", "confident", "centre"),
+        default="largest",
+        help="--detect-faces: the face to follow where none is followed yet (default: the largest)",
+    )
+    predict.add_argument(
+        "--box-margin",
+        type=float,
+        default=0.2,
+        help="--detect-faces: the face box widened by this share of its side, each side (data.box_margin; 0.2)",
     )
     predict.add_argument(
         "--stream-timeout",

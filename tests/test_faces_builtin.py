@@ -15,7 +15,7 @@ from conftest import run_cli
 from twostream.data.decode.boxes import read_csv, region_boxes, track_from_rows
 from twostream.data.decode.video import iter_frames
 from twostream.data.make.face_detectors import FaceModelError, load_detector
-from twostream.data.make.faces import PICKS, detect_faces, link, track_faces
+from twostream.data.make.faces import PICKS, LiveFaceTrack, detect_faces, link, track_faces
 from twostream.data.make.synthetic import write_video
 from twostream.data.make.virtual_camera import Shot, face_less, film
 from twostream.data.manifest import load_manifest
@@ -137,3 +137,21 @@ def test_the_flag_takes_no_value_builtin_or_a_model_file(tmp_path):
         assert parse(["prepare", "--data", "d", "--detect-faces", "--pick-face", pick]).pick_face == pick
     with pytest.raises(FaceModelError, match="file not found; pass the path of a YuNet ONNX model"):
         load_detector(str(tmp_path / "yunet.onnx"))
+
+
+@needs_photos
+def test_a_live_feed_s_windows_are_cut_around_the_face_they_follow(dataset, detector):
+    """predict --stream --detect-faces: three detections a window, each window's crop around the face (pans, zooms,
+    the cut); a window of a face-less video gets no track (the whole frame)."""
+    root, footage = dataset
+    frames = list(iter_frames(str(root / "real" / "messi.mp4")))
+    live, size, hop = LiveFaceTrack(detector), 10, 5
+    for end in range(size, len(frames) + 1, hop):
+        track = live.update(frames[end - size : end], end - size)
+        assert track is not None and len(track.frames) == 3 and track.frames[-1] == end - 1
+        (x0, y0, x1, y1), (x, y, w, h) = region_boxes(track, *SIZE[::-1])[end - 1], footage.face[end - 1]
+        assert x0 <= x + w / 2 <= x1 and y0 <= y + h / 2 <= y1, (end, track.boxes[-1], footage.face[end - 1])
+    assert live.windows_without_face == 0
+    empty = LiveFaceTrack(detector)
+    assert empty.update(list(iter_frames(str(root / "fake" / "fruits.mp4")))[:size], 0) is None
+    assert empty.windows_without_face == 1

@@ -128,3 +128,36 @@ def test_a_feed_that_sends_nothing_and_a_feed_beside_files_are_refused_in_one_li
     assert both.returncode == 2 and both.stderr.strip() == (
         "twostream predict: error: give video files or --stream SOURCE, not both"
     )
+
+
+MESSI = "/usr/share/doc/opencv-doc/examples/data/messi5.jpg"
+
+
+@pytest.mark.skipif(not os.path.isfile(MESSI), reason="needs Debian's opencv-doc (scripts/test_system_deps.sh)")
+def test_a_feed_of_a_face_is_scored_around_the_face_it_follows(trained, tmp_path):
+    """A real face (messi5.jpg under a moving virtual camera, with a cut) piped as MPEG-TS: each window's line names
+    the face's box on its last frame, where the face truly is."""
+    import cv2
+    import numpy as np
+
+    from twostream.data.make.synthetic import write_video
+    from twostream.data.make.virtual_camera import Shot, film
+
+    shots = (Shot(20, (0.25, 0.15, 1.0), (-0.25, 0.0, 1.6)), Shot(16, (-0.2, -0.15, 1.3), (0.15, 0.1, 1.0)))
+    footage = film(cv2.imread(MESSI)[..., ::-1].copy(), (224, 90, 40, 44), (384, 240), shots)
+    video = str(tmp_path / "messi.mp4")
+    write_video(video, footage.frames[..., ::-1], 25.0, "mp4v")
+    command = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-re", "-i", video, "-f", "mpegts", "-"]
+    feed = subprocess.Popen(command, stdout=subprocess.PIPE)
+    predict = _predict("-", trained.workdir, "--detect-faces", "--hop", "4", stdin=feed.stdout)
+    feed.stdout.close()
+    out, err = predict.communicate(timeout=WAIT_S)
+    feed.wait(timeout=WAIT_S)
+    assert predict.returncode == 0, err
+    windows = [json.loads(line) for line in out.splitlines()]
+    assert len(windows) >= 2 and "0 without a face" in err.strip().splitlines()[-1], err  # windows skipped under load
+    for window in windows:
+        x, y, w, h = window["face"]
+        tx, ty, tw, th = footage.face[window["frame"]]
+        assert abs(x + w / 2 - (tx + tw / 2)) < tw / 2 and abs(y + h / 2 - (ty + th / 2)) < th / 2, window
+        assert 0.5 < np.sqrt(w * h / (tw * th)) < 2

@@ -17,11 +17,20 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from twostream.data.decode.boxes import COLUMNS
+from twostream.data.decode.boxes import COLUMNS, Track, track_from_rows
 from twostream.data.decode.video import iter_frames
 from twostream.data.make.face_detectors import BUILTIN, FaceModelError, load_detector
 
-__all__ = ["PICKS", "FaceModelError", "detect_faces", "link", "load_detector", "track_faces", "write_track"]
+__all__ = [
+    "PICKS",
+    "FaceModelError",
+    "LiveFaceTrack",
+    "detect_faces",
+    "link",
+    "load_detector",
+    "track_faces",
+    "write_track",
+]
 
 PICKS = ("largest", "confident", "centre")  # which face a track takes when it has none to follow
 LINK_DISTANCE = 1.0  # face sizes (sqrt(w h)) a face's centre may move from the followed one and still be it
@@ -73,6 +82,44 @@ def link(detections: Iterable[tuple[tuple[int, int], np.ndarray]], pick: str = "
         runs[-1].append((position, *(float(v) for v in followed[:4])))
     longest = max((len(run) for run in runs), default=0)
     return [row for run in runs if len(run) >= MIN_RUN or len(run) == longest for row in run]
+
+
+class LiveFaceTrack:
+    """One face followed through a live feed (`predict --stream --detect-faces`): the detector runs on a few frames of
+    each window (DETECTIONS_PER_WINDOW: each costs 40-70 ms on a core, a window's every frame would lag the feed),
+    each face found linked to the one followed so far as `link` does; the window's track interpolates between them."""
+
+    DETECTIONS_PER_WINDOW = 3  # its first, middle and last frame
+
+    def __init__(self, detector, pick: str = "largest", margin: float = 0.2):
+        if pick not in PICKS:
+            raise ValueError(f"pick {pick!r}: choose one of {', '.join(PICKS)}")
+        self.detector, self.pick, self.margin = detector, pick, margin
+        self.rows: list[tuple] = []  # (frame number, x, y, w, h) of the followed face, of the current window
+        self.followed: np.ndarray | None = None
+        self.windows_without_face = 0
+
+    def update(self, frames: list[np.ndarray], first: int) -> Track | None:
+        """The track of the window `frames` (feed frame numbers from `first`), or None (the whole frame) when no face
+        has been seen in it."""
+        picked = np.unique(np.linspace(0, len(frames) - 1, self.DETECTIONS_PER_WINDOW).round().astype(int))
+        self.rows = [row for row in self.rows if row[0] >= first]  # older windows' boxes: gone with their frames
+        for position in picked:
+            self._detect(frames[position], first + int(position))
+        if not self.rows:
+            self.windows_without_face += 1
+            return None
+        return track_from_rows(sorted(set(self.rows)), self.margin, "the feed's face track")
+
+    def _detect(self, rgb: np.ndarray, number: int) -> None:
+        faces = self.detector(rgb)
+        if not len(faces):
+            return
+        chosen = _follow(faces, self.followed) if self.followed is not None else None
+        if chosen is None:  # nothing to follow (the first face, after a cut): the face `pick` names
+            chosen = _pick(faces, self.pick, rgb.shape[:2])
+        self.followed = faces[chosen]
+        self.rows.append((number, *(float(v) for v in self.followed[:4])))
 
 
 def track_faces(path: str, detector, pick: str = "largest") -> tuple[list[tuple], int]:

@@ -7,8 +7,9 @@ scored as `predict` scores a clip (the model's clip settings, the centre crop, f
 is slower than the feed, windows are skipped, not queued: a line's `frames_dropped` counts the frames that
 arrived beyond its hop. The feed ends when it says so or when no frame comes for `timeout_s`; Ctrl-C stops at
 once. Each line: `time_s` (the window's last frame, on the feed's clock), `frame` (its number), `scores`,
-`frames_dropped`, `latency_ms` (from that frame leaving the decoder to its score). With --explain, the best windows
-are kept as they come and their pictures written once the feed stops (launch/commands/explain_cmd.py).
+`frames_dropped`, `latency_ms` (from that frame leaving the decoder to its score); with --detect-faces, `face` (the
+followed face's box on the last frame, or null: the window was scored on the whole frame). With --explain, the best
+windows are kept as they come and their pictures written once the feed stops (launch/commands/explain_cmd.py).
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def score_feed(
     out=sys.stdout,
     explain=None,
     workdir: str | None = None,
+    faces=None,
 ) -> int:
     """Scores the feed until it ends (0; 1 when it never gave a frame) or Ctrl-C (130); a summary on stderr.
-    `explain` (explain_cmd.ExplainOptions): at the end, the feed's pictures as `feed.*` in its folder."""
+    `explain` (explain_cmd.ExplainOptions): at the end, the feed's pictures as `feed.*` in its folder. `faces`
+    (data/make/faces.LiveFaceTrack): each window cut around the face it follows, for a model trained on face regions."""
     loaded, meta = load_model(model_folder)
     class_names = meta["class_names"]
     loader = ClipLoader(ClipSpec(**meta["clip"]))
@@ -111,7 +114,9 @@ def score_feed(
         while (got := reader.wait_for(wanted)) is not None:
             frames, count = got
             skipped = count - wanted  # arrived while the previous window was scored
-            clip = cut(loader, [f[0] for f in frames], count - len(frames), (frames[0][1], frames[-1][1]))
+            native, first = [f[0] for f in frames], count - len(frames)
+            track = faces.update(native, first) if faces is not None else None
+            clip = cut(loader, native, first, (frames[0][1], frames[-1][1]), track)
             probabilities = loaded.serve(clip.rgb[None], clip.flow[None])["probabilities"]
             probabilities = probabilities.numpy()[0].astype(np.float64)
             if evidence is not None:
@@ -125,16 +130,18 @@ def score_feed(
                 "frames_dropped": skipped,
                 "latency_ms": round(latencies[-1], 1),
             }
+            if faces is not None:
+                line["face"] = None if track is None else [round(v, 1) for v in track.boxes[-1]]  # x, y, w, h
             print(json.dumps(line), file=out, flush=True)
             dropped += skipped
             wanted = count + hop
     except KeyboardInterrupt:
-        summary(source, reader, latencies, dropped, "stopped (Ctrl-C)")
+        summary(source, reader, latencies, dropped, "stopped (Ctrl-C)", faces)
         explained(explainer, evidence)
         return 130
     if reader.error:
         raise PredictError(reader.error)
-    summary(source, reader, latencies, dropped, "ended")
+    summary(source, reader, latencies, dropped, "ended", faces)
     explained(explainer, evidence)
     return 0
 
@@ -146,12 +153,14 @@ def explained(explainer, evidence) -> None:
         print(f"twostream predict: evidence pictures in {explainer.out_dir} ({name}.*)", file=sys.stderr)
 
 
-def summary(source: str, reader: FeedReader, latencies: list[float], dropped: int, how: str) -> None:
-    latency = ""
+def summary(source: str, reader: FeedReader, latencies: list[float], dropped: int, how: str, faces=None) -> None:
+    latency = without_face = ""
     if latencies:
         latency = f", latency median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms"
+    if faces is not None:
+        without_face = f", {faces.windows_without_face} without a face (scored on the whole frame)"
     print(
-        f"twostream predict: {source} {how}: {reader.count} frames, {len(latencies)} windows scored, "
+        f"twostream predict: {source} {how}: {reader.count} frames, {len(latencies)} windows scored{without_face}, "
         f"{dropped} frames dropped{latency}",
         file=sys.stderr,
     )
