@@ -4,9 +4,10 @@ labelled sets, per seed and variant, and prints one JSON line per run with its h
     .venv/bin/python benchmarks/real_fakes_train.py --set-dir real=runs/real_fakes/base \
         --synthetic realistic=runs/synth_scenes/videos --seeds 0,1 --out runs/real_fakes_train
 
---synthetic KIND=DIR writes a realistic synthetic set of 144 videos (6 scenes, 2 held out, as in
-benchmarks/real_footage.py) into DIR unless one is there: KIND `realistic` (SceneSpec's defaults) or `like_real`
-(data/make/synthetic_scenes.py's LIKE_REAL_FAKES); the set is named KIND. A variant is a name and its overrides
+--synthetic KIND=DIR writes a realistic synthetic set into DIR unless one is there: 12 pairs a scene, a third of
+the scenes held out (--synthetic-scenes 6: 144 videos, 2 held out, as in benchmarks/real_footage.py; 12: 288
+videos, 4 held out); KIND `realistic` (SceneSpec's defaults) or `like_real` (data/make/synthetic_scenes.py's
+LIKE_REAL_FAKES); the set is named KIND. A variant is a name and its overrides
 (`--variant b5e24=clip.flow_bound=5,train.epochs=24`); `base` (no override) runs first unless --no-base. Each
 set's flow goes to a cache in its own folder under --out, computed before the first run trains.
 """
@@ -34,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set-dir", action="append", default=[], metavar="NAME=DIR", help="a labelled set")
     parser.add_argument("--synthetic", action="append", default=[], metavar="KIND=DIR", help="realistic|like_real")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=K=V,K=V", help="overrides")
+    parser.add_argument("--synthetic-scenes", type=int, default=6, help="scenes of a --synthetic set (1 in 3 held out)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--no-base", action="store_true", help="skip the base variant (already measured)")
     parser.add_argument("--out", default="runs/real_fakes_train")
@@ -52,11 +54,12 @@ def variants(args) -> dict[str, list[str]]:
     return found
 
 
-def synthetic_set(kind: str, folder: str) -> str:
-    """Writes the realistic synthetic set of that kind into folder unless one is there; returns the folder."""
+def synthetic_set(kind: str, folder: str, scenes: int = 6) -> str:
+    """Writes the realistic synthetic set of that kind (12 pairs a scene, a third of the scenes held out) into
+    folder unless one is there; returns the folder."""
     if not os.path.isfile(os.path.join(folder, "manifest.csv")):
         extra = {"realistic": {}, "like_real": LIKE_REAL_FAKES}[kind]
-        synthesize_scenes(folder, SceneSpec(num_videos=144, scenes=6, val_scenes=2, **extra))
+        synthesize_scenes(folder, SceneSpec(num_videos=24 * scenes, scenes=scenes, val_scenes=scenes // 3, **extra))
     return folder
 
 
@@ -81,7 +84,12 @@ def run(args, videos: str, workdir: str, overrides: list[str], seed: int) -> dic
 def main() -> None:
     args = parse_args()
     sets = dict(text.split("=", 1) for text in args.set_dir)
-    sets.update({kind: synthetic_set(kind, folder) for kind, folder in (t.split("=", 1) for t in args.synthetic)})
+    sets.update(
+        {
+            kind: synthetic_set(kind, folder, args.synthetic_scenes)
+            for kind, folder in (t.split("=", 1) for t in args.synthetic)
+        }
+    )
     for variant, overrides in variants(args).items():
         for name, videos in sets.items():
             for seed in (int(s) for s in args.seeds.split(",")):
