@@ -100,6 +100,9 @@ from twostream.trainer.video.metrics import AGGREGATES  # noqa: E402 (NumPy only
 def cmd_synth(args) -> int:
     if args.kind == "realistic":
         return _synth_realistic(args)
+    if args.like_real:
+        print("twostream synth: error: --like-real goes with --kind realistic", file=sys.stderr)
+        return 2
     from twostream.data.make.synthetic import SynthSpec, synthesize
 
     spec = SynthSpec(
@@ -113,7 +116,7 @@ def cmd_synth(args) -> int:
 
 
 def _synth_realistic(args) -> int:
-    from twostream.data.make.synthetic_scenes import SceneSpec, synthesize_scenes
+    from twostream.data.make.synthetic_scenes import LIKE_REAL_FAKES, SceneSpec, synthesize_scenes
 
     given = {
         "num_videos": args.num_videos,
@@ -126,7 +129,8 @@ def _synth_realistic(args) -> int:
         "jitter": args.jitter,
         "flicker": args.flicker,
     }
-    spec = SceneSpec(codec=args.codec, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    base = LIKE_REAL_FAKES if args.like_real else {}  # the flags given still win over it
+    spec = SceneSpec(codec=args.codec, seed=args.seed, **{**base, **{k: v for k, v in given.items() if v is not None}})
     if spec.problems():
         print("twostream synth: error: " + "; ".join(spec.problems()), file=sys.stderr)
         return 2
@@ -287,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--jitter", type=float, help="realistic: std of the region's offset, pixels (default 0.6)")
     synth.add_argument(
         "--flicker", type=float, help="realistic: std of the region's brightness, grey levels (default 5)"
+    )
+    synth.add_argument(
+        "--like-real",
+        action="store_true",
+        help="realistic: fakes with only a per-frame offset of the region (no flicker, scale change or lag), as hard "
+        "for the CPU-size footage recipe as fakes made from real footage (docs/data.md)",
     )
     synth.add_argument("--codec", default="mjpg", choices=["mjpg", "mp4v"])
     synth.add_argument("--seed", type=int, default=0)
