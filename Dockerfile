@@ -8,6 +8,11 @@
 # The GPU variant installs tensorflow[and-cuda] and builds Horovod's allreduce on NCCL (no GPU needed to build).
 ARG BASE=python:3.11-slim-bookworm
 
+# ---- the Horovod pin alone: setup.cfg's horovod== line, so that no other change to setup.cfg redoes the compile ----
+FROM ${BASE} AS horovod-pin
+COPY setup.cfg /src/
+RUN grep -E '^ *horovod==' /src/setup.cfg > /horovod-pin.cfg
+
 # ---- build: requirements, Horovod compiled against their TensorFlow, then twostream; everything under /usr/local ----
 FROM ${BASE} AS build
 ARG VARIANT=cpu
@@ -30,8 +35,8 @@ COPY requirements.txt ./
 RUN if [ "$VARIANT" = gpu ]; then sed -i 's/^tensorflow-cpu==/tensorflow[and-cuda]==/' requirements.txt; fi \
  && pip install --no-cache-dir pip==26.3 setuptools==84.2.1 wheel==0.48.0 \
  && pip install --no-cache-dir -r requirements.txt
-# setup.cfg too: build_horovod.sh reads the Horovod version it pins from there.
-COPY setup.cfg ./
+# build_horovod.sh reads the Horovod version from ./setup.cfg; the pin's line is all it needs before the sources.
+COPY --from=horovod-pin /horovod-pin.cfg setup.cfg
 COPY scripts/build_horovod.sh scripts/
 # GPU: Horovod links the NCCL that tensorflow[and-cuda] installed (nvidia-nccl-cu12), so both use one NCCL.
 RUN if [ "$VARIANT" = gpu ]; then \
