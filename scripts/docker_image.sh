@@ -73,10 +73,16 @@ stop() {
   log "stopping dockerd (pid $pid)"
   kill -TERM "$pid"
   for ((i = 0; i < 120; i++)); do   # it stops its containers and its containerd first
-    kill -0 "$pid" 2>/dev/null || return 0
+    kill -0 "$pid" 2>/dev/null || { unmount; return 0; }
     sleep 0.5
   done
   die "dockerd (pid $pid) still runs after 60 s"
+}
+
+# What a stopped dockerd leaves mounted in its folder (exec-root/netns/default, its bind of this machine's
+# network namespace), deepest first.
+unmount() {
+  findmnt -rn -o TARGET | grep "^$DIR/" | sort -r | while read -r mount; do umount "$mount"; done
 }
 
 base() {
@@ -106,8 +112,9 @@ build() {
 
 clean() {
   stop
+  unmount   # also after a daemon that ended by itself
   log "removing $DIR"
-  rm -rf "$DIR"
+  rm -rf --one-file-system "$DIR"
 }
 
 case ${1:-} in
