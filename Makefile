@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: setup system-deps demo lint typecheck check test test-random bench mutants clean
+.PHONY: setup system-deps demo lint typecheck check test test-random bench mutants image docker-test clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,16 @@ test-random: setup system-deps
 # Mutation testing of the pure modules with their fast tests (scripts/mutants.sh; MODULES=data/distributed/sharding.py for one).
 mutants: setup
 	scripts/mutants.sh $(MODULES)
+
+# The Dockerfile built for real by a private Docker daemon on a Debian base (root; scripts/docker_image.sh):
+# 14 min cold here (Horovod's compile), under a minute once the daemon's layer cache holds it.
+image:
+	scripts/docker_image.sh image
+
+# That image run as the MPI operator runs a `twostream launch k8s` job's pods, on a network-namespace bed
+# (tests/test_docker_image.py, scripts/docker_mpijob.sh): 2 ranks on 2 worker pods, then a SIGTERM stop.
+docker-test: setup
+	TWOSTREAM_DOCKER=1 $(PY) -m pytest tests/test_docker_image.py -v
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
