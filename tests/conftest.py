@@ -76,6 +76,36 @@ def pytest_ignore_collect(collection_path, config):
 
 MODULE_MARK = "pytestmark = pytest.mark.tensorflow"
 
+# The modules that take longest (a minute or more of real multi-process jobs, `--durations` of `make test`), run
+# first: pytest-xdist hands each worker whole modules in collection order, and a long one handed out last leaves
+# the other worker idle while it runs.
+LONGEST_FIRST = (
+    "test_horovod_hosts.py",
+    "test_slurm_hosts.py",
+    "faults/test_preemption.py",
+    "faults/test_killed_rank.py",
+    "test_horovod.py",
+    "test_ray_hosts.py",
+    "test_stream.py",
+    "test_evaluate_predict.py",
+    "test_train.py",
+    "test_resume.py",
+    "test_bad_runs.py",
+    "test_launch_debug.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-random-order's shuffle (`make test-random`)
+def pytest_collection_modifyitems(session, config, items):
+    """The LONGEST_FIRST modules first, in that order; the rest as collected (a stable sort: the same on every
+    worker, as xdist requires). `make test-random` shuffles after this."""
+
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
 
 def run_cli(*args: str, cwd: str | None = None, timeout: float = 300, env: dict | None = None):
     """Runs the installed `twostream` command; returns the CompletedProcess (text output)."""
