@@ -49,9 +49,10 @@ check: lint typecheck
 system-deps:
 	scripts/test_system_deps.sh
 
-# Two pytest workers, each test module kept on one (its module fixtures built once): 11 min instead of 20 on 2 cores.
+# Two pytest workers, each test module kept on one (its module fixtures built once), modules handed out in the order
+# tests/conftest.py puts them (the longest first; xdist's default reorders by test count, which put them last).
 test: setup system-deps
-	$(PY) -m pytest tests -n 2 --dist loadfile
+	$(PY) -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder
 
 # The suite in a random order of modules and of the tests in each (pytest-random-order; SEED=N repeats an order).
 test-random: setup system-deps

@@ -77,8 +77,8 @@ def pytest_ignore_collect(collection_path, config):
 MODULE_MARK = "pytestmark = pytest.mark.tensorflow"
 
 # The modules that take longest (a minute or more of real multi-process jobs, `--durations` of `make test`), run
-# first: pytest-xdist hands each worker whole modules in collection order, and a long one handed out last leaves
-# the other worker idle while it runs.
+# first: pytest-xdist hands each worker whole modules in collection order (`make test` turns off its reordering by
+# test count), and a long one handed out last leaves the other worker idle while it runs.
 LONGEST_FIRST = (
     "test_horovod_hosts.py",
     "test_slurm_hosts.py",
