@@ -64,6 +64,7 @@ def test_a_stopped_process_is_told_from_a_gone_one(tmp_path):
         port = int(child.stdout.readline())
         assert peers.probe("localhost", port) == ""
         child.send_signal(signal.SIGSTOP)
+        _wait_until_stopped(child.pid)  # the signal is delivered asynchronously
         assert "its process does not (no reply in 1 s: hung or stopped)" in peers.probe("localhost", port, timeout=1)
     finally:
         child.kill()
@@ -79,3 +80,16 @@ def test_a_graph_errors_own_words_are_kept_and_its_frames_dropped():
         "\t [[{{node HorovodGroupedAllreduce_add_0}}]] [Op:__inference_step_123]"
     )
     assert peers.first_sentence(error) == "Horovod has been shut down"
+
+
+def _wait_until_stopped(pid: int, timeout: float = 10) -> None:
+    """Until /proc says the process is stopped (state T)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop")
