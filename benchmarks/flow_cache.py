@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import subprocess
 import tempfile
 import time
 
 import cv2
 import numpy as np
+from lavfi_video import write_pattern  # benchmarks/, the script's folder
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
@@ -42,29 +42,8 @@ def sets(folder: str) -> list[tuple[str, list[str], int]]:
         synthesize_scenes(scenes, SceneSpec(num_videos=12))
     noisy = os.path.join(folder, "noisy_480p.mp4")
     if not os.path.exists(noisy):
-        import imageio_ffmpeg
-
-        subprocess.run(
-            [
-                imageio_ffmpeg.get_ffmpeg_exe(),
-                "-nostdin",
-                "-y",
-                "-loglevel",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=640x480:rate=30:duration=4,noise=alls=8:allf=t",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-pix_fmt",
-                "yuv420p",
-                noisy,
-            ],
-            check=True,
-        )
+        source = "testsrc2=size=640x480:rate=30:duration=4,noise=alls=8:allf=t"
+        write_pattern(noisy, source, ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
     return [
         ("demo set", sorted(glob.glob(os.path.join(demo, "*", "*.avi"))), 64),
         ("realistic set", sorted(glob.glob(os.path.join(scenes, "*", "*.avi"))), 112),

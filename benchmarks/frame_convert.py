@@ -15,10 +15,10 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import subprocess
 import time
 
 import av
+from lavfi_video import write_pattern  # benchmarks/, the script's folder
 
 VIDEOS = {
     "mjpeg_64": ("64x64", ".avi", ["-c:v", "mjpeg", "-q:v", "3"]),
@@ -31,27 +31,7 @@ def write_video(folder: str, name: str, frames: int) -> str:
     size, ext, options = VIDEOS[name]
     path = os.path.join(folder, f"{name}_{frames}{ext}")
     if not os.path.exists(path):
-        import imageio_ffmpeg
-
-        source = f"testsrc2=size={size}:rate=30,noise=alls=8:allf=t"
-        subprocess.run(
-            [
-                imageio_ffmpeg.get_ffmpeg_exe(),
-                "-nostdin",
-                "-y",
-                "-loglevel",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                source,
-                "-frames:v",
-                str(frames),
-                *options,
-                path,
-            ],
-            check=True,
-        )
+        write_pattern(path, f"testsrc2=size={size}:rate=30,noise=alls=8:allf=t", list(options), frames)
     return path
 
 
