@@ -39,7 +39,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from lavfi_video import write_pattern  # noqa: E402  # benchmarks/, the script's folder
 
 from twostream.data.decode import transforms  # noqa: E402
 from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
@@ -57,6 +56,8 @@ BACKWARD_SHARE = 2 / 3  # of a training step: backward ~ 2 x forward, the usual 
 
 def write_video(path: str, seconds: int, seed: int) -> str:
     """A 340x256 H.264 test pattern with noise (a typical prepared-dataset size: short side 256)."""
+    from lavfi_video import write_pattern  # benchmarks/, the script's folder (here: tests import this file alone)
+
     source = f"testsrc2=size=340x256:rate=30:duration={seconds},noise=alls=8:allf=t,hue=h={seed * 40}"
     # keyframe every 48 frames, 3 B-frames, no scene-cut keyframes: a typical long-GOP H.264 file
     x264 = ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-pix_fmt", "yuv420p", "-g", "48"]
