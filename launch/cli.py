@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import importlib.abc
 import importlib.machinery
-import json
 import os
 import sys
 import tempfile
@@ -94,6 +93,7 @@ from twostream.launch import config_args  # noqa: E402
 from twostream.launch.commands import doctor, models_cmd, prepare_cmd  # noqa: E402
 from twostream.launch.jobs import horovod_cmd, k8s, ray_job, slurm  # noqa: E402
 from twostream.launch.jobs.horovod_cmd import LaunchError  # noqa: E402
+from twostream.launch.records import print_record  # noqa: E402
 from twostream.trainer.video.metrics import AGGREGATES  # noqa: E402 (NumPy only)
 
 
@@ -159,7 +159,7 @@ def cmd_train(args) -> int:
         print(f"twostream train: {stopped}", file=sys.stderr)
         return EXIT_CODE
     if dist.is_chief():  # one result per job, not one per rank (elastic: the chief at the end)
-        print(json.dumps({"final": metrics}))
+        print_record({"final": metrics})
     return 0
 
 
@@ -181,7 +181,7 @@ def cmd_evaluate(args) -> int:
 
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
     metrics = evaluate_workdir(args.workdir, overrides, checkpoint=args.checkpoint)
-    print(json.dumps({"eval": metrics}))
+    print_record({"eval": metrics})
     return 0
 
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import VENV_BIN
 from helpers.host_services import SshAccess
 from helpers.hosts import make_hosts
+from helpers.records import final_record
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
@@ -50,8 +51,7 @@ def _launch(dataset: str, workdir, epochs: int, *extra: str) -> list[str]:
 
 
 def _final(output: str) -> dict:
-    line = next(line for line in output.splitlines() if '{"final"' in line)
-    return json.loads(line[line.index('{"final"') :])["final"]
+    return final_record(output)["final"]
 
 
 def _epochs(workdir) -> list[dict]:

@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 from conftest import REPO, VENV_BIN
+from helpers.records import final_record
 
 RAY = os.path.join(VENV_BIN, "ray")
 LISTENERS = os.path.join(REPO, "tests", "helpers", "ray_listeners.py")
@@ -157,7 +158,7 @@ def test_ray_job_trains_two_horovod_workers(ray_head, tiny_dataset, tmp_path):
     )
     output = submit.stdout + submit.stderr
     assert submit.returncode == 0 and "succeeded" in output, output[-5000:]
-    final = json.loads(next(line for line in output.splitlines() if line.startswith('{"final"')))
+    final = final_record(output)
     assert final["world_size"] == 2 and final["final"]["clips"] > 0
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         epochs = [r for r in map(json.loads, f) if r["kind"] == "epoch"]

@@ -18,6 +18,7 @@ import time
 import pytest
 from conftest import VENV_BIN
 from helpers.hosts import make_hosts
+from helpers.records import final_record
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
@@ -125,7 +126,7 @@ def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
-    final = json.loads(next(line for line in output.splitlines() if line.startswith('{"final"')))
+    final = final_record(output)
     places = {pid: (here, theirs.split(",")) for pid, here, theirs in PLACEMENT.findall(output)}
     assert len(places) == 2, output[-5000:]  # both ranks said where they and their actors run
     return places, final

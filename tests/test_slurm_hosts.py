@@ -16,6 +16,7 @@ import pytest
 from conftest import VENV_BIN
 from helpers.host_services import SshAccess, start_slurm, stop_slurm
 from helpers.hosts import make_hosts
+from helpers.records import final_record
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
@@ -168,7 +169,7 @@ def test_via_horovodrun_starts_node2s_rank_over_ssh_and_trains_as_srun_does(bed,
         log = _log(workdir, job_id)
         assert _job(bed, job_id)["JobState"] == "COMPLETED", log[-3000:]
         assert [r["world_size"] for r in _records(workdir)] == [2, 2]
-        finals[via] = json.loads(re.search(r'(\{"final".*)', log).group(1))["final"]
+        finals[via] = final_record(log)["final"]
         logins = bed.ssh.logins(2) - accepted_before
         assert logins > 0 if via == "horovodrun" else logins == 0, (via, log[-3000:])
     assert "2 ranks on node1:1,node2:1" in log  # horovodrun -H over the allocation's nodes

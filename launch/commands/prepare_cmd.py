@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
+
+from twostream.launch.records import print_record
 
 
 def add_parser(commands) -> None:
@@ -53,7 +54,7 @@ def run(args) -> int:
     if args.clean:
         freed = cache.clear()
         _remove_empty(folder)  # gone, so that training no longer finds a default cache there
-        print(json.dumps({"cache": folder, "freed_bytes": freed}))
+        print_record({"cache": folder, "freed_bytes": freed})
         return 0
     records = from_config(config.data).records
     try:  # a bad model file or box file: one message (the CLI prints ConfigErrors), before any work
@@ -66,18 +67,16 @@ def run(args) -> int:
     except (BoxError, FaceModelError) as error:
         raise config_lib.ConfigError(str(error)) from None
     summary = prepare(records, config.clip, cache, boxes=boxes)
-    print(
-        json.dumps(
-            {
-                "cache": folder,
-                "computed": summary["computed"],
-                "already_cached": summary["cached"],
-                "failed": summary["failed"],
-                "cache_bytes": cache.total_bytes(),
-                "without_box": summary["without_box"],
-                "read_sequentially": summary["sequential"],
-            }
-        )
+    print_record(
+        {
+            "cache": folder,
+            "computed": summary["computed"],
+            "already_cached": summary["cached"],
+            "failed": summary["failed"],
+            "cache_bytes": cache.total_bytes(),
+            "without_box": summary["without_box"],
+            "read_sequentially": summary["sequential"],
+        }
     )
     if config.data.flow_cache_dir:
         print(f"train with the cache: --set data.flow_cache_dir={folder} (and the same clip settings)")
@@ -94,7 +93,7 @@ def _detect_faces(config, records, model: str, pick: str):
 
     folder = config.data.boxes or os.path.join(config.data.root, ".boxes")
     faces = detect_faces(records, model, folder, pick=pick)
-    print(json.dumps({"boxes": folder, **faces}))
+    print_record({"boxes": folder, **faces})
     print(f"train on the face regions: --set data.boxes={folder}")
     return dataclasses.replace(config, data=dataclasses.replace(config.data, boxes=folder))
 

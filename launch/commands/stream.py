@@ -15,7 +15,6 @@ windows are kept as they come and their pictures written once the feed stops (la
 from __future__ import annotations
 
 import collections
-import json
 import statistics
 import sys
 import threading
@@ -28,6 +27,7 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.video import frame_rgb
 from twostream.launch.commands.predict import PredictError, load_model
+from twostream.launch.records import print_record
 from twostream.trainer.video.explain import cut
 
 
@@ -132,7 +132,7 @@ def score_feed(
             }
             if faces is not None:
                 line["face"] = None if track is None else [round(v, 1) for v in track.boxes[-1]]  # x, y, w, h
-            print(json.dumps(line), file=out, flush=True)
+            print_record(line, file=out)
             dropped += skipped
             wanted = count + hop
     except KeyboardInterrupt:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 
 from twostream.launch import config_args
 from twostream.launch.jobs.horovod_cmd import LaunchError
+from twostream.launch.records import print_record
 
 log = logging.getLogger("twostream")
 
@@ -70,7 +70,7 @@ def run(args) -> int:
 
         print(f"twostream launch ray: {results[0]['preempted']}", file=sys.stderr, flush=True)
         return EXIT_CODE
-    print(json.dumps({"final": results[0], "world_size": len(results)}), flush=True)
+    print_record({"final": results[0], "world_size": len(results)})
     return 0
 
 
