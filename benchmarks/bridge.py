@@ -24,7 +24,8 @@ import numpy as np  # noqa: E402
 
 from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
 from twostream.data.distributed.actors import ClipResult  # noqa: E402
-from twostream.data.distributed.pipeline import EpochStream, aligned_empty, to_dataset  # noqa: E402
+from twostream.data.distributed.batch_buffers import aligned_empty  # noqa: E402
+from twostream.data.distributed.pipeline import EpochStream, to_dataset  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
 from twostream.data.manifest import VideoRecord  # noqa: E402
 
@@ -45,10 +46,12 @@ class ReadyBatches:
 class ReadyClips:
     """Stands in for a DecoderPool: yields per-clip results, views into decoded batches as Ray's reads are."""
 
+    actors: list = []  # EpochStream reports the pool's actors: none here
+
     def __init__(self, batches: list):
         self.clips = [(rgb[i], flow[i]) for rgb, flow, *_ in batches for i in range(len(rgb))]
 
-    def map(self, requests):
+    def map(self, requests, stats=None, then=None):
         for i, request in enumerate(requests):
             rgb, flow = self.clips[i % len(self.clips)]
             yield ClipResult(rgb, flow, None, request.path)

@@ -12,7 +12,9 @@ CPU per clip is user+system time of the processes a variant uses, split in three
 process), `workers` (the decode actors, or the fresh tight-loop process) and `ray daemons` (every other
 process this one started: GCS, raylet, dashboard, idle workers; counted for Ray's variants only). The tight
 loop runs twice: in a fresh process that imports only the decoder (`tight loop`, the baseline of the ratios)
-and in this process, which has imported TensorFlow and Ray (`tight loop, this process`). The breakdown runs
+and in this process, which has imported TensorFlow and Ray and built tf.data generators (`tight loop, this
+process`: TensorFlow then has set glibc's mmap threshold to 128 KiB, so its decoding faults pages in again; the
+trainer process decodes nothing, and reuses its batch arrays: data/distributed/batch_buffers.py). The breakdown runs
 the 1-actor pool three ways: results only (`Ray map`), plus batching (`Ray EpochStream`), plus the tf.data
 bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. A busy machine changes CPU
 per clip far less than rates. Ratios are printed at the end.

@@ -12,7 +12,8 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.sampling import EvalView, TrainView
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
-from twostream.data.distributed.pipeline import DataError, EpochStream, aligned_empty, clip_seed, to_dataset
+from twostream.data.distributed.batch_buffers import aligned_empty
+from twostream.data.distributed.pipeline import DataError, EpochStream, clip_seed, to_dataset
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.manifest import from_folder
 

@@ -14,6 +14,7 @@ from twostream.data.decode.boxes import BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.sampling import EvalView, TrainView, View
 from twostream.data.distributed.actors import ClipRequest, DecoderPool, PoolStats
+from twostream.data.distributed.batch_buffers import BATCH_BUFFERS
 from twostream.data.distributed.sharding import Plan
 from twostream.data.manifest import VideoRecord
 
@@ -135,9 +136,9 @@ class EpochStream:
                 item, result = self._replace(index, result.error)
                 weight = weight if self.train else 0.0
             slot = index % local_batch
-            if slot == 0:  # a new batch each time: tf.data may still hold the previous one
-                rgb = aligned_empty((local_batch, *result.rgb.shape))
-                flow = aligned_empty((local_batch, *result.flow.shape))
+            if slot == 0:  # arrays nothing holds any more: tf.data may still hold the previous batches
+                rgb = BATCH_BUFFERS.take((local_batch, *result.rgb.shape))
+                flow = BATCH_BUFFERS.take((local_batch, *result.flow.shape))
                 labels, kept = np.zeros(local_batch, np.int32), np.zeros(local_batch, np.float32)
                 where = np.zeros((local_batch, 2), np.int32)
             rgb[slot], flow[slot] = result.rgb, result.flow
@@ -183,16 +184,6 @@ class EpochStream:
                 f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
                 f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed)
             )
-
-
-def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
-    """An uninitialised uint8 array whose data starts on an `align`-byte boundary: tf.data's from_generator
-    wraps such an array as a tensor in place, and copies any other (at about a tenth of np.copy's speed:
-    benchmarks/bridge.py)."""
-    size = int(np.prod(shape))
-    raw = np.empty(size + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start : start + size].reshape(shape)
 
 
 def to_dataset(
