@@ -2,7 +2,7 @@
 Ray path's CPU per clip goes; cache; memory.
 
 Usage: python benchmarks/data_pipeline.py [--videos 64] [--frames 24] [--size 64] [--actors 1,2] [--epochs 8]
-                                          [--clips-per-call 4] [--batch 4] [--opencv-threads]
+                                          [--clips-per-call 4[,8,...]] [--batch 4] [--opencv-threads]
 Every variant does the same decode+flow work on the same generated videos with OpenCV single-threaded (the
 decode actors' setting, so a variant's parallelism is its workers). Variants run interleaved, one epoch each
 per round, in a rotating order, so a busy neighbour slows them alike. Rates are medians over the rounds after
@@ -98,12 +98,16 @@ def cpu_s(process: psutil.Process) -> float:
         return 0.0
 
 
-def group_cpu_s(worker_pids: set[int]) -> dict[str, float]:
-    """CPU seconds used so far by this process, by the workers, and by every other process it started."""
+def group_cpu_s(worker_pids: set[int], others: set[int]) -> dict[str, float]:
+    """CPU seconds used so far by this process, by the workers, and by every other process it started except
+    `others` (the other variants' actors and tight loop, idle meanwhile: no part of this variant's cost)."""
     me = psutil.Process()
     used = {"driver": cpu_s(me), "workers": 0.0, "ray daemons": 0.0}
     for child in me.children(recursive=True):
-        used["workers" if child.pid in worker_pids else "ray daemons"] += cpu_s(child)
+        if child.pid in worker_pids:
+            used["workers"] += cpu_s(child)
+        elif child.pid not in others:
+            used["ray daemons"] += cpu_s(child)
     return used
 
 
@@ -169,12 +173,12 @@ def ray_map_epoch(records, spec, pool, batch: int, epoch: int) -> int:
     return sum(1 for _ in pool.map(requests))
 
 
-def measure(run, args, epoch: int, worker_pids: set[int]) -> tuple[float, dict[str, float]]:
+def measure(run, args, epoch: int, worker_pids: set[int], others: set[int]) -> tuple[float, dict[str, float]]:
     """(clips/s, {group: CPU ms per clip}) of one run."""
-    before, start = group_cpu_s(worker_pids), time.perf_counter()
+    before, start = group_cpu_s(worker_pids, others), time.perf_counter()
     clips = run(*args, epoch)
     seconds = time.perf_counter() - start
-    after = group_cpu_s(worker_pids)
+    after = group_cpu_s(worker_pids, others)
     return clips / seconds, {g: (after[g] - before[g]) / clips * 1000 for g in GROUPS}
 
 
@@ -206,6 +210,10 @@ def ray_name(n: int) -> str:
     return f"Ray+tf.data {n} actor{'s' * (n > 1)}"
 
 
+def per_call_name(n: int, clips_per_call: int) -> str:
+    return f"{ray_name(n)}, {clips_per_call}/call"
+
+
 def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, opencv_threads: bool) -> dict:
     """{name: (function, args, worker pids, counts Ray's daemons)}."""
     smallest = pools[min(pools)]
@@ -235,11 +243,12 @@ def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, open
 def run_rounds(table: dict, largest_pool, epochs: int) -> tuple[dict, list]:
     """{variant: [(clips/s, {group: CPU ms/clip}) per round]} and the RSS after each round of the largest pool."""
     names = list(table)
+    everyone = set().union(*(entry[2] for entry in table.values()))  # every variant's worker processes
     results, rss = {name: [] for name in names}, []
     for epoch in range(epochs):
         for name in names[epoch % len(names) :] + names[: epoch % len(names)]:  # rotate who goes first
             run, args, workers, _ = table[name]
-            results[name].append(measure(run, args, epoch, workers))
+            results[name].append(measure(run, args, epoch, workers, everyone - workers))
         rss.append(rss_mb(largest_pool))
     return results, rss
 
@@ -251,24 +260,35 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--actors", default="1,2", help="comma-separated actor counts, measured side by side")
     parser.add_argument("--epochs", type=int, default=8, help="rounds; each variant reads one epoch per round")
-    parser.add_argument("--clips-per-call", type=int, default=4, help="clips per actor call (data.clips_per_call)")
+    parser.add_argument(
+        "--clips-per-call",
+        default="4",
+        help="clips per actor call (data.clips_per_call); more than one, e.g. 8,16,32: the first for every pool, "
+        "each other one as a further pool of the fewest actors, measured side by side",
+    )
     parser.add_argument("--batch", type=int, default=4, help="local batch of the tf.data variants")
     parser.add_argument("--opencv-threads", action="store_true", help="also the tight loop with OpenCV's threads")
     args = parser.parse_args()
     actor_counts = sorted({int(n) for n in args.actors.split(",")})
+    per_call, *other_per_call = [int(n) for n in args.clips_per_call.split(",")]
     spec = ClipSpec(num_frames=8, size=args.size)
     cv2.setNumThreads(1)  # as in every decode actor
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         synthesize(os.path.join(folder, "data"), SynthSpec(num_videos=args.videos, frames=args.frames, size=args.size))
         records = from_folder(os.path.join(folder, "data")).records
-        start_ray(None, num_cpus=sum(actor_counts), object_store_mb=256)  # logical CPUs: every pool fits at once
-        pools = {n: DecoderPool(spec, n, clips_per_call=args.clips_per_call) for n in actor_counts}
+        few = actor_counts[0]
+        start_ray(None, num_cpus=sum(actor_counts) + few * len(other_per_call), object_store_mb=256)  # all at once
+        pools = {n: DecoderPool(spec, n, clips_per_call=per_call) for n in actor_counts}
+        per_call_pools = {c: DecoderPool(spec, few, clips_per_call=c) for c in other_per_call}
         fresh = FreshTightLoop(spec)
         table = variants(records, spec, pools, fresh, args.batch, args.opencv_threads)
+        for calls, pool in per_call_pools.items():
+            run = (ray_epoch, (records, spec, pool, args.batch), set(actor_pids(pool)), True)
+            table[per_call_name(few, calls)] = run
         results, rss = run_rounds(table, pools[max(pools)], args.epochs)
         fresh.close()
-        for pool in pools.values():
+        for pool in [*pools.values(), *per_call_pools.values()]:
             pool.shutdown()
         first, cached, bytes_per_pixel = cache_epochs(records, spec, os.path.join(folder, "cache"))
     counts_daemons = {name: entry[3] for name, entry in table.items()}
@@ -325,6 +345,8 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
             f"/ py_function = {ratio('tf.data py_function')}  (target >= 1.5 on 2 cores);  "
             f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}  (target <= 1.10)"
         )
+    for name in (name for name in total if "/call" in name):
+        print(f"  {name}: CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}, clips/s {rate[name]:.1f}")
     print(
         f"  tight loop, this process / fresh process, CPU per clip = "
         f"{total['tight loop, this process'] / total[tight]:.2f}"
