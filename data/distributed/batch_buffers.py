@@ -20,10 +20,7 @@ def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
     """An uninitialised uint8 array whose data starts on an `align`-byte boundary: tf.data's from_generator
     wraps such an array as a tensor in place, and copies any other (at about a tenth of np.copy's speed:
     benchmarks/bridge.py)."""
-    size = int(np.prod(shape))
-    raw = np.empty(size + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start : start + size].reshape(shape)
+    return _new_entry(shape, align)[1]
 
 
 def _references(entry: tuple[np.ndarray, np.ndarray]) -> tuple[int, int]:
@@ -33,9 +30,12 @@ def _references(entry: tuple[np.ndarray, np.ndarray]) -> tuple[int, int]:
     return sys.getrefcount(entry[0]), sys.getrefcount(entry[1])
 
 
-def _new_entry(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    view = aligned_empty(shape)
-    return view.base, view
+def _new_entry(shape: tuple[int, ...], align: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(the array that owns the memory, its aligned view of `shape`)."""
+    size = int(np.prod(shape))
+    owner = np.empty(size + align, np.uint8)
+    start = -owner.ctypes.data % align
+    return owner, owner[start : start + size].reshape(shape)
 
 
 UNHELD = _references(_new_entry((1,)))  # the counts of an entry nothing else holds, on this interpreter
