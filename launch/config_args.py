@@ -11,8 +11,13 @@ import yaml
 DEBUG_SWITCHES = ["train.eager=true", "train.debug=true"]  # eager steps; deterministic ops + shapes logged
 
 
-def add_config_args(parser: argparse.ArgumentParser, data_required: bool = False) -> None:
-    parser.add_argument("--preset", help="a shipped config preset, e.g. demo or tiny")
+def add_preset_args(
+    parser: argparse.ArgumentParser,
+    preset_help: str = "a shipped config preset, e.g. demo or tiny",
+    set_example: str = "train.epochs=3",
+) -> None:
+    """--preset, --config and --set: the config a command resolves (every command that reads one has them)."""
+    parser.add_argument("--preset", help=preset_help)
     parser.add_argument("--config", help="a YAML config file (applied after the preset)")
     parser.add_argument(
         "--set",
@@ -20,8 +25,12 @@ def add_config_args(parser: argparse.ArgumentParser, data_required: bool = False
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config value; repeatable, e.g. --set train.epochs=3",
+        help=f"override one config value; repeatable, e.g. --set {set_example}",
     )
+
+
+def add_config_args(parser: argparse.ArgumentParser, data_required: bool = False) -> None:
+    add_preset_args(parser)
     parser.add_argument("--data", required=data_required, help="dataset folder (sets data.root)")
     parser.add_argument(
         "--debug",

@@ -1,9 +1,8 @@
 """H.264 in MP4 and a variable-frame-rate file, written by ffmpeg (imageio-ffmpeg), read through our decoder."""
 
-import subprocess
-
 import numpy as np
 import pytest
+from helpers.raw_video import encode_frames
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
@@ -18,42 +17,9 @@ VFR_TIMES_MS = np.concatenate([100.0 * np.arange(SLOW), 100.0 * SLOW - 75 + 25.0
 VFR_PTS = f"if(lt(N,{SLOW}),N*0.1,{SLOW * 0.1 - 0.075}+(N-{SLOW})*0.025)/TB"  # the same times, as ffmpeg setpts
 
 
-def _ffmpeg() -> str:
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as error:
-        pytest.skip(f"no ffmpeg binary to write H.264 ({error}); install requirements-dev.txt (imageio-ffmpeg)")
-
-
 def _encode(path, frames_bgr: np.ndarray, rate: str, pts: str | None = None) -> str:
-    """Pipes raw BGR frames into ffmpeg's libx264 (B-frames on, a keyframe every 5 frames, so seeks matter)."""
-    height, width = frames_bgr.shape[1:3]
-    command = [
-        _ffmpeg(),
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "bgr24",
-        "-s",
-        f"{width}x{height}",
-        "-framerate",
-        rate,
-        "-i",
-        "-",
-    ]
-    if pts:  # per-frame timestamps; commas escaped for the filter graph; passthrough keeps every frame
-        command += ["-vf", "setpts=" + pts.replace(",", "\\,"), "-fps_mode", "passthrough"]
-    command += ["-c:v", "libx264", "-g", "5", "-pix_fmt", "yuv420p", str(path)]
-    done = subprocess.run(command, input=frames_bgr.tobytes(), capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"this ffmpeg cannot write H.264: {done.stderr.decode(errors='replace')[-300:]}")
-    return str(path)
+    """H.264 with B-frames on and a keyframe every 5 frames, so seeks matter."""
+    return encode_frames(path, frames_bgr, ["-c:v", "libx264", "-g", "5", "-pix_fmt", "yuv420p"], rate, pts)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,10 @@
 """Colour order: a solid colour written in BGR (OpenCV's order) by the test decodes to the same colour in RGB,
 from MJPG/AVI (OpenCV's writer) and H.264/MP4 (ffmpeg from imageio-ffmpeg), whole-video and clip paths."""
 
-import subprocess
-
 import cv2
 import numpy as np
 import pytest
+from helpers.raw_video import encode_frames
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
@@ -33,33 +32,7 @@ def _write_mjpg(path) -> str:
 
 
 def _write_h264(path) -> str:
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="install requirements-dev.txt (imageio-ffmpeg)")
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "bgr24",
-        "-s",
-        f"{WIDTH}x{HEIGHT}",
-        "-framerate",
-        "25",
-        "-i",
-        "-",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        str(path),
-    ]
-    done = subprocess.run(command, input=_solid_bgr().tobytes(), capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"this ffmpeg cannot write H.264: {done.stderr.decode(errors='replace')[-300:]}")
-    return str(path)
+    return encode_frames(path, _solid_bgr(), ["-c:v", "libx264", "-pix_fmt", "yuv420p"])
 
 
 @pytest.fixture(params=["mjpg", "h264"])

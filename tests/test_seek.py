@@ -7,11 +7,11 @@ which frame it was given. Keyframes are placed every GOP frames exactly (scene-c
 """
 
 import os
-import subprocess
 
 import av
 import numpy as np
 import pytest
+from helpers.raw_video import encode_frames
 
 from twostream.data.decode import video
 from twostream.data.decode.clip_spec import ClipSpec
@@ -61,37 +61,9 @@ def read_code(rgb: np.ndarray) -> int:
 
 
 def write_coded(path, count: int, options: list[str], pts: str | None = None) -> str:
-    try:
-        import imageio_ffmpeg
-
-        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as error:
-        pytest.skip(f"no ffmpeg binary to write test videos ({error}); install requirements-dev.txt")
     rng = np.random.default_rng(count)
     frames = np.stack([coded_frame(i, rng) for i in range(count)])
-    command = [
-        ffmpeg,
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "bgr24",
-        "-s",
-        f"{WIDTH}x{HEIGHT}",
-        "-framerate",
-        "1000" if pts else "30",
-        "-i",
-        "-",
-    ]
-    if pts:  # per-frame timestamps; commas escaped for the filter graph; passthrough keeps every frame
-        command += ["-vf", "setpts=" + pts.replace(",", "\\,"), "-fps_mode", "passthrough"]
-    done = subprocess.run(command + options + [str(path)], input=frames.tobytes(), capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"this ffmpeg cannot write {path}: {done.stderr.decode(errors='replace')[-300:]}")
-    return str(path)
+    return encode_frames(path, frames, options, "1000" if pts else "30", pts)
 
 
 @pytest.fixture(scope="module")

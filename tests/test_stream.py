@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from conftest import VENV_BIN, run_cli
+from helpers.raw_video import ffmpeg_exe
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 
@@ -16,16 +17,10 @@ FPS, SECONDS = 25, 3
 WAIT_S = 120  # a guard against a hang, not a measurement
 
 
-def _ffmpeg() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def _feed(target: str, seconds: float, **popen) -> subprocess.Popen:
     """ffmpeg sending a moving test pattern as MPEG-TS at its real rate (-re) to `target` (a URL, or - for stdout)."""
     source = f"testsrc2=size=160x120:rate={FPS}"
-    command = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", source, "-t", str(seconds)]
+    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", source, "-t", str(seconds)]
     return subprocess.Popen([*command, "-f", "mpegts", target], **popen)
 
 
@@ -147,7 +142,7 @@ def test_a_feed_of_a_face_is_scored_around_the_face_it_follows(trained, tmp_path
     footage = film(cv2.imread(MESSI)[..., ::-1].copy(), (224, 90, 40, 44), (384, 240), shots)
     video = str(tmp_path / "messi.mp4")
     write_video(video, footage.frames[..., ::-1], 25.0, "mp4v")
-    command = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-re", "-i", video, "-f", "mpegts", "-"]
+    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-re", "-i", video, "-f", "mpegts", "-"]
     feed = subprocess.Popen(command, stdout=subprocess.PIPE)
     predict = _predict("-", trained.workdir, "--detect-faces", "--hop", "4", stdin=feed.stdout)
     feed.stdout.close()

@@ -5,18 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from twostream.launch import config_args
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("models", help="list the registered models with parameters and FLOPs per clip")
-    parser.add_argument("--preset", help="a shipped config preset whose clip and model sizes are used, e.g. demo")
-    parser.add_argument("--config", help="a YAML config file (applied after the preset)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value; repeatable, e.g. --set clip.size=112",
+    config_args.add_preset_args(
+        parser, "a shipped config preset whose clip and model sizes are used, e.g. demo", "clip.size=112"
     )
     parser.add_argument("--classes", type=int, default=2, help="output classes (only the heads depend on it)")
     parser.add_argument(

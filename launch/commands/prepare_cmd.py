@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 
+from twostream.launch import config_args
 from twostream.launch.records import print_record
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("prepare", help="precompute flow for a dataset into the flow cache (resumable)")
     parser.add_argument("--data", required=True, help="dataset folder (sets data.root)")
-    parser.add_argument("--preset", help="a shipped config preset whose clip size and flow settings are used")
-    parser.add_argument("--config", help="a YAML config file (applied after the preset)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value; repeatable, e.g. --set clip.size=112",
+    config_args.add_preset_args(
+        parser, "a shipped config preset whose clip size and flow settings are used", "clip.size=112"
     )
     parser.add_argument("--clean", action="store_true", help="delete the flow cache instead of filling it")
     parser.add_argument(
