@@ -149,7 +149,7 @@ def slow_data_advice(record: dict, global_batch: int, actors: int, flow_cached: 
     if capacity >= wanted:
         return (
             f"{said}, so the wait is in the hand-off, not the decoding: see driver_share and "
-            "calls_in_flight_min in metrics.jsonl (docs/performance.md)"
+            "calls_in_flight_min in metrics.jsonl (docs/data-performance.md)"
         )
     fixes = [f"raise data.num_actors ({actors} per rank now, each needs a core of its own)"]
     if not flow_cached:
