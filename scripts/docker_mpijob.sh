@@ -58,6 +58,9 @@ worker = worker_pod["containers"][0]
 mounts = []
 for volume in worker_pod.get("volumes", []):   # ours: a ConfigMap from the file, the claim from CLAIM_DIR
     mount = next(m for m in worker["volumeMounts"] if m["name"] == volume["name"])
+    if volume.get("emptyDir", {}).get("medium") == "Memory" and mount["mountPath"] == "/dev/shm":
+        mounts += ["--shm-size", volume["emptyDir"]["sizeLimit"].removesuffix("Mi") + "m"]   # a tmpfs of that size
+        continue
     if "configMap" in volume:
         source = os.path.join(state, "configmaps", volume["configMap"]["name"])
         os.makedirs(source, exist_ok=True)

@@ -315,12 +315,17 @@ def test_mpijob_fields(tmp_path):
     assert wc["resources"]["limits"]["nvidia.com/gpu"] == 4
     volumes = {v["name"]: v for v in worker["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "videos"
-    assert {m["mountPath"] for m in wc["volumeMounts"]} == {"/mnt/twostream", "/etc/twostream"}
+    assert {m["mountPath"] for m in wc["volumeMounts"]} == {"/mnt/twostream", "/etc/twostream", "/dev/shm"}
     # The same config as every other launch: the resolved tree, preset and overrides applied.
     assert config_map["metadata"]["name"] == "deepfake-a-twostream"
     shipped = yaml.safe_load(config_map["data"]["config.yaml"])
     assert shipped["train"]["epochs"] == 7 and shipped["clip"]["size"] == 32
     assert shipped["data"]["root"] == "/mnt/twostream/videos"
+    # /dev/shm in memory, room for the 4 ranks' object stores (a container's own 64 MB sends Ray's to /tmp)
+    assert volumes["dshm"]["emptyDir"] == {
+        "medium": "Memory",
+        "sizeLimit": f"{4 * shipped['data']['object_store_mb'] + k8s.SHM_HEADROOM_MB}Mi",
+    }
 
 
 def test_both_pods_give_the_ranks_the_grace_period_to_checkpoint(tmp_path):

@@ -17,7 +17,8 @@ from twostream.launch.jobs.horovod_cmd import LaunchError
 CONFIG_DIR = "/etc/twostream"  # our ConfigMap (the resolved config), mounted on the workers
 HOSTFILE = "/etc/mpi/hostfile"  # the operator's NAME-config, on the launcher: 'NAME-worker-I.NAME.NS.svc slots=S'
 SSH_DIR = "/root/.ssh"  # sshAuthMountPath: the operator mounts the job's SSH key here; the image runs as root
-RESERVED_DIRS = ("/etc/mpi", SSH_DIR, CONFIG_DIR)  # mounts no volume of ours may hide or sit inside
+SHM_DIR = "/dev/shm"  # a container's own is 64 MB: Ray then puts its object store in /tmp ("will harm performance")
+RESERVED_DIRS = ("/etc/mpi", SSH_DIR, CONFIG_DIR, SHM_DIR)  # mounts no volume of ours may hide or sit inside
 SSH_PORT = 22  # the image's sshd (Dockerfile); horovodrun connects to its default port
 ENTRYPOINT = "/usr/local/bin/twostream-k8s-entrypoint"  # launch/jobs/k8s_entrypoint.sh: SIGTERM to the ranks
 
@@ -26,6 +27,7 @@ DEFAULT_GRACE_PERIOD_S = 120  # SIGTERM to SIGKILL: the ranks reach the next agr
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # what the operator demands of '<name>-worker-N'
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a namespace
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # a PVC
+SHM_HEADROOM_MB = 512  # /dev/shm beyond the ranks' object stores: NCCL's and Horovod's buffers between local ranks
 INT32_MAX = 2**31 - 1  # replicas, slotsPerWorker and backoffLimit are int32 in the MPIJob API
 
 
@@ -146,6 +148,7 @@ def manifests(args, config) -> list[dict]:
         "backoffLimit": args.backoff_limit,
         **({"activeDeadlineSeconds": args.deadline_s} if args.deadline_s else {}),
     }
+    worker = _worker_pod(args, config)
     mpijob = {
         "apiVersion": "kubeflow.org/v2beta1",
         "kind": "MPIJob",
@@ -159,7 +162,7 @@ def manifests(args, config) -> list[dict]:
             "runPolicy": run_policy,
             "mpiReplicaSpecs": {
                 "Launcher": {"replicas": 1, "restartPolicy": "OnFailure", "template": _launcher_pod(args)},
-                "Worker": {"replicas": args.workers, "restartPolicy": "OnFailure", "template": _worker_pod(args)},
+                "Worker": {"replicas": args.workers, "restartPolicy": "OnFailure", "template": worker},
             },
         },
     }
@@ -185,9 +188,10 @@ def _launcher_pod(args) -> dict:
     return {"spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container]}}
 
 
-def _worker_pod(args) -> dict:
+def _worker_pod(args, config) -> dict:
     """Runs sshd under the entrypoint, which passes SIGTERM on to the ranks horovodrun starts here and waits for
-    them; they read the config and the claim (data and workdir)."""
+    them; they read the config and the claim (data and workdir). /dev/shm is memory of the pod's, sized for the
+    Ray its ranks share (each rank's data.object_store_mb) and the collectives' buffers."""
     resources = (
         {"limits": {"nvidia.com/gpu": args.slots_per_worker}}
         if args.gpus
@@ -204,11 +208,14 @@ def _worker_pod(args) -> dict:
         "volumeMounts": [
             {"name": "twostream-config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "data", "mountPath": args.mount_path},
+            {"name": "dshm", "mountPath": SHM_DIR},
         ],
     }
+    shm_mb = args.slots_per_worker * config.data.object_store_mb + SHM_HEADROOM_MB
     volumes = [
         {"name": "twostream-config", "configMap": {"name": config_map_name(args.name)}},
         {"name": "data", "persistentVolumeClaim": {"claimName": args.pvc}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mb}Mi"}},
     ]
     return {
         "spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container], "volumes": volumes}
