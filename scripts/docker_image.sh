@@ -82,7 +82,9 @@ stop() {
 # What a stopped dockerd leaves mounted in its folder (exec-root/netns/default, its bind of this machine's
 # network namespace), deepest first.
 unmount() {
-  findmnt -rn -o TARGET | grep "^$DIR/" | sort -r | while read -r mount; do umount "$mount"; done
+  local mount
+  # (grep finds nothing when the daemon left no mount: not a failure)
+  findmnt -rn -o TARGET | { grep "^$DIR/" || true; } | sort -r | while read -r mount; do umount "$mount"; done
 }
 
 base() {

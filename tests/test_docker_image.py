@@ -140,6 +140,9 @@ def test_one_epoch_with_two_ranks_on_two_worker_pods(image, claim, pods, tmp_pat
         assert line.endswith(f"host={pod}.{NAME}.default.svc"), placement
     # the ranks' output, through horovodrun: rank 0's final metrics
     assert re.search(r'^\[0\]<stdout>:\{"final": ', logs, re.M), logs[-3000:]
+    # each worker's Ray kept its object store in the pod's memory-backed /dev/shm, not in /tmp (a container's own
+    # /dev/shm is 64 MB)
+    assert "instead of /dev/shm" not in logs, logs[-3000:]
     # each worker's sshd let the launcher (host 1, 10.79.0.11) in with the job's key
     for i in range(2):
         assert "Accepted publickey for root from 10.79.0.11" in _logs(f"{NAME}-worker-{i}")
