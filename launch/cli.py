@@ -89,6 +89,7 @@ def quiet_start(argv: list[str]) -> None:
 quiet_start(sys.argv[1:])
 
 # after the start-up chatter set-up above (E402 for all of them)
+from twostream.data.decode.boxes import PICKS  # noqa: E402 (NumPy only)
 from twostream.launch import config_args  # noqa: E402
 from twostream.launch.commands import doctor, models_cmd, prepare_cmd  # noqa: E402
 from twostream.launch.jobs import horovod_cmd, k8s, ray_job, slurm  # noqa: E402
@@ -189,6 +190,8 @@ def cmd_predict(args) -> int:
     from twostream.launch.commands.predict import PredictError, run
 
     try:
+        if args.hop is not None and args.hop < 1:  # --stream's and --explain's windows
+            raise PredictError(f"--hop must be at least 1 frame, got {args.hop}")
         if args.stream:
             return predict_stream(args)
         if not args.videos:
@@ -219,8 +222,6 @@ def explain_options(args):
         if args.explain_class or args.explain_clips is not None:
             raise PredictError("--explain-class and --explain-clips go with --explain OUT_DIR")
         return None
-    if args.hop is not None and args.hop < 1:
-        raise PredictError(f"--hop must be at least 1 frame, got {args.hop}")
     clips = 3 if args.explain_clips is None else args.explain_clips
     return ExplainOptions(args.explain, args.explain_class, clips, args.hop or 0)
 
@@ -233,8 +234,6 @@ def predict_stream(args) -> int:
         raise PredictError("give video files or --stream SOURCE, not both")
     if args.box_margin < 0:
         raise PredictError(f"--box-margin must be 0 or more, got {args.box_margin}")
-    if args.hop is not None and args.hop < 1:
-        raise PredictError(f"--hop must be at least 1 frame, got {args.hop}")
     if args.stream_timeout <= 0:
         raise PredictError(f"--stream-timeout must be positive, got {args.stream_timeout}")
     model, _, _ = resolve(args.model, args.workdir, 1, None)
@@ -368,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--pick-face",
-        choices=("largest", "confident", "centre"),
+        choices=PICKS,
         default="largest",
         help="--detect-faces: the face to follow where none is followed yet (default: the largest)",
     )

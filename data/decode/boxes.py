@@ -25,6 +25,7 @@ import numpy as np
 
 SMOOTH_FRAMES = 9  # moving-average window for box centres and sizes (detector jitter is frame to frame)
 COLUMNS = ("frame", "x", "y", "w", "h")
+PICKS = ("largest", "confident", "centre")  # which face a face track takes when it has none to follow
 
 
 class BoxError(ValueError):

@@ -122,6 +122,10 @@ class ClipLoader:
         """Consecutive frames one clip takes from a live feed: its span, plus the successor of its last frame."""
         return self.spec.frame_stride * (self.spec.num_frames - 1) + 2
 
+    def window_hop(self, hop: int = 0) -> int:
+        """Frames from one window to the next: `hop`, or half a window when 0."""
+        return hop or max(1, self.window_frames() // 2)
+
     def from_frames(self, frames, track: Track | None = None, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The evaluation clip (centred, the centre crop) of consecutive native RGB frames held in memory, e.g. the
         last window_frames() of a live feed, sampled by frame count as a video of that many frames would be (a feed

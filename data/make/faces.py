@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from twostream.data.decode.boxes import COLUMNS, Track, track_from_rows
+from twostream.data.decode.boxes import COLUMNS, PICKS, Track, track_from_rows
 from twostream.data.decode.video import iter_frames
 from twostream.data.make.face_detectors import BUILTIN, FaceModelError, load_detector
 
@@ -32,7 +32,6 @@ __all__ = [
     "write_track",
 ]
 
-PICKS = ("largest", "confident", "centre")  # which face a track takes when it has none to follow
 LINK_DISTANCE = 1.0  # face sizes (sqrt(w h)) a face's centre may move from the followed one and still be it
 LINK_SIZE_RATIO = 2.0  # and its size may change at most this factor
 MIN_RUN = 3  # frames: a shorter run that no earlier face continues is a false detection when a longer one exists

@@ -61,7 +61,7 @@ class Explainer:
         self.loader = ClipLoader(ClipSpec(**meta["clip"]))
         self.gradcam = GradCam(load_keras(loaded, meta, model_spec(meta, model_folder, workdir)))
         self.out_dir, self.clips = options.out_dir, options.clips
-        self.hop = options.hop or max(1, self.loader.window_frames() // 2)
+        self.hop = self.loader.window_hop(options.hop)
         self.names: set[str] = set()
 
     def evidence(self):

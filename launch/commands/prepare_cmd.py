@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from twostream.data.decode.boxes import PICKS
 from twostream.launch import config_args
 from twostream.launch.records import print_record
 
@@ -26,7 +27,7 @@ def add_parser(commands) -> None:
     )
     parser.add_argument(
         "--pick-face",
-        choices=("largest", "confident", "centre"),
+        choices=PICKS,
         default="largest",
         help="with --detect-faces: the face a track takes where it has none to follow (the first face, after a "
         "cut): the largest (default), the most confident, or the one nearest the frame's centre",

@@ -102,7 +102,7 @@ def score_feed(
         explainer = Explainer(loaded, meta, model_folder, workdir, explain)
         evidence = explainer.evidence()
     window = loader.window_frames()
-    hop = hop or max(1, window // 2)
+    hop = loader.window_hop(hop)
     loaded.serve(*(np.zeros((1, *shape), np.uint8) for shape in (loader.spec.rgb_shape, loader.spec.flow_shape)))
     # ^ the first call builds the model's graph: done now, not on the feed's first window
     reader = FeedReader(source, window, timeout_s)
