@@ -16,8 +16,10 @@ and in this process, which has imported TensorFlow and Ray and built tf.data gen
 process`: TensorFlow then has set glibc's mmap threshold to 128 KiB, so its decoding faults pages in again; the
 trainer process decodes nothing, and reuses its batch arrays: data/distributed/batch_buffers.py). The breakdown runs
 the 1-actor pool three ways: results only (`Ray map`), plus batching (`Ray EpochStream`), plus the tf.data
-bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. A busy machine changes CPU
-per clip far less than rates. Ratios are printed at the end.
+bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. The actors write their clips into
+shared memory (data/distributed/shared_slots.py); a further pool of the fewest actors returns them through Ray's
+object store instead (`..., object store`), for comparison. A busy machine changes CPU per clip far less than
+rates. Ratios are printed at the end.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def ray_map_epoch(records, spec, pool, batch: int, epoch: int) -> int:
     stream = _stream(records, pool, batch, epoch)
     plan = stream.plan
     requests = (stream._request(int(i), int(p)) for i, p in zip(plan.indices.reshape(-1), plan.positions.reshape(-1)))
-    return sum(1 for _ in pool.map(requests))
+    return sum(1 for _ in pool.map(requests, in_place=True))  # as EpochStream reads them
 
 
 def measure(run, args, epoch: int, worker_pids: set[int], others: set[int]) -> tuple[float, dict[str, float]]:
@@ -212,6 +214,10 @@ def ray_name(n: int) -> str:
 
 def per_call_name(n: int, clips_per_call: int) -> str:
     return f"{ray_name(n)}, {clips_per_call}/call"
+
+
+def object_store_name(n: int) -> str:
+    return f"{ray_name(n)}, object store"
 
 
 def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, opencv_threads: bool) -> dict:
@@ -278,17 +284,20 @@ def main() -> None:
         synthesize(os.path.join(folder, "data"), SynthSpec(num_videos=args.videos, frames=args.frames, size=args.size))
         records = from_folder(os.path.join(folder, "data")).records
         few = actor_counts[0]
-        start_ray(None, num_cpus=sum(actor_counts) + few * len(other_per_call), object_store_mb=256)  # all at once
+        cpus = sum(actor_counts) + few * (len(other_per_call) + 1)
+        start_ray(None, num_cpus=cpus, object_store_mb=256)  # every pool at once
         pools = {n: DecoderPool(spec, n, clips_per_call=per_call) for n in actor_counts}
         per_call_pools = {c: DecoderPool(spec, few, clips_per_call=c) for c in other_per_call}
+        store_pool = DecoderPool(spec, few, clips_per_call=per_call, shared_memory=False)
         fresh = FreshTightLoop(spec)
         table = variants(records, spec, pools, fresh, args.batch, args.opencv_threads)
-        for calls, pool in per_call_pools.items():
-            run = (ray_epoch, (records, spec, pool, args.batch), set(actor_pids(pool)), True)
-            table[per_call_name(few, calls)] = run
+        for name, pool in [(object_store_name(few), store_pool)] + [
+            (per_call_name(few, calls), pool) for calls, pool in per_call_pools.items()
+        ]:
+            table[name] = (ray_epoch, (records, spec, pool, args.batch), set(actor_pids(pool)), True)
         results, rss = run_rounds(table, pools[max(pools)], args.epochs)
         fresh.close()
-        for pool in [*pools.values(), *per_call_pools.values()]:
+        for pool in [*pools.values(), *per_call_pools.values(), store_pool]:
             pool.shutdown()
         first, cached, bytes_per_pixel = cache_epochs(records, spec, os.path.join(folder, "cache"))
     counts_daemons = {name: entry[3] for name, entry in table.items()}
@@ -345,8 +354,10 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
             f"/ py_function = {ratio('tf.data py_function')}  (target >= 1.5 on 2 cores);  "
             f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}  (target <= 1.10)"
         )
-    for name in (name for name in total if "/call" in name):
+    for name in (name for name in total if "/call" in name or "object store" in name):
         print(f"  {name}: CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}, clips/s {rate[name]:.1f}")
+    few, store = ray_name(min(actor_counts)), object_store_name(min(actor_counts))
+    print(f"  {few}: CPU per clip, object store / shared memory = {total[store] / total[few]:.2f}")
     print(
         f"  tight loop, this process / fresh process, CPU per clip = "
         f"{total['tight loop, this process'] / total[tight]:.2f}"

@@ -1,5 +1,8 @@
 """The Ray pipeline: actors decode in order, bad clips are replaced and reported, tf.data gets static shapes."""
 
+import functools
+import logging
+import mmap
 import os
 import shutil
 import signal
@@ -11,7 +14,8 @@ from twostream.data.decode.boxes import Track
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.sampling import EvalView, TrainView
-from twostream.data.distributed.actors import ClipRequest, DecoderPool
+from twostream.data.distributed import shared_slots
+from twostream.data.distributed.actors import SLOTS_PER_ACTOR, ClipRequest, DecoderPool
 from twostream.data.distributed.batch_buffers import aligned_empty
 from twostream.data.distributed.pipeline import DataError, EpochStream, clip_seed, to_dataset
 from twostream.data.distributed.sharding import plan_epoch
@@ -62,6 +66,61 @@ def test_one_call_returns_its_clips_as_one_batch_and_a_failed_clip_leaves_the_ot
         assert np.array_equal(result.rgb, loader.load(record.path, EvalView())[0])
 
 
+def _in_shared_memory(array: np.ndarray) -> bool:
+    """Whether `array` is a view into a mapped file (a slot), not memory of its own."""
+    while isinstance(array, np.ndarray):
+        array = array.base
+    return isinstance(array, memoryview) and isinstance(array.obj, mmap.mmap)
+
+
+def test_clips_come_through_shared_memory_as_through_the_object_store(pool, tiny_dataset):
+    records = from_folder(tiny_dataset).records[:7]
+    requests = [ClipRequest(r.path, TrainView(seed)) for seed, r in enumerate(records)]
+    store = DecoderPool(SPEC, num_actors=1, clips_per_call=3, cpus_per_actor=0, shared_memory=False)
+    try:
+        through_store = list(store.map(requests))
+    finally:
+        store.shutdown()
+    own = list(pool.map(requests))  # each result's arrays its own, whatever later calls write into the slots
+    in_place = []
+    for result in pool.map(requests * 2, in_place=True):  # valid until the next result is asked for
+        in_place.append((result.rgb.copy(), result.flow.copy(), _in_shared_memory(result.rgb)))
+    assert not any(_in_shared_memory(r.rgb) or _in_shared_memory(r.flow) for r in own + through_store)
+    assert all(shared for _, _, shared in in_place)
+    for expected, kept, (rgb, flow, _) in zip(through_store * 2, own * 2, in_place):
+        assert np.array_equal(kept.rgb, expected.rgb) and np.array_equal(kept.flow, expected.flow)
+        assert np.array_equal(rgb, expected.rgb) and np.array_equal(flow, expected.flow)
+
+
+def test_a_map_left_early_gives_its_slots_back_once_its_calls_end(pool, tiny_dataset):
+    records = from_folder(tiny_dataset).records[:6]
+    requests = [ClipRequest(r.path, EvalView()) for r in records] * 3
+    left = pool.map(requests, in_place=True)
+    next(left)
+    left.close()  # the consumer stops: the calls still running keep their slots
+    for _ in range(2):
+        assert len(list(pool.map(requests))) == len(requests)
+    assert pool._draining == [] and sorted(map(len, pool._free_slots)) == [SLOTS_PER_ACTOR] * 2
+
+
+def test_without_room_in_shared_memory_clips_go_through_the_object_store(
+    ray_session, tiny_dataset, tmp_path, monkeypatch, caplog
+):
+    missing = str(tmp_path / "no-shm")
+    monkeypatch.setattr(shared_slots, "create", functools.partial(shared_slots.create, folder=missing))
+    records = from_folder(tiny_dataset).records[:4]
+    with caplog.at_level(logging.WARNING):
+        fallback = DecoderPool(SPEC, num_actors=1, clips_per_call=3, cpus_per_actor=0)
+    try:
+        assert "docker run --shm-size" in caplog.text
+        results = list(fallback.map([ClipRequest(r.path, EvalView()) for r in records], in_place=True))
+    finally:
+        fallback.shutdown()
+    loader = ClipLoader(SPEC)
+    for result, record in zip(results, records):
+        assert np.array_equal(result.rgb, loader.load(record.path, EvalView())[0])
+
+
 class _RecordingActor:
     """Passes load calls to a decode actor, recording the tracks each call carries."""
 
@@ -69,9 +128,9 @@ class _RecordingActor:
         self.actor, self.sent = actor, sent
         self.load = self
 
-    def remote(self, requests, tracks, keys):
+    def remote(self, requests, tracks, keys, slot):
         self.sent.append((list(tracks), list(keys)))
-        return self.actor.load.remote(requests, tracks, keys)
+        return self.actor.load.remote(requests, tracks, keys, slot)
 
 
 def test_each_track_travels_once_per_actor_and_again_after_a_restart(ray_session, tiny_dataset):

@@ -20,9 +20,14 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.sampling import View
+from twostream.data.distributed import shared_slots
+from twostream.data.distributed.shared_slots import SlotFile, SlotLayout, SlotRef
 
 log = logging.getLogger(__name__)
 ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+# Slots per actor (data/distributed/shared_slots.py): its two calls in flight, two more when the next phase's
+# first calls are sent behind the current phase's last (EpochStream's `then`), and the one being read.
+SLOTS_PER_ACTOR = 5
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,11 @@ class ClipResult:
 
 @dataclass
 class ClipBatch:
-    """What one actor call returns: its clips in two contiguous arrays, so Ray moves two buffers per call (read
-    in place from the object store) instead of two per clip. A failed clip's slot is zeros, its error set."""
+    """What one actor call returns: its clips in two contiguous arrays, in the call's shared-memory slot
+    (data/distributed/shared_slots.py) or, without one, moved by Ray (two buffers per call, read in place from the
+    object store). A failed clip's arrays are zeros, its error set."""
 
-    rgb: np.ndarray  # uint8 (n, T, H, W, 3)
+    rgb: np.ndarray  # uint8 (n, T, H, W, 3); empty when the clips are in the slot
     flow: np.ndarray  # uint8 (n, T, H, W, 2)
     errors: list[str | None]  # per clip: why it failed, None when it loaded
     paths: list[str]
@@ -58,6 +64,7 @@ class ClipBatch:
     sequential: list[bool] = field(default_factory=list)  # per clip: its video is read from the start
     busy_s: float = 0.0  # wall seconds the actor spent on this call
     cpu_s: float = 0.0  # CPU seconds of its decoding thread in them (less: asleep, or queued for a core)
+    in_slot: bool = False  # the clips are in the call's slot, not in rgb and flow
 
     def results(self) -> list[ClipResult]:
         return [
@@ -96,6 +103,15 @@ class PoolStats:
 
 
 @dataclass(frozen=True)
+class Call:
+    """One actor call in flight: its result, the actor's number, the slot its clips go to (None: the object store)."""
+
+    ref: ray.ObjectRef
+    actor: int
+    slot: int | None = None
+
+
+@dataclass(frozen=True)
 class CacheSettings:
     folder: str  # empty: no flow cache, flow computed online every time
     max_bytes: int  # the cache's size bound (config: data.flow_cache_gb)
@@ -121,23 +137,36 @@ class ClipDecoder:
         self.spec = spec
         self.loader = make_loader(spec, cache)
         self.tracks: dict[str, Track] = {}  # by video path, each sent once (DecoderPool._submit)
+        self.slot_files: dict[str, SlotFile] = {}  # the driver's slot files this actor has mapped, by path
 
     def load(
-        self, requests: list[ClipRequest], tracks: dict[str, Track] | None = None, keys: Sequence[str | None] = ()
+        self,
+        requests: list[ClipRequest],
+        tracks: dict[str, Track] | None = None,
+        keys: Sequence[str | None] = (),
+        slot: SlotRef | None = None,
     ) -> ClipBatch:
-        """The requests' clips, in order. A request's track comes with it, or is one this actor keeps (`tracks`
-        adds to them): keys[i], where given and not None, names request i's (DecoderPool._submit sends each once)."""
+        """The requests' clips, in order, written into `slot` where given (and mapped here), else returned. A
+        request's track comes with it, or is one this actor keeps (`tracks` adds to them): keys[i], where given and
+        not None, names request i's (DecoderPool._submit sends each once)."""
         started, cpu_started = time.perf_counter(), time.thread_time()
-        batch = self._load(requests, tracks or {}, list(keys) or [None] * len(requests))
+        batch = self._load(requests, tracks or {}, list(keys) or [None] * len(requests), slot)
         batch.busy_s, batch.cpu_s = time.perf_counter() - started, time.thread_time() - cpu_started
         return batch
 
-    def _load(self, requests: list[ClipRequest], tracks: dict[str, Track], keys: list[str | None]) -> ClipBatch:
+    def _load(
+        self, requests: list[ClipRequest], tracks: dict[str, Track], keys: list[str | None], slot: SlotRef | None
+    ) -> ClipBatch:
         self.tracks.update(tracks)
         if any(key is not None and key not in self.tracks for key in keys):
             return ClipBatch(np.empty(0, np.uint8), np.empty(0, np.uint8), [], [], os.getpid(), unknown_tracks=True)
-        rgb = np.empty((len(requests), *self.spec.rgb_shape), np.uint8)  # each slot written below: no memset
-        flow = np.empty((len(requests), *self.spec.flow_shape), np.uint8)
+        slot_file = shared_slots.open_ref(slot, self.slot_files) if slot is not None else None
+        if slot_file is not None:
+            assert slot is not None
+            rgb, flow = slot_file.arrays(slot.index, len(requests))
+        else:  # each clip written below: no memset
+            rgb = np.empty((len(requests), *self.spec.rgb_shape), np.uint8)
+            flow = np.empty((len(requests), *self.spec.flow_shape), np.uint8)
         errors: list[str | None] = [None] * len(requests)
         for i, (request, key) in enumerate(zip(requests, keys)):
             track = self.tracks[key] if key is not None else request.track
@@ -147,8 +176,16 @@ class ClipDecoder:
                 errors[i] = f"{request.path}: {error}"
                 rgb[i], flow[i] = 0, 0
         paths = [r.path for r in requests]
+        if slot_file is not None:
+            rgb, flow = np.empty(0, np.uint8), np.empty(0, np.uint8)  # the driver reads them from the slot
         return ClipBatch(
-            rgb, flow, errors, paths, os.getpid(), sequential=[self.loader.read_sequentially(path) for path in paths]
+            rgb,
+            flow,
+            errors,
+            paths,
+            os.getpid(),
+            sequential=[self.loader.read_sequentially(path) for path in paths],
+            in_slot=slot_file is not None,
         )
 
     def pid(self) -> int:
@@ -160,7 +197,9 @@ class ClipDecoder:
 
 
 class DecoderPool:
-    """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding."""
+    """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding. Actors on
+    this process's Ray node write their clips into shared-memory slots (data/distributed/shared_slots.py), the
+    others return them through Ray's object store."""
 
     def __init__(
         self,
@@ -170,10 +209,14 @@ class DecoderPool:
         cpus_per_actor: float = 1.0,
         start_timeout_s: float = 120.0,
         cache: CacheSettings = NO_CACHE,
+        shared_memory: bool = True,
     ):
+        """`shared_memory`: actors on this process's Ray node write their clips into shared-memory slots (False:
+        every actor's go through Ray's object store, e.g. to compare the two: benchmarks/data_pipeline.py)."""
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
         self.calls_in_flight = 2 * num_actors  # one call running and one queued per actor
+        self.spec = spec
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
         # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
@@ -193,6 +236,10 @@ class DecoderPool:
         self.actor_nodes = [node for _, node in places]
         self._pids = {pid for pid, _ in places}  # see `restarts`
         self._first_pids = len(self._pids)
+        same_node = [shared_memory and node == self.node for node in self.actor_nodes]
+        self._slot_files = [self._slot_file() if ours else None for ours in same_node]
+        self._free_slots = [list(range(SLOTS_PER_ACTOR)) if f is not None else [] for f in self._slot_files]
+        self._draining: list[Call] = []  # calls of a map left unfinished: their slots are free once they end
         elsewhere = sum(node != self.node for node in self.actor_nodes)
         address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}  # node id -> its IP
         (log.warning if elsewhere else log.info)(
@@ -220,45 +267,67 @@ class DecoderPool:
             )
         ray.get(ready)  # re-raises an actor's constructor error (e.g. an unknown flow method)
 
+    def _slot_file(self) -> SlotFile | None:
+        layout = SlotLayout(SLOTS_PER_ACTOR, self.clips_per_call, self.spec.rgb_shape, self.spec.flow_shape)
+        return shared_slots.create(layout)
+
     def map(
-        self, requests: Iterable[ClipRequest], stats: PoolStats | None = None, then: Callable[[], None] | None = None
+        self,
+        requests: Iterable[ClipRequest],
+        stats: PoolStats | None = None,
+        then: Callable[[], None] | None = None,
+        in_place: bool = False,
     ) -> Iterator[ClipResult]:
         """An iterator over one result per request, in request order; memory stays bounded by calls_in_flight.
 
         The first calls_in_flight calls are sent now, before the first next(): the actors start decoding
         while the caller is still setting up (e.g. TensorFlow building the epoch's iterator). The calls' costs
         are counted in `stats`; `then()` is called once the last call is sent (the next map's first calls then
-        queue behind it, and the actors decode them while this map's consumer finishes).
+        queue behind it, and the actors decode them while this map's consumer finishes). `in_place`: a result's
+        arrays are views into its call's slot, valid only until the next result is asked for (a consumer that
+        copies each clip at once, as EpochStream does, saves a copy); otherwise they are the result's own.
         """
         chunks = _chunks(iter(requests), self.clips_per_call)
         first = itertools.islice(chunks, self.calls_in_flight)
         pending = collections.deque((self._submit(chunk), chunk) for chunk in first)
-        return self._in_order(pending, chunks, stats or PoolStats(), then)
+        return self._in_order(pending, chunks, stats or PoolStats(), then, in_place)
 
     def _in_order(
-        self, pending: collections.deque, chunks: Iterator[list], stats: PoolStats, then: Callable[[], None] | None
+        self,
+        pending: collections.deque,
+        chunks: Iterator[list],
+        stats: PoolStats,
+        then: Callable[[], None] | None,
+        in_place: bool,
     ) -> Iterator[ClipResult]:
         """Collects the oldest call and sends the next chunk before yielding its results, so every actor keeps
         a call queued behind the running one while the consumer works through the results."""
-        while pending:
-            if len(pending) == self.calls_in_flight:
-                refs = [ref for (ref, _), _ in pending]
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
-                stats.count_in_flight(len(refs) - len(ready))
-            call, sent = pending.popleft()
-            results = self._collect(call, sent, stats)
-            chunk = next(chunks, None)
-            if chunk is not None:
-                pending.append((self._submit(chunk), chunk))
-            elif then is not None:
-                next_map, then = then, None
-                next_map()
-            yield from results
+        lent: Call | None = None  # the call whose slot the consumer is reading (in_place)
+        try:
+            while pending:
+                if len(pending) == self.calls_in_flight:
+                    refs = [call.ref for call, _ in pending]
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+                    stats.count_in_flight(len(refs) - len(ready))
+                call, sent = pending.popleft()
+                results, read = self._collect(call, sent, stats, in_place)
+                self._release(lent)
+                lent = read
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    pending.append((self._submit(chunk), chunk))
+                elif then is not None:
+                    next_map, then = then, None
+                    next_map()
+                yield from results
+        finally:  # also when the consumer stops early: calls still running keep their slots until they end
+            self._release(lent)
+            self._draining.extend(call for call, _ in pending if call.slot is not None)
 
-    def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> tuple[ray.ObjectRef, int]:
-        """(the call, its actor's number), round-robin over the actors. A request's track travels once per actor
-        (by video path; `all_tracks`: with this call whatever was sent before); the request then goes without it,
-        its key (the path) beside it, so a call carries no track twice."""
+    def _submit(self, chunk: list[ClipRequest], all_tracks: bool = False) -> Call:
+        """The call, round-robin over the actors, with a free slot of its actor's where there is one. A request's
+        track travels once per actor (by video path; `all_tracks`: with this call whatever was sent before); the
+        request then goes without it, its key (the path) beside it, so a call carries no track twice."""
         number = self._next_actor
         self._next_actor = (self._next_actor + 1) % len(self.actors)
         sent, new = self._tracks_sent[number], {}
@@ -272,37 +341,77 @@ class DecoderPool:
                 request, key = dataclasses.replace(request, track=None), request.path
             wire.append(request)
             keys.append(key)
-        return self.actors[number].load.remote(wire, new, keys), number
+        slot = self._take_slot(number)
+        ref = self.actors[number].load.remote(wire, new, keys, self._ref(number, slot))
+        return Call(ref, number, slot)
 
-    def _collect(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest], stats: PoolStats) -> list[ClipResult]:
-        """The chunk's results; if its actor died, the chunk is sent again (Ray restarts the actor), then
-        clip by clip, so a clip that kills its decoder becomes one reported failure and no other clip is lost."""
+    def _take_slot(self, number: int) -> int | None:
+        """A free slot of actor `number`'s, or None (no slot file, or all in use: the call uses the object store)."""
+        if self._draining:
+            ended, _ = ray.wait([c.ref for c in self._draining], num_returns=len(self._draining), timeout=0)
+            for call in [c for c in self._draining if c.ref in ended]:
+                self._draining.remove(call)
+                self._release(call)
+        free = self._free_slots[number]
+        return free.pop() if free else None
+
+    def _ref(self, number: int, slot: int | None) -> SlotRef | None:
+        slot_file = self._slot_files[number]
+        return slot_file.ref(slot) if slot_file is not None and slot is not None else None
+
+    def _release(self, call: Call | None) -> None:
+        """Gives the slot of an ended call back (nothing reads it any more)."""
+        if call is not None and call.slot is not None:
+            self._free_slots[call.actor].append(call.slot)
+
+    def _collect(
+        self, call: Call, chunk: list[ClipRequest], stats: PoolStats, in_place: bool
+    ) -> tuple[list[ClipResult], Call | None]:
+        """The chunk's results, and the call whose slot they are read from in place (to release after). If its
+        actor died, the chunk is sent again (Ray restarts the actor), then clip by clip, so a clip that kills its
+        decoder becomes one reported failure and no other clip is lost. A call that failed so keeps its slot: an
+        unreachable actor might still write into it."""
         try:
-            return self._results(call, chunk, stats)
+            return self._results(call, chunk, stats, in_place)
         except ACTOR_DEATH_ERRORS as error:
             log.warning("decode actor died (%s); re-sending its %d clips", type(error).__name__, len(chunk))
-            self._await_restart(call[1])
+            self._await_restart(call.actor)
         try:
-            return self._results(self._submit(chunk), chunk, stats)
+            return self._results(self._submit(chunk), chunk, stats, in_place=False)
         except ACTOR_DEATH_ERRORS:
-            return [self._one_by_one(request, stats) for request in chunk]
+            return [self._one_by_one(request, stats) for request in chunk], None
 
-    def _results(self, call: tuple[ray.ObjectRef, int], chunk: list[ClipRequest], stats: PoolStats) -> list[ClipResult]:
-        """Waits for one call. An actor that restarted has lost the tracks sent to it: the chunk goes again, its
-        tracks with it."""
-        ref, number = call
+    def _results(
+        self, call: Call, chunk: list[ClipRequest], stats: PoolStats, in_place: bool
+    ) -> tuple[list[ClipResult], Call | None]:
+        """Waits for one call; its clips are read in place from its slot when `in_place` (the call is returned, to
+        release once read), else copied out of it. An actor that restarted has lost the tracks sent to it: the
+        chunk goes again, its tracks with it."""
         try:
-            batch = self._get(ref, stats)
+            batch = self._get(call.ref, stats)
         except ACTOR_DEATH_ERRORS:
-            self._tracks_sent[number].clear()  # Ray restarts it empty
+            self._tracks_sent[call.actor].clear()  # Ray restarts it empty
             raise
         if batch.unknown_tracks:
-            self._tracks_sent[number].clear()
-            batch = self._get(self._submit(chunk, all_tracks=True)[0], stats)
+            self._release(call)
+            self._tracks_sent[call.actor].clear()
+            call = self._submit(chunk, all_tracks=True)
+            batch = self._get(call.ref, stats)
         self._pids.add(batch.pid)
-        if self.actor_nodes[number] != self.node:
+        if batch.in_slot:
+            slot_file = self._slot_files[call.actor]
+            assert slot_file is not None and call.slot is not None
+            batch.rgb, batch.flow = slot_file.arrays(call.slot, len(batch.paths))
+            if not in_place:
+                batch.rgb, batch.flow = batch.rgb.copy(), batch.flow.copy()
+        else:
+            self._release(call)  # the actor could not map its slot: the clips came through the object store
+        if self.actor_nodes[call.actor] != self.node:
             stats.remote_bytes += batch.rgb.nbytes + batch.flow.nbytes
-        return batch.results()
+        lent = call if batch.in_slot and in_place else None
+        if batch.in_slot and not in_place:
+            self._release(call)
+        return batch.results(), lent
 
     @staticmethod
     def _get(ref: ray.ObjectRef, stats: PoolStats) -> ClipBatch:
@@ -327,7 +436,7 @@ class DecoderPool:
 
     def _one_by_one(self, request: ClipRequest, stats: PoolStats) -> ClipResult:
         try:
-            return self._results(self._submit([request]), [request], stats)[0]
+            return self._results(self._submit([request]), [request], stats, in_place=False)[0][0]
         except ACTOR_DEATH_ERRORS as error:
             return ClipResult(None, None, f"{request.path}: its decode actor died twice ({type(error).__name__})")
 
@@ -341,6 +450,7 @@ class DecoderPool:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+        self._slot_files = []  # each file is removed once nothing maps it here (shared_slots.create)
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

@@ -122,11 +122,12 @@ class EpochStream:
             indices, positions = self.plan.indices.reshape(-1), self.plan.positions.reshape(-1)
             self.report.actors, self._started = len(self.pool.actors), time.perf_counter()
             requests = (self._request(i, p) for i, p in zip(indices, positions))
-            self._batch_iterator = self._batches(self.pool.map(requests, self.report.pool, self.then))
+            self._batch_iterator = self._batches(self.pool.map(requests, self.report.pool, self.then, in_place=True))
         return self._batch_iterator
 
     def _batches(self, results: Iterator) -> Iterator[Batch]:
-        """Copies each clip once, into its slot of a new local batch (tf.data then uses the batch in place)."""
+        """Copies each clip once, from its call's shared memory into its place in a new local batch (tf.data then uses
+        the batch in place)."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
         resumed = time.perf_counter()  # this generator's time runs from here to each yield

@@ -24,8 +24,8 @@ class KillAfter:
         self.pool, self.after, self.paths = pool, after, []
         self.actors = pool.actors  # what EpochStream reads of a pool besides map
 
-    def map(self, requests, stats=None, then=None):
-        for result in self.pool.map(requests, stats, then):
+    def map(self, requests, stats=None, then=None, in_place=False):
+        for result in self.pool.map(requests, stats, then, in_place):
             self.paths.append(result.path)
             if len(self.paths) == self.after:
                 ray.kill(self.pool.actors[0], no_restart=False)
@@ -56,8 +56,8 @@ def test_epoch_record_counts_actor_restarts_and_failed_clips(ray_session, tiny_d
 
     original, killed = DecoderPool.map, []
 
-    def map_then_kill(pool, requests, stats=None, then=None):  # kills a decode actor once, 6 clips into epoch 1
-        for count, result in enumerate(original(pool, requests, stats, then), 1):
+    def map_then_kill(pool, requests, stats=None, then=None, in_place=False):  # kills an actor, 6 clips into epoch 1
+        for count, result in enumerate(original(pool, requests, stats, then, in_place), 1):
             if count == 6 and not killed:
                 killed.append(pool.actors[0])
                 ray.kill(pool.actors[0], no_restart=False)

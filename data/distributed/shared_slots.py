@@ -1,0 +1,121 @@
+"""Shared-memory slots for decode calls: an actor on the driver's Ray node writes a call's clips into a slot of a
+/dev/shm file that the driver maps too, so the frames skip Ray's object store.
+
+Through the object store one call's 8 MB of clips cost about 5 ms of CPU beyond the copies (the actor's copy into
+the store on the six threads Ray starts for every buffer over 1 MiB, the raylet's store, the driver's get),
+against under 1 ms through a slot, the copies included: benchmarks/data_pipeline.py's `--transport` compares the
+two on the whole path. A slot holds one call's clips; DecoderPool hands a free slot out with each call and takes it
+back once the clips are copied out of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import uuid
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+SHM_FOLDER = "/dev/shm"
+PREFIX = "twostream-slots-"  # the name a slot file has between its creation and its unlinking
+ALIGN = 64  # bytes: each array of a slot starts on a cache line
+
+
+def _padded(size: int) -> int:
+    return -(-size // ALIGN) * ALIGN
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """The shape of a slot file: `slots` slots, each `clips` clips of rgb then flow (uint8, one clip's shapes)."""
+
+    slots: int
+    clips: int
+    rgb_shape: tuple[int, ...]
+    flow_shape: tuple[int, ...]
+
+    def part_bytes(self) -> tuple[int, int]:
+        """Bytes of one slot's rgb and flow parts, each padded to ALIGN."""
+        return _padded(self.clips * int(np.prod(self.rgb_shape))), _padded(self.clips * int(np.prod(self.flow_shape)))
+
+    def file_bytes(self) -> int:
+        return self.slots * sum(self.part_bytes())
+
+
+@dataclass(frozen=True)
+class SlotRef:
+    """Slot `index` of the file at `path`: sent with each call, so an actor Ray restarted maps the file again."""
+
+    path: str
+    layout: SlotLayout
+    index: int
+
+
+class SlotFile:
+    """A slot file mapped into this process: the driver's (from the descriptor it holds) or an actor's (opened by
+    `path`, /proc/<driver pid>/fd/<descriptor>)."""
+
+    def __init__(self, path: str, layout: SlotLayout, descriptor: int | None = None):
+        self.path, self.layout = path, layout
+        if descriptor is not None:
+            self._memory = np.frombuffer(mmap.mmap(descriptor, layout.file_bytes()), np.uint8)
+            return
+        with open(path, "r+b") as file:  # the mapping outlives the descriptor
+            self._memory = np.frombuffer(mmap.mmap(file.fileno(), layout.file_bytes()), np.uint8)
+
+    def arrays(self, index: int, clips: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slot `index`'s first `clips` clips, in place: rgb (clips, *rgb_shape) and flow (clips, *flow_shape)."""
+        layout = self.layout
+        rgb_part, flow_part = layout.part_bytes()
+        start = index * (rgb_part + flow_part)
+        rgb_bytes, flow_bytes = (clips * int(np.prod(shape)) for shape in (layout.rgb_shape, layout.flow_shape))
+        rgb = self._memory[start : start + rgb_bytes].reshape(clips, *layout.rgb_shape)
+        flow_start = start + rgb_part
+        flow = self._memory[flow_start : flow_start + flow_bytes].reshape(clips, *layout.flow_shape)
+        return rgb, flow
+
+    def ref(self, index: int) -> SlotRef:
+        return SlotRef(self.path, self.layout, index)
+
+
+def create(layout: SlotLayout, folder: str = SHM_FOLDER) -> SlotFile | None:
+    """A new slot file, its memory reserved now (a full /dev/shm fails here, not as a SIGBUS at a write mid-epoch);
+    None, with a warning, where there is no room for it. Its name is gone at once: actors open it through this
+    process's descriptor, and its memory is freed when the last process that maps it ends, even a killed one."""
+    path = os.path.join(folder, f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    descriptor = None
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.unlink(path)
+        os.posix_fallocate(descriptor, 0, layout.file_bytes())
+        slot_file = SlotFile(f"/proc/{os.getpid()}/fd/{descriptor}", layout, descriptor)
+    except OSError as error:
+        if descriptor is not None:
+            os.close(descriptor)
+        log.warning(
+            "no %.0f MiB for decoded clips in %s (%s): this actor's clips go through Ray's object store, which "
+            "costs more CPU per clip; give %s more room (docker run --shm-size)",
+            layout.file_bytes() / (1 << 20),
+            folder,
+            error.strerror or error,
+            folder,
+        )
+        return None
+    weakref.finalize(slot_file, os.close, descriptor)  # at the pool's shutdown, or at this process's exit
+    return slot_file
+
+
+def open_ref(ref: SlotRef, opened: dict[str, SlotFile]) -> SlotFile | None:
+    """The actor's side: the file of `ref`, mapped once per actor (kept in `opened`); None where it cannot be
+    opened (e.g. another user's Ray, or another /dev/shm): the call then returns its clips through the object store."""
+    if ref.path not in opened:
+        try:
+            opened[ref.path] = SlotFile(ref.path, ref.layout)
+        except (OSError, ValueError) as error:
+            log.warning("cannot map %s (%s): clips go through Ray's object store", ref.path, error)
+            return None
+    return opened[ref.path]
