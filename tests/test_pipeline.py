@@ -15,10 +15,11 @@ from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.sampling import EvalView, TrainView
 from twostream.data.distributed import shared_slots
-from twostream.data.distributed.actors import SLOTS_PER_ACTOR, ClipRequest, DecoderPool
+from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.data.distributed.batch_buffers import aligned_empty
 from twostream.data.distributed.pipeline import DataError, EpochStream, clip_seed, to_dataset
 from twostream.data.distributed.sharding import plan_epoch
+from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR
 from twostream.data.manifest import from_folder
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`

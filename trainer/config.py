@@ -20,6 +20,7 @@ import yaml
 
 from twostream.data.decode.clip_spec import CONTRIB_METHODS, ClipSpec
 from twostream.data.distributed.sharding import local_batch_size
+from twostream.data.distributed.shared_slots import clips_per_call
 from twostream.data.manifest import MIN_CLASS_VIDEOS
 from twostream.models.spec import MODEL_KINDS, ModelSpec, backbone_of, spec_problem, streams_of
 from twostream.trainer.video.metrics import AGGREGATES
@@ -43,7 +44,8 @@ class DataConfig:
     val_fraction: float = field(default=0.2, metadata={"above": 0, "below": 1})  # share of videos held out
     num_actors: int = field(default=0, metadata={"min": 0})  # Ray decode actors per rank; 0 = one per spare core
     cpus_per_actor: float = field(default=1.0, metadata={"above": 0})  # Ray CPU reservation per actor
-    clips_per_call: int = field(default=8, metadata={"min": 1})  # clips per actor call (amortises Ray's overhead)
+    # clips per actor call (amortises Ray's overhead); 0 = about 16 MiB of clips (1 to 32: 32 at 112 px, 8 at 224)
+    clips_per_call: int = field(default=0, metadata={"min": 0})
     ray_address: str = ""  # join this Ray cluster; empty = $RAY_ADDRESS or the node's local Ray
     # seconds a join waits for the cluster's address to answer, then one error line (launch ray too)
     ray_connect_timeout_s: float = field(default=30.0, metadata={"above": 0})
@@ -303,7 +305,8 @@ def memory_problem(config: Config, memory: int | None = None) -> str:
     clip, memory = config.clip, memory or machine_memory_bytes()
     side = max([clip.size, clip.short_side, *clip.scale_jitter[1:]])
     one_clip = clip.num_frames * side * side * (RGB_CHANNELS + FLOW_CHANNELS)
-    per_call = one_clip * config.data.clips_per_call
+    calls_clips = clips_per_call(clip, config.data.clips_per_call)
+    per_call = one_clip * calls_clips
     per_batch = (
         clip.num_frames * clip.size**2 * (RGB_CHANNELS + FLOW_CHANNELS) * FLOAT_BYTES * config.train.global_batch
     )
@@ -319,8 +322,8 @@ def memory_problem(config: Config, memory: int | None = None) -> str:
         )
     if per_call > memory:
         return (
-            f"data.clips_per_call={config.data.clips_per_call}: one actor call's clips ({frames}, uint8) take "
-            f"{_gib(per_call)}, more than {limit}; lower data.clips_per_call, {side_key} or clip.num_frames"
+            f"data.clips_per_call={config.data.clips_per_call}: one actor call's {calls_clips} clips ({frames}, uint8) "
+            f"take {_gib(per_call)}, more than {limit}; lower data.clips_per_call, {side_key} or clip.num_frames"
         )
     if per_batch > memory:
         return (

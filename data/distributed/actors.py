@@ -21,13 +21,10 @@ from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.sampling import View
 from twostream.data.distributed import shared_slots
-from twostream.data.distributed.shared_slots import SlotFile, SlotLayout, SlotRef
+from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR, SlotFile, SlotLayout, SlotRef
 
 log = logging.getLogger(__name__)
 ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
-# Slots per actor (data/distributed/shared_slots.py): its two calls in flight, two more when the next phase's
-# first calls are sent behind the current phase's last (EpochStream's `then`), and the one being read.
-SLOTS_PER_ACTOR = 5
 
 
 @dataclass(frozen=True)
@@ -268,8 +265,7 @@ class DecoderPool:
         ray.get(ready)  # re-raises an actor's constructor error (e.g. an unknown flow method)
 
     def _slot_file(self) -> SlotFile | None:
-        layout = SlotLayout(SLOTS_PER_ACTOR, self.clips_per_call, self.spec.rgb_shape, self.spec.flow_shape)
-        return shared_slots.create(layout)
+        return shared_slots.create(SlotLayout.for_actor(self.spec, self.clips_per_call))
 
     def map(
         self,

@@ -19,14 +19,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twostream.data.decode.clip_spec import ClipSpec
+
 log = logging.getLogger(__name__)
 SHM_FOLDER = "/dev/shm"
 PREFIX = "twostream-slots-"  # the name a slot file has between its creation and its unlinking
 ALIGN = 64  # bytes: each array of a slot starts on a cache line
+# Slots per decode actor: its two calls in flight and the one whose clips are being read. The next phase's first
+# calls, sent behind the current phase's last (EpochStream's `then`), find them in use and take the object store.
+SLOTS_PER_ACTOR = 3
+# data.clips_per_call 0: a call of about CALL_BYTES of clips, at most MAX_AUTO_CLIPS. One actor's CPU per clip was
+# within 0.02x of the best of 4 to 32 clips per call at 112 px (32 clips) and 224 px (8): benchmarks/data_pipeline.py
+CALL_BYTES = 16 << 20
+MAX_AUTO_CLIPS = 32  # more only coarsens how an epoch's clips spread over the actors
 
 
 def _padded(size: int) -> int:
     return -(-size // ALIGN) * ALIGN
+
+
+def clips_per_call(spec: ClipSpec, configured: int = 0) -> int:
+    """`configured` (data.clips_per_call), or for 0 as many clips of `spec` as make about CALL_BYTES (1 to 32)."""
+    if configured:
+        return configured
+    clip_bytes = int(np.prod(spec.rgb_shape)) + int(np.prod(spec.flow_shape))
+    return max(1, min(MAX_AUTO_CLIPS, CALL_BYTES // clip_bytes))
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,11 @@ class SlotLayout:
     clips: int
     rgb_shape: tuple[int, ...]
     flow_shape: tuple[int, ...]
+
+    @classmethod
+    def for_actor(cls, spec: ClipSpec, clips_per_call: int) -> SlotLayout:
+        """One decode actor's slots for calls of `clips_per_call` clips of `spec`."""
+        return cls(SLOTS_PER_ACTOR, clips_per_call, spec.rgb_shape, spec.flow_shape)
 
     def part_bytes(self) -> tuple[int, int]:
         """Bytes of one slot's rgb and flow parts, each padded to ALIGN."""

@@ -10,6 +10,7 @@ import shlex
 
 import yaml
 
+from twostream.data.distributed.shared_slots import SlotLayout, clips_per_call
 from twostream.launch import config_args
 from twostream.launch.jobs.horovod_cmd import LaunchError
 
@@ -28,6 +29,9 @@ DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # what the operator
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a namespace
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # a PVC
 SHM_HEADROOM_MB = 512  # /dev/shm beyond the ranks' object stores: NCCL's and Horovod's buffers between local ranks
+# Decode actors a rank's /dev/shm share is sized for when data.num_actors is 0 (one per spare core of a node the
+# manifest cannot know): a bound, not a reservation; an actor without room falls back to the object store, warned.
+UNSET_ACTORS_PER_RANK = 16
 INT32_MAX = 2**31 - 1  # replicas, slotsPerWorker and backoffLimit are int32 in the MPIJob API
 
 
@@ -191,7 +195,7 @@ def _launcher_pod(args) -> dict:
 def _worker_pod(args, config) -> dict:
     """Runs sshd under the entrypoint, which passes SIGTERM on to the ranks horovodrun starts here and waits for
     them; they read the config and the claim (data and workdir). /dev/shm is memory of the pod's, sized for the
-    Ray its ranks share (each rank's data.object_store_mb) and the collectives' buffers."""
+    Ray its ranks share (each rank's data.object_store_mb), their decode actors' slots and the collectives' buffers."""
     resources = (
         {"limits": {"nvidia.com/gpu": args.slots_per_worker}}
         if args.gpus
@@ -211,7 +215,7 @@ def _worker_pod(args, config) -> dict:
             {"name": "dshm", "mountPath": SHM_DIR},
         ],
     }
-    shm_mb = args.slots_per_worker * config.data.object_store_mb + SHM_HEADROOM_MB
+    shm_mb = args.slots_per_worker * (config.data.object_store_mb + _decode_slots_mb(config)) + SHM_HEADROOM_MB
     volumes = [
         {"name": "twostream-config", "configMap": {"name": config_map_name(args.name)}},
         {"name": "data", "persistentVolumeClaim": {"claimName": args.pvc}},
@@ -220,6 +224,13 @@ def _worker_pod(args, config) -> dict:
     return {
         "spec": {"terminationGracePeriodSeconds": args.grace_period_s, "containers": [container], "volumes": volumes}
     }
+
+
+def _decode_slots_mb(config) -> int:
+    """MiB of /dev/shm one rank's decode actors write their clips into (data/distributed/shared_slots.py)."""
+    actors = config.data.num_actors or UNSET_ACTORS_PER_RANK
+    layout = SlotLayout.for_actor(config.clip, clips_per_call(config.clip, config.data.clips_per_call))
+    return -(-actors * layout.file_bytes() // (1 << 20))
 
 
 def run(args) -> int:

@@ -11,6 +11,7 @@ from twostream.data.decode.boxes import BoxError, BoxTracks
 from twostream.data.distributed.actors import CacheSettings, DecoderPool
 from twostream.data.distributed.pipeline import DataError, EpochReport, EpochStream, to_dataset
 from twostream.data.distributed.sharding import plan_epoch
+from twostream.data.distributed.shared_slots import clips_per_call
 from twostream.data.manifest import from_config, split_by_video
 from twostream.trainer.config import Config, ConfigError
 from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
@@ -122,7 +123,7 @@ class Inputs:
         self.pool = DecoderPool(
             config.clip,
             num_actors,
-            config.data.clips_per_call,
+            clips_per_call(config.clip, config.data.clips_per_call),
             config.data.cpus_per_actor,
             cache=cache_settings(config),
         )
