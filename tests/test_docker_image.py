@@ -143,6 +143,9 @@ def test_one_epoch_with_two_ranks_on_two_worker_pods(image, claim, pods, tmp_pat
     # each worker's Ray kept its object store in the pod's memory-backed /dev/shm, not in /tmp (a container's own
     # /dev/shm is 64 MB)
     assert "instead of /dev/shm" not in logs, logs[-3000:]
+    # and its decode actors wrote their clips into slots there (data/distributed/shared_slots.py), none fell back
+    assert re.search(r"decode actors, .* [1-9]\d* write their clips into shared memory", logs), logs[-3000:]
+    assert "for decoded clips" not in logs, logs[-3000:]
     # each worker's sshd let the launcher (host 1, 10.79.0.11) in with the job's key
     for i in range(2):
         assert "Accepted publickey for root from 10.79.0.11" in _logs(f"{NAME}-worker-{i}")

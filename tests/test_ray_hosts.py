@@ -27,7 +27,7 @@ NODES = 3
 # What each rank's DecoderPool logs (every rank under launch ray), behind Ray's "(BaseHorovodWorker pid=N ...)"
 PLACEMENT = re.compile(
     r"\(BaseHorovodWorker pid=(\d+).*?decode actors, \d+ of them on this process's Ray node "
-    r"\w+ at ([\d.]+)[^;]*; theirs at ([\d.,]+)"
+    r"\w+ at ([\d.]+)[^;]*; theirs at ([\d.,]+); (\d+) write their clips into shared memory"
 )
 
 
@@ -97,7 +97,8 @@ def _wait_for_nodes(hosts, head: str, env: dict, count: int, logs) -> None:
 
 
 def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
-    """Runs `launch ray` on host 1; ({rank's node IP: its actors' IPs} by rank pid, the final record)."""
+    """Runs `launch ray` on host 1; ({rank pid: (its node's IP, its actors' IPs, how many of them write into shared
+    memory)}, the final record)."""
     hosts, head, env = cluster
     done = hosts.run(
         1,
@@ -127,7 +128,7 @@ def _launch(cluster, tiny_dataset, workdir, *flags) -> tuple[dict, dict]:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
     final = final_record(output)
-    places = {pid: (here, theirs.split(",")) for pid, here, theirs in PLACEMENT.findall(output)}
+    places = {pid: (here, theirs.split(","), int(shared)) for pid, here, theirs, shared in PLACEMENT.findall(output)}
     assert len(places) == 2, output[-5000:]  # both ranks said where they and their actors run
     return places, final
 
@@ -137,8 +138,9 @@ def test_packed_ranks_train_with_their_actors_on_the_node_with_room(cluster, tin
     """Both ranks fill one node's 2 CPUs; their actors wait there forever unless they spill to a node with room."""
     places, final = _launch(cluster, tiny_dataset, tmp_path / "packed")
     assert final["world_size"] == 2 and final["final"]["clips"] > 0
-    (rank_node,) = {here for here, _ in places.values()}  # packed: one node holds both ranks
-    assert all(rank_node not in theirs for _, theirs in places.values()), places
+    (rank_node,) = {here for here, _, _ in places.values()}  # packed: one node holds both ranks
+    assert all(rank_node not in theirs for _, theirs, _ in places.values()), places
+    assert all(shared == 0 for _, _, shared in places.values()), places  # another node's: the object store
     crossed = _from_other_nodes(tmp_path / "packed")
     assert crossed and all(mb > 0 for mb in crossed), crossed  # their frames crossed the network
 
@@ -148,8 +150,9 @@ def test_spread_puts_one_rank_per_node_and_its_actors_beside_it(cluster, tiny_da
     hosts, _, _ = cluster
     places, final = _launch(cluster, tiny_dataset, tmp_path / "spread", "--spread")
     assert final["world_size"] == 2
-    assert len({here for here, _ in places.values()}) == 2  # two nodes of the three
-    assert all(theirs == [here] for here, theirs in places.values()), places
+    assert len({here for here, _, _ in places.values()}) == 2  # two nodes of the three
+    assert all(theirs == [here] for here, theirs, _ in places.values()), places
+    assert all(shared == 1 for _, _, shared in places.values()), places  # beside its rank: a shared-memory slot
     crossed = _from_other_nodes(tmp_path / "spread")
     assert crossed and set(crossed) == {0}  # no decoded frame crossed a host, in any epoch
 

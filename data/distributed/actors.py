@@ -240,13 +240,15 @@ class DecoderPool:
         elsewhere = sum(node != self.node for node in self.actor_nodes)
         address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}  # node id -> its IP
         (log.warning if elsewhere else log.info)(
-            "%d decode actors, %d of them on this process's Ray node %s at %s%s; theirs at %s",
+            "%d decode actors, %d of them on this process's Ray node %s at %s%s; theirs at %s; %d write their clips "
+            "into shared memory",
             num_actors,
             num_actors - elsewhere,
             self.node[:12],
             address.get(self.node, "?"),
             " (no room left there: their frames cross the network)" if elsewhere else "",
             ",".join(address.get(node, "?") for node in self.actor_nodes),
+            sum(f is not None for f in self._slot_files),
         )
 
     def _wait_until_placed(self, cpus_per_actor: float, timeout_s: float) -> None:
