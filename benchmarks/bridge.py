@@ -51,7 +51,7 @@ class ReadyClips:
     def __init__(self, batches: list):
         self.clips = [(rgb[i], flow[i]) for rgb, flow, *_ in batches for i in range(len(rgb))]
 
-    def map(self, requests, stats=None, then=None):
+    def map(self, requests, stats=None, then=None, in_place=False):
         for i, request in enumerate(requests):
             rgb, flow = self.clips[i % len(self.clips)]
             yield ClipResult(rgb, flow, None, request.path)

@@ -158,7 +158,7 @@ class _RecordingPool:
         self.requests = []
         self.actors = []  # what EpochStream reads of a pool besides map
 
-    def map(self, requests, stats=None, then=None):
+    def map(self, requests, stats=None, then=None, in_place=False):
         for request in requests:
             self.requests.append(request)
             yield ClipResult(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4, 2), np.uint8), None, request.path)
