@@ -1,10 +1,10 @@
 """Shared-memory slots for decode calls: an actor on the driver's Ray node writes a call's clips into a slot of a
 /dev/shm file that the driver maps too, so the frames skip Ray's object store.
 
-Through the object store one call's 8 MB of clips cost about 5 ms of CPU beyond the copies (the actor's copy into
-the store on the six threads Ray starts for every buffer over 1 MiB, the raylet's store, the driver's get),
-against under 1 ms through a slot, the copies included: benchmarks/data_pipeline.py's `--transport` compares the
-two on the whole path. A slot holds one call's clips; DecoderPool hands a free slot out with each call and takes it
+Through the object store one call's 8 MB of clips cost about 5 ms of CPU (the actor's copy into the store on the six
+threads Ray starts for every buffer over 1 MiB, the raylet's store, the driver's get; the copies in and out
+included) against about 2 ms through a slot (benchmarks/transport.py; benchmarks/data_pipeline.py compares the two
+on the whole path). A slot holds one call's clips; DecoderPool hands a free slot out with each call and takes it
 back once the clips are copied out of it.
 """
 
