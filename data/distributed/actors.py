@@ -213,7 +213,6 @@ class DecoderPool:
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
         self.calls_in_flight = 2 * num_actors  # one call running and one queued per actor
-        self.spec = spec
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
         # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
@@ -233,8 +232,9 @@ class DecoderPool:
         self.actor_nodes = [node for _, node in places]
         self._pids = {pid for pid, _ in places}  # see `restarts`
         self._first_pids = len(self._pids)
+        layout = SlotLayout.for_actor(spec, clips_per_call)
         same_node = [shared_memory and node == self.node for node in self.actor_nodes]
-        self._slot_files = [self._slot_file() if ours else None for ours in same_node]
+        self._slot_files = [shared_slots.create(layout) if ours else None for ours in same_node]
         self._free_slots = [list(range(SLOTS_PER_ACTOR)) if f is not None else [] for f in self._slot_files]
         self._draining: list[Call] = []  # calls of a map left unfinished: their slots are free once they end
         elsewhere = sum(node != self.node for node in self.actor_nodes)
@@ -265,9 +265,6 @@ class DecoderPool:
                 "Lower data.num_actors or data.cpus_per_actor, or add nodes."
             )
         ray.get(ready)  # re-raises an actor's constructor error (e.g. an unknown flow method)
-
-    def _slot_file(self) -> SlotFile | None:
-        return shared_slots.create(SlotLayout.for_actor(self.spec, self.clips_per_call))
 
     def map(
         self,
@@ -396,19 +393,16 @@ class DecoderPool:
             call = self._submit(chunk, all_tracks=True)
             batch = self._get(call.ref, stats)
         self._pids.add(batch.pid)
-        if batch.in_slot:
+        if batch.in_slot:  # else the clips came through the object store (no slot, or the actor could not map it)
             slot_file = self._slot_files[call.actor]
             assert slot_file is not None and call.slot is not None
-            batch.rgb, batch.flow = slot_file.arrays(call.slot, len(batch.paths))
-            if not in_place:
-                batch.rgb, batch.flow = batch.rgb.copy(), batch.flow.copy()
-        else:
-            self._release(call)  # the actor could not map its slot: the clips came through the object store
+            rgb, flow = slot_file.arrays(call.slot, len(batch.paths))
+            batch.rgb, batch.flow = (rgb, flow) if in_place else (rgb.copy(), flow.copy())
         if self.actor_nodes[call.actor] != self.node:
             stats.remote_bytes += batch.rgb.nbytes + batch.flow.nbytes
         lent = call if batch.in_slot and in_place else None
-        if batch.in_slot and not in_place:
-            self._release(call)
+        if lent is None:
+            self._release(call)  # nothing reads its slot any more
         return batch.results(), lent
 
     @staticmethod
