@@ -151,6 +151,25 @@ def test_loader_shapes_and_determinism(tmp_path, sampling):
     assert len(picked) > 1
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ClipSpec(num_frames=4, size=16, short_side=20, flip=True, crop_scale_min=0.6),  # crop, then flip or resize
+        ClipSpec(num_frames=4, size=16, scale_jitter=[18, 22]),  # rescaled before the crop
+    ],
+)
+def test_a_clip_written_into_given_arrays_is_the_clip_returned(tmp_path, spec):
+    """A decode actor has load write straight into its shared-memory slot: the same clip, at any view."""
+    path, loader = _video(tmp_path, 30, height=24, width=32), ClipLoader(spec)
+    for view in [*(TrainView(seed) for seed in range(8)), EvalView(1, 3, 2, 3)]:
+        rgb, flow = loader.load(path, view)
+        assert rgb.flags.c_contiguous and flow.flags.c_contiguous
+        out = np.full((3, *spec.rgb_shape), 7, np.uint8), np.full((3, *spec.flow_shape), 7, np.uint8)
+        loader.load(path, view, out=(out[0][1], out[1][1]))
+        assert np.array_equal(out[0][1], rgb) and np.array_equal(out[1][1], flow), view
+        assert (out[0][[0, 2]] == 7).all() and (out[1][[0, 2]] == 7).all()  # nothing beside its place
+
+
 def test_flip_negates_horizontal_flow_exactly():
     flow = np.random.default_rng(0).uniform(-9, 9, size=(2, 8, 8, 2)).astype(np.float32)
     q = quantize(flow, 8.0)

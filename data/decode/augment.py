@@ -32,7 +32,8 @@ def draw(rng: np.random.Generator, size: int, crop_scale_min: float, flip: bool)
 
 
 def apply(rgb: np.ndarray, flow: np.ndarray, aug: Augmentation) -> tuple[np.ndarray, np.ndarray]:
-    """Applies `aug` to uint8 rgb (T, S, S, 3) and uint8 quantised flow (T, S, S, 2); shapes are kept."""
+    """Applies `aug` to uint8 rgb (T, S, S, 3) and uint8 quantised flow (T, S, S, 2); shapes are kept, and a flipped
+    rgb is a view (ClipLoader.load copies the clip where it goes)."""
     size = rgb.shape[1]
     if aug.side < size:
         rgb = _crop_resize(rgb, aug, size)
@@ -42,7 +43,7 @@ def apply(rgb: np.ndarray, flow: np.ndarray, aug: Augmentation) -> tuple[np.ndar
         rgb = rgb[:, :, ::-1]
         flow = flow[:, :, ::-1].copy()
         flow[..., 0] = flow_format.negate(flow[..., 0])
-    return np.ascontiguousarray(rgb), np.ascontiguousarray(flow)
+    return rgb, flow
 
 
 def _crop_resize(frames: np.ndarray, aug: Augmentation, size: int) -> np.ndarray:

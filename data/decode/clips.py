@@ -68,9 +68,22 @@ class ClipLoader:
         frames, count = decode(path, None, wanted, indexes=self.indexes)
         return frames, chosen[0], count
 
-    def load(self, path: str, view: View, track: Track | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def load(
+        self, path: str, view: View, track: Track | None = None, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The clip `view` asks for: a TrainView's seed draws its frames, crop and augmentation; an EvalView is the
-        same clip every time (clip k of N in time, crop k of M in space). `track`: the video's region of interest."""
+        same clip every time (clip k of N in time, crop k of M in space). `track`: the video's region of interest.
+        `out`: (rgb, flow) arrays of the clip's shapes to write it into (a decode actor's shared-memory slot), which
+        spares the copy a returned clip would need there."""
+        rgb, flow = self._cut(path, view, track)
+        if out is None:
+            return np.ascontiguousarray(rgb), np.ascontiguousarray(flow)
+        np.copyto(out[0], rgb)
+        np.copyto(out[1], flow)
+        return out
+
+    def _cut(self, path: str, view: View, track: Track | None) -> tuple[np.ndarray, np.ndarray]:
+        """`load`'s clip as views where no transform needed a copy (a crop of the decoded frames)."""
         # one generator for the whole training clip: frames, window and augmentation draw from it in that order
         placement = np.random.default_rng(view.seed) if isinstance(view, TrainView) else view
         if self.cache is not None:
@@ -135,7 +148,8 @@ class ClipLoader:
         indices = sample_frames(len(frames), spec.num_frames, spec.sampling, spec.frame_stride, view)
         box = self.regions(track, *frames[0].shape[:2])
         rgb, flow = self._with_flow(frames, indices, lambda i: box(first + i))
-        return transforms.apply(rgb, flow, transforms.eval_window(rgb.shape[1:3], self.spec.size, view))
+        rgb, flow = transforms.apply(rgb, flow, transforms.eval_window(rgb.shape[1:3], self.spec.size, view))
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(flow)
 
     def _load_cached(self, path: str, placement: Placement, track: Track | None):
         """Flow from the cache (filled with the whole video's flow on a miss); RGB decoded at the same frames."""

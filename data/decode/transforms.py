@@ -67,7 +67,8 @@ def eval_window(base: tuple[int, int], size: int, view: EvalView = CENTRED) -> W
 
 
 def apply(rgb: np.ndarray, flow: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """Cuts `window` from uint8 rgb (T, H, W, 3) and quantised flow (T, H, W, 2) alike; flow values rescaled with it."""
+    """Cuts `window` from uint8 rgb (T, H, W, 3) and quantised flow (T, H, W, 2) alike; flow values rescaled with it.
+    The crops are views into the (rescaled) frames: whoever keeps them copies them where they go (ClipLoader.load)."""
     if window.shape is not None and window.shape != rgb.shape[1:3]:
         (height, width), (new_height, new_width) = rgb.shape[1:3], window.shape
         rgb = np.stack([resize(frame, window.shape) for frame in rgb])
@@ -75,4 +76,4 @@ def apply(rgb: np.ndarray, flow: np.ndarray, window: Window) -> tuple[np.ndarray
         flow[..., 0] = flow_format.scale(flow[..., 0], new_width / width)  # x motion scales with the width
         flow[..., 1] = flow_format.scale(flow[..., 1], new_height / height)
     crop = (slice(None), slice(window.top, window.top + window.size), slice(window.left, window.left + window.size))
-    return np.ascontiguousarray(rgb[crop]), np.ascontiguousarray(flow[crop])
+    return rgb[crop], flow[crop]

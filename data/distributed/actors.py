@@ -168,7 +168,7 @@ class ClipDecoder:
         for i, (request, key) in enumerate(zip(requests, keys)):
             track = self.tracks[key] if key is not None else request.track
             try:
-                rgb[i], flow[i] = self.loader.load(request.path, request.view, track)
+                self.loader.load(request.path, request.view, track, out=(rgb[i], flow[i]))
             except Exception as error:  # any bad file becomes a reported failure, never a dead actor
                 errors[i] = f"{request.path}: {error}"
                 rgb[i], flow[i] = 0, 0
