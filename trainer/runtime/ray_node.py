@@ -86,6 +86,19 @@ def stop_ray() -> None:
         _node_ray = None
 
 
+PRIVATE_RAY_CONFIG = {
+    # Ray's default, nice 15, starved the decode actors beside the busy trainer: `make demo` waited 10-13% for data
+    # in 2 of 6 epochs, 0.8-1.6% with nice 0
+    "worker_niceness": 0,
+    # No idle workers started ahead or kept for tasks (this Ray runs actors only: a restarted actor starts its own),
+    # and no metrics nobody reads (it has no dashboard): an idle Ray with one decode actor uses about a quarter less
+    # CPU (benchmarks/ray_idle.py; docs/data-performance.md), which the actors' CPU per clip carries.
+    "enable_worker_prestart": False,
+    "num_workers_soft_limit": 0,
+    "enable_metrics_collection": False,
+}
+
+
 def start_private_ray(num_cpus: int, object_store_mb: int) -> None:
     """A Ray of this process alone, with no dashboard, that listens on loopback only (its GCS, raylet, workers,
     agents and autoscaler monitor); its processes die with this one. Always a new one (address "local"): without
@@ -100,9 +113,8 @@ def start_private_ray(num_cpus: int, object_store_mb: int) -> None:
             log_to_driver=False,
             configure_logging=False,
             object_store_memory=object_store_mb * 1024 * 1024,
-            _system_config={"worker_niceness": 0},
-        )  # Ray's default, nice 15, starved the decode actors
-        #   beside the busy trainer: `make demo` waited 10-13% for data in 2 of 6 epochs, 0.8-1.6% with nice 0
+            _system_config=PRIVATE_RAY_CONFIG,
+        )
 
 
 @contextlib.contextmanager
