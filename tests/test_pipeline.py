@@ -272,6 +272,34 @@ def test_tf_dataset_has_static_uint8_shapes(pool, tiny_dataset):
     assert batches[0][0]["flow"].dtype.name == "uint8"
 
 
+def _marked_batches(mark: int, count: int, local_batch: int = 2):
+    """`count` ready batches whose labels say which epoch (`mark`) and which batch they are."""
+    for k in range(count):
+        rgb, flow = aligned_empty((local_batch, *SPEC.rgb_shape)), aligned_empty((local_batch, *SPEC.flow_shape))
+        where = np.zeros((local_batch, 2), np.int32)
+        yield rgb, flow, np.full(local_batch, 100 * mark + k, np.int32), np.ones(local_batch, np.float32), where
+
+
+def test_each_epoch_reads_its_own_batches_through_the_one_dataset():
+    """to_dataset builds its tf.data dataset once per element signature and hands each epoch's stream to it as its
+    iterator starts: an epoch left after one batch, or never started, must not leave batches to the next."""
+
+    def marks(dataset):
+        return [int(labels[0]) for _, labels, _ in dataset]
+
+    first = to_dataset(_marked_batches(1, 3), SPEC, local_batch=2)
+    assert marks(first) == [100, 101, 102]
+    left_early = iter(to_dataset(_marked_batches(2, 3), SPEC, local_batch=2))
+    assert int(next(left_early)[1][0]) == 200
+    left_early.close()
+    iter(to_dataset(_marked_batches(3, 3), SPEC, local_batch=2))  # never read
+    third = to_dataset(_marked_batches(4, 2), SPEC, local_batch=2)
+    assert third._bridge is first._bridge  # the same dataset, read anew
+    assert marks(third) == [400, 401] and marks(third) == []  # a stream is read once
+    other = to_dataset(_marked_batches(5, 1), SPEC, local_batch=2, with_index=True)  # another signature
+    assert other._bridge is not first._bridge and len(next(iter(other))) == 4
+
+
 def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_dataset, caplog):
     """The actor is stopped (SIGSTOP) before the calls are sent, so none can finish, then killed (SIGKILL) as a
     crash in native code would: its calls are lost for certain, and every clip comes back from the restart."""
