@@ -318,6 +318,10 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
     fastest = {name: max(r for r, _ in runs) for name, runs in measured.items()}  # the round least slowed by others
     cpu = {name: {g: np.median([c[g] for _, c in runs]) for g in GROUPS} for name, runs in measured.items()}
     total = {name: sum(cpu[name][g] for g in GROUPS if g != "ray daemons" or counts_daemons[name]) for name in cpu}
+    per_round = {  # CPU ms per clip of each measured round, every group the variant counts
+        name: [sum(c[g] for g in GROUPS if g != "ray daemons" or counts_daemons[name]) for _, c in runs]
+        for name, runs in measured.items()
+    }
     print(
         f"{args.videos} videos x {args.frames} frames at {args.size}px, clips of 8 frames, batch {args.batch}, "
         f"{args.clips_per_call} clips per actor call, {args.epochs} rounds; {os.cpu_count()} cores, "
@@ -325,13 +329,14 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
     )
     print(
         f"{'variant':32s} {'clips/s':>8s} {'fastest':>8s} {'CPU ms/clip':>12s} {'driver':>7s} {'workers':>8s} "
-        f"{'daemons':>8s}   clips/s per round"
+        f"{'daemons':>8s}   clips/s per round; CPU ms/clip per measured round"
     )
     for name, runs in results.items():
         daemons = f"{cpu[name]['ray daemons']:8.2f}" if counts_daemons[name] else f"{'-':>8s}"
         print(
             f"{name:32s} {rate[name]:8.1f} {fastest[name]:8.1f} {total[name]:12.2f} {cpu[name]['driver']:7.2f} "
-            f"{cpu[name]['workers']:8.2f} {daemons}   {[round(r, 1) for r, _ in runs]}"
+            f"{cpu[name]['workers']:8.2f} {daemons}   {[round(r, 1) for r, _ in runs]}; "
+            f"{[round(c, 2) for c in per_round[name]]}"
         )
     first, cached, bytes_per_pixel = cache
     print(
@@ -341,8 +346,14 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
         f"RSS (driver + {max(actor_counts)} actors) after epoch 1 {rss[0]:.0f} MiB, epoch {len(rss)} {rss[-1]:.0f} MiB"
     )
     breakdown(cpu, total, min(actor_counts))
-    print("RATIOS (medians; in brackets, from each variant's fastest round)")
+    print("RATIOS (medians; in brackets, from each variant's fastest round, or the median of each round's own ratio)")
     tight = "tight loop"
+
+    def paired(name: str) -> str:
+        """The median of the rounds' own CPU ratios: a round's tight loop ran beside its Ray epoch, minutes
+        apart from the other rounds', so the machine's drift between rounds cancels out."""
+        return f"{np.median([a / b for a, b in zip(per_round[name], per_round[tight])]):.2f}"
+
     for n in actor_counts:
         name = ray_name(n)
 
@@ -352,10 +363,14 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
         print(
             f"  {n} actor(s): Ray+tf.data / (tight loop x {n}) = {ratio(tight, n)}  (target >= 0.95);  "
             f"/ py_function = {ratio('tf.data py_function')}  (target >= 1.5 on 2 cores);  "
-            f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}  (target <= 1.10)"
+            f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f} [by round: {paired(name)}]  "
+            "(target <= 1.10)"
         )
     for name in (name for name in total if "/call" in name or "object store" in name):
-        print(f"  {name}: CPU per clip, Ray / tight = {total[name] / total[tight]:.2f}, clips/s {rate[name]:.1f}")
+        print(
+            f"  {name}: CPU per clip, Ray / tight = {total[name] / total[tight]:.2f} [by round: {paired(name)}], "
+            f"clips/s {rate[name]:.1f}"
+        )
     few, store = ray_name(min(actor_counts)), object_store_name(min(actor_counts))
     print(f"  {few}: CPU per clip, object store / shared memory = {total[store] / total[few]:.2f}")
     print(
