@@ -9,12 +9,14 @@ per round, in a rotating order, so a busy neighbour slows them alike. Rates are 
 the first (warm-up), and each variant's fastest round, the one least slowed by others.
 
 CPU per clip is user+system time of the processes a variant uses, split in three groups: `driver` (this
-process), `workers` (the decode actors, or the fresh tight-loop process) and `ray daemons` (every other
+process), `workers` (the decode actors, or the fresh tight-loop processes) and `ray daemons` (every other
 process this one started: GCS, raylet, dashboard, idle workers; counted for Ray's variants only). The tight
 loop runs twice: in a fresh process that imports only the decoder (`tight loop`, the baseline of the ratios)
 and in this process, which has imported TensorFlow and Ray and built tf.data generators (`tight loop, this
 process`: TensorFlow then has set glibc's mmap threshold to 128 KiB, so its decoding faults pages in again; the
-trainer process decodes nothing, and reuses its batch arrays: data/distributed/batch_buffers.py). The breakdown runs
+trainer process decodes nothing, and reuses its batch arrays: data/distributed/batch_buffers.py). For N > 1 actors the
+fresh tight loop also runs in N processes at once (`tight loop xN, at once`): N decoders sharing the machine, as N
+actors do, so that ratio leaves out what sharing the cores costs and keeps what Ray and tf.data add. The breakdown runs
 the 1-actor pool three ways: results only (`Ray map`), plus batching (`Ray EpochStream`), plus the tf.data
 bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. The actors write their clips into
 shared memory (data/distributed/shared_slots.py); a further pool of the fewest actors returns them through Ray's
@@ -82,14 +84,32 @@ class FreshTightLoop:
         self.pid = self.process.pid
 
     def epoch(self, records, spec, epoch: int) -> int:
-        clips = [(record.path, clip_seed(0, epoch, slot)) for slot, record in enumerate(records)]
+        self.send(epoch_clips(records, epoch))
+        return self.receive()
+
+    def send(self, clips: list) -> None:
         self.process.stdin.write(json.dumps(clips) + "\n")
         self.process.stdin.flush()
+
+    def receive(self) -> int:
         return int(self.process.stdout.readline())
 
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait()
+
+
+def epoch_clips(records, epoch: int) -> list[tuple[str, int]]:
+    return [(record.path, clip_seed(0, epoch, slot)) for slot, record in enumerate(records)]
+
+
+def tight_loops_at_once(loops: list[FreshTightLoop], records, spec, epoch: int) -> int:
+    """The fresh tight loop in several processes at once, the epoch's clips dealt out in turn: what each clip's
+    decode costs when that many decoders share this machine, as that many actors do."""
+    clips = epoch_clips(records, epoch)
+    for k, loop in enumerate(loops):
+        loop.send(clips[k :: len(loops)])
+    return sum(loop.receive() for loop in loops)
 
 
 def cpu_s(process: psutil.Process) -> float:
@@ -220,11 +240,20 @@ def object_store_name(n: int) -> str:
     return f"{ray_name(n)}, object store"
 
 
-def variants(records, spec, pools: dict, fresh: FreshTightLoop, batch: int, opencv_threads: bool) -> dict:
+def at_once_name(n: int) -> str:
+    return f"tight loop x{n}, at once"
+
+
+def variants(records, spec, pools: dict, loops: list[FreshTightLoop], batch: int, opencv_threads: bool) -> dict:
     """{name: (function, args, worker pids, counts Ray's daemons)}."""
     smallest = pools[min(pools)]
     table = {
-        "tight loop": (fresh.epoch, (records, spec), {fresh.pid}, False),
+        "tight loop": (loops[0].epoch, (records, spec), {loops[0].pid}, False),
+        **{
+            at_once_name(n): (tight_loops_at_once, (loops[:n], records, spec), {loop.pid for loop in loops[:n]}, False)
+            for n in pools
+            if n > 1
+        },
         "tight loop, this process": (tight_loop, (records, spec), set(), False),
         "tf.data py_function": (py_function_epoch, (records, spec, batch), set(), False),
     }
@@ -289,14 +318,15 @@ def main() -> None:
         pools = {n: DecoderPool(spec, n, clips_per_call=per_call) for n in actor_counts}
         per_call_pools = {c: DecoderPool(spec, few, clips_per_call=c) for c in other_per_call}
         store_pool = DecoderPool(spec, few, clips_per_call=per_call, shared_memory=False)
-        fresh = FreshTightLoop(spec)
-        table = variants(records, spec, pools, fresh, args.batch, args.opencv_threads)
+        loops = [FreshTightLoop(spec) for _ in range(max(actor_counts))]
+        table = variants(records, spec, pools, loops, args.batch, args.opencv_threads)
         for name, pool in [(object_store_name(few), store_pool)] + [
             (per_call_name(few, calls), pool) for calls, pool in per_call_pools.items()
         ]:
             table[name] = (ray_epoch, (records, spec, pool, args.batch), set(actor_pids(pool)), True)
         results, rss = run_rounds(table, pools[max(pools)], args.epochs)
-        fresh.close()
+        for loop in loops:
+            loop.close()
         for pool in [*pools.values(), *per_call_pools.values(), store_pool]:
             pool.shutdown()
         first, cached, bytes_per_pixel = cache_epochs(records, spec, os.path.join(folder, "cache"))
@@ -349,10 +379,10 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
     print("RATIOS (medians; in brackets, from each variant's fastest round, or the median of each round's own ratio)")
     tight = "tight loop"
 
-    def paired(name: str) -> str:
+    def paired(name: str, base: str = tight) -> str:
         """The median of the rounds' own CPU ratios: a round's tight loop ran beside its Ray epoch, minutes
         apart from the other rounds', so the machine's drift between rounds cancels out."""
-        return f"{np.median([a / b for a, b in zip(per_round[name], per_round[tight])]):.2f}"
+        return f"{np.median([a / b for a, b in zip(per_round[name], per_round[base])]):.2f}"
 
     for n in actor_counts:
         name = ray_name(n)
@@ -366,6 +396,12 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
             f"CPU per clip, Ray / tight = {total[name] / total[tight]:.2f} [by round: {paired(name)}]  "
             "(target <= 1.10)"
         )
+        if n > 1:  # the tight loop's CPU per clip when as many decoders share the machine
+            together = at_once_name(n)
+            print(
+                f"  {n} actor(s): CPU per clip, Ray / {together} = {total[name] / total[together]:.2f} "
+                f"[by round: {paired(name, together)}];  {together} / tight loop = {total[together] / total[tight]:.2f}"
+            )
     for name in (name for name in total if "/call" in name or "object store" in name):
         print(
             f"  {name}: CPU per clip, Ray / tight = {total[name] / total[tight]:.2f} [by round: {paired(name)}], "
