@@ -91,8 +91,8 @@ PRIVATE_RAY_CONFIG = {
     # in 2 of 6 epochs, 0.8-1.6% with nice 0
     "worker_niceness": 0,
     # No idle workers started ahead or kept for tasks (this Ray runs actors only: a restarted actor starts its own),
-    # and no metrics nobody reads (it has no dashboard): an idle Ray with one decode actor uses about a quarter less
-    # CPU (benchmarks/ray_idle.py; docs/data-performance.md), which the actors' CPU per clip carries.
+    # and no metrics nobody reads (it has no dashboard): an idle Ray with one decode actor used 37 ms of CPU a second
+    # against 42 (no idle worker's 6 ms; benchmarks/ray_idle.py), which the actors' CPU per clip carries.
     "enable_worker_prestart": False,
     "num_workers_soft_limit": 0,
     "enable_metrics_collection": False,
