@@ -69,10 +69,10 @@ def test_writes_through_one_mapping_are_seen_by_a_process_that_maps_it(tmp_path)
     assert np.all(rgb == 7)
 
 
-def test_calls_default_to_about_16_mib_of_clips():
+def test_calls_default_to_about_32_mib_of_clips():
     from twostream.data.decode.clip_spec import ClipSpec
 
     assert shared_slots.clips_per_call(ClipSpec(num_frames=8, size=112)) == 32  # 0.48 MiB a clip
-    assert shared_slots.clips_per_call(ClipSpec(num_frames=8, size=224)) == 8  # 1.9 MiB
+    assert shared_slots.clips_per_call(ClipSpec(num_frames=8, size=224)) == 16  # 1.9 MiB
     assert shared_slots.clips_per_call(ClipSpec(num_frames=32, size=720)) == 1  # bigger than a call: one
     assert shared_slots.clips_per_call(ClipSpec(num_frames=8, size=112), configured=5) == 5

@@ -44,7 +44,7 @@ class DataConfig:
     val_fraction: float = field(default=0.2, metadata={"above": 0, "below": 1})  # share of videos held out
     num_actors: int = field(default=0, metadata={"min": 0})  # Ray decode actors per rank; 0 = one per spare core
     cpus_per_actor: float = field(default=1.0, metadata={"above": 0})  # Ray CPU reservation per actor
-    # clips per actor call (amortises Ray's overhead); 0 = about 16 MiB of clips (1 to 32: 32 at 112 px, 8 at 224)
+    # clips per actor call (amortises Ray's overhead); 0 = about 32 MiB of clips (1 to 32: 32 at 112 px, 16 at 224)
     clips_per_call: int = field(default=0, metadata={"min": 0})
     ray_address: str = ""  # join this Ray cluster; empty = $RAY_ADDRESS or the node's local Ray
     # seconds a join waits for the cluster's address to answer, then one error line (launch ray too)
