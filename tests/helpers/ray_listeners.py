@@ -29,11 +29,17 @@ for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
         pass
 killed = []
 if len(sys.argv) == 1:  # a private Ray: its processes are this one's descendants
-    children = psutil.Process().children(recursive=True)
-    for child in children:
+    time.sleep(3)  # a worker Ray started beyond the actor ends after 1 s idle (PRIVATE_RAY_CONFIG): not a signal's doing
+    names = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            names[child] = " ".join(child.cmdline())[:200]
+        except psutil.Error:
+            pass
+    for child in names:
         child.send_signal(signal.SIGUSR1)
     time.sleep(2)
-    killed = [" ".join(c.cmdline())[:200] for c in children if not c.is_running()]
+    killed = [name for child, name in names.items() if not child.is_running()]
 print(
     json.dumps({"listening": listening, "node": pool.node, "actor_nodes": pool.actor_nodes, "killed_by_usr1": killed})
 )
