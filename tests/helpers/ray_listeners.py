@@ -29,7 +29,7 @@ for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
         pass
 killed = []
 if len(sys.argv) == 1:  # a private Ray: its processes are this one's descendants
-    time.sleep(3)  # a worker Ray started beyond the actor ends after 1 s idle (PRIVATE_RAY_CONFIG): not a signal's doing
+    time.sleep(3)  # the worker Ray starts with the driver ends after 1 s idle (PRIVATE_RAY_CONFIG): not a signal
     names = {}
     for child in psutil.Process().children(recursive=True):
         try:
