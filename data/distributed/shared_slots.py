@@ -30,7 +30,7 @@ ALIGN = 64  # bytes: each array of a slot starts on a cache line
 SLOTS_PER_ACTOR = 3
 # data.clips_per_call 0: a call of about CALL_BYTES of clips, at most MAX_AUTO_CLIPS. Each call costs the driver about
 # 2 ms of CPU: at 224 px its CPU per clip was 0.54-0.55 ms with 8 clips a call, 0.40-0.44 with 16 and 0.35-0.37 with
-# 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md); a slot of 32 MiB a call is 96 per actor.
+# 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 3 slots take 96 MiB then.
 CALL_BYTES = 32 << 20
 MAX_AUTO_CLIPS = 32  # more only coarsens how an epoch's clips spread over the actors
 
