@@ -11,6 +11,7 @@ back once the clips are copied out of it.
 from __future__ import annotations
 
 import logging
+import math
 import mmap
 import os
 import uuid
@@ -43,8 +44,7 @@ def clips_per_call(spec: ClipSpec, configured: int = 0) -> int:
     """`configured` (data.clips_per_call), or for 0 as many clips of `spec` as make about CALL_BYTES (1 to 32)."""
     if configured:
         return configured
-    clip_bytes = int(np.prod(spec.rgb_shape)) + int(np.prod(spec.flow_shape))
-    return max(1, min(MAX_AUTO_CLIPS, CALL_BYTES // clip_bytes))
+    return max(1, min(MAX_AUTO_CLIPS, CALL_BYTES // sum(SlotLayout.for_actor(spec, 1).clip_bytes())))
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,14 @@ class SlotLayout:
         """One decode actor's slots for calls of `clips_per_call` clips of `spec`."""
         return cls(SLOTS_PER_ACTOR, clips_per_call, spec.rgb_shape, spec.flow_shape)
 
+    def clip_bytes(self) -> tuple[int, int]:
+        """Bytes of one clip's rgb and of its flow (uint8)."""
+        return math.prod(self.rgb_shape), math.prod(self.flow_shape)
+
     def part_bytes(self) -> tuple[int, int]:
         """Bytes of one slot's rgb and flow parts, each padded to ALIGN."""
-        return _padded(self.clips * int(np.prod(self.rgb_shape))), _padded(self.clips * int(np.prod(self.flow_shape)))
+        rgb, flow = self.clip_bytes()
+        return _padded(self.clips * rgb), _padded(self.clips * flow)
 
     def file_bytes(self) -> int:
         return self.slots * sum(self.part_bytes())
@@ -95,7 +100,7 @@ class SlotFile:
         layout = self.layout
         rgb_part, flow_part = layout.part_bytes()
         start = index * (rgb_part + flow_part)
-        rgb_bytes, flow_bytes = (clips * int(np.prod(shape)) for shape in (layout.rgb_shape, layout.flow_shape))
+        rgb_bytes, flow_bytes = (clips * part for part in layout.clip_bytes())
         rgb = self._memory[start : start + rgb_bytes].reshape(clips, *layout.rgb_shape)
         flow_start = start + rgb_part
         flow = self._memory[flow_start : flow_start + flow_bytes].reshape(clips, *layout.flow_shape)
