@@ -129,7 +129,7 @@ def _unreadable(work, data, side: int = 1, count: int = 1) -> list[str]:
     names = [os.path.relpath(r.path, root) for r in split_by_video(load_manifest(root, ""), 0.2)[side].records]
     for name in names[:count]:
         with open(os.path.join(data, name), "wb") as f:
-            f.write(os.urandom(3000))
+            f.write(b"this is not a video\n" * 150)  # random bytes were now and then probed as a stream-less format
     return names[:count]
 
 
