@@ -84,7 +84,7 @@ def test_clips_come_through_shared_memory_as_through_the_object_store(pool, tiny
         store.shutdown()
     own = list(pool.map(requests))  # each result's arrays its own, whatever later calls write into the slots
     in_place = []
-    for result in pool.map(requests * 2, in_place=True):  # valid until the next result is asked for
+    for result in pool.map(requests * 2, in_place=True):  # views of the calls' slots
         in_place.append((result.rgb.copy(), result.flow.copy(), _in_shared_memory(result.rgb)))
     assert not any(_in_shared_memory(r.rgb) or _in_shared_memory(r.flow) for r in own + through_store)
     assert all(shared for _, _, shared in in_place)
@@ -167,6 +167,42 @@ def test_local_batches_are_aligned_for_tf_data_to_use_in_place(pool, tiny_datase
     batches = list(EpochStream(records, pool, plan, seed=0, epoch=0, train=False))
     assert all(b[0].ctypes.data % 64 == 0 and b[1].ctypes.data % 64 == 0 for b in batches)
     assert len({b[0].ctypes.data for b in batches}) == len(batches)  # a new array per batch: tf.data holds them
+
+
+def _expected_epoch(records, plan, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's clips (rgb, flow) in plan order, loaded directly."""
+    loader, order, positions = ClipLoader(SPEC), plan.indices.reshape(-1), plan.positions.reshape(-1)
+    clips = [loader.load(records[i].path, TrainView(clip_seed(0, epoch, int(p)))) for i, p in zip(order, positions)]
+    return np.stack([rgb for rgb, _ in clips]), np.stack([flow for _, flow in clips])
+
+
+def test_a_batch_of_one_calls_clips_is_read_in_its_slot_which_no_call_takes_while_it_is_held(ray_session, tiny_dataset):
+    """A local batch made of one call's clips is a view of the call's shared-memory slot (tf.data then makes its
+    tensors there, no copy), and the pool sends no call to that slot while the batch or a tensor made of it lives."""
+    records = from_folder(tiny_dataset).records
+    plans = [plan_epoch(len(records), 4, 0, 1, seed=0, epoch=epoch, train=True) for epoch in range(4)]
+    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=8, cpus_per_actor=0)  # a call: two batches of 4
+    try:
+        held = list(EpochStream(records, pool, plans[0], seed=0, epoch=0, train=True))  # 4 calls, 4 slots
+        assert all(_in_shared_memory(rgb) and _in_shared_memory(flow) for rgb, flow, *_ in held)
+        assert all(pool._slot_files[0].held(slot) for slot in range(SLOTS_PER_ACTOR))
+        list(EpochStream(records, pool, plans[1], seed=0, epoch=1, train=True))  # every slot held: the object store
+        expected = _expected_epoch(records, plans[0], 0)
+        assert np.array_equal(np.concatenate([b[0] for b in held]), expected[0])
+        assert np.array_equal(np.concatenate([b[1] for b in held]), expected[1])
+        del held
+        assert not any(pool._slot_files[0].held(slot) for slot in range(SLOTS_PER_ACTOR))
+
+        stream = EpochStream(records, pool, plans[2], seed=0, epoch=2, train=True)
+        tensors = [(inputs["rgb"], inputs["flow"]) for inputs, *_ in to_dataset(stream, SPEC, local_batch=4)]
+        del stream  # only the tensors hold the slots now
+        assert any(pool._slot_files[0].held(slot) for slot in range(SLOTS_PER_ACTOR))
+        list(EpochStream(records, pool, plans[3], seed=0, epoch=3, train=True))
+        expected = _expected_epoch(records, plans[2], 2)
+        assert np.array_equal(np.concatenate([rgb.numpy() for rgb, _ in tensors]), expected[0])
+        assert np.array_equal(np.concatenate([flow.numpy() for _, flow in tensors]), expected[1])
+    finally:
+        pool.shutdown()
 
 
 def test_an_epoch_reports_where_its_time_went(pool, tiny_dataset):

@@ -44,6 +44,8 @@ class ClipResult:
     path: str = ""  # the clip this result is of, as the actor saw it (tests check none is lost)
     pid: int = 0  # the decoding process: a new one after Ray restarted a dead actor
     sequential: bool = False  # the video had to be read from the start (its seeks disagree with such a read)
+    call: ClipBatch | None = None  # read in place from a slot: the call's clips, this one at `position` of them
+    position: int = 0
 
 
 @dataclass
@@ -63,11 +65,13 @@ class ClipBatch:
     cpu_s: float = 0.0  # CPU seconds of its decoding thread in them (less: asleep, or queued for a core)
     in_slot: bool = False  # the clips are in the call's slot, not in rgb and flow
 
-    def results(self) -> list[ClipResult]:
+    def results(self, in_place: bool = False) -> list[ClipResult]:
+        """One result per clip; `in_place`: each result names this call and its place in it (ClipResult.call)."""
+        call = self if in_place else None
         return [
-            ClipResult(None, None, error, path, self.pid, from_start)
+            ClipResult(None, None, error, path, self.pid, from_start, call, i)
             if error is not None
-            else ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start)
+            else ClipResult(self.rgb[i], self.flow[i], None, path, self.pid, from_start, call, i)
             for i, (error, path, from_start) in enumerate(zip(self.errors, self.paths, self.sequential))
         ]
 
@@ -279,8 +283,9 @@ class DecoderPool:
         while the caller is still setting up (e.g. TensorFlow building the epoch's iterator). The calls' costs
         are counted in `stats`; `then()` is called once the last call is sent (the next map's first calls then
         queue behind it, and the actors decode them while this map's consumer finishes). `in_place`: a result's
-        arrays are views into its call's slot, valid only until the next result is asked for (a consumer that
-        copies each clip at once, as EpochStream does, saves a copy); otherwise they are the result's own.
+        arrays are views into its call's slot (ClipResult.call: the call's clips); the slot takes another call only
+        once no view of it is alive, so a consumer may keep them (EpochStream hands whole batches of them to
+        tf.data); otherwise they are the result's own.
         """
         chunks = _chunks(iter(requests), self.clips_per_call)
         first = itertools.islice(chunks, self.calls_in_flight)
@@ -347,15 +352,19 @@ class DecoderPool:
             for call in [c for c in self._draining if c.ref in ended]:
                 self._draining.remove(call)
                 self._release(call)
-        free = self._free_slots[number]
-        return free.pop() if free else None
+        free, slot_file = self._free_slots[number], self._slot_files[number]
+        for slot in reversed(free):  # the slot given back last first: its pages are the likeliest still cached
+            if slot_file is not None and not slot_file.held(slot):  # a tensor may still read it (EpochStream)
+                free.remove(slot)
+                return slot
+        return None
 
     def _ref(self, number: int, slot: int | None) -> SlotRef | None:
         slot_file = self._slot_files[number]
         return slot_file.ref(slot) if slot_file is not None and slot is not None else None
 
     def _release(self, call: Call | None) -> None:
-        """Gives the slot of an ended call back (nothing reads it any more)."""
+        """Gives the slot of an ended call back: the pool reads it no more (`_take_slot` still waits for its views)."""
         if call is not None and call.slot is not None:
             self._free_slots[call.actor].append(call.slot)
 
@@ -403,7 +412,7 @@ class DecoderPool:
         lent = call if batch.in_slot and in_place else None
         if lent is None:
             self._release(call)  # nothing reads its slot any more
-        return batch.results(), lent
+        return batch.results(in_place=lent is not None), lent
 
     @staticmethod
     def _get(ref: ray.ObjectRef, stats: PoolStats) -> ClipBatch:

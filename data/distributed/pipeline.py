@@ -14,7 +14,7 @@ import tensorflow as tf
 from twostream.data.decode.boxes import BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.sampling import EvalView, TrainView, View
-from twostream.data.distributed.actors import ClipRequest, DecoderPool, PoolStats
+from twostream.data.distributed.actors import ClipBatch, ClipRequest, ClipResult, DecoderPool, PoolStats
 from twostream.data.distributed.batch_buffers import BATCH_BUFFERS
 from twostream.data.distributed.sharding import Plan
 from twostream.data.manifest import VideoRecord
@@ -127,8 +127,9 @@ class EpochStream:
         return self._batch_iterator
 
     def _batches(self, results: Iterator) -> Iterator[Batch]:
-        """Copies each clip once, from its call's shared memory into its place in a new local batch (tf.data then uses
-        the batch in place)."""
+        """Local batches of the actors' results. A batch whose clips are one call's, in a row, in its shared-memory
+        slot is a view of that slot: tf.data makes its tensors in place, and the pool gives the slot to another call
+        only once nothing views it. Any other batch gets a copy of each clip."""
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
         resumed = time.perf_counter()  # this generator's time runs from here to each yield
@@ -138,17 +139,18 @@ class EpochStream:
                 item, result = self._replace(index, result.error)
                 weight = weight if self.train else 0.0
             slot = index % local_batch
-            if slot == 0:  # arrays nothing holds any more: tf.data may still hold the previous batches
-                rgb = BATCH_BUFFERS.take((local_batch, *result.rgb.shape))
-                flow = BATCH_BUFFERS.take((local_batch, *result.flow.shape))
+            if slot == 0:
+                rgb, flow, shared = _new_batch(result, local_batch)
                 labels, kept = np.zeros(local_batch, np.int32), np.zeros(local_batch, np.float32)
                 where = np.zeros((local_batch, 2), np.int32)
-            rgb[slot], flow[slot] = result.rgb, result.flow
+            if shared is None or result.call is not shared[0] or result.position != shared[1] + slot:
+                rgb[slot], flow[slot] = result.rgb, result.flow  # a replaced clip, or a batch of copies
             if result.sequential:
                 self.report.sequential.add(result.path)
             labels[slot], kept[slot] = self.records[item // self.per_record].label, weight
             where[slot] = divmod(item, self.per_record)
             self.report.clips_read += 1
+            del result  # it views its call's slot, which no other call may take while it lives
             if slot == local_batch - 1:
                 self._clock(resumed)
                 yield rgb, flow, labels, kept, where
@@ -186,6 +188,19 @@ class EpochStream:
                 f"data.max_failed_fraction={self.max_failed_fraction} of this rank's "
                 f"{self.plan.indices.size}); fix or remove them:\n  " + "\n  ".join(self.report.failed)
             )
+
+
+def _new_batch(first: ClipResult, local_batch: int) -> tuple[np.ndarray, np.ndarray, tuple[ClipBatch, int] | None]:
+    """Arrays for a local batch that starts with `first`, and (call, position) when they are views of `first`'s call
+    (its clips from `first` on fill the batch); else arrays nothing holds any more (tf.data may still hold the
+    previous batches) and None."""
+    call = first.call
+    if call is not None and first.position + local_batch <= len(call.paths):
+        batch = slice(first.position, first.position + local_batch)
+        return call.rgb[batch], call.flow[batch], (call, first.position)
+    assert first.rgb is not None and first.flow is not None  # a failed clip was replaced before
+    rgb = BATCH_BUFFERS.take((local_batch, *first.rgb.shape))
+    return rgb, BATCH_BUFFERS.take((local_batch, *first.flow.shape)), None
 
 
 class EpochDataset:

@@ -4,8 +4,8 @@
 Through the object store one call's 8 MB of clips cost about 5 ms of CPU (the actor's copy into the store on the six
 threads Ray starts for every buffer over 1 MiB, the raylet's store, the driver's get; the copies in and out
 included) against about 2 ms through a slot (benchmarks/transport.py; benchmarks/data_pipeline.py compares the two
-on the whole path). A slot holds one call's clips; DecoderPool hands a free slot out with each call and takes it
-back once the clips are copied out of it.
+on the whole path). A slot holds one call's clips; DecoderPool hands a free slot out with each call, and takes it back
+once the clips are read and no view of them is left (tf.data's tensors of a batch read in place).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import math
 import mmap
 import os
+import sys
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -26,14 +27,17 @@ log = logging.getLogger(__name__)
 SHM_FOLDER = "/dev/shm"
 PREFIX = "twostream-slots-"  # the name a slot file has between its creation and its unlinking
 ALIGN = 64  # bytes: each array of a slot starts on a cache line
-# Slots per decode actor: its two calls in flight and the one whose clips are being read. The next phase's first
-# calls, sent behind the current phase's last (EpochStream's `then`), find them in use and take the object store.
-SLOTS_PER_ACTOR = 3
+# Slots per decode actor: its two calls in flight, and two that tf.data's batches are read from (batches of one call's
+# clips are views of its slot: EpochStream). A call that finds all in use takes the object store, as do the next
+# phase's first calls, sent behind the current phase's last (EpochStream's `then`). With 3, 6 of 30 calls of a
+# 1-actor epoch took the object store at 112 px (32 clips a call, batch 16), 14 of 60 at 224 px; with 4, none.
+SLOTS_PER_ACTOR = 4
 # data.clips_per_call 0: a call of about CALL_BYTES of clips, at most MAX_AUTO_CLIPS. Each call costs the driver about
 # 2 ms of CPU: at 224 px its CPU per clip was 0.54-0.55 ms with 8 clips a call, 0.40-0.44 with 16 and 0.35-0.37 with
-# 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 3 slots take 96 MiB then.
+# 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 4 slots take 128 MiB then.
 CALL_BYTES = 32 << 20
 MAX_AUTO_CLIPS = 32  # more only coarsens how an epoch's clips spread over the actors
+UNHELD = 2  # sys.getrefcount of a slot's array that nothing views: SlotFile's list and the call's argument
 
 
 def _padded(size: int) -> int:
@@ -90,21 +94,29 @@ class SlotFile:
     def __init__(self, path: str, layout: SlotLayout, descriptor: int | None = None):
         self.path, self.layout = path, layout
         if descriptor is not None:
-            self._memory = np.frombuffer(mmap.mmap(descriptor, layout.file_bytes()), np.uint8)
-            return
-        with open(path, "r+b") as file:  # the mapping outlives the descriptor
-            self._memory = np.frombuffer(mmap.mmap(file.fileno(), layout.file_bytes()), np.uint8)
+            memory = mmap.mmap(descriptor, layout.file_bytes())
+        else:
+            with open(path, "r+b") as file:  # the mapping outlives the descriptor
+                memory = mmap.mmap(file.fileno(), layout.file_bytes())
+        slot_bytes = sum(layout.part_bytes())
+        # One array per slot: every view of a slot holds its array, so a slot's reference count says whether
+        # anything (a tensor tf.data made of a batch in place) still reads it (`held`).
+        self._slots = [
+            np.frombuffer(memory, np.uint8, slot_bytes, index * slot_bytes) for index in range(layout.slots)
+        ]
 
     def arrays(self, index: int, clips: int) -> tuple[np.ndarray, np.ndarray]:
         """Slot `index`'s first `clips` clips, in place: rgb (clips, *rgb_shape) and flow (clips, *flow_shape)."""
-        layout = self.layout
-        rgb_part, flow_part = layout.part_bytes()
-        start = index * (rgb_part + flow_part)
+        layout, slot = self.layout, self._slots[index]
+        rgb_part, _ = layout.part_bytes()
         rgb_bytes, flow_bytes = (clips * part for part in layout.clip_bytes())
-        rgb = self._memory[start : start + rgb_bytes].reshape(clips, *layout.rgb_shape)
-        flow_start = start + rgb_part
-        flow = self._memory[flow_start : flow_start + flow_bytes].reshape(clips, *layout.flow_shape)
+        rgb = slot[:rgb_bytes].reshape(clips, *layout.rgb_shape)
+        flow = slot[rgb_part : rgb_part + flow_bytes].reshape(clips, *layout.flow_shape)
         return rgb, flow
+
+    def held(self, index: int) -> bool:
+        """Whether a view of slot `index` is alive anywhere in this process (numpy's views hold the slot's array)."""
+        return sys.getrefcount(self._slots[index]) > UNHELD
 
     def ref(self, index: int) -> SlotRef:
         return SlotRef(self.path, self.layout, index)
