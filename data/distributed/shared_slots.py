@@ -101,9 +101,7 @@ class SlotFile:
         slot_bytes = sum(layout.part_bytes())
         # One array per slot: every view of a slot holds its array, so a slot's reference count says whether
         # anything (a tensor tf.data made of a batch in place) still reads it (`held`).
-        self._slots = [
-            np.frombuffer(memory, np.uint8, slot_bytes, index * slot_bytes) for index in range(layout.slots)
-        ]
+        self._slots = [np.frombuffer(memory, np.uint8, slot_bytes, index * slot_bytes) for index in range(layout.slots)]
 
     def arrays(self, index: int, clips: int) -> tuple[np.ndarray, np.ndarray]:
         """Slot `index`'s first `clips` clips, in place: rgb (clips, *rgb_shape) and flow (clips, *flow_shape)."""
