@@ -3,6 +3,7 @@ Ray path's CPU per clip goes; cache; memory.
 
 Usage: python benchmarks/data_pipeline.py [--videos 64] [--frames 24] [--size 64] [--actors 1,2] [--epochs 8]
                                           [--clips-per-call 4[,8,...]] [--batch 4] [--opencv-threads]
+                                          [--copied-batches]
 Every variant does the same decode+flow work on the same generated videos with OpenCV single-threaded (the
 decode actors' setting, so a variant's parallelism is its workers). Variants run interleaved, one epoch each
 per round, in a rotating order, so a busy neighbour slows them alike. Rates are medians over the rounds after
@@ -20,8 +21,9 @@ actors do, so that ratio leaves out what sharing the cores costs and keeps what 
 the 1-actor pool three ways: results only (`Ray map`), plus batching (`Ray EpochStream`), plus the tf.data
 bridge (`Ray+tf.data`); the differences in driver CPU are what each stage costs. The actors write their clips into
 shared memory (data/distributed/shared_slots.py); a further pool of the fewest actors returns them through Ray's
-object store instead (`..., object store`), for comparison. A busy machine changes CPU per clip far less than
-rates. Ratios are printed at the end.
+object store instead (`..., object store`), for comparison. A local batch of one call's clips is a view of the call's
+slot (EpochStream); `--copied-batches` adds the fewest actors with every batch filled with copies instead. A busy
+machine changes CPU per clip far less than rates. Ratios are printed at the end.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
 from twostream.data.decode.clips import ClipLoader  # noqa: E402
 from twostream.data.decode.flow_cache import FlowCache  # noqa: E402
 from twostream.data.decode.sampling import TrainView  # noqa: E402
+from twostream.data.distributed import pipeline  # noqa: E402
 from twostream.data.distributed.actors import DecoderPool  # noqa: E402
+from twostream.data.distributed.batch_buffers import BATCH_BUFFERS  # noqa: E402
 from twostream.data.distributed.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
 from twostream.data.make.synthetic import SynthSpec, synthesize  # noqa: E402
@@ -182,6 +186,20 @@ def ray_epoch(records, spec, pool, batch: int, epoch: int) -> int:
     return sum(int(b[1].shape[0]) for b in to_dataset(_stream(records, pool, batch, epoch), spec, batch))
 
 
+def ray_copied_epoch(records, spec, pool, batch: int, epoch: int) -> int:
+    """ray_epoch with every local batch filled with copies of its clips, none read in place from a call's slot."""
+
+    def copies(first, local_batch: int):
+        take = BATCH_BUFFERS.take
+        return take((local_batch, *first.rgb.shape)), take((local_batch, *first.flow.shape)), None
+
+    in_place, pipeline._new_batch = pipeline._new_batch, copies
+    try:
+        return ray_epoch(records, spec, pool, batch, epoch)
+    finally:
+        pipeline._new_batch = in_place
+
+
 def ray_stream_epoch(records, spec, pool, batch: int, epoch: int) -> int:
     """Breakdown: the actors' results made into local batches (EpochStream), no tf.data."""
     return sum(int(b[2].shape[0]) for b in _stream(records, pool, batch, epoch))
@@ -240,11 +258,17 @@ def object_store_name(n: int) -> str:
     return f"{ray_name(n)}, object store"
 
 
+def copied_name(n: int) -> str:
+    return f"{ray_name(n)}, copied batches"
+
+
 def at_once_name(n: int) -> str:
     return f"tight loop x{n}, at once"
 
 
-def variants(records, spec, pools: dict, loops: list[FreshTightLoop], batch: int, opencv_threads: bool) -> dict:
+def variants(
+    records, spec, pools: dict, loops: list[FreshTightLoop], batch: int, opencv_threads: bool, copied_batches: bool
+) -> dict:
     """{name: (function, args, worker pids, counts Ray's daemons)}."""
     smallest = pools[min(pools)]
     table = {
@@ -265,6 +289,13 @@ def variants(records, spec, pools: dict, loops: list[FreshTightLoop], batch: int
             for n, pool in pools.items()
         }
     )
+    if copied_batches:
+        table[copied_name(min(pools))] = (
+            ray_copied_epoch,
+            (records, spec, smallest, batch),
+            set(actor_pids(smallest)),
+            True,
+        )
     for stage, run in (("Ray map", ray_map_epoch), ("Ray EpochStream", ray_stream_epoch)):
         table[f"{stage} ({min(pools)} actor)"] = (
             run,
@@ -303,6 +334,11 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=4, help="local batch of the tf.data variants")
     parser.add_argument("--opencv-threads", action="store_true", help="also the tight loop with OpenCV's threads")
+    parser.add_argument(
+        "--copied-batches",
+        action="store_true",
+        help="also the fewest actors with every local batch a copy of its clips, none read in place from a slot",
+    )
     args = parser.parse_args()
     actor_counts = sorted({int(n) for n in args.actors.split(",")})
     per_call, *other_per_call = [int(n) for n in args.clips_per_call.split(",")]
@@ -319,7 +355,7 @@ def main() -> None:
         per_call_pools = {c: DecoderPool(spec, few, clips_per_call=c) for c in other_per_call}
         store_pool = DecoderPool(spec, few, clips_per_call=per_call, shared_memory=False)
         loops = [FreshTightLoop(spec) for _ in range(max(actor_counts))]
-        table = variants(records, spec, pools, loops, args.batch, args.opencv_threads)
+        table = variants(records, spec, pools, loops, args.batch, args.opencv_threads, args.copied_batches)
         for name, pool in [(object_store_name(few), store_pool)] + [
             (per_call_name(few, calls), pool) for calls, pool in per_call_pools.items()
         ]:
@@ -402,7 +438,7 @@ def report(results, counts_daemons, rss, actor_counts, cache, load, args) -> Non
                 f"  {n} actor(s): CPU per clip, Ray / {together} = {total[name] / total[together]:.2f} "
                 f"[by round: {paired(name, together)}];  {together} / tight loop = {total[together] / total[tight]:.2f}"
             )
-    for name in (name for name in total if "/call" in name or "object store" in name):
+    for name in (name for name in total if "/call" in name or "object store" in name or "copied" in name):
         print(
             f"  {name}: CPU per clip, Ray / tight = {total[name] / total[tight]:.2f} [by round: {paired(name)}], "
             f"clips/s {rate[name]:.1f}"
