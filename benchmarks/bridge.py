@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 from twostream.data.decode.clip_spec import ClipSpec  # noqa: E402
 from twostream.data.distributed.actors import ClipResult  # noqa: E402
 from twostream.data.distributed.batch_buffers import aligned_empty  # noqa: E402
-from twostream.data.distributed.pipeline import EpochStream, to_dataset  # noqa: E402
+from twostream.data.distributed.bridge import to_dataset  # noqa: E402
+from twostream.data.distributed.pipeline import EpochStream  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
 from twostream.data.manifest import VideoRecord  # noqa: E402
 

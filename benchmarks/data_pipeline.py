@@ -52,7 +52,8 @@ from twostream.data.decode.sampling import TrainView  # noqa: E402
 from twostream.data.distributed import pipeline  # noqa: E402
 from twostream.data.distributed.actors import DecoderPool  # noqa: E402
 from twostream.data.distributed.batch_buffers import BATCH_BUFFERS  # noqa: E402
-from twostream.data.distributed.pipeline import EpochStream, clip_seed, to_dataset  # noqa: E402
+from twostream.data.distributed.bridge import to_dataset  # noqa: E402
+from twostream.data.distributed.pipeline import EpochStream, clip_seed  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
 from twostream.data.make.synthetic import SynthSpec, synthesize  # noqa: E402
 from twostream.data.manifest import from_folder  # noqa: E402

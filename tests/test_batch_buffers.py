@@ -32,7 +32,7 @@ def test_an_array_is_reused_only_when_nothing_else_holds_it():
 
 @pytest.mark.tensorflow
 def test_batches_held_as_tensors_stay_intact_and_released_ones_are_reused():
-    from twostream.data.distributed.pipeline import to_dataset
+    from twostream.data.distributed.bridge import to_dataset
 
     buffers = BatchBuffers()
     spec = ClipSpec(num_frames=2, size=32)

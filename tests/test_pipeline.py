@@ -17,7 +17,8 @@ from twostream.data.decode.sampling import EvalView, TrainView
 from twostream.data.distributed import shared_slots
 from twostream.data.distributed.actors import ClipRequest, DecoderPool
 from twostream.data.distributed.batch_buffers import aligned_empty
-from twostream.data.distributed.pipeline import DataError, EpochStream, clip_seed, to_dataset
+from twostream.data.distributed.bridge import to_dataset
+from twostream.data.distributed.pipeline import DataError, EpochStream, clip_seed
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR
 from twostream.data.manifest import from_folder
@@ -334,6 +335,35 @@ def test_each_epoch_reads_its_own_batches_through_the_one_dataset():
     assert marks(third) == [400, 401] and marks(third) == []  # a stream is read once
     other = to_dataset(_marked_batches(5, 1), SPEC, local_batch=2, with_index=True)  # another signature
     assert other._bridge is not first._bridge and len(next(iter(other))) == 4
+
+
+def _failing_after(count: int):
+    yield from _marked_batches(7, count, 3)
+    raise DataError("clip 3 is unreadable")
+
+
+def test_epochs_share_one_iterator_and_a_stream_error_reaches_its_reader_as_itself():
+    """The bridge's tf.data iterator lives across epochs (building one costs ~15 ms of CPU); an error raised by an
+    epoch's stream is raised to that epoch's reader as itself, and the next epoch reads on; a read started while
+    another is unfinished ends the other."""
+
+    def marks(dataset):
+        return [int(labels[0]) for _, labels, _ in dataset]
+
+    first = to_dataset(_marked_batches(1, 2, 3), SPEC, local_batch=3)
+    assert marks(first) == [100, 101]
+    iterator = first._bridge._iterator
+    failing = to_dataset(_failing_after(2), SPEC, local_batch=3)
+    read = []
+    with pytest.raises(DataError, match="clip 3"):
+        for _, labels, _ in failing:
+            read.append(int(labels[0]))
+    assert read == [700, 701]
+    unfinished = iter(to_dataset(_marked_batches(2, 3, 3), SPEC, local_batch=3))
+    assert int(next(unfinished)[1][0]) == 200
+    assert marks(to_dataset(_marked_batches(3, 2, 3), SPEC, local_batch=3)) == [300, 301]
+    assert list(unfinished) == []  # ended by the read after it
+    assert first._bridge._iterator is iterator and first._bridge._stopped == set()
 
 
 def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_dataset, caplog):

@@ -1,18 +1,16 @@
-"""One rank's epoch of batches: sharding plan -> Ray decode actors -> failed clips replaced -> tf.data."""
+"""One rank's epoch of batches: sharding plan -> Ray decode actors -> failed clips replaced -> local batches (to
+tf.data through data/distributed/bridge.py)."""
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
 from twostream.data.decode.boxes import BoxTracks
-from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.sampling import EvalView, TrainView, View
 from twostream.data.distributed.actors import ClipBatch, ClipRequest, ClipResult, DecoderPool, PoolStats
 from twostream.data.distributed.batch_buffers import BATCH_BUFFERS
@@ -201,76 +199,3 @@ def _new_batch(first: ClipResult, local_batch: int) -> tuple[np.ndarray, np.ndar
     assert first.rgb is not None and first.flow is not None  # a failed clip was replaced before
     rgb = BATCH_BUFFERS.take((local_batch, *first.rgb.shape))
     return rgb, BATCH_BUFFERS.take((local_batch, *first.flow.shape)), None
-
-
-class EpochDataset:
-    """One epoch's batches through its Bridge's dataset: iterating it gives the dataset's elements made of them
-    (the dataset's attributes pass through)."""
-
-    def __init__(self, bridge: Bridge, batches: Iterator[Batch]):
-        self._bridge, self._batches = bridge, batches
-
-    def __getattr__(self, name):
-        return getattr(self._bridge.dataset, name)
-
-    def __iter__(self):
-        return self._bridge.read(self._batches)
-
-
-class Bridge:
-    """The one bridge into TensorFlow: a tf.data dataset over EpochStream's batches, built once per element
-    signature and read anew each epoch (building one traced a function: a 2-batch epoch at 112 px took 28 ms of CPU
-    to set up and read, 13 with the dataset built). Static shapes, uint8 over the wire, batches prefetched;
-    EpochStream's batches (64-byte aligned) become tensors without a copy. Elements are (inputs, labels, weights),
-    plus each clip's (record, view) when `with_index` (evaluation).
-
-    Each iterator of the dataset calls the generator once, which reads the stream handed over last (`read`): the
-    reader waits for the first element, so no later epoch can hand over its stream before that call."""
-
-    def __init__(self, spec: ClipSpec, local_batch: int, prefetch: int, with_index: bool):
-        self.with_index = with_index
-        self._handed: collections.deque[Iterator[Batch]] = collections.deque()
-        signature = (
-            {
-                "rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
-                "flow": tf.TensorSpec((local_batch, *spec.flow_shape), tf.uint8),
-            },
-            tf.TensorSpec((local_batch,), tf.int32),
-            tf.TensorSpec((local_batch,), tf.float32),
-        ) + ((tf.TensorSpec((local_batch, 2), tf.int32),) if with_index else ())
-        options = tf.data.Options()
-        options.autotune.enabled = False  # nothing to tune here, and with it on, deleting a finished iterator (at
-        #                                    each epoch's end) waited ~0.5 s (up to 1.2 s) in about 1 epoch of 3
-        options.experimental_optimization.apply_default_optimizations = False  # nothing to rewrite in generator ->
-        #    prefetch; the rewrite passes took 5 of the 20 ms of CPU that each epoch's iterator cost to build (112 px)
-        dataset = tf.data.Dataset.from_generator(self._generate, output_signature=signature).prefetch(prefetch)
-        self.dataset = dataset.with_options(options)
-
-    def read(self, batches: Iterator[Batch]) -> Iterator:
-        """The dataset's elements made of `batches` (one epoch's)."""
-        self._handed.append(batches)
-        try:
-            yield from self.dataset
-        finally:  # the iterator failed before its generator took them: the next epoch must not read them
-            if self._handed and self._handed[-1] is batches:
-                self._handed.pop()
-
-    def _generate(self):
-        if not self._handed:
-            raise RuntimeError("a Bridge's dataset is read through Bridge.read (to_dataset), which hands it a stream")
-        for rgb, flow, labels, weights, index in self._handed.popleft():
-            yield ({"rgb": rgb, "flow": flow}, labels, weights) + ((index,) if self.with_index else ())
-
-
-_BRIDGES: dict[tuple, Bridge] = {}  # by element signature: a run reads its train and eval datasets over and over
-
-
-def to_dataset(
-    stream: Iterable[Batch], spec: ClipSpec, local_batch: int, prefetch: int = 2, with_index: bool = False
-) -> EpochDataset:
-    """`stream`'s batches as a tf.data dataset (Bridge); the stream starts now, so the actors decode its first
-    clips while TensorFlow builds the epoch's iterator."""
-    key = (spec.rgb_shape, spec.flow_shape, local_batch, prefetch, with_index)
-    if key not in _BRIDGES:
-        _BRIDGES[key] = Bridge(spec, local_batch, prefetch, with_index)
-    return EpochDataset(_BRIDGES[key], iter(stream))

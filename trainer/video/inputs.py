@@ -8,8 +8,10 @@ import os
 import secrets
 
 from twostream.data.decode.boxes import BoxError, BoxTracks
+from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.distributed.actors import CacheSettings, DecoderPool
-from twostream.data.distributed.pipeline import DataError, EpochReport, EpochStream, to_dataset
+from twostream.data.distributed.bridge import to_dataset
+from twostream.data.distributed.pipeline import EpochReport, EpochStream
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.distributed.shared_slots import clips_per_call
 from twostream.data.manifest import from_config, split_by_video
@@ -55,48 +57,22 @@ def node_ranks(config: Config, world_size: int, local_size: int) -> NodeRanks | 
     return NodeRanks(dist.local_rank(), local_size, job_key)
 
 
-class RaisesDataError:
-    """An epoch's stream whose DataError (too many unreadable clips) is remembered, so that iterating its dataset
-    (`DataErrorDataset`) raises it as itself, not inside the TensorFlow error of the tf.data thread that met it."""
+class EpochData:
+    """One epoch's tf.data elements (data/distributed/bridge.py: a DataError of the stream is raised as itself) and
+    what reading them read, failed and replaced."""
 
-    def __init__(self, stream: EpochStream):
-        self.stream, self.error = stream, None
-
-    def __iter__(self):
-        return self._remembering(iter(self.stream))  # iter now: the stream sends its first decode calls at once
-
-    def _remembering(self, batches):
-        try:
-            yield from batches
-        except DataError as error:
-            self.error = error
-            raise
-
-
-class DataErrorDataset:
-    """A tf.data.Dataset made from a RaisesDataError stream (its attributes pass through); iterating it raises
-    the stream's DataError where TensorFlow's error says the generator failed."""
-
-    def __init__(self, dataset, guarded: RaisesDataError):
-        self._dataset, self._guarded = dataset, guarded
-
-    def __getattr__(self, name):
-        return getattr(self._dataset, name)
+    def __init__(self, stream: EpochStream, spec: ClipSpec, local_batch: int, train: bool):
+        self.stream = stream
+        self.dataset = to_dataset(stream, spec, local_batch, with_index=not train)
+        self.element_spec = self.dataset.element_spec
 
     @property
     def report(self) -> EpochReport:
-        """What reading this dataset read, failed and replaced: complete once it has been read to its end."""
-        return self._guarded.stream.report
+        """Complete once the epoch has been read to its end."""
+        return self.stream.report
 
     def __iter__(self):
-        import tensorflow as tf
-
-        try:
-            yield from self._dataset
-        except tf.errors.OpError:
-            if self._guarded.error is not None:
-                raise self._guarded.error from None
-            raise
+        return iter(self.dataset)
 
 
 class Inputs:
@@ -207,9 +183,7 @@ class Inputs:
 
     def _dataset(self, stream: EpochStream, train: bool):
         local_batch = stream.plan.indices.shape[1]  # this rank's share of the global batch (sharding.py divides it)
-        guarded = RaisesDataError(stream)
-        dataset = to_dataset(guarded, self.config.clip, local_batch, with_index=not train)
-        return DataErrorDataset(dataset, guarded), stream
+        return EpochData(stream, self.config.clip, local_batch, train), stream
 
     def close(self) -> None:
         """Ends this rank's actors and its part in the node's shared Ray (a collective-free wait: local rank 0

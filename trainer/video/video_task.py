@@ -25,7 +25,7 @@ from twostream.trainer.runtime.preemption import Interrupted, catch_interrupts, 
 from twostream.trainer.video import visualize
 from twostream.trainer.video.evaluate import evaluate
 from twostream.trainer.video.export import export
-from twostream.trainer.video.inputs import DataErrorDataset, Inputs
+from twostream.trainer.video.inputs import EpochData, Inputs
 
 log = logging.getLogger("twostream")
 EXPORT, EXPORT_LAST = "export", "export_last"  # under the workdir: the best model (or the last), and the last
@@ -59,7 +59,7 @@ class VideoTask(Task):
         if self.workdir and dist.is_chief():
             config_lib.save(self.config, os.path.join(self.workdir, CONFIG_FILE))
 
-    def batches(self, epoch: int, from_step: int) -> DataErrorDataset:
+    def batches(self, epoch: int, from_step: int) -> EpochData:
         self.inputs.reshard(dist.rank(), dist.size())  # the world may have changed (elastic reset)
         dataset, _ = self.inputs.train_epoch(epoch, from_step)
         return dataset  # it carries the epoch's report, which the loop hands back to epoch_fields
@@ -69,7 +69,7 @@ class VideoTask(Task):
         return evaluate(self.eval_step, dataset, self.config.eval.video_aggregate)
 
     def epoch_fields(self, batches: Iterable) -> dict:
-        assert isinstance(batches, DataErrorDataset), "the loop hands back what this task's batches() returned"
+        assert isinstance(batches, EpochData), "the loop hands back what this task's batches() returned"
         fields = data_report(batches.report, self.inputs.pool.restarts)
         if self.val_stream is not None:  # validation's unreadable clips (scored as none: weight 0)
             val_failed = [f for r in dist.gather_objects(self.val_stream.report) for f in r.failed]
