@@ -8,8 +8,9 @@ round, interleaved in a rotating order, from clips already decoded (no Ray, no d
   to_dataset                    to_dataset over ready batches as EpochStream makes them (64-byte aligned)
   to_dataset, unaligned batches the same over batches from np.empty (what it got before)
   EpochStream + to_dataset      the driver's whole path from per-clip results: fill each local batch, bridge it
-Throughput is bytes delivered per second of wall time; CPU is this process's (all its threads). tf.data's set-up
-of each epoch's dataset and iterator (the first batch included) is timed apart, as ms per epoch.
+Throughput is bytes delivered per second of wall time; CPU is this process's (all its threads). Each epoch's start
+(the bridge's iterator built on first use, then kept; the stream handed over and its first batch read) is timed apart,
+as ms per epoch.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def stack_batches(batches: list, count: int) -> int:
 
 
 def bridged(stream, spec: ClipSpec, batch: int):
-    """An iterator over the epoch's dataset, with its first batch taken: (iterator, set-up CPU seconds)."""
+    """An iterator over the epoch's elements, with its first batch taken: (iterator, CPU seconds of that start)."""
     cpu = time.process_time()
     elements = iter(to_dataset(stream, spec, batch))
     next(elements)
@@ -104,7 +105,7 @@ def epoch_stream(batches: list, count: int, batch: int) -> EpochStream:
 
 
 def rounds(spec: ClipSpec, batch: int, count: int, repeats: int) -> tuple[dict, dict]:
-    """{variant: [(bytes per wall second, CPU ms per batch) per round]}, {variant: [set-up CPU ms per round]}."""
+    """{variant: [(bytes per wall second, CPU ms per batch) per round]}, {variant: [epoch start CPU ms per round]}."""
     aligned, unaligned = ready_batches(spec, batch, aligned_empty), ready_batches(spec, batch, np.empty)
     variants = {
         "np.copy": lambda: (copy_batches, aligned, count),
@@ -144,7 +145,7 @@ def main() -> None:
         f"(rgb + flow: {nbytes / 1e6:.1f} MB), {args.batches} batches x {args.rounds} rounds; "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'variant':30s} {'GB/s':>6s} {'CPU ms/batch':>13s} {'set-up ms/epoch':>16s}   GB/s per round")
+    print(f"{'variant':30s} {'GB/s':>6s} {'CPU ms/batch':>13s} {'start ms/epoch':>16s}   GB/s per round")
     median = {name: np.median(runs[1:] or runs, axis=0) for name, runs in rates.items()}  # round 1 warms up
     for name, runs in rates.items():
         setup = f"{np.median(setups[name]):16.1f}" if setups[name] else f"{'-':>16s}"

@@ -280,7 +280,7 @@ class DecoderPool:
         """An iterator over one result per request, in request order; memory stays bounded by calls_in_flight.
 
         The first calls_in_flight calls are sent now, before the first next(): the actors start decoding
-        while the caller is still setting up (e.g. TensorFlow building the epoch's iterator). The calls' costs
+        while the caller is still setting up (e.g. the trainer ending the phase before). The calls' costs
         are counted in `stats`; `then()` is called once the last call is sent (the next map's first calls then
         queue behind it, and the actors decode them while this map's consumer finishes). `in_place`: a result's
         arrays are views into its call's slot (ClipResult.call: the call's clips); the slot takes another call only
