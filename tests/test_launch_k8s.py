@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
+from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR
 from twostream.launch import cli
 from twostream.launch.jobs import horovod_cmd, k8s
 
@@ -322,11 +323,11 @@ def test_mpijob_fields(tmp_path):
     assert shipped["train"]["epochs"] == 7 and shipped["clip"]["size"] == 32
     assert shipped["data"]["root"] == "/mnt/twostream/videos"
     # /dev/shm in memory, room for the 4 ranks' object stores (a container's own 64 MB sends Ray's to /tmp) and for
-    # their decode actors' slots: 16 actors (data.num_actors unset) x 3 slots x a call's clips, rgb + flow (5 bytes)
+    # their decode actors' slots: 16 actors (data.num_actors unset) x 4 slots x a call's clips, rgb + flow (5 bytes)
     data, clip = shipped["data"], shipped["clip"]
     assert data["num_actors"] == 0
     call_bytes = data["clips_per_call"] * clip["num_frames"] * clip["size"] ** 2 * 5
-    slots_mb = -(-16 * 3 * call_bytes // (1 << 20))
+    slots_mb = -(-16 * SLOTS_PER_ACTOR * call_bytes // (1 << 20))
     assert volumes["dshm"]["emptyDir"] == {
         "medium": "Memory",
         "sizeLimit": f"{4 * (shipped['data']['object_store_mb'] + slots_mb) + k8s.SHM_HEADROOM_MB}Mi",
