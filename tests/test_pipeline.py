@@ -366,6 +366,20 @@ def test_epochs_share_one_iterator_and_a_stream_error_reaches_its_reader_as_itse
     assert first._bridge._iterator is iterator and first._bridge._stopped == set()
 
 
+def test_after_tensorflow_fails_an_epoch_the_next_epoch_reads_through_a_new_iterator():
+    """A batch of the wrong shape fails inside tf.data (its own error, to that epoch's reader); the bridge then
+    builds its iterator anew, and the next epoch reads all of its own batches."""
+    import tensorflow as tf
+
+    def wrong_shape():
+        yield from _marked_batches(8, 1, 5)
+        yield from _marked_batches(8, 1, 4)  # one clip short
+
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(to_dataset(wrong_shape(), SPEC, local_batch=5))
+    assert [int(labels[0]) for _, labels, _ in to_dataset(_marked_batches(9, 2, 5), SPEC, local_batch=5)] == [900, 901]
+
+
 def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_dataset, caplog):
     """The actor is stopped (SIGSTOP) before the calls are sent, so none can finish, then killed (SIGKILL) as a
     crash in native code would: its calls are lost for certain, and every clip comes back from the restart."""
