@@ -1,9 +1,9 @@
 """The one bridge into TensorFlow: every epoch's local batches (EpochStream) read through one long-lived iterator.
 
 Building a tf.data iterator instantiates its functions (graph rewrites, oneDNN's layout pass, grappler): about 15 ms of
-CPU at every epoch's start (benchmarks/bridge.py), a tenth of the trainer process's CPU per clip at 112 px in
-480-clip epochs (perf on benchmarks/data_pipeline.py's driver). So a Bridge builds one dataset and one iterator per
-element signature and keeps them: each epoch hands its stream over and reads that stream's elements back.
+CPU (benchmarks/bridge.py), 0.03 ms per clip of a 480-clip epoch at 112 px, near a fifth of the trainer process's CPU
+per clip there (0.17 ms: benchmarks/data_pipeline.py). So a Bridge builds one dataset and one iterator per element
+signature and keeps them: each epoch hands its stream over and reads that stream's elements back.
 
 The generator behind the iterator never ends. It tags each element with a marker: a batch of stream `n`, the end of
 stream `n`, stream `n`'s error (kept, and raised as itself to that stream's reader), or idle (no stream handed over:
