@@ -14,7 +14,7 @@ skips what is not its own: idle elements, and what is left of a stream whose rea
 from __future__ import annotations
 
 import collections
-import threading
+import itertools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -40,10 +40,9 @@ class Bridge:
     def __init__(self, spec: ClipSpec, local_batch: int, prefetch: int, with_index: bool):
         self.with_index = with_index
         self._handed: collections.deque[tuple[int, Iterator[Batch]]] = collections.deque()
-        self._numbers = iter(range(1 << 60))  # each stream's number
+        self._numbers = itertools.count()  # each stream's number
         self._stopped: set[int] = set()  # streams whose reader stopped early: the generator leaves them
         self._errors: dict[int, BaseException] = {}  # by stream number, until its reader raises it
-        self._lock = threading.Lock()
         self._reader: int | None = None  # the stream being read
         self._iterator: Iterator | None = None
         self.element_spec = (
@@ -92,11 +91,11 @@ class Bridge:
                     self._stopped.add(number)
 
     def _elements(self) -> Iterator:
-        """(marker, element) pairs from the one iterator, made on first use and again after TensorFlow failed."""
-        with self._lock:
-            if self._iterator is None:
-                self._iterator = self._marked(iter(self.dataset))
-            return self._iterator
+        """(marker, element) pairs from the one iterator, made on first use and again after TensorFlow failed (the
+        reader's thread alone sets and clears it)."""
+        if self._iterator is None:
+            self._iterator = self._marked(iter(self.dataset))
+        return self._iterator
 
     def _marked(self, iterator) -> Iterator:
         try:

@@ -37,7 +37,6 @@ SLOTS_PER_ACTOR = 4
 # 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 4 slots take 128 MiB then.
 CALL_BYTES = 32 << 20
 MAX_AUTO_CLIPS = 32  # more only coarsens how an epoch's clips spread over the actors
-UNHELD = 2  # sys.getrefcount of a slot's array that nothing views: SlotFile's list and the call's argument
 
 
 def _padded(size: int) -> int:
@@ -114,10 +113,17 @@ class SlotFile:
 
     def held(self, index: int) -> bool:
         """Whether a view of slot `index` is alive anywhere in this process (numpy's views hold the slot's array)."""
-        return sys.getrefcount(self._slots[index]) > UNHELD
+        return _references(self._slots, index) > UNHELD
 
     def ref(self, index: int) -> SlotRef:
         return SlotRef(self.path, self.layout, index)
+
+
+def _references(arrays: list[np.ndarray], index: int) -> int:
+    return sys.getrefcount(arrays[index])
+
+
+UNHELD = _references([np.empty(0)], 0)  # the count of a slot's array that nothing views, on this interpreter
 
 
 def create(layout: SlotLayout, folder: str = SHM_FOLDER) -> SlotFile | None:
