@@ -5,8 +5,10 @@ Usage: python benchmarks/ray_idle.py [--rounds 4] [--seconds 20] [--actors 1]
 Each variant runs in a fresh process that starts a private Ray as `twostream train` does
 (trainer/runtime/ray_node.py `start_private_ray`), builds a DecoderPool of `--actors` actors, waits 5 s, then
 counts the CPU time (user+system) of itself and every process it started over `--seconds` of doing nothing:
-  ours             PRIVATE_RAY_CONFIG (no workers started ahead, no metrics collection, workers at nice 0)
-  Ray's defaults   the same Ray with only worker_niceness 0 (the actors' priority, kept alike for comparison)
+  ours             PRIVATE_RAY_CONFIG (no workers started ahead, no metrics collection, workers at nice 0), and
+                   neither the autoscaler monitor nor the log monitor (ray_node._without_monitors)
+  Ray's defaults   the same Ray with only worker_niceness 0 (the actors' priority, kept alike for comparison) and
+                   both monitors, as `ray.init` starts them
 Rounds alternate the two in a rotating order; medians, per process kind, and the ratio are printed at the end.
 Idle CPU matters because the decode actors' CPU per clip carries it: the fewer clips a second, the more it weighs.
 """
@@ -21,7 +23,7 @@ import sys
 
 VARIANTS = {"ours": None, "Ray's defaults": {"worker_niceness": 0}}
 CHILD = """
-import json, sys, time
+import contextlib, json, sys, time
 import psutil
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.distributed.actors import DecoderPool
@@ -29,6 +31,7 @@ from twostream.trainer.runtime import ray_node
 config, actors, seconds = json.loads(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 if config is not None:
     ray_node.PRIVATE_RAY_CONFIG = config
+    ray_node._without_monitors = contextlib.nullcontext
 ray_node.start_private_ray(2, 256)
 pool = DecoderPool(ClipSpec(num_frames=8, size=112), actors, clips_per_call=8)
 time.sleep(5)  # past the actors' start-up

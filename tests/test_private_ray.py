@@ -139,9 +139,10 @@ def test_a_pool_that_cannot_start_names_its_real_count(ray_session):
         )
 
 
-def test_a_private_ray_keeps_no_idle_worker(ray_session):
-    """It runs actors only: no worker started ahead or kept for tasks (PRIVATE_RAY_CONFIG), whose polling the
-    actors' CPU per clip would carry. With Ray's defaults a 2-CPU Ray keeps a `ray::IDLE` beside a 1-CPU actor."""
+def test_a_private_ray_keeps_no_idle_worker_and_no_monitors(ray_session):
+    """It runs actors only: no worker started ahead or kept for tasks (PRIVATE_RAY_CONFIG), and neither of the
+    monitors `ray.init` starts (autoscaler, logs: ray_node._without_monitors), whose polling the actors' CPU per clip
+    would carry. With Ray's defaults a 2-CPU Ray keeps a `ray::IDLE` beside a 1-CPU actor."""
     import psutil
 
     from twostream.data.distributed.actors import DecoderPool
@@ -150,8 +151,11 @@ def test_a_private_ray_keeps_no_idle_worker(ray_session):
     pool = DecoderPool(config_lib.load("tiny").clip, num_actors=1, clips_per_call=1)
     try:
         time.sleep(3)  # Ray ends an idle worker beyond its soft limit after 1 s (idle_worker_killing_time_threshold_ms)
-        names = [process.name() for process in psutil.Process().children(recursive=True)]
+        children = psutil.Process().children(recursive=True)
+        names = [process.name() for process in children]
         assert "ray::ClipDecoder" in names and "ray::IDLE" not in names, names
+        scripts = [os.path.basename(word) for process in children for word in process.cmdline()[:3]]
+        assert "raylet" in names and not {"monitor.py", "log_monitor.py"} & set(scripts), scripts
     finally:
         pool.shutdown()
 
