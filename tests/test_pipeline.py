@@ -380,6 +380,40 @@ def test_after_tensorflow_fails_an_epoch_the_next_epoch_reads_through_a_new_iter
     assert [int(labels[0]) for _, labels, _ in to_dataset(_marked_batches(9, 2, 5), SPEC, local_batch=5)] == [900, 901]
 
 
+BRIDGE_THEN_EXIT = """
+import sys
+import numpy as np
+from twostream.data.decode.clip_spec import ClipSpec
+from twostream.data.distributed.batch_buffers import aligned_empty
+from twostream.data.distributed.bridge import close_bridges, to_dataset
+spec = ClipSpec(num_frames=4, size=32, flow_bound=8.0)
+batch = (aligned_empty((2, *spec.rgb_shape)), aligned_empty((2, *spec.flow_shape)), np.zeros(2, np.int32),
+         np.ones(2, np.float32), np.zeros((2, 2), np.int32))
+assert len(list(to_dataset(iter([batch]), spec, local_batch=2))) == 1
+if sys.argv[1] == "close":
+    close_bridges()
+    assert len(list(to_dataset(iter([batch, batch]), spec, local_batch=2))) == 2  # a new iterator
+    close_bridges()
+"""
+
+
+def test_closed_bridges_leave_tensorflow_nothing_to_finalize_at_exit():
+    """A bridge's iterator left to the interpreter's exit makes TensorFlow warn that it could not finalize its
+    generator (the last lines of every run); closed with the run's inputs, it finalizes quietly, and a bridge reads
+    on through a new one."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    ended = {
+        how: subprocess.run([sys.executable, "-c", BRIDGE_THEN_EXIT, how], capture_output=True, text=True, env=env)
+        for how in ("close", "leave")
+    }
+    assert all(done.returncode == 0 for done in ended.values()), {how: d.stderr[-2000:] for how, d in ended.items()}
+    warning = "Error occurred when finalizing GeneratorDataset iterator"
+    assert warning in ended["leave"].stderr and warning not in ended["close"].stderr, ended["close"].stderr[-2000:]
+
+
 def test_a_dead_actor_is_restarted_and_its_clips_resent(ray_session, tiny_dataset, caplog):
     """The actor is stopped (SIGSTOP) before the calls are sent, so none can finish, then killed (SIGKILL) as a
     crash in native code would: its calls are lost for certain, and every clip comes back from the restart."""

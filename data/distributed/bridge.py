@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -44,7 +44,7 @@ class Bridge:
         self._stopped: set[int] = set()  # streams whose reader stopped early: the generator leaves them
         self._errors: dict[int, BaseException] = {}  # by stream number, until its reader raises it
         self._reader: int | None = None  # the stream being read
-        self._iterator: Iterator | None = None
+        self._iterator: Generator | None = None  # _marked(TensorFlow's iterator)
         self.element_spec = (
             {
                 "rgb": tf.TensorSpec((local_batch, *spec.rgb_shape), tf.uint8),
@@ -90,6 +90,14 @@ class Bridge:
                 if not finished:  # the reader stopped early: the generator leaves what it has not sent of the stream
                     self._stopped.add(number)
 
+    def close(self) -> None:
+        """Ends the iterator now, while Python can still run the generator's finalizer (left to the interpreter's
+        exit, TensorFlow warns that it could not finalize it); the next read makes a new one."""
+        if self._reader is not None:
+            self._stopped.add(self._reader)
+        if self._iterator is not None:
+            self._iterator.close()  # _marked: drops TensorFlow's iterator, which finalizes the generator
+
     def _elements(self) -> Iterator:
         """(marker, element) pairs from the one iterator, made on first use and again after TensorFlow failed (the
         reader's thread alone sets and clears it)."""
@@ -97,7 +105,7 @@ class Bridge:
             self._iterator = self._marked(iter(self.dataset))
         return self._iterator
 
-    def _marked(self, iterator) -> Iterator:
+    def _marked(self, iterator) -> Generator:
         try:
             for marker, element in iterator:
                 yield int(marker), element
@@ -157,3 +165,9 @@ def to_dataset(
     if key not in _BRIDGES:
         _BRIDGES[key] = Bridge(spec, local_batch, prefetch, with_index)
     return EpochDataset(_BRIDGES[key], iter(stream))
+
+
+def close_bridges() -> None:
+    """Ends every bridge's iterator (a run's inputs closing)."""
+    for bridge in _BRIDGES.values():
+        bridge.close()

@@ -10,7 +10,7 @@ import secrets
 from twostream.data.decode.boxes import BoxError, BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.distributed.actors import CacheSettings, DecoderPool
-from twostream.data.distributed.bridge import to_dataset
+from twostream.data.distributed.bridge import close_bridges, to_dataset
 from twostream.data.distributed.pipeline import EpochReport, EpochStream
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.distributed.shared_slots import clips_per_call
@@ -189,4 +189,5 @@ class Inputs:
         """Ends this rank's actors and its part in the node's shared Ray (a collective-free wait: local rank 0
         stops that Ray once the node's other ranks have closed)."""
         self.pool.shutdown()
+        close_bridges()
         stop_ray()
