@@ -101,8 +101,8 @@ PRIVATE_RAY_CONFIG = {
 
 
 def start_private_ray(num_cpus: int, object_store_mb: int) -> None:
-    """A Ray of this process alone, with no dashboard, that listens on loopback only (its GCS, raylet, workers,
-    agents and autoscaler monitor); its processes die with this one. Always a new one (address "local"): without
+    """A Ray of this process alone, with no dashboard and no monitors, that listens on loopback only (its GCS,
+    raylet, workers and agents); its processes die with this one. Always a new one (address "local"): without
     it Ray joins the cluster a `ray start` on this machine recorded in /tmp/ray/ray_current_cluster (and fails
     when given num_cpus, or when that cluster has ended)."""
     with _loopback_node_address(), _ignoring_warning_signal(), _without_monitors():
@@ -131,7 +131,7 @@ def _stop_private_ray() -> None:
 def _without_monitors():
     """The Ray `ray.init` starts has no autoscaler monitor and no log monitor (Ray's own switches, RayParams'
     no_monitor and include_log_monitor, which `ray.init` does not take): a private Ray has a fixed size and its
-    workers' logs stay in its session folder (log_to_driver=False). The log monitor polls those files, 6.5 ms of
+    workers' logs stay in its session folder (log_to_driver=False). The log monitor polls those files, about 6 ms of
     CPU a second (benchmarks/ray_idle.py), and the autoscaler monitor, stopped after the GCS it reports its end
     to, held up every stop by its second of grace (ray.shutdown took 1.4 s, 0.4 s without it)."""
     from ray._private import parameter
