@@ -107,6 +107,24 @@ def test_a_piped_feed_ends_with_its_pipe_and_ctrl_c_stops_a_live_one(trained):
     assert "stopped (Ctrl-C)" in err.strip().splitlines()[-1] and "Traceback" not in err
 
 
+def test_a_stopped_reader_of_a_live_feed_has_ended_when_stop_returns():
+    """score_feed stops its reader before it returns (Ctrl-C included): no thread is inside FFmpeg while the
+    process exits, which can crash the exit."""
+    from twostream.launch.commands.stream import FeedReader
+
+    url = f"udp://127.0.0.1:{_free_udp_port()}"
+    reader = FeedReader(url, window=4, timeout_s=10)
+    reader.start()
+    live = _feed(f"{url}?pkt_size=1316", 60)
+    try:
+        assert reader.wait_for(4) is not None  # reading the live feed
+        reader.stop()
+        assert not reader.is_alive() and reader.ended
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_a_feed_that_sends_nothing_and_a_feed_beside_files_are_refused_in_one_line(trained, tmp_path):
     silent = run_cli(
         "predict",
