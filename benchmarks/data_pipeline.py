@@ -55,8 +55,10 @@ from twostream.data.distributed.batch_buffers import BATCH_BUFFERS  # noqa: E402
 from twostream.data.distributed.bridge import to_dataset  # noqa: E402
 from twostream.data.distributed.pipeline import EpochStream, clip_seed  # noqa: E402
 from twostream.data.distributed.sharding import plan_epoch  # noqa: E402
+from twostream.data.distributed.shared_slots import slots_per_actor  # noqa: E402
 from twostream.data.make.synthetic import SynthSpec, synthesize  # noqa: E402
 from twostream.data.manifest import from_folder  # noqa: E402
+from twostream.trainer.config import DataConfig  # noqa: E402
 from twostream.trainer.runtime.ray_node import start_ray  # noqa: E402
 
 GROUPS = ("driver", "workers", "ray daemons")
@@ -307,6 +309,12 @@ def variants(
     return table
 
 
+def trainer_slots(clips_per_call: int, batch: int) -> int:
+    """The slots per actor the trainer gives a pool at data.calls_in_flight's and data.prefetch's defaults."""
+    defaults = DataConfig()
+    return slots_per_actor(defaults.calls_in_flight, defaults.prefetch, clips_per_call, batch)
+
+
 def run_rounds(table: dict, largest_pool, epochs: int) -> tuple[dict, list]:
     """{variant: [(clips/s, {group: CPU ms/clip}) per round]} and the RSS after each round of the largest pool."""
     names = list(table)
@@ -352,8 +360,8 @@ def main() -> None:
         few = actor_counts[0]
         cpus = sum(actor_counts) + few * (len(other_per_call) + 1)
         start_ray(None, num_cpus=cpus, object_store_mb=256)  # every pool at once
-        pools = {n: DecoderPool(spec, n, clips_per_call=per_call) for n in actor_counts}
-        per_call_pools = {c: DecoderPool(spec, few, clips_per_call=c) for c in other_per_call}
+        pools = {n: DecoderPool(spec, n, per_call, slots=trainer_slots(per_call, args.batch)) for n in actor_counts}
+        per_call_pools = {c: DecoderPool(spec, few, c, slots=trainer_slots(c, args.batch)) for c in other_per_call}
         store_pool = DecoderPool(spec, few, clips_per_call=per_call, shared_memory=False)
         loops = [FreshTightLoop(spec) for _ in range(max(actor_counts))]
         table = variants(records, spec, pools, loops, args.batch, args.opencv_threads, args.copied_batches)

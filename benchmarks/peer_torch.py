@@ -30,7 +30,7 @@ import time
 import cv2
 import numpy as np
 import psutil
-from data_pipeline import py_function_epoch, ray_epoch, tight_loop  # benchmarks/data_pipeline.py
+from data_pipeline import py_function_epoch, ray_epoch, tight_loop, trainer_slots  # benchmarks/data_pipeline.py
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
@@ -151,7 +151,8 @@ def run_size(torch, size: int, args, worker_counts: list[int]) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         synthesize(os.path.join(folder, "data"), SynthSpec(num_videos=args.videos, frames=args.frames, size=size))
         records = from_folder(os.path.join(folder, "data")).records
-        pools = {n: DecoderPool(spec, n, clips_per_call=args.clips_per_call) for n in worker_counts}
+        slots = trainer_slots(args.clips_per_call, args.batch)
+        pools = {n: DecoderPool(spec, n, args.clips_per_call, slots=slots) for n in worker_counts}
         loaders = {n: make_dataloader(torch, records, spec, n, args.batch) for n in worker_counts}
         variants = {
             "tight loop": (tight_loop, (records, spec), False),

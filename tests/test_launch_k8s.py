@@ -9,7 +9,6 @@ import jsonschema
 import pytest
 import yaml
 
-from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR
 from twostream.launch import cli
 from twostream.launch.jobs import horovod_cmd, k8s
 
@@ -323,15 +322,29 @@ def test_mpijob_fields(tmp_path):
     assert shipped["train"]["epochs"] == 7 and shipped["clip"]["size"] == 32
     assert shipped["data"]["root"] == "/mnt/twostream/videos"
     # /dev/shm in memory, room for the 4 ranks' object stores (a container's own 64 MB sends Ray's to /tmp) and for
-    # their decode actors' slots: 16 actors (data.num_actors unset) x 4 slots x a call's clips, rgb + flow (5 bytes)
-    data, clip = shipped["data"], shipped["clip"]
-    assert data["num_actors"] == 0
-    call_bytes = data["clips_per_call"] * clip["num_frames"] * clip["size"] ** 2 * 5
-    slots_mb = -(-16 * SLOTS_PER_ACTOR * call_bytes // (1 << 20))
-    assert volumes["dshm"]["emptyDir"] == {
-        "medium": "Memory",
-        "sizeLimit": f"{4 * (shipped['data']['object_store_mb'] + slots_mb) + k8s.SHM_HEADROOM_MB}Mi",
-    }
+    # their decode actors' slots: 16 actors (data.num_actors unset) x 3 slots (2 calls in flight, the one being read;
+    # a call of 2 clips is less than a batch of 40 / 8 ranks, so batches are copies and hold none) x a call's clips
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{_shm_mb(shipped, slots=3)}Mi"}
+
+
+def _shm_mb(config: dict, slots: int) -> int:
+    """A worker's /dev/shm for 4 ranks of `config` whose decode actors have `slots` slots each."""
+    data, clip = config["data"], config["clip"]
+    assert data["num_actors"] == 0  # 16 actors a rank (k8s.UNSET_ACTORS_PER_RANK)
+    call_bytes = data["clips_per_call"] * clip["num_frames"] * clip["size"] ** 2 * 5  # rgb + flow, uint8
+    slots_mb = -(-16 * slots * call_bytes // (1 << 20))
+    return 4 * (data["object_store_mb"] + slots_mb) + k8s.SHM_HEADROOM_MB
+
+
+def test_dev_shm_has_room_for_the_calls_in_flight_and_the_calls_prefetched_batches_read(tmp_path):
+    """A call of 10 clips is two local batches of 5: 3 calls in flight, the one being read, and 3 for the 4 batches
+    prefetched and the one tf.data is taking in."""
+    settings = ["data.clips_per_call=10", "data.calls_in_flight=3", "data.prefetch=4"]
+    config_map, job = _job(tmp_path, *[a for s in settings for a in ("--set", s)])
+    shipped = yaml.safe_load(config_map["data"]["config.yaml"])
+    worker = job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    assert volumes["dshm"]["emptyDir"]["sizeLimit"] == f"{_shm_mb(shipped, slots=7)}Mi"
 
 
 def test_both_pods_give_the_ranks_the_grace_period_to_checkpoint(tmp_path):

@@ -6,6 +6,7 @@ import mmap
 import os
 import shutil
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from twostream.data.distributed.batch_buffers import aligned_empty
 from twostream.data.distributed.bridge import to_dataset
 from twostream.data.distributed.pipeline import DataError, EpochStream, clip_seed
 from twostream.data.distributed.sharding import plan_epoch
-from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR
+from twostream.data.distributed.shared_slots import slots_per_actor
 from twostream.data.manifest import from_folder
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
@@ -102,7 +103,7 @@ def test_a_map_left_early_gives_its_slots_back_once_its_calls_end(pool, tiny_dat
     left.close()  # the consumer stops: the calls still running keep their slots
     for _ in range(2):
         assert len(list(pool.map(requests))) == len(requests)
-    assert pool._draining == [] and sorted(map(len, pool._free_slots)) == [SLOTS_PER_ACTOR] * 2
+    assert pool._draining == [] and sorted(map(len, pool._free_slots)) == [pool._slot_files[0].layout.slots] * 2
 
 
 def test_without_room_in_shared_memory_clips_go_through_the_object_store(
@@ -182,28 +183,54 @@ def test_a_batch_of_one_calls_clips_is_read_in_its_slot_which_no_call_takes_whil
     tensors there, no copy), and the pool sends no call to that slot while the batch or a tensor made of it lives."""
     records = from_folder(tiny_dataset).records
     plans = [plan_epoch(len(records), 4, 0, 1, seed=0, epoch=epoch, train=True) for epoch in range(4)]
-    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=8, cpus_per_actor=0)  # a call: two batches of 4
+    pool = DecoderPool(SPEC, num_actors=1, clips_per_call=8, cpus_per_actor=0, slots=4)  # a call: 2 batches of 4
     try:
         held = list(EpochStream(records, pool, plans[0], seed=0, epoch=0, train=True))  # 4 calls, 4 slots
         assert all(_in_shared_memory(rgb) and _in_shared_memory(flow) for rgb, flow, *_ in held)
-        assert all(pool._slot_files[0].held(slot) for slot in range(SLOTS_PER_ACTOR))
+        assert all(pool._slot_files[0].held(slot) for slot in range(4))
         list(EpochStream(records, pool, plans[1], seed=0, epoch=1, train=True))  # every slot held: the object store
         expected = _expected_epoch(records, plans[0], 0)
         assert np.array_equal(np.concatenate([b[0] for b in held]), expected[0])
         assert np.array_equal(np.concatenate([b[1] for b in held]), expected[1])
         del held
-        assert not any(pool._slot_files[0].held(slot) for slot in range(SLOTS_PER_ACTOR))
+        assert not any(pool._slot_files[0].held(slot) for slot in range(4))
 
         stream = EpochStream(records, pool, plans[2], seed=0, epoch=2, train=True)
         tensors = [(inputs["rgb"], inputs["flow"]) for inputs, *_ in to_dataset(stream, SPEC, local_batch=4)]
         del stream  # only the tensors hold the slots now
-        assert any(pool._slot_files[0].held(slot) for slot in range(SLOTS_PER_ACTOR))
+        assert any(pool._slot_files[0].held(slot) for slot in range(4))
         list(EpochStream(records, pool, plans[3], seed=0, epoch=3, train=True))
         expected = _expected_epoch(records, plans[2], 2)
         assert np.array_equal(np.concatenate([rgb.numpy() for rgb, _ in tensors]), expected[0])
         assert np.array_equal(np.concatenate([flow.numpy() for _, flow in tensors]), expected[1])
     finally:
         pool.shutdown()
+
+
+@pytest.mark.parametrize(
+    "clips_per_call, local_batch, calls_in_flight, prefetch",
+    [(2, 4, 2, 2), (4, 4, 2, 2), (8, 4, 1, 3)],  # calls of half a batch, a batch, two batches (deeper prefetch)
+)
+def test_slots_sized_by_calls_in_flight_and_prefetch_send_no_call_through_the_object_store(
+    ray_session, tiny_dataset, clips_per_call, local_batch, calls_in_flight, prefetch
+):
+    """While a slow step reads an epoch through tf.data, every call of the actor finds a free slot when the slots
+    are as many as slots_per_actor says; with a slot per call in flight and none for the batches tf.data holds,
+    some calls go through Ray's object store, and the epoch's report counts them."""
+    records = from_folder(tiny_dataset).records
+    plan = plan_epoch(len(records), local_batch, 0, 1, seed=0, epoch=0, train=True)
+    needed = slots_per_actor(calls_in_flight, prefetch, clips_per_call, local_batch)
+    without_slot = {}
+    for slots in (needed, calls_in_flight):
+        pool = DecoderPool(SPEC, 1, clips_per_call, cpus_per_actor=0, calls_in_flight=calls_in_flight, slots=slots)
+        try:
+            stream = EpochStream(records, pool, plan, seed=0, epoch=0, train=True)
+            for _ in to_dataset(stream, SPEC, local_batch, prefetch):
+                time.sleep(0.05)  # the step: tf.data's prefetch fills meanwhile
+            without_slot[slots] = stream.report.pool.calls_without_slot
+        finally:
+            pool.shutdown()
+    assert without_slot[needed] == 0 and without_slot[calls_in_flight] > 0, without_slot
 
 
 def test_an_epoch_reports_where_its_time_went(pool, tiny_dataset):

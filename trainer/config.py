@@ -20,7 +20,7 @@ import yaml
 
 from twostream.data.decode.clip_spec import CONTRIB_METHODS, ClipSpec
 from twostream.data.distributed.sharding import local_batch_size
-from twostream.data.distributed.shared_slots import clips_per_call
+from twostream.data.distributed.shared_slots import clips_per_call, slots_per_actor
 from twostream.data.manifest import MIN_CLASS_VIDEOS
 from twostream.models.spec import MODEL_KINDS, ModelSpec, backbone_of, spec_problem, streams_of
 from twostream.trainer.video.metrics import AGGREGATES
@@ -46,6 +46,9 @@ class DataConfig:
     cpus_per_actor: float = field(default=1.0, metadata={"above": 0})  # Ray CPU reservation per actor
     # clips per actor call (amortises Ray's overhead); 0 = about 32 MiB of clips (1 to 32: 32 at 112 px, 16 at 224)
     clips_per_call: int = field(default=0, metadata={"min": 0})
+    # decode calls each actor has been sent and not yet returned: one it runs, the rest queued behind it
+    calls_in_flight: int = field(default=2, metadata={"min": 1})
+    prefetch: int = field(default=2, metadata={"min": 1})  # local batches tf.data holds ready ahead of the step
     ray_address: str = ""  # join this Ray cluster; empty = $RAY_ADDRESS or the node's local Ray
     # seconds a join waits for the cluster's address to answer, then one error line (launch ray too)
     ray_connect_timeout_s: float = field(default=30.0, metadata={"above": 0})
@@ -332,6 +335,15 @@ def memory_problem(config: Config, memory: int | None = None) -> str:
             f"{_gib(per_batch)}, more than {limit}; lower train.global_batch, clip.size or clip.num_frames"
         )
     return ""
+
+
+def decode_slots(config: Config, world_size: int) -> int:
+    """Shared-memory slots per decode actor for this config's calls in flight, prefetch and batches of a world of
+    `world_size` ranks (an elastic world that shrinks makes larger batches, which may then hold more calls)."""
+    data = config.data
+    local_batch = local_batch_size(config.train.global_batch, world_size)
+    per_call = clips_per_call(config.clip, data.clips_per_call)
+    return slots_per_actor(data.calls_in_flight, data.prefetch, per_call, local_batch)
 
 
 def _gib(size: int) -> str:

@@ -21,7 +21,7 @@ from twostream.data.decode.clips import ClipLoader
 from twostream.data.decode.flow_cache import FlowCache
 from twostream.data.decode.sampling import View
 from twostream.data.distributed import shared_slots
-from twostream.data.distributed.shared_slots import SLOTS_PER_ACTOR, SlotFile, SlotLayout, SlotRef
+from twostream.data.distributed.shared_slots import SlotFile, SlotLayout, SlotRef
 
 log = logging.getLogger(__name__)
 ACTOR_DEATH_ERRORS = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
@@ -90,6 +90,9 @@ class PoolStats:
     in_flight_samples: int = 0
     in_flight_min: int | None = None
     remote_bytes: int = 0  # decoded frames (rgb + flow) from actors on another Ray node: what crossed the network
+    # Calls of actors with a slot file that came back through Ray's object store: every slot was in use (more
+    # calls in flight and batches held than the slots were sized for), or the actor could not map the file.
+    calls_without_slot: int = 0
 
     def count_call(self, batch: ClipBatch, waited_s: float) -> None:
         self.calls += 1
@@ -198,7 +201,7 @@ class ClipDecoder:
 
 
 class DecoderPool:
-    """A fixed set of ClipDecoder actors fed round-robin, with at most `calls_in_flight` calls outstanding. Actors on
+    """A fixed set of ClipDecoder actors fed round-robin, each with `calls_in_flight` calls outstanding. Actors on
     this process's Ray node write their clips into shared-memory slots (data/distributed/shared_slots.py), the
     others return them through Ray's object store."""
 
@@ -211,12 +214,16 @@ class DecoderPool:
         start_timeout_s: float = 120.0,
         cache: CacheSettings = NO_CACHE,
         shared_memory: bool = True,
+        calls_in_flight: int = 2,
+        slots: int = 4,
     ):
-        """`shared_memory`: actors on this process's Ray node write their clips into shared-memory slots (False:
-        every actor's go through Ray's object store, e.g. to compare the two: benchmarks/data_pipeline.py)."""
+        """`calls_in_flight`: per actor (data.calls_in_flight): one running, the rest queued behind it. `slots`: per
+        actor, at least `calls_in_flight` (shared_slots.slots_per_actor). `shared_memory`: actors on this process's
+        Ray node write their clips into shared-memory slots (False: every actor's go through Ray's object store, e.g.
+        to compare the two: benchmarks/data_pipeline.py)."""
         self.clips_per_call = clips_per_call
         self.start_timeout_s = start_timeout_s
-        self.calls_in_flight = 2 * num_actors  # one call running and one queued per actor
+        self.calls_in_flight = calls_in_flight * num_actors  # the pool's
         # On this process's node while it has room: decoded frames then never cross the network. Soft alone
         # spills only when the node could never hold an actor; _spill_on_unavailable also when it is full now
         # (e.g. horovod.ray packed several ranks' CPUs there), else the actors would wait for CPUs that never free.
@@ -236,10 +243,10 @@ class DecoderPool:
         self.actor_nodes = [node for _, node in places]
         self._pids = {pid for pid, _ in places}  # see `restarts`
         self._first_pids = len(self._pids)
-        layout = SlotLayout.for_actor(spec, clips_per_call)
+        layout = SlotLayout.for_actor(spec, clips_per_call, max(slots, calls_in_flight))
         same_node = [shared_memory and node == self.node for node in self.actor_nodes]
         self._slot_files = [shared_slots.create(layout) if ours else None for ours in same_node]
-        self._free_slots = [list(range(SLOTS_PER_ACTOR)) if f is not None else [] for f in self._slot_files]
+        self._free_slots = [list(range(layout.slots)) if f is not None else [] for f in self._slot_files]
         self._draining: list[Call] = []  # calls of a map left unfinished: their slots are free once they end
         elsewhere = sum(node != self.node for node in self.actor_nodes)
         address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}  # node id -> its IP
@@ -407,6 +414,8 @@ class DecoderPool:
             assert slot_file is not None and call.slot is not None
             rgb, flow = slot_file.arrays(call.slot, len(batch.paths))
             batch.rgb, batch.flow = (rgb, flow) if in_place else (rgb.copy(), flow.copy())
+        elif self._slot_files[call.actor] is not None:
+            stats.calls_without_slot += 1
         if self.actor_nodes[call.actor] != self.node:
             stats.remote_bytes += batch.rgb.nbytes + batch.flow.nbytes
         lent = call if batch.in_slot and in_place else None

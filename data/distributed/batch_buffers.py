@@ -12,8 +12,17 @@ import sys
 
 import numpy as np
 
-KEEP = 12  # arrays kept per process, rgb and flow apart: tf.data's prefetch (2), the step's, the one being filled
-#            and the generator's, twice, with room for a second shape (an evaluation's other batch size)
+BATCHES_BEYOND_PREFETCH = 3  # batches alive beside tf.data's prefetched ones: the step's, the one being filled and
+#                              the generator's
+
+
+def arrays_to_keep(prefetch: int) -> int:
+    """Arrays kept per process with `prefetch` batches prefetched (data.prefetch): each live batch's rgb and flow,
+    and room for one more pair of another shape (an evaluation's other batch size)."""
+    return 2 * (prefetch + BATCHES_BEYOND_PREFETCH) + 2
+
+
+KEEP = arrays_to_keep(2)  # data.prefetch's default
 
 
 def aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:

@@ -131,7 +131,9 @@ class EpochStream:
         indices = self.plan.indices.reshape(-1)
         local_batch, weights = self.plan.indices.shape[1], self.plan.weights.reshape(-1)
         resumed = time.perf_counter()  # this generator's time runs from here to each yield
-        for index, result in enumerate(results):
+        index = -1  # not enumerate(): its cached (index, result) pair would keep the last result, so its slot, alive
+        for result in results:
+            index += 1
             item, weight = int(indices[index]), weights[index]
             if result.error is not None:
                 item, result = self._replace(index, result.error)

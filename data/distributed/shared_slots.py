@@ -27,14 +27,16 @@ log = logging.getLogger(__name__)
 SHM_FOLDER = "/dev/shm"
 PREFIX = "twostream-slots-"  # the name a slot file has between its creation and its unlinking
 ALIGN = 64  # bytes: each array of a slot starts on a cache line
-# Slots per decode actor: its two calls in flight, and two that tf.data's batches are read from (batches of one call's
-# clips are views of its slot: EpochStream). A call that finds all in use takes the object store, as do the next
-# phase's first calls, sent behind the current phase's last (EpochStream's `then`). With 3, 6 of 30 calls of a
-# 1-actor epoch took the object store at 112 px (32 clips a call, batch 16), 14 of 60 at 224 px; with 4, none.
-SLOTS_PER_ACTOR = 4
+# Beyond its calls in flight (data.calls_in_flight), an actor's slots hold the call being read into batches and the
+# calls that tf.data's prefetched batches (data.prefetch) are views of (a batch of one call's clips is a view of its
+# slot: EpochStream). A call that finds every slot in use takes the object store, as do the next phase's first calls,
+# sent behind the current phase's last (EpochStream's `then`). With slots_per_actor's slots no call of an epoch read
+# by a slow step took the object store (tests/test_pipeline.py: 1 or 2 calls in flight, 2 or 3 batches prefetched, 0
+# to 2 batches a call); with one fewer 0 or 1 of 4 to 16 calls did, depending on when tf.data took each batch in.
 # data.clips_per_call 0: a call of about CALL_BYTES of clips, at most MAX_AUTO_CLIPS. Each call costs the driver about
 # 2 ms of CPU: at 224 px its CPU per clip was 0.54-0.55 ms with 8 clips a call, 0.40-0.44 with 16 and 0.35-0.37 with
-# 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 4 slots take 128 MiB then.
+# 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 5 slots (the defaults': 2
+# batches a call) take 160 MiB then.
 CALL_BYTES = 32 << 20
 MAX_AUTO_CLIPS = 32  # more only coarsens how an epoch's clips spread over the actors
 
@@ -47,7 +49,17 @@ def clips_per_call(spec: ClipSpec, configured: int = 0) -> int:
     """`configured` (data.clips_per_call), or for 0 as many clips of `spec` as make about CALL_BYTES (1 to 32)."""
     if configured:
         return configured
-    return max(1, min(MAX_AUTO_CLIPS, CALL_BYTES // sum(SlotLayout.for_actor(spec, 1).clip_bytes())))
+    return max(1, min(MAX_AUTO_CLIPS, CALL_BYTES // sum(SlotLayout.for_actor(spec, 1, 1).clip_bytes())))
+
+
+def slots_per_actor(calls_in_flight: int, prefetch: int, clips_per_call: int, local_batch: int) -> int:
+    """Slots one decode actor needs so that no call takes the object store: its `calls_in_flight`, the call being
+    read, and the calls that the batches of `local_batch` clips made before it and still alive may be views of: the
+    `prefetch` batches tf.data holds and the one it is taking in (none when a call is smaller than a batch: such
+    batches are copies)."""
+    batches_per_call = clips_per_call // local_batch
+    ahead = -(-(prefetch + 1) // batches_per_call) if batches_per_call else 0
+    return calls_in_flight + 1 + ahead
 
 
 @dataclass(frozen=True)
@@ -60,9 +72,9 @@ class SlotLayout:
     flow_shape: tuple[int, ...]
 
     @classmethod
-    def for_actor(cls, spec: ClipSpec, clips_per_call: int) -> SlotLayout:
-        """One decode actor's slots for calls of `clips_per_call` clips of `spec`."""
-        return cls(SLOTS_PER_ACTOR, clips_per_call, spec.rgb_shape, spec.flow_shape)
+    def for_actor(cls, spec: ClipSpec, clips_per_call: int, slots: int) -> SlotLayout:
+        """One decode actor's `slots` slots for calls of `clips_per_call` clips of `spec`."""
+        return cls(slots, clips_per_call, spec.rgb_shape, spec.flow_shape)
 
     def clip_bytes(self) -> tuple[int, int]:
         """Bytes of one clip's rgb and of its flow (uint8)."""

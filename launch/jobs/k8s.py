@@ -13,6 +13,7 @@ import yaml
 from twostream.data.distributed.shared_slots import SlotLayout, clips_per_call
 from twostream.launch import config_args
 from twostream.launch.jobs.horovod_cmd import LaunchError
+from twostream.trainer.config import decode_slots
 
 # Paths inside the pods.
 CONFIG_DIR = "/etc/twostream"  # our ConfigMap (the resolved config), mounted on the workers
@@ -215,7 +216,8 @@ def _worker_pod(args, config) -> dict:
             {"name": "dshm", "mountPath": SHM_DIR},
         ],
     }
-    shm_mb = args.slots_per_worker * (config.data.object_store_mb + _decode_slots_mb(config)) + SHM_HEADROOM_MB
+    per_rank_mb = config.data.object_store_mb + _decode_slots_mb(config, args.workers * args.slots_per_worker)
+    shm_mb = args.slots_per_worker * per_rank_mb + SHM_HEADROOM_MB
     volumes = [
         {"name": "twostream-config", "configMap": {"name": config_map_name(args.name)}},
         {"name": "data", "persistentVolumeClaim": {"claimName": args.pvc}},
@@ -226,10 +228,11 @@ def _worker_pod(args, config) -> dict:
     }
 
 
-def _decode_slots_mb(config) -> int:
+def _decode_slots_mb(config, world_size: int) -> int:
     """MiB of /dev/shm one rank's decode actors write their clips into (data/distributed/shared_slots.py)."""
     actors = config.data.num_actors or UNSET_ACTORS_PER_RANK
-    layout = SlotLayout.for_actor(config.clip, clips_per_call(config.clip, config.data.clips_per_call))
+    per_call = clips_per_call(config.clip, config.data.clips_per_call)
+    layout = SlotLayout.for_actor(config.clip, per_call, decode_slots(config, world_size))
     return -(-actors * layout.file_bytes() // (1 << 20))
 
 

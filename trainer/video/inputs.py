@@ -10,12 +10,13 @@ import secrets
 from twostream.data.decode.boxes import BoxError, BoxTracks
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.distributed.actors import CacheSettings, DecoderPool
+from twostream.data.distributed.batch_buffers import BATCH_BUFFERS, arrays_to_keep
 from twostream.data.distributed.bridge import close_bridges, to_dataset
 from twostream.data.distributed.pipeline import EpochReport, EpochStream
 from twostream.data.distributed.sharding import plan_epoch
 from twostream.data.distributed.shared_slots import clips_per_call
 from twostream.data.manifest import from_config, split_by_video
-from twostream.trainer.config import Config, ConfigError
+from twostream.trainer.config import Config, ConfigError, decode_slots
 from twostream.trainer.runtime.ray_node import NodeRanks, start_ray, stop_ray
 from twostream.trainer.runtime.resources import cores_per_rank
 
@@ -61,9 +62,9 @@ class EpochData:
     """One epoch's tf.data elements (data/distributed/bridge.py: a DataError of the stream is raised as itself) and
     what reading them read, failed and replaced."""
 
-    def __init__(self, stream: EpochStream, spec: ClipSpec, local_batch: int, train: bool):
+    def __init__(self, stream: EpochStream, spec: ClipSpec, local_batch: int, train: bool, prefetch: int = 2):
         self.stream = stream
-        self.dataset = to_dataset(stream, spec, local_batch, with_index=not train)
+        self.dataset = to_dataset(stream, spec, local_batch, prefetch, with_index=not train)
         self.element_spec = self.dataset.element_spec
 
     @property
@@ -96,12 +97,15 @@ class Inputs:
         self.look_ahead = False  # send the next phase's first decode calls behind the current one's last
         self._ahead: tuple[tuple, EpochStream] | None = None  # (phase key, its stream, first calls sent)
         self._epoch_after_eval = 0
+        BATCH_BUFFERS.keep = arrays_to_keep(config.data.prefetch)
         self.pool = DecoderPool(
             config.clip,
             num_actors,
             clips_per_call(config.clip, config.data.clips_per_call),
             config.data.cpus_per_actor,
             cache=cache_settings(config),
+            calls_in_flight=config.data.calls_in_flight,
+            slots=decode_slots(config, world_size),
         )
 
     def reshard(self, rank: int, world_size: int) -> None:
@@ -183,7 +187,7 @@ class Inputs:
 
     def _dataset(self, stream: EpochStream, train: bool):
         local_batch = stream.plan.indices.shape[1]  # this rank's share of the global batch (sharding.py divides it)
-        return EpochData(stream, self.config.clip, local_batch, train), stream
+        return EpochData(stream, self.config.clip, local_batch, train, self.config.data.prefetch), stream
 
     def close(self) -> None:
         """Ends this rank's actors and its part in the node's shared Ray (a collective-free wait: local rank 0

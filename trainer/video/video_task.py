@@ -109,6 +109,7 @@ def data_report(report, restarts: int = 0) -> dict:
         "videos_without_box": len(set().union(*(r.without_box for r in reports))),
         "videos_read_sequentially": len(set().union(*(r.sequential for r in reports))),
         "decoded_mb_from_other_nodes": round(sum(r.pool.remote_bytes for r in reports) / 1e6, 3),
+        "calls_without_slot": sum(r.pool.calls_without_slot for r in reports),
         **mean_timings([r.timings() for r in reports]),
     }
 
