@@ -30,15 +30,16 @@ ALIGN = 64  # bytes: each array of a slot starts on a cache line
 # Beyond its calls in flight (data.calls_in_flight), an actor's slots hold the call being read into batches and the
 # calls that tf.data's prefetched batches (data.prefetch) are views of (a batch of one call's clips is a view of its
 # slot: EpochStream). A call that finds every slot in use takes the object store, as do the next phase's first calls,
-# sent behind the current phase's last (EpochStream's `then`). With slots_per_actor's slots no call of an epoch read
-# by a slow step took the object store (tests/test_pipeline.py: 1 or 2 calls in flight, 2 or 3 batches prefetched, 0
-# to 2 batches a call); with one fewer 0 or 1 of 4 to 16 calls did, depending on when tf.data took each batch in.
+# sent behind the current phase's last (EpochStream's `then`). In epochs read by a slow step (1 or 2 calls in flight,
+# 1 to 3 batches prefetched, 0 to 2 batches a call), the fewest slots with which no call took the object store were
+# calls_in_flight + 1 + ceil(prefetch / batches a call); a call of one batch once needed one more (when tf.data took
+# each batch in), so slots_per_actor counts prefetch + 1 batches (tests/test_pipeline.py).
 # data.clips_per_call 0: a call of about CALL_BYTES of clips, at most MAX_AUTO_CLIPS. Each call costs the driver about
 # 2 ms of CPU: at 224 px its CPU per clip was 0.54-0.55 ms with 8 clips a call, 0.40-0.44 with 16 and 0.35-0.37 with
 # 32, in two runs of benchmarks/data_pipeline.py (docs/data-performance.md). An actor's 5 slots (the defaults': 2
 # batches a call) take 160 MiB then.
 CALL_BYTES = 32 << 20
-MAX_AUTO_CLIPS = 32  # more only coarsens how an epoch's clips spread over the actors
+MAX_AUTO_CLIPS = 32  # more coarsens how an epoch spreads over actors; 64 at 112 px saved no CPU (data-performance)
 
 
 def _padded(size: int) -> int:
