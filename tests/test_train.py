@@ -43,6 +43,7 @@ def test_train_resume_evaluate_export(trained, tiny_dataset, tmp_path):
     assert epochs[0]["step_ms"] > 0 and 0 < epochs[0]["actor_busy_share"] <= 1 and epochs[0]["actor_cpu_share"] > 0
     assert all(0 <= epochs[0][k] <= 1 for k in ("data_wait_share", "driver_share", "driver_wait_share"))
     assert epochs[0]["calls_in_flight_min"] is None or epochs[0]["calls_in_flight_min"] >= 0
+    assert all(isinstance(e["calls_without_slot"], int) and e["calls_without_slot"] >= 0 for e in epochs)
     steps_per_epoch = epochs[0]["step"]
 
     # Started again with more epochs on the same workdir: it resumes after epoch 1, not from scratch.

@@ -62,7 +62,7 @@ class EpochData:
     """One epoch's tf.data elements (data/distributed/bridge.py: a DataError of the stream is raised as itself) and
     what reading them read, failed and replaced."""
 
-    def __init__(self, stream: EpochStream, spec: ClipSpec, local_batch: int, train: bool, prefetch: int = 2):
+    def __init__(self, stream: EpochStream, spec: ClipSpec, local_batch: int, train: bool, prefetch: int):
         self.stream = stream
         self.dataset = to_dataset(stream, spec, local_batch, prefetch, with_index=not train)
         self.element_spec = self.dataset.element_spec
