@@ -81,11 +81,20 @@ def test_a_udp_feed_is_scored_window_by_window_and_ends_with_a_summary(trained):
 
 def test_a_piped_feed_ends_with_its_pipe_and_ctrl_c_stops_a_live_one(trained):
     class_names = json.load(open(os.path.join(trained.workdir, "export", "twostream.json")))["class_names"]
-    feed = _feed("-", SECONDS, stdout=subprocess.PIPE)
-    predict = _predict("-", trained.workdir, stdin=feed.stdout)
-    feed.stdout.close()  # the pipe is predict's now: its end is the feed's end
-    out, err = predict.communicate(timeout=WAIT_S)
-    feed.wait(timeout=WAIT_S)
+    read_end, write_end = os.pipe()
+    predict = _predict("-", trained.workdir, stdin=read_end)
+    os.close(read_end)
+    try:
+        try:
+            # the feed starts once the model is loaded: what a pipe held from before would be dropped as stale
+            _wait_until_reading(predict)
+            feed = _feed("-", SECONDS, stdout=write_end)
+        finally:
+            os.close(write_end)  # the pipe is the feed's alone now: its end is the feed's end
+        out, err = predict.communicate(timeout=WAIT_S)
+        feed.wait(timeout=WAIT_S)
+    finally:
+        predict.kill()
     assert predict.returncode == 0, err
     _check_windows(out.splitlines(), class_names, FPS * SECONDS)
 
