@@ -3,13 +3,13 @@ map on the patch that makes a fake, and the pictures written per video and per l
 
 import json
 import os
-import subprocess
 
 import cv2
 import keras
 import numpy as np
 import pytest
-from conftest import VENV_BIN, run_cli
+from conftest import run_cli
+from helpers.live_feed import predict_piped
 
 from twostream.data.decode.clip_spec import ClipSpec
 from twostream.data.decode.clips import ClipLoader
@@ -167,22 +167,14 @@ def test_predict_explain_writes_the_score_over_time_and_maps_per_video(trained, 
 
 
 def test_a_piped_feed_gets_its_pictures_when_it_ends(trained, tmp_path):
-    import imageio_ffmpeg
-
-    source = ["-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "3", "-f", "mpegts", "-"]
-    feed = subprocess.Popen(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", *source], stdout=subprocess.PIPE
-    )
+    feed = ["-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "3", "-f", "mpegts", "-"]
     out = tmp_path / "feed"
-    argv = ["predict", "--stream", "-", "--workdir", trained.workdir, "--explain", str(out), "--explain-clips", "1"]
-    done = subprocess.run(
-        [os.path.join(VENV_BIN, "twostream"), *argv], stdin=feed.stdout, capture_output=True, text=True
-    )
-    feed.wait(timeout=60)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    argv = ["--workdir", trained.workdir, "--explain", str(out), "--explain-clips", "1"]
+    code, stdout, stderr = predict_piped(feed, argv, timeout_s=120)
+    assert code == 0, stderr[-3000:]
+    lines = stdout.splitlines()
     report = json.load(open(out / "feed.explain.json"))
     assert len(report["windows"]) == len(lines) >= 2 and len(report["cams"]) == 1  # fewer when a burst skips some
     assert [w["first_frame"] + 4 for w in report["windows"]] == [json.loads(line)["frame"] for line in lines]
     assert _png(out / "feed.cam1.png").shape[1] > _png(out / "feed.scores.png").shape[1] // 2
-    assert "evidence pictures in" in done.stderr.strip().splitlines()[-1]
+    assert "evidence pictures in" in stderr.strip().splitlines()[-1]

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from conftest import VENV_BIN, run_cli
+from helpers.live_feed import predict_piped, wait_until_reading
 from helpers.raw_video import ffmpeg_exe
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
@@ -17,11 +18,15 @@ FPS, SECONDS = 25, 3
 WAIT_S = 120  # a guard against a hang, not a measurement
 
 
-def _feed(target: str, seconds: float, **popen) -> subprocess.Popen:
-    """ffmpeg sending a moving test pattern as MPEG-TS at its real rate (-re) to `target` (a URL, or - for stdout)."""
+def _pattern(seconds: float) -> list[str]:
+    """ffmpeg's arguments for a moving test pattern sent as MPEG-TS at its real rate (-re), to a target after them."""
     source = f"testsrc2=size=160x120:rate={FPS}"
-    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", source, "-t", str(seconds)]
-    return subprocess.Popen([*command, "-f", "mpegts", target], **popen)
+    return ["-re", "-f", "lavfi", "-i", source, "-t", str(seconds), "-f", "mpegts"]
+
+
+def _feed(target: str, seconds: float) -> subprocess.Popen:
+    """ffmpeg sending the test pattern to `target` (a URL)."""
+    return subprocess.Popen([ffmpeg_exe(), "-nostdin", "-loglevel", "error", *_pattern(seconds), target])
 
 
 def _free_udp_port() -> int:
@@ -33,16 +38,6 @@ def _free_udp_port() -> int:
 def _predict(source: str, workdir: str, *extra: str, **popen) -> subprocess.Popen:
     argv = [os.path.join(VENV_BIN, "twostream"), "predict", "--stream", source, "--workdir", workdir, *extra]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-
-
-def _wait_until_reading(predict: subprocess.Popen) -> list[str]:
-    """stderr lines up to predict's "reading SOURCE" line (the model is loaded, the feed about to be opened)."""
-    lines = []
-    while not lines or "reading" not in lines[-1]:
-        line = predict.stderr.readline()
-        assert line, f"predict ended before reading its feed: {''.join(lines)}"
-        lines.append(line)
-    return lines
 
 
 def _check_windows(lines: list[str], class_names: list[str], frames_sent: int) -> list[dict]:
@@ -65,7 +60,7 @@ def test_a_udp_feed_is_scored_window_by_window_and_ends_with_a_summary(trained):
     url = f"udp://127.0.0.1:{_free_udp_port()}"
     predict = _predict(url, trained.workdir, "--hop", "3", "--stream-timeout", "3")
     try:
-        _wait_until_reading(predict)
+        wait_until_reading(predict)
         _feed(f"{url}?pkt_size=1316", SECONDS).wait(timeout=WAIT_S)
         out, err = predict.communicate(timeout=WAIT_S)
     finally:
@@ -81,28 +76,15 @@ def test_a_udp_feed_is_scored_window_by_window_and_ends_with_a_summary(trained):
 
 def test_a_piped_feed_ends_with_its_pipe_and_ctrl_c_stops_a_live_one(trained):
     class_names = json.load(open(os.path.join(trained.workdir, "export", "twostream.json")))["class_names"]
-    read_end, write_end = os.pipe()
-    predict = _predict("-", trained.workdir, stdin=read_end)
-    os.close(read_end)
-    try:
-        try:
-            # the feed starts once the model is loaded: what a pipe held from before would be dropped as stale
-            _wait_until_reading(predict)
-            feed = _feed("-", SECONDS, stdout=write_end)
-        finally:
-            os.close(write_end)  # the pipe is the feed's alone now: its end is the feed's end
-        out, err = predict.communicate(timeout=WAIT_S)
-        feed.wait(timeout=WAIT_S)
-    finally:
-        predict.kill()
-    assert predict.returncode == 0, err
+    code, out, err = predict_piped([*_pattern(SECONDS), "-"], ["--workdir", trained.workdir], WAIT_S)
+    assert code == 0, err
     _check_windows(out.splitlines(), class_names, FPS * SECONDS)
 
     url = f"udp://127.0.0.1:{_free_udp_port()}"
     predict = _predict(url, trained.workdir)
     live = None
     try:
-        _wait_until_reading(predict)
+        wait_until_reading(predict)
         live = _feed(f"{url}?pkt_size=1316", 60)
         assert json.loads(predict.stdout.readline())["scores"]  # a first window: the feed is being scored
         predict.send_signal(signal.SIGINT)
@@ -169,13 +151,9 @@ def test_a_feed_of_a_face_is_scored_around_the_face_it_follows(trained, tmp_path
     footage = film(cv2.imread(MESSI)[..., ::-1].copy(), (224, 90, 40, 44), (384, 240), shots)
     video = str(tmp_path / "messi.mp4")
     write_video(video, footage.frames[..., ::-1], 25.0, "mp4v")
-    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-re", "-i", video, "-f", "mpegts", "-"]
-    feed = subprocess.Popen(command, stdout=subprocess.PIPE)
-    predict = _predict("-", trained.workdir, "--detect-faces", "--hop", "4", stdin=feed.stdout)
-    feed.stdout.close()
-    out, err = predict.communicate(timeout=WAIT_S)
-    feed.wait(timeout=WAIT_S)
-    assert predict.returncode == 0, err
+    feed = ["-re", "-i", video, "-f", "mpegts", "-"]
+    code, out, err = predict_piped(feed, ["--workdir", trained.workdir, "--detect-faces", "--hop", "4"], WAIT_S)
+    assert code == 0, err
     windows = [json.loads(line) for line in out.splitlines()]
     assert len(windows) >= 2 and "0 without a face" in err.strip().splitlines()[-1], err  # windows skipped under load
     for window in windows:
