@@ -66,6 +66,8 @@ def measure(paths: list[str], size: int, folder: str, args) -> dict:
     for path in paths:
         flow_ms.append(cpu_ms(lambda: flows.__setitem__(path, loader.video_flow(path))) / len(flows[path]))
     pairs = sum(len(f) for f in flows.values())
+    pixels = sum(f.shape[0] * f.shape[1] * f.shape[2] for f in flows.values())  # stored: the frame's short side at
+    #                                                                            `size`, its aspect kept
     caches = {
         fmt: FlowCache(os.path.join(folder, f"{fmt}_{size}"), 1 << 40, spec.flow_params(), fmt) for fmt in FORMATS
     }
@@ -75,7 +77,7 @@ def measure(paths: list[str], size: int, folder: str, args) -> dict:
         write = sum(cpu_ms(lambda: cache.put(path, flow)) for path, flow in flows.items()) / pairs
         error = max(int(np.abs(cache.get(p)[np.arange(len(f))].astype(int) - f).max()) for p, f in flows.items())
         result[fmt] = {
-            "bytes": cache.total_bytes() / (pairs * size * size),
+            "bytes": cache.total_bytes() / pixels,
             "write_ms": write,
             "error": error,
             "read_ms": [],

@@ -7,7 +7,7 @@ Value: uint8 (N-1, H, W, 2), in one of FORMATS
 - "png" (default): each frame pair's x and y fields side by side as one H x 2W grayscale PNG, lossless (bit-exact,
   so training sees exactly the flow it would compute), 0.10-0.21 bytes; encoding costs a fraction of the flow's
   computation; a clip reads and decodes only its own frame pairs;
-- "webp": the same images as lossless WebP, 0.05-0.13 bytes, but encoding costs 0.6-2.3x the flow's computation;
+- "webp": the same images as lossless WebP, 0.05-0.13 bytes, but encoding costs 0.7-3.7x the flow's computation;
 - "raw": a .npy, 2 bytes, memory-mapped on read (the cheapest read).
 Concurrent writers are safe: each writes a private temp file and os.replace()s it into place, so a reader sees
 all or nothing.
