@@ -35,9 +35,9 @@ def _free_udp_port() -> int:
         return probe.getsockname()[1]
 
 
-def _predict(source: str, workdir: str, *extra: str, **popen) -> subprocess.Popen:
+def _predict(source: str, workdir: str, *extra: str) -> subprocess.Popen:
     argv = [os.path.join(VENV_BIN, "twostream"), "predict", "--stream", source, "--workdir", workdir, *extra]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _check_windows(lines: list[str], class_names: list[str], frames_sent: int) -> list[dict]:
