@@ -58,7 +58,7 @@ def rank_main(shapes_file: str, repeats: int) -> None:
     """One rank (Horovod's variables set by `launcher_main`): times the averages; rank 0 prints a RESULT line."""
     import tensorflow as tf
 
-    from twostream.trainer.runtime import dist
+    from twostream.trainer import dist
 
     dist.init()
     with open(shapes_file) as f:

@@ -32,8 +32,8 @@ import tensorflow as tf  # noqa: E402
 from twostream.data.distributed.sharding import local_batch_size  # noqa: E402
 from twostream.models.registry import build_model  # noqa: E402
 from twostream.trainer import config as config_lib  # noqa: E402
+from twostream.trainer import dist  # noqa: E402
 from twostream.trainer.engine.loop import fit  # noqa: E402
-from twostream.trainer.runtime import dist  # noqa: E402
 
 VARIANTS = {
     "every_step": ["train.log_every=1"],

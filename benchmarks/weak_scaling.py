@@ -34,9 +34,9 @@ def worker(preset: str, batch: int, steps: int) -> None:
 
     from twostream.models.registry import build_model
     from twostream.trainer import config as config_lib
+    from twostream.trainer import dist
     from twostream.trainer.engine.optimizer import make_optimizer
     from twostream.trainer.engine.step import StepOptions, make_train_step
-    from twostream.trainer.runtime import dist
 
     dist.init()
     tf.config.threading.set_intra_op_parallelism_threads(1)  # before any op runs: replaces dist.init's choice
@@ -82,7 +82,7 @@ def time_allreduce(variables, repeats: int) -> float:
     """Seconds per allreduce of gradient-sized tensors alone (the step's collective, without its compute)."""
     import tensorflow as tf
 
-    from twostream.trainer.runtime import dist
+    from twostream.trainer import dist
 
     average = tf.function(lambda tensors: dist.average(tensors))
     tensors = [tf.ones_like(v) for v in variables]

@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
     from twostream.trainer.video.select_check import check_select_metric
 
     check_select_metric(config, len(from_config(config.data).class_names))  # the dataset too, before Ray starts
-    from twostream.trainer.runtime import dist
+    from twostream.trainer import dist
     from twostream.trainer.runtime.preemption import EXIT_CODE, Preempted
     from twostream.trainer.video.video_task import train
 

@@ -203,8 +203,8 @@ def test_export_is_the_best_checkpoint_and_export_last_the_model_as_it_ends(tmp_
     import keras
 
     from twostream.trainer import config as config_lib
+    from twostream.trainer import dist
     from twostream.trainer.engine.checkpoint import Checkpoints
-    from twostream.trainer.runtime import dist
     from twostream.trainer.video.export import load
     from twostream.trainer.video.video_task import export_best_and_last
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from twostream.trainer import dist
 from twostream.trainer.config import ConfigError, TrainConfig
 from twostream.trainer.engine.checkpoint import Checkpoints
 from twostream.trainer.engine.loop import NonFiniteLossError, fit
 from twostream.trainer.engine.runlog import RunLog
 from twostream.trainer.engine.step import StepTotals
-from twostream.trainer.runtime import dist
 from twostream.trainer.runtime.preemption import Preempted
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`

@@ -6,12 +6,12 @@ import pytest
 import tensorflow as tf
 
 from twostream.models.precision import computes_in_float16, dtype_policy
+from twostream.trainer import dist
 from twostream.trainer.config import TrainConfig
 from twostream.trainer.engine.checkpoint import Checkpoints
 from twostream.trainer.engine.loop import fit
 from twostream.trainer.engine.optimizer import make_optimizer
 from twostream.trainer.engine.step import StepOptions, make_train_step
-from twostream.trainer.runtime import dist
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twostream.trainer import config as config_lib
-from twostream.trainer.runtime import dist
+from twostream.trainer import dist
 from twostream.trainer.video.video_task import VideoTask
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from twostream.trainer import dist
 from twostream.trainer.engine.schedule import WarmupDecay
 from twostream.trainer.engine.step import StepOptions, make_train_step, weighted_cross_entropy
-from twostream.trainer.runtime import dist
 
 pytestmark = pytest.mark.tensorflow  # starts TensorFlow: left out of `make check`
 

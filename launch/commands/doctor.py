@@ -66,7 +66,7 @@ def check_versions() -> list[Check]:
 
 def check_horovod() -> list[Check]:
     try:
-        from twostream.trainer.runtime import dist
+        from twostream.trainer import dist
 
         info = dist.build_info()
     except Exception as error:

@@ -38,9 +38,9 @@ def evaluate_workdir(workdir: str, overrides: Sequence[str] = (), checkpoint: st
     # TensorFlow, Horovod and Ray load only now: a bad config or workdir is refused at once
     from twostream.data.distributed.pipeline import DataError
     from twostream.models.registry import build_model
+    from twostream.trainer import dist
     from twostream.trainer.engine.checkpoint import Checkpoints
     from twostream.trainer.engine.step import make_eval_step
-    from twostream.trainer.runtime import dist
     from twostream.trainer.video.evaluate import local_scores
     from twostream.trainer.video.inputs import Inputs
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
+from twostream.trainer import dist
 from twostream.trainer.engine.step import make_eval_step
-from twostream.trainer.runtime import dist
 from twostream.trainer.video.evaluate import local_scores, over_ranks
 from twostream.trainer.video.inputs import Inputs
 

@@ -29,9 +29,9 @@ import tensorflow as tf  # noqa: E402
 
 from twostream.data.distributed.sharding import local_batch_size  # noqa: E402
 from twostream.trainer import config as config_lib  # noqa: E402
+from twostream.trainer import dist  # noqa: E402
 from twostream.trainer.engine.loop import fit  # noqa: E402
 from twostream.trainer.engine.runlog import setup_logging  # noqa: E402
-from twostream.trainer.runtime import dist  # noqa: E402
 from twostream.trainer.runtime.preemption import EXIT_CODE, Preempted  # noqa: E402
 
 

@@ -13,7 +13,8 @@ import psutil
 import ray
 
 from twostream.trainer import config as config_lib
-from twostream.trainer.runtime import dist, ray_node
+from twostream.trainer import dist
+from twostream.trainer.runtime import ray_node
 from twostream.trainer.video.inputs import Inputs
 
 

@@ -25,9 +25,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from twostream.trainer import dist
 from twostream.trainer.config import ConfigError
 from twostream.trainer.engine.errors import RunError
-from twostream.trainer.runtime import dist
 from twostream.trainer.runtime.preemption import interrupts_deferred
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,13 @@ import keras
 
 from twostream.models.precision import computes_in_float16
 from twostream.trainer import config as config_lib
+from twostream.trainer import dist
 from twostream.trainer.engine.checkpoint import Checkpoints, check_workdir
 from twostream.trainer.engine.optimizer import learning_rate_schedule, make_optimizer, step_options
 from twostream.trainer.engine.runlog import EpochProgress, RunLog
 from twostream.trainer.engine.selection import is_better
 from twostream.trainer.engine.step import StepTotals, check_accumulation, make_steps_call
 from twostream.trainer.engine.task import FunctionTask, Task
-from twostream.trainer.runtime import dist
 from twostream.trainer.runtime.preemption import Preempted, StopListener, raise_if_interrupted
 
 log = logging.getLogger("twostream")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from twostream.trainer.runtime import dist
+from twostream.trainer import dist
 
 
 @dataclass(frozen=True)

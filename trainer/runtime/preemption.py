@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 
-from twostream.trainer.runtime import dist
+from twostream.trainer import dist
 
 log = logging.getLogger("twostream")
 

@@ -52,7 +52,7 @@ def node_ranks(config: Config, world_size: int, local_size: int) -> NodeRanks | 
     several ranks share Ray: every rank calls it at the same point (Inputs' constructor)."""
     if world_size == 1 or config.train.elastic or config.data.ray_address or os.environ.get("RAY_ADDRESS"):
         return None
-    from twostream.trainer.runtime import dist
+    from twostream.trainer import dist
 
     job_key = dist.broadcast_object(secrets.token_hex(8))  # rank 0's: the same on every rank, new for every job
     return NodeRanks(dist.local_rank(), local_size, job_key)

@@ -37,7 +37,7 @@ class Scores:
 
 def gather(local: Scores) -> Scores:
     """Every rank's scored clips, on every rank (a collective: every rank calls it)."""
-    from twostream.trainer.runtime import dist  # here: the metrics above need neither TensorFlow nor Horovod
+    from twostream.trainer import dist  # here: the metrics above need neither TensorFlow nor Horovod
 
     return Scores.concatenate(dist.gather_objects(local))
 

@@ -13,6 +13,7 @@ from twostream.data.distributed.pipeline import DataError
 from twostream.models.precision import BFLOAT16_ON_CPU, bfloat16_on_onednn_cpu
 from twostream.models.registry import build_model
 from twostream.trainer import config as config_lib
+from twostream.trainer import dist
 from twostream.trainer.engine import debug as debug_lib
 from twostream.trainer.engine import loop
 from twostream.trainer.engine.checkpoint import LATEST, Checkpoints, check_workdir
@@ -20,7 +21,6 @@ from twostream.trainer.engine.errors import RunError
 from twostream.trainer.engine.runlog import setup_logging
 from twostream.trainer.engine.step import make_eval_step
 from twostream.trainer.engine.task import Task
-from twostream.trainer.runtime import dist
 from twostream.trainer.runtime.preemption import Interrupted, catch_interrupts, raise_if_interrupted
 from twostream.trainer.video import visualize
 from twostream.trainer.video.evaluate import evaluate
